@@ -1,0 +1,273 @@
+"""The sequencer: one writer thread that batches appends into durable, signed commits.
+
+``await log.append(entry)`` returns a :class:`Receipt` only after the entry's batch is
+committed (``synchronous=FULL``) together with a checkpoint signed over the new root. All
+appenders waiting at that moment share the commit and the signature (group commit), so
+throughput grows with load while latency stays near one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from .checkpoint import Checkpoint, open_checkpoint
+from .errors import EntryTooLarge, InvalidProof, LedgerError, NotFound
+from .events import MAX_ENTRY_SIZE, Event
+from .merkle import consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
+from .note import Signer, Verifier, format_note
+from .store import Frontier, LogStore
+
+__all__ = ["Log", "Receipt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that an entry is in the log: verifiable offline with the log's vkey alone."""
+
+    index: int
+    leaf_hash: bytes
+    checkpoint: bytes
+    proof: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": base64.b64encode(self.leaf_hash).decode(),
+            "checkpoint": self.checkpoint.decode(),
+            "inclusion_proof": [base64.b64encode(p).decode() for p in self.proof],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Receipt:
+        try:
+            return cls(
+                int(d["index"]),
+                base64.b64decode(d["leaf_hash"], validate=True),
+                str(d["checkpoint"]).encode(),
+                tuple(base64.b64decode(p, validate=True) for p in d["inclusion_proof"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise LedgerError("malformed receipt") from e
+
+    def verify(self, log: Verifier, entry: bytes | None = None) -> Checkpoint:
+        """Check signature, inclusion and (if given) that ``entry`` is the leaf.
+
+        Returns the verified checkpoint; raises InvalidNote, InvalidCheckpoint or InvalidProof.
+        """
+        cp = open_checkpoint(self.checkpoint, log).checkpoint
+        if entry is not None and leaf_hash(entry) != self.leaf_hash:
+            raise InvalidProof("entry does not match the receipt's leaf hash")
+        verify_inclusion(self.index, cp.size, self.leaf_hash, self.proof, cp.root)
+        return cp
+
+
+@dataclass(slots=True)
+class _Pending:
+    entry: bytes
+    done: Future[Receipt]
+
+
+_STOP = object()
+
+
+class Log:
+    """An append-only RFC 6962 log over a :class:`LogStore`, signed by ``signer``.
+
+    ``max_batch`` and ``max_wait`` bound a group commit by count and by how long the writer
+    lingers for more appends after the first one arrives (0: commit whatever is queued).
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        signer: Signer,
+        *,
+        max_batch: int = 4096,
+        max_wait: float = 0.0,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = signer.name
+        self.verifier = signer.verifier
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._frontier: Frontier = store.frontier()
+        self._latest: bytes = store.checkpoint() or b""
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+        if not self._latest:
+            # A new log signs its empty tree so that a checkpoint is always available.
+            _, _, self._latest = store.commit([], self._frontier, self._sign)
+
+    # -- signing -----------------------------------------------------------------
+    def _sign(self, size: int, root: bytes) -> bytes:
+        text = Checkpoint(self.origin, size, root).text()
+        return format_note(text, [self.signer.sign(text)])
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and close the store."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        self.store.close()
+
+    # -- reads -------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return Checkpoint.parse(self._latest.split(b"\n\n", 1)[0].decode() + "\n").size
+
+    def checkpoint(self) -> bytes:
+        """The newest signed checkpoint (a C2SP signed note)."""
+        return self._latest
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        return inclusion_proof(index, size, self.store.read_nodes)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        self._check_size(new)
+        return consistency_proof(old, new, self.store.read_nodes)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.size:
+            raise NotFound(f"size {size} is beyond the tree")
+
+    # -- appends -----------------------------------------------------------------
+    def submit(self, entry: bytes) -> Future[Receipt]:
+        """Queue an entry; the future resolves once it is durable and signed."""
+        if len(entry) > MAX_ENTRY_SIZE:
+            raise EntryTooLarge(f"entry is {len(entry)} bytes; the limit is {MAX_ENTRY_SIZE}")
+        if self._failed is not None:
+            raise LedgerError("the ledger writer has failed") from self._failed
+        if self._thread is None:
+            raise LedgerError("log is not started")
+        fut: Future[Receipt] = Future()
+        self._queue.put(_Pending(entry, fut))
+        return fut
+
+    async def append(self, entry: bytes | Event) -> Receipt:
+        """Append and wait for the receipt. Raises EntryTooLarge or LedgerError."""
+        data = entry.encode() if isinstance(entry, Event) else entry
+        return await asyncio.wrap_future(self.submit(data))
+
+    def append_sync(self, entry: bytes | Event, timeout: float | None = None) -> Receipt:
+        data = entry.encode() if isinstance(entry, Event) else entry
+        return self.submit(data).result(timeout)
+
+    # -- the writer ----------------------------------------------------------------
+    def _take_batch(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        stop = False
+        while len(batch) < self.max_batch:
+            try:
+                if self.max_wait > 0:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            assert isinstance(item, _Pending)
+            batch.append(item)
+        return batch, stop
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            assert isinstance(item, _Pending)
+            batch, stop = self._take_batch(item)
+            live = [p for p in batch if p.done.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            try:
+                self._commit(live)
+            except BaseException as e:  # every waiter must learn of the failure
+                self._failed = e
+                for p in live:
+                    p.done.set_exception(LedgerError(f"append failed: {e}"))
+                self._drain_failed()
+                return
+
+    def _drain_failed(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Pending) and item.done.set_running_or_notify_cancel():
+                item.done.set_exception(LedgerError("the ledger writer has failed"))
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        t0 = time.perf_counter()
+        old = {(lvl, idx): h for lvl, idx, h in self._frontier.nodes}
+        start, new, note = self.store.commit([p.entry for p in batch], self._frontier, self._sign)
+        self._latest = note
+        size = self._frontier.size
+        reader = _BatchReader(new, old, self.store)
+        for i, p in enumerate(batch):
+            index = start + i
+            proof = inclusion_proof(index, size, reader)
+            p.done.set_result(Receipt(index, new[(0, index)], note, tuple(proof)))
+        if self._on_commit is not None:
+            self._on_commit(len(batch), time.perf_counter() - t0)
+
+
+class _BatchReader:
+    """Serves proof nodes for a just-committed batch from memory.
+
+    Every node an inclusion proof of a new leaf needs is either created by the batch or a
+    frontier node of the tree before it (RFC 6962 siblings to the left of a new leaf are
+    maximal complete subtrees of the old tree); the store is asked only as a fallback.
+    """
+
+    def __init__(
+        self,
+        new: dict[tuple[int, int], bytes],
+        old_frontier: dict[tuple[int, int], bytes],
+        store: LogStore,
+    ) -> None:
+        self._nodes = new
+        self._store = store
+        self._frontier = old_frontier
+
+    def __call__(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
+        out: list[bytes] = []
+        missing: list[tuple[int, int]] = []
+        for n in nodes:
+            h = self._nodes.get(n) or self._frontier.get(n)
+            if h is None:
+                missing.append(n)
+            out.append(h or b"")
+        if missing:
+            fetched = iter(self._store.read_nodes(missing))
+            out = [h or next(fetched) for h in out]
+        return out
+
+
+def load_receipt(data: str | bytes) -> Receipt:
+    return Receipt.from_json(json.loads(data))

@@ -1,0 +1,251 @@
+"""Log storage: the interface every backend implements, and the embedded SQLite backend.
+
+Each commit is one transaction holding the new leaves, every complete subtree hash they
+create (all levels, so proofs and tiles are lookups, never a rehash), and the checkpoint
+signed over the new root. A crash therefore leaves either the whole batch or none of it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from .errors import LedgerError, NotFound, StoreLocked
+from .merkle import EMPTY_ROOT, fold_right, leaf_hash, node_hash, subtree_nodes
+from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
+
+__all__ = ["Frontier", "LogStore", "SQLiteStore"]
+
+_LEVEL_SHIFT = 48  # node id = level << 48 | index: 2**48 leaves is beyond any real log.
+
+
+def _node_id(level: int, index: int) -> int:
+    return (level << _LEVEL_SHIFT) | index
+
+
+class Frontier:
+    """The maximal complete subtrees of the tree: enough to append and compute roots."""
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        self.size = size
+        self.nodes: list[tuple[int, int, bytes]] = [
+            (lvl, idx, h) for (lvl, idx), h in zip(subtree_nodes(0, size), hashes, strict=True)
+        ]
+
+    def append(self, leaves: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
+        """Append leaf data; return every newly complete node ``(level, index) -> hash``."""
+        new: dict[tuple[int, int], bytes] = {}
+        nodes = self.nodes
+        index = self.size
+        for data in leaves:
+            h = leaf_hash(data)
+            level, idx = 0, index
+            new[(0, idx)] = h
+            while nodes and nodes[-1][0] == level:
+                h = node_hash(nodes.pop()[2], h)
+                level += 1
+                idx >>= 1
+                new[(level, idx)] = h
+            nodes.append((level, idx, h))
+            index += 1
+        self.size = index
+        return new
+
+    def root(self) -> bytes:
+        return fold_right([h for _, _, h in self.nodes]) if self.nodes else EMPTY_ROOT
+
+
+class LogStore(Protocol):
+    """What the sequencer and the read API need from a backend."""
+
+    def size(self) -> int: ...
+
+    def checkpoint(self) -> bytes | None:
+        """The newest signed checkpoint, or None for a log never signed."""
+
+    def read_nodes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]: ...
+
+    def read_tile(self, tile: Tile) -> bytes: ...
+
+    def read_entries(self, start: int, end: int) -> list[bytes]: ...
+
+    def commit(
+        self,
+        leaves: Sequence[bytes],
+        frontier: Frontier,
+        sign: Callable[[int, bytes], bytes],
+    ) -> tuple[int, dict[tuple[int, int], bytes], bytes]:
+        """Durably append ``leaves`` and the checkpoint ``sign(size, root)`` returns.
+
+        Returns the first new index, the new nodes and the signed checkpoint.
+        """
+
+    def frontier(self) -> Frontier: ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteStore:
+    """Embedded backend: WAL, ``synchronous=FULL``, one writer process per file.
+
+    Open with ``writer=True`` to append (takes an exclusive ``flock`` on ``<path>.lock``,
+    raising StoreLocked if another process holds it); readers need no lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, writer: bool = True) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+        if writer:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise StoreLocked(f"another process is writing {self.path}") from e
+        elif not self.path.exists():
+            raise NotFound(f"no log at {self.path}")
+        self._local = threading.local()
+        self._writer = writer
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        if writer:
+            db = self._db()
+            db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS checkpoints (
+                    size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+                """
+            )
+            self._check_consistent()
+
+    def _db(self) -> sqlite3.Connection:
+        # One connection per thread: the writer thread commits, readers read concurrently
+        # from WAL snapshots.
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self._writer:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            else:
+                uri = f"file:{self.path}?mode=ro"
+                db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 5000")
+            if self._writer:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+            self._local.db = db
+            with self._conns_lock:
+                self._conns.append(db)
+        return db
+
+    def _check_consistent(self) -> None:
+        # Leaves, nodes and checkpoint are written in one transaction, so after any crash
+        # the leaf count must equal the newest checkpoint's size.
+        size = self.size()
+        (count,) = self._db().execute("SELECT count(*) FROM leaves").fetchone()
+        if count != size:
+            raise LedgerError(f"store holds {count} leaves but its checkpoint says {size}")
+
+    def size(self) -> int:
+        row = self._db().execute("SELECT max(size) FROM checkpoints").fetchone()
+        return int(row[0] or 0)
+
+    def checkpoint(self) -> bytes | None:
+        row = self._db().execute(
+            "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def checkpoint_at(self, size: int) -> bytes | None:
+        row = self._db().execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def read_nodes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
+        ids = [_node_id(lvl, idx) for lvl, idx in nodes]
+        found: dict[int, bytes] = {}
+        db = self._db()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk))  # noqa: S608
+        try:
+            return [bytes(found[i]) for i in ids]
+        except KeyError as e:
+            raise NotFound("node is not in the tree") from e
+
+    def read_tile(self, tile: Tile) -> bytes:
+        if tile.level is None:
+            raise NotFound("not a hash tile")
+        level = tile.level * TILE_HEIGHT
+        lo = _node_id(level, tile.index * TILE_WIDTH)
+        rows = self._db().execute(
+            "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + tile.width)
+        ).fetchall()
+        if len(rows) != tile.width:
+            raise NotFound("tile is beyond the tree")
+        return b"".join(bytes(r[0]) for r in rows)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        rows = self._db().execute(
+            "SELECT data FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ).fetchall()
+        if len(rows) != end - start:
+            raise NotFound("entries beyond the tree")
+        return [bytes(r[0]) for r in rows]
+
+    def frontier(self) -> Frontier:
+        size = self.size()
+        nodes = subtree_nodes(0, size)
+        return Frontier(size, self.read_nodes(nodes) if nodes else [])
+
+    def commit(
+        self,
+        leaves: Sequence[bytes],
+        frontier: Frontier,
+        sign: Callable[[int, bytes], bytes],
+    ) -> tuple[int, dict[tuple[int, int], bytes], bytes]:
+        if self._lock_fd is None:
+            raise LedgerError("store is read-only")
+        start = frontier.size
+        saved = (frontier.size, list(frontier.nodes))
+        new = frontier.append(leaves)
+        note = sign(frontier.size, frontier.root())
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO leaves (idx, data) VALUES (?, ?)",
+                zip(range(start, start + len(leaves)), leaves, strict=True),
+            )
+            db.executemany(
+                "INSERT INTO nodes (id, hash) VALUES (?, ?)",
+                [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items()],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)", (frontier.size, note)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            frontier.size, frontier.nodes = saved
+            raise
+        return start, new, note
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for db in self._conns:
+                db.close()
+            self._conns.clear()
+        self._local = threading.local()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
