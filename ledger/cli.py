@@ -57,7 +57,9 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         if args.vkey is None:
             vkey = src.get("vkey").decode().strip()
-            print("warning: using the vkey served with the log; pin it with --vkey", file=sys.stderr)
+            print(
+                "warning: using the vkey served with the log; pin it with --vkey", file=sys.stderr
+            )
         elif Path(args.vkey).is_file():
             vkey = Path(args.vkey).read_text().strip()
         else:

@@ -105,6 +105,7 @@ class Log:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._frontier: Frontier = store.frontier()
         self._latest: bytes = store.checkpoint() or b""
+        self._size = self._frontier.size
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
         if not self._latest:
@@ -133,7 +134,14 @@ class Log:
     # -- reads -------------------------------------------------------------------
     @property
     def size(self) -> int:
-        return Checkpoint.parse(self._latest.split(b"\n\n", 1)[0].decode() + "\n").size
+        """Entries covered by the newest signed checkpoint."""
+        return self._size
+
+    @property
+    def healthy(self) -> bool:
+        """True while the writer runs and no commit has failed."""
+        t = self._thread
+        return t is not None and t.is_alive() and self._failed is None
 
     def checkpoint(self) -> bytes:
         """The newest signed checkpoint (a C2SP signed note)."""
@@ -227,7 +235,7 @@ class Log:
         old = {(lvl, idx): h for lvl, idx, h in self._frontier.nodes}
         start, new, note = self.store.commit([p.entry for p in batch], self._frontier, self._sign)
         self._latest = note
-        size = self._frontier.size
+        size = self._size = self._frontier.size
         reader = _BatchReader(new, old, self.store)
         for i, p in enumerate(batch):
             index = start + i

@@ -229,8 +229,11 @@ def verify_consistency(
     """
     if not 0 <= old <= new:
         raise InvalidProof(f"size {old} cannot precede size {new}")
-    _check(old_root, "old root")
-    _check(new_root, "new root")
+    # RFC 9162 2.1.1 defines the empty tree's root: a claimed root for size 0 must be it.
+    if old == 0 and old_root != EMPTY_ROOT:
+        raise InvalidProof("the root of the empty tree is SHA-256 of the empty string")
+    # Equal sizes compare the roots as given (the transparency-dev vectors require this
+    # even for values that are not 32 bytes); every other path checks hash lengths.
     if old == new:
         if proof:
             raise InvalidProof("proof between equal sizes must be empty")
@@ -238,11 +241,16 @@ def verify_consistency(
             raise InvalidProof("equal sizes with different roots")
         return
     if old == 0:
+        # Every tree extends the empty tree: the proof is empty (the new root is still
+        # checked for form, since the caller will go on to trust it).
         if proof:
             raise InvalidProof("proof from the empty tree must be empty")
+        _check(new_root, "new root")
         return
     if not proof:
         raise InvalidProof("empty consistency proof")
+    _check(old_root, "old root")
+    _check(new_root, "new root")
     for p in proof:
         _check(p, "proof node")
     path = list(proof)

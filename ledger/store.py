@@ -159,9 +159,9 @@ class SQLiteStore:
         return int(row[0] or 0)
 
     def checkpoint(self) -> bytes | None:
-        row = self._db().execute(
-            "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
+        row = (
+            self._db().execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def checkpoint_at(self, size: int) -> bytes | None:
@@ -186,17 +186,25 @@ class SQLiteStore:
             raise NotFound("not a hash tile")
         level = tile.level * TILE_HEIGHT
         lo = _node_id(level, tile.index * TILE_WIDTH)
-        rows = self._db().execute(
-            "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + tile.width)
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + tile.width)
+            )
+            .fetchall()
+        )
         if len(rows) != tile.width:
             raise NotFound("tile is beyond the tree")
         return b"".join(bytes(r[0]) for r in rows)
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
-        rows = self._db().execute(
-            "SELECT data FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT data FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+            )
+            .fetchall()
+        )
         if len(rows) != end - start:
             raise NotFound("entries beyond the tree")
         return [bytes(r[0]) for r in rows]
@@ -230,7 +238,8 @@ class SQLiteStore:
                 [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items()],
             )
             db.execute(
-                "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)", (frontier.size, note)
+                "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)",
+                (frontier.size, note),
             )
             db.execute("COMMIT")
         except BaseException:

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Protocol
 
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import InvalidNote, InvalidCheckpoint, InvalidProof, InvalidTile, LedgerError, NotFound
-from .errors import VerificationFailed
+from .errors import (
+    InvalidCheckpoint,
+    InvalidNote,
+    InvalidProof,
+    InvalidTile,
+    LedgerError,
+    NotFound,
+    VerificationFailed,
+)
 from .merkle import EMPTY_ROOT, fold_right, subtree_nodes, verify_consistency
 from .note import Verifier
 from .tiles import (
@@ -97,7 +104,9 @@ def _full_root(hashes: list[bytes]) -> bytes:
     """Root of a complete subtree given its 2**k bottom hashes."""
     sha = hashlib.sha256
     while len(hashes) > 1:
-        hashes = [sha(b"\x01" + a + b).digest() for a, b in zip(hashes[::2], hashes[1::2])]
+        hashes = [
+            sha(b"\x01" + a + b).digest() for a, b in zip(hashes[::2], hashes[1::2], strict=True)
+        ]
     return hashes[0]
 
 

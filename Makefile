@@ -1,0 +1,36 @@
+# telegate's front door. Every target works from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint pytest bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+## Run the gateway on embedded SQLite under ./data (keys are generated on first start).
+run: $(STAMP)
+	$(BIN)/telegate keys init --data-dir data
+	$(BIN)/telegate serve --data-dir data
+
+## Lint, type-check, then run every test.
+test: lint pytest
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+lint: $(STAMP)
+	$(BIN)/ruff check ledger gateway tests bench
+	$(BIN)/ruff format --check ledger gateway tests bench
+	$(BIN)/mypy --strict ledger gateway
+
+## Side-by-side benchmarks (quick mode; see bench/README.md for the full run).
+bench: $(STAMP)
+	$(BIN)/python bench/ledger.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

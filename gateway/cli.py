@@ -1,0 +1,126 @@
+"""``telegate``: serve the gateway, manage keys, export and verify the ledger.
+
+A thin shell over library functions; every failure ends in a one-line ``error:`` message and
+a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ledger.cli import add_verify_arguments, run_verify
+from ledger.errors import LedgerError
+from ledger.export import export_log
+from ledger.store import SQLiteStore
+
+from . import __version__
+from .config import Config
+from .errors import GatewayError
+from .ledger_keys import init_log_key, load_log_key
+
+__all__ = ["main"]
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config.load(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+    from .observability import configure_logging
+
+    config = _config(args)
+    configure_logging(config.log_level)
+    init_log_key(config.key_dir, config.log_origin)
+    print(f"telegate {__version__} on http://{config.host}:{config.port}/ (data: {config.data_dir})")
+    web.run_app(
+        create_app(config), host=config.host, port=config.port, access_log=None, print=None
+    )
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.action == "init":
+        signer, created = init_log_key(config.key_dir, config.log_origin)
+        state = "created" if created else "exists"
+        print(f"log key {state}: {config.key_dir / 'log.skey'}", file=sys.stderr)
+    else:
+        signer = load_log_key(config.key_dir, config.log_origin)
+    print(signer.vkey)
+    return 0
+
+
+def cmd_ledger_export(args: argparse.Namespace) -> int:
+    config = _config(args)
+    signer = load_log_key(config.key_dir, config.log_origin)
+    # A reader needs no writer lock, so this works while the gateway runs.
+    store = SQLiteStore(config.db_path, writer=False)
+    try:
+        out = Path(args.dir)
+        cp = export_log(store, out)
+    finally:
+        store.close()
+    (out / "vkey").write_text(signer.vkey + "\n")
+    print(f"exported {cp.size} entries of {cp.origin} to {out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="telegate", description=__doc__)
+    p.add_argument("--version", action="version", version=f"telegate {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", type=Path, help="data directory (TELEGATE_DATA_DIR)")
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--host", help="listen address (TELEGATE_HOST)")
+    s.add_argument("--port", type=int, help="listen port (TELEGATE_PORT)")
+    data_dir(s)
+    s.set_defaults(func=cmd_serve)
+
+    k = sub.add_parser("keys", help="create or show the log signing key")
+    k.add_argument("action", choices=["init", "show"])
+    data_dir(k)
+    k.set_defaults(func=cmd_keys)
+
+    led = sub.add_parser("ledger", help="ledger maintenance")
+    lsub = led.add_subparsers(dest="ledger_command", required=True)
+    e = lsub.add_parser("export", help="write a static C2SP tlog-tiles tree")
+    e.add_argument("dir", help="output directory")
+    data_dir(e)
+    e.set_defaults(func=cmd_ledger_export)
+
+    v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
+    add_verify_arguments(v)
+    v.set_defaults(func=run_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+    except (GatewayError, LedgerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""One error root for the gateway, and the middleware that renders every error as
+RFC 9457 problem+json. Handlers raise; only this module decides what the client sees."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ledger.errors import (
+    EntryTooLarge,
+    InvalidCheckpoint,
+    InvalidNote,
+    InvalidProof,
+    InvalidTile,
+    LedgerError,
+)
+from ledger.errors import NotFound as LedgerNotFound
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "GatewayError",
+    "NotFound",
+    "problem_middleware",
+    "problem_response",
+]
+
+PROBLEM_BASE = "https://telegate.dev/problems/"
+log = logging.getLogger("telegate.errors")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GatewayError(Exception):
+    """Root of every gateway error. ``slug`` names the problem type."""
+
+    status = 500
+    slug = "internal-error"
+    title = "Internal server error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extra = extra
+
+
+class ConfigError(GatewayError):
+    slug = "invalid-config"
+    title = "Invalid configuration"
+
+
+class BadRequest(GatewayError):
+    status = 400
+    slug = "bad-request"
+    title = "Malformed request"
+
+
+class NotFound(GatewayError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class Unavailable(GatewayError):
+    status = 503
+    slug = "unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int, slug: str, title: str, detail: str | None = None, **extra: Any
+) -> web.Response:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+_LEDGER_MAP: tuple[tuple[type[LedgerError], type[GatewayError]], ...] = (
+    (LedgerNotFound, NotFound),
+    (EntryTooLarge, PayloadTooLarge),
+    (InvalidTile, BadRequest),
+    (InvalidProof, BadRequest),
+    (InvalidNote, BadRequest),
+    (InvalidCheckpoint, BadRequest),
+)
+
+_HTTP_SLUGS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body too large"),
+}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render GatewayError, ledger errors and aiohttp's own HTTP errors as problem+json."""
+    try:
+        return await handler(request)
+    except GatewayError as e:
+        return problem_response(e.status, e.slug, e.title, e.detail, **e.extra)
+    except LedgerError as e:
+        for src, dst in _LEDGER_MAP:
+            if isinstance(e, src):
+                return problem_response(dst.status, dst.slug, dst.title, str(e))
+        log.exception("ledger error")
+        return problem_response(500, "internal-error", "Internal server error")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        slug, title = _HTTP_SLUGS.get(e.status, ("http-error", e.reason))
+        resp = problem_response(e.status, slug, title)
+        if e.status == 405 and "Allow" in e.headers:
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp
+    except Exception:
+        # Never leak internals (or PHI in an exception message) to the client.
+        log.exception("unhandled error")
+        return problem_response(500, "internal-error", "Internal server error")
