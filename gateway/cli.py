@@ -41,7 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.log_level)
     init_log_key(config.key_dir, config.log_origin)
-    print(f"telegate {__version__} on http://{config.host}:{config.port}/ (data: {config.data_dir})")
+    url = f"http://{config.host}:{config.port}/"
+    print(f"telegate {__version__} on {url} (data: {config.data_dir})")
     web.run_app(
         create_app(config), host=config.host, port=config.port, access_log=None, print=None
     )

@@ -152,9 +152,8 @@ def verify_log(
         t, r = divmod(lvl, TILE_HEIGHT)
         nodes.append(_full_root(levels[t][idx << r : (idx + 1) << r]))
     if fold_right(nodes) != cp.root:
-        top = max(range(len(levels)), key=lambda t: t)
-        edge = [tile.path for tile in tiles_for_size(size, top)][-1]
-        raise VerificationFailed(edge, "hash tiles do not lead to the checkpoint root")
+        # The right edge is covered only by the root; find the culprit from the entries.
+        raise _locate_edge_fault(src, size, levels)
 
     # 2. Every full tile against the hash its parent level holds for it, top-down.
     for t in range(len(levels) - 2, -1, -1):
@@ -183,6 +182,34 @@ def verify_log(
         if progress is not None:
             progress(done, size)
     return cp
+
+
+def _entry_hashes(src: TileSource, size: int) -> list[bytes]:
+    sha = hashlib.sha256
+    out: list[bytes] = []
+    for tile in tiles_for_size(size, None):
+        try:
+            entries = decode_entry_bundle(src.get(tile.path), tile.width)
+        except LedgerError as e:
+            raise VerificationFailed(tile.path, str(e)) from e
+        out += [sha(b"\x00" + e).digest() for e in entries]
+    return out
+
+
+def _locate_edge_fault(src: TileSource, size: int, levels: list[list[bytes]]) -> VerificationFailed:
+    """The tiles disagree with the signed root: recompute every level from the entries and
+    name the first tile that differs, or the checkpoint if the data is self-consistent."""
+    want = _entry_hashes(src, size)
+    for t, got in enumerate(levels):
+        for tile in tiles_for_size(size, t):
+            lo = tile.index * TILE_WIDTH
+            if got[lo : lo + tile.width] != want[lo : lo + tile.width]:
+                return VerificationFailed(tile.path, "does not match the log's entries")
+        want = [
+            _full_root(want[i : i + TILE_WIDTH])
+            for i in range(0, len(want) - TILE_WIDTH + 1, TILE_WIDTH)
+        ]
+    return VerificationFailed("checkpoint", "root does not match the log's tiles and entries")
 
 
 def verify_checkpoint_consistency(
