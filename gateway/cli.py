@@ -43,9 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     init_log_key(config.key_dir, config.log_origin)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
-    web.run_app(
-        create_app(config), host=config.host, port=config.port, access_log=None, print=None
-    )
+    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
     return 0
 
 

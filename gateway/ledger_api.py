@@ -29,7 +29,7 @@ def _b64(b: bytes) -> str:
 
 
 def _int(value: str | None, name: str, default: int | None = None) -> int:
-    if value is None or value == "":
+    if value is None:
         if default is None:
             raise BadRequest(f"query parameter {name!r} is required")
         return default

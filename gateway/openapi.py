@@ -30,6 +30,7 @@ def _text(desc: str) -> dict[str, Any]:
 
 
 B64 = {"type": "string", "contentEncoding": "base64"}
+TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
 UINT = {"type": "string", "pattern": "^[0-9]{1,19}$"}
 
 
@@ -95,8 +96,11 @@ SPEC: dict[str, Any] = {
                         "name": "path",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string"},
-                        "description": "tile path below /ledger/tile/ (may contain '/')",
+                        "schema": {
+                            "type": "string",
+                            "pattern": TILE_PATH,
+                        },
+                        "description": "tile path below /ledger/tile/ (contains '/')",
                     }
                 ],
                 "responses": {

@@ -1,0 +1,91 @@
+"""A real gateway on a real SQLite file under tmp_path, driven through aiohttp's test client."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.config import Config
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(data_dir=tmp_path / "data", log_origin="test.example/telegate/log")
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, config: Config) -> TestClient[Any, Any]:
+    c: TestClient[Any, Any] = await aiohttp_client(create_app(config))
+    return c
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveGateway:
+    """``telegate serve`` in a real subprocess on a free loopback port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / "gateway.log"
+        self._log = self.log_path.open("wb")
+        cli = [sys.executable, "-m", "gateway.cli", "serve"]
+        self.proc = subprocess.Popen(
+            [*cli, "--port", str(self.port), "--data-dir", str(data_dir)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TELEGATE_LOG_ORIGIN": "live.example/telegate/log"},
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway not ready: {self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(30)
+        self._log.close()
+        return rc
+
+
+@pytest.fixture
+def live_gateway(tmp_path: Path) -> Any:
+    gw = LiveGateway(tmp_path / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
