@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import logging
 import queue
 import threading
 import time
@@ -22,11 +24,19 @@ from typing import Any
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import EntryTooLarge, InvalidProof, LedgerError, NotFound
 from .events import MAX_ENTRY_SIZE, Event
-from .merkle import consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
+from .merkle import (
+    consistency_proof,
+    inclusion_proof,
+    inclusion_proofs,
+    leaf_hash,
+    verify_inclusion,
+)
 from .note import Signer, Verifier, format_note
 from .store import Frontier, LogStore
 
 __all__ = ["Log", "Receipt"]
+
+_log = logging.getLogger("ledger.writer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +82,22 @@ class Receipt:
 
 @dataclass(slots=True)
 class _Pending:
+    """A queued entry and who waits for it: a thread (``future``) or a task (``loop``)."""
+
     entry: bytes
-    done: Future[Receipt]
+    future: Future[Receipt] | asyncio.Future[Receipt]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _deliver(results: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:
+    # Runs on the appenders' event loop: one wake-up per commit, not one per append.
+    for fut, result in results:
+        if fut.done():  # the appender was cancelled; its entry is in the log regardless
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 _STOP = object()
@@ -160,32 +184,41 @@ class Log:
             raise NotFound(f"size {size} is beyond the tree")
 
     # -- appends -----------------------------------------------------------------
-    def submit(self, entry: bytes) -> Future[Receipt]:
-        """Queue an entry; the future resolves once it is durable and signed."""
+    def _check_entry(self, entry: bytes) -> None:
         if len(entry) > MAX_ENTRY_SIZE:
             raise EntryTooLarge(f"entry is {len(entry)} bytes; the limit is {MAX_ENTRY_SIZE}")
         if self._failed is not None:
             raise LedgerError("the ledger writer has failed") from self._failed
         if self._thread is None:
             raise LedgerError("log is not started")
+
+    def submit(self, entry: bytes) -> Future[Receipt]:
+        """Queue an entry; the future resolves once it is durable and signed."""
+        self._check_entry(entry)
         fut: Future[Receipt] = Future()
         self._queue.put(_Pending(entry, fut))
         return fut
 
     async def append(self, entry: bytes | Event) -> Receipt:
-        """Append and wait for the receipt. Raises EntryTooLarge or LedgerError."""
+        """Append and wait for the receipt. Raises EntryTooLarge or LedgerError.
+
+        Cancelling the wait does not withdraw the entry: once queued it will be committed.
+        """
         data = entry.encode() if isinstance(entry, Event) else entry
-        return await asyncio.wrap_future(self.submit(data))
+        self._check_entry(data)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Receipt] = loop.create_future()
+        self._queue.put(_Pending(data, fut, loop))
+        return await fut
 
     def append_sync(self, entry: bytes | Event, timeout: float | None = None) -> Receipt:
         data = entry.encode() if isinstance(entry, Event) else entry
         return self.submit(data).result(timeout)
 
     # -- the writer ----------------------------------------------------------------
-    def _take_batch(self, first: _Pending) -> tuple[list[_Pending], bool]:
-        batch = [first]
+    def _take_batch(self, batch: list[_Pending]) -> bool:
+        """Add queued entries to ``batch`` (bounded by count and time); True on stop."""
         deadline = time.monotonic() + self.max_wait
-        stop = False
         while len(batch) < self.max_batch:
             try:
                 if self.max_wait > 0:
@@ -193,56 +226,80 @@ class Log:
                 else:
                     item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return False
             if item is _STOP:
-                stop = True
-                break
+                return True
             assert isinstance(item, _Pending)
             batch.append(item)
-        return batch, stop
+        return False
 
     def _run(self) -> None:
         stop = False
         while not stop:
             item = self._queue.get()
             if item is _STOP:
-                break
+                return
             assert isinstance(item, _Pending)
-            batch, stop = self._take_batch(item)
-            live = [p for p in batch if p.done.set_running_or_notify_cancel()]
-            if not live:
-                continue
+            batch = [item]
             try:
-                self._commit(live)
-            except BaseException as e:  # every waiter must learn of the failure
+                stop = self._take_batch(batch)
+                results: list[Receipt | BaseException] = list(self._commit(batch))
+            except BaseException as e:
+                # Whatever failed (the store, or a bug here), no appender may wait forever:
+                # fail this batch and everything queued behind it, and refuse new appends.
+                _log.error("ledger writer failed: %s", type(e).__name__, exc_info=e)
                 self._failed = e
-                for p in live:
-                    p.done.set_exception(LedgerError(f"append failed: {e}"))
+                self._resolve(batch, [LedgerError(f"append failed: {e}")] * len(batch))
                 self._drain_failed()
                 return
+            self._resolve(batch, results)
+
+    @staticmethod
+    def _resolve(batch: Sequence[_Pending], results: Sequence[Receipt | BaseException]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for p, r in zip(batch, results, strict=True):
+            if p.loop is not None:
+                by_loop.setdefault(p.loop, []).append((p.future, r))
+            else:
+                fut = p.future
+                assert isinstance(fut, Future)
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                if isinstance(r, BaseException):
+                    fut.set_exception(r)
+                else:
+                    fut.set_result(r)
+        for loop, items in by_loop.items():
+            # RuntimeError: that loop is closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, items)
 
     def _drain_failed(self) -> None:
+        pending: list[_Pending] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(item, _Pending) and item.done.set_running_or_notify_cancel():
-                item.done.set_exception(LedgerError("the ledger writer has failed"))
+                break
+            if isinstance(item, _Pending):
+                pending.append(item)
+        self._resolve(pending, [LedgerError("the ledger writer has failed")] * len(pending))
 
-    def _commit(self, batch: Sequence[_Pending]) -> None:
+    def _commit(self, batch: Sequence[_Pending]) -> list[Receipt]:
         t0 = time.perf_counter()
         old = {(lvl, idx): h for lvl, idx, h in self._frontier.nodes}
         start, new, note = self.store.commit([p.entry for p in batch], self._frontier, self._sign)
         self._latest = note
         size = self._size = self._frontier.size
         reader = _BatchReader(new, old, self.store)
-        for i, p in enumerate(batch):
-            index = start + i
-            proof = inclusion_proof(index, size, reader)
-            p.done.set_result(Receipt(index, new[(0, index)], note, tuple(proof)))
+        indices = range(start, start + len(batch))
+        proofs = inclusion_proofs(start, start + len(batch), size, reader)
+        receipts = [
+            Receipt(i, new[(0, i)], note, tuple(p)) for i, p in zip(indices, proofs, strict=True)
+        ]
         if self._on_commit is not None:
             self._on_commit(len(batch), time.perf_counter() - t0)
+        return receipts
 
 
 class _BatchReader:

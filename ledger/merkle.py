@@ -19,6 +19,7 @@ __all__ = [
     "NodeReader",
     "consistency_proof",
     "inclusion_proof",
+    "inclusion_proofs",
     "leaf_hash",
     "node_hash",
     "root_from_inclusion",
@@ -143,6 +144,53 @@ def inclusion_proof(index: int, size: int, read: NodeReader) -> list[bytes]:
     if not 0 <= index < size:
         raise InvalidProof(f"index {index} is not in a tree of size {size}")
     return _ranges_hash(_inclusion_ranges(index, 0, size), read)
+
+
+def inclusion_proofs(start: int, end: int, size: int, read: NodeReader) -> list[list[bytes]]:
+    """Audit paths of leaves ``start..end-1`` in one tree (the leaves of one group commit).
+
+    One walk down the RFC 9162 2.1.3.1 recursion visits each subtree that holds a wanted
+    leaf once, so shared upper siblings are hashed once rather than once per leaf.
+    """
+    if not 0 <= start <= end <= size:
+        raise InvalidProof(f"leaves {start}..{end} are not in a tree of size {size}")
+    if start == end:
+        return []
+    # Pass 1: the sibling range of every visited subtree, in visiting order.
+    sibling_ranges: list[tuple[int, int]] = []
+    todo = [(0, size)]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo == 1:
+            continue
+        mid = lo + _split(hi - lo)
+        if mid < end and hi > start:
+            todo.append((mid, hi))
+            sibling_ranges.append((lo, mid))
+        if lo < end and mid > start:
+            todo.append((lo, mid))
+            sibling_ranges.append((mid, hi))
+    hashed = dict(zip(sibling_ranges, _ranges_hash(sibling_ranges, read), strict=True))
+    # Pass 2: depth-first, left to right, carrying the path of siblings from the root.
+    out: list[list[bytes]] = []
+    path: list[bytes] = []
+
+    def walk(lo: int, hi: int) -> None:
+        if hi - lo == 1:
+            out.append(path[::-1])
+            return
+        mid = lo + _split(hi - lo)
+        if lo < end and mid > start:
+            path.append(hashed[(mid, hi)])
+            walk(lo, mid)
+            path.pop()
+        if mid < end and hi > start:
+            path.append(hashed[(lo, mid)])
+            walk(mid, hi)
+            path.pop()
+
+    walk(0, size)
+    return out
 
 
 def _consistency_ranges(m: int, lo: int, hi: int) -> list[tuple[int, int]]:

@@ -157,3 +157,22 @@ def test_writer_failure_reaches_every_waiter(tmp_path: Path, signer: Signer) -> 
     with pytest.raises(LedgerError, match="failed"):
         lg.submit(b"after")
     lg.close()
+
+
+def test_a_writer_bug_fails_waiters_instead_of_hanging(
+    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+
+    def broken(self: Log, batch: object) -> bool:
+        raise KeyError("a bug outside the commit")
+
+    monkeypatch.setattr(Log, "_take_batch", broken)
+    lg.start()
+    fut = lg.submit(b"x")
+    with pytest.raises(LedgerError, match="append failed"):
+        fut.result(timeout=10)
+    with pytest.raises(LedgerError, match="writer has failed"):
+        lg.submit(b"y")
+    assert not lg.healthy
+    lg.close()

@@ -13,6 +13,7 @@ from ledger.merkle import (
     EMPTY_ROOT,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     leaf_hash,
     node_hash,
     root_of,
@@ -158,3 +159,17 @@ def test_index_out_of_range() -> None:
 def test_consistency_from_zero_is_empty_and_valid() -> None:
     assert consistency_proof(0, 10, reader(10)) == []
     verify_consistency(0, 10, EMPTY_ROOT, tree_hash(10, reader(10)), [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), size=sizes)
+def test_batch_proofs_equal_single_proofs(data: st.DataObject, size: int) -> None:
+    start = data.draw(st.integers(0, size - 1))
+    end = data.draw(st.integers(start, min(size, start + 300)))
+    got = inclusion_proofs(start, end, size, reader(size))
+    assert got == [inclusion_proof(i, size, reader(size)) for i in range(start, end)]
+
+
+def test_batch_proofs_reject_ranges_outside_the_tree() -> None:
+    with pytest.raises(InvalidProof):
+        inclusion_proofs(3, 6, 5, reader(5))
