@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: the verifier's worker processes re-import the main module.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,24 +9,25 @@ against its parent's hash, then every entry bundle against the level-0 tiles.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import (
-    InvalidCheckpoint,
-    InvalidNote,
     InvalidProof,
     InvalidTile,
     LedgerError,
     NotFound,
     VerificationFailed,
 )
-from .merkle import EMPTY_ROOT, fold_right, subtree_nodes, verify_consistency
+from .merkle import EMPTY_ROOT, HASH_SIZE, fold_right, subtree_nodes, verify_consistency
 from .note import Verifier
 from .tiles import (
     TILE_HEIGHT,
@@ -113,11 +114,88 @@ def _full_root(hashes: list[bytes]) -> bytes:
 def _load_level(src: TileSource, size: int, level: int) -> list[bytes]:
     hashes: list[bytes] = []
     for tile in tiles_for_size(size, level):
-        try:
-            hashes += split_hashes(src.get(tile.path), tile.width)
-        except LedgerError as e:
-            raise VerificationFailed(tile.path, str(e)) from e
+        hashes += _read_hashes(src, tile)
     return hashes
+
+
+def _read_hashes(src: TileSource, tile: Tile) -> list[bytes]:
+    try:
+        return split_hashes(src.get(tile.path), tile.width)
+    except LedgerError as e:
+        raise VerificationFailed(tile.path, str(e)) from e
+
+
+@dataclass(frozen=True, slots=True)
+class _BundleResult:
+    """What a worker learnt about one level-0 tile and its entry bundle."""
+
+    index: int
+    tile_root: bytes | None  # 8-level root of a full tile's hashes; None if partial
+    tile_error: str | None  # tile/0/N unreadable or malformed
+    bad_entry: int | None  # first entry (absolute index) whose hash differs from the tile
+    bundle_error: str | None  # bundle unreadable or malformed
+
+
+def _check_bundles(src: TileSource, size: int, first: int, last: int) -> list[_BundleResult]:
+    """Check level-0 tiles ``first..last-1`` against their entry bundles (runs in a worker)."""
+    sha = hashlib.sha256
+    out: list[_BundleResult] = []
+    count = size
+    for n in range(first, last):
+        width = min(TILE_WIDTH, count - n * TILE_WIDTH)
+        tile, bundle = Tile(0, n, width), Tile(None, n, width)
+        try:
+            hashes = src.get(tile.path)
+            if len(hashes) != width * HASH_SIZE:
+                raise InvalidTile(f"hash tile is {len(hashes)} bytes, want {width * HASH_SIZE}")
+        except LedgerError as e:
+            out.append(_BundleResult(n, None, str(e), None, None))
+            continue
+        root = None
+        if width == TILE_WIDTH:
+            root = _full_root(split_hashes(hashes, width))
+        try:
+            entries = decode_entry_bundle(src.get(bundle.path), width)
+        except LedgerError as e:
+            out.append(_BundleResult(n, root, None, None, str(e)))
+            continue
+        got = b"".join([sha(b"\x00" + e).digest() for e in entries])
+        bad = None
+        if got != hashes:
+            k = next(
+                i for i in range(width) if got[i * 32 : i * 32 + 32] != hashes[i * 32 : i * 32 + 32]
+            )
+            bad = n * TILE_WIDTH + k
+        out.append(_BundleResult(n, root, None, bad, None))
+    return out
+
+
+_CHUNK = 32  # level-0 tiles per worker task: 8192 entries
+
+
+def _bundle_results(
+    src: TileSource, size: int, workers: int, progress: Progress | None
+) -> list[_BundleResult]:
+    count = -(-size // TILE_WIDTH)
+    chunks = [(i, min(count, i + _CHUNK)) for i in range(0, count, _CHUNK)]
+    results: list[_BundleResult] = []
+
+    def collect(part: list[_BundleResult]) -> None:
+        results.extend(part)
+        if progress is not None:
+            progress(min(size, results[-1].index * TILE_WIDTH + TILE_WIDTH), size)
+
+    if workers <= 1 or len(chunks) < 2:
+        for lo, hi in chunks:
+            collect(_check_bundles(src, size, lo, hi))
+        return results
+    # spawn, not fork: the caller may have threads (a server, a test runner).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_check_bundles, src, size, lo, hi) for lo, hi in chunks]
+        for f in futures:
+            collect(f.result())
+    return results
 
 
 def verify_log(
@@ -126,17 +204,18 @@ def verify_log(
     *,
     origin: str | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> Checkpoint:
     """Verify a whole log: checkpoint signature, every hash tile and every entry.
 
-    Returns the verified checkpoint. Raises VerificationFailed naming the first bad object
-    (``checkpoint``, ``tile/L/N``, or ``entry I``). ``progress(done, total)`` is called as
-    entries are checked.
+    Returns the verified checkpoint. Raises VerificationFailed naming the first bad object,
+    top-down: ``checkpoint``, then ``tile/L/N`` (higher levels first), then ``entry I``.
+    ``progress(done, total)`` is called as entries are checked. With ``workers > 1`` that
+    many spawned processes hash the entries; as with any ``multiprocessing`` use, a script
+    calling this must guard its entry point with ``if __name__ == "__main__":``.
     """
     try:
         cp = open_checkpoint(src.get("checkpoint"), log, origin=origin).checkpoint
-    except (InvalidNote, InvalidCheckpoint, NotFound) as e:
-        raise VerificationFailed("checkpoint", str(e)) from e
     except LedgerError as e:
         raise VerificationFailed("checkpoint", str(e)) from e
     size = cp.size
@@ -144,43 +223,49 @@ def verify_log(
         if cp.root != EMPTY_ROOT:
             raise VerificationFailed("checkpoint", "empty tree with a non-empty root")
         return cp
-    levels = [_load_level(src, size, t) for t in range(tile_levels(size))]
+    # Levels 1 and up are small (1/256 of the entries); level 0 is read by the workers,
+    # except its partial tile, which only the root covers.
+    nlevels = tile_levels(size)
+    upper: list[list[bytes]] = [[], *(_load_level(src, size, t) for t in range(1, nlevels))]
+    full0, rest0 = divmod(size, TILE_WIDTH)
+    edge0 = _read_hashes(src, Tile(0, full0, rest0)) if rest0 else []
+    full0 *= TILE_WIDTH
 
     # 1. The signed root, from the right edge of every level (partial tiles and the top).
     nodes = []
     for lvl, idx in subtree_nodes(0, size):
         t, r = divmod(lvl, TILE_HEIGHT)
-        nodes.append(_full_root(levels[t][idx << r : (idx + 1) << r]))
+        lo, hi = idx << r, (idx + 1) << r
+        nodes.append(_full_root(edge0[lo - full0 : hi - full0] if t == 0 else upper[t][lo:hi]))
     if fold_right(nodes) != cp.root:
         # The right edge is covered only by the root; find the culprit from the entries.
-        raise _locate_edge_fault(src, size, levels)
+        raise _locate_edge_fault(src, size)
 
-    # 2. Every full tile against the hash its parent level holds for it, top-down.
-    for t in range(len(levels) - 2, -1, -1):
-        below, above = levels[t], levels[t + 1]
+    # 2. Every full tile of level 1 and up against the hash its parent level holds for it.
+    for t in range(nlevels - 2, 0, -1):
+        below, above = upper[t], upper[t + 1]
         for j, want in enumerate(above):
             if _full_root(below[j * TILE_WIDTH : (j + 1) * TILE_WIDTH]) != want:
                 raise VerificationFailed(Tile(t, j).path, "does not match its parent tile")
 
-    # 3. Every entry against the level-0 hash of its leaf.
-    leaves = levels[0]
-    sha = hashlib.sha256
-    done = 0
-    for tile in tiles_for_size(size, None):
-        try:
-            entries = decode_entry_bundle(src.get(tile.path), tile.width)
-        except LedgerError as e:
-            raise VerificationFailed(tile.path, str(e)) from e
-        base = tile.index * TILE_WIDTH
-        got = [sha(b"\x00" + e).digest() for e in entries]
-        if got != leaves[base : base + tile.width]:
-            k = next(i for i, h in enumerate(got) if h != leaves[base + i])
+    # 3. Level-0 tiles against level 1, then every entry against its leaf hash.
+    results = _bundle_results(src, size, workers, progress)
+    for res in results:
+        width = min(TILE_WIDTH, size - res.index * TILE_WIDTH)
+        path = Tile(0, res.index, width).path
+        if res.tile_error is not None:
+            raise VerificationFailed(path, res.tile_error)
+        if res.tile_root is not None and res.tile_root != upper[1][res.index]:
+            raise VerificationFailed(path, "does not match its parent tile")
+    for res in results:
+        width = min(TILE_WIDTH, size - res.index * TILE_WIDTH)
+        bundle = Tile(None, res.index, width).path
+        if res.bundle_error is not None:
+            raise VerificationFailed(bundle, res.bundle_error)
+        if res.bad_entry is not None:
             raise VerificationFailed(
-                f"entry {base + k}", f"in {tile.path} does not match its leaf hash"
+                f"entry {res.bad_entry}", f"in {bundle} does not match its leaf hash"
             )
-        done += tile.width
-        if progress is not None:
-            progress(done, size)
     return cp
 
 
@@ -196,9 +281,10 @@ def _entry_hashes(src: TileSource, size: int) -> list[bytes]:
     return out
 
 
-def _locate_edge_fault(src: TileSource, size: int, levels: list[list[bytes]]) -> VerificationFailed:
+def _locate_edge_fault(src: TileSource, size: int) -> VerificationFailed:
     """The tiles disagree with the signed root: recompute every level from the entries and
     name the first tile that differs, or the checkpoint if the data is self-consistent."""
+    levels = [_load_level(src, size, t) for t in range(tile_levels(size))]
     want = _entry_hashes(src, size)
     for t, got in enumerate(levels):
         for tile in tiles_for_size(size, t):

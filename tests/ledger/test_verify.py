@@ -49,10 +49,13 @@ def _flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(b))
 
 
-def test_whole_log_verifies(exported: tuple[Path, Signer, Log]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_whole_log_verifies(exported: tuple[Path, Signer, Log], workers: int) -> None:
     out, signer, _ = exported
     seen: list[int] = []
-    cp = verify_log(DirSource(out), signer.verifier, progress=lambda d, t: seen.append(d))
+    cp = verify_log(
+        DirSource(out), signer.verifier, progress=lambda d, t: seen.append(d), workers=workers
+    )
     assert cp.size == SIZE
     assert seen[-1] == SIZE
 
@@ -77,6 +80,24 @@ def test_tampering_names_the_first_bad_object(
     with pytest.raises(VerificationFailed) as e:
         verify_log(DirSource(copy), signer.verifier)
     assert e.value.where == where
+
+
+def test_worker_processes_name_the_same_first_bad_object(
+    exported: tuple[Path, Signer, Log], copy: Path
+) -> None:
+    _, signer, _ = exported
+    _flip(copy / "tile/entries/100", 3)
+    _flip(copy / "tile/entries/200", 3)
+    _flip(copy / "tile/0/150", 3)
+    for workers in (1, 2):
+        with pytest.raises(VerificationFailed) as e:
+            verify_log(DirSource(copy), signer.verifier, workers=workers)
+        assert e.value.where == "tile/0/150"
+    (copy / "tile/0/150").unlink()
+    shutil.copy(exported[0] / "tile/0/150", copy / "tile/0/150")
+    with pytest.raises(VerificationFailed) as e:
+        verify_log(DirSource(copy), signer.verifier, workers=2)
+    assert e.value.where == "entry 25600"
 
 
 def test_missing_tile_and_wrong_key(exported: tuple[Path, Signer, Log], copy: Path) -> None:
