@@ -24,6 +24,11 @@ __all__ = ["Frontier", "LogStore", "SQLiteStore"]
 _LEVEL_SHIFT = 48  # node id = level << 48 | index: 2**48 leaves is beyond any real log.
 
 
+# Cache nodes of level 8 and up (each covers 256+ leaves): 1/256 of the tree at most.
+_UPPER_MIN_ID = 8 << _LEVEL_SHIFT
+_UPPER_CACHE_MAX = 1 << 18
+
+
 def _node_id(level: int, index: int) -> int:
     return (level << _LEVEL_SHIFT) | index
 
@@ -112,6 +117,7 @@ class SQLiteStore:
         elif not self.path.exists():
             raise NotFound(f"no log at {self.path}")
         self._local = threading.local()
+        self._upper: dict[int, bytes] = {}
         self._writer = writer
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -170,14 +176,22 @@ class SQLiteStore:
 
     def read_nodes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
         ids = [_node_id(lvl, idx) for lvl, idx in nodes]
-        found: dict[int, bytes] = {}
+        cache = self._upper
+        found: dict[int, bytes] = {i: cache[i] for i in ids if i in cache}
+        missing = [i for i in ids if i not in found]
         db = self._db()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        for k in range(0, len(missing), 500):
+            chunk = missing[k : k + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk))  # noqa: S608
+            rows = db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk)  # noqa: S608
+            for i, h in rows:
+                found[i] = h
+                # Nodes never change once stored, and upper ones appear in nearly every
+                # proof: keep those (bounded) in memory.
+                if i >= _UPPER_MIN_ID and len(cache) < _UPPER_CACHE_MAX:
+                    cache[i] = h
         try:
-            return [bytes(found[i]) for i in ids]
+            return [found[i] for i in ids]
         except KeyError as e:
             raise NotFound("node is not in the tree") from e
 
