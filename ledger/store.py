@@ -26,6 +26,7 @@ _LEVEL_SHIFT = 48  # node id = level << 48 | index: 2**48 leaves is beyond any r
 
 # Cache nodes of level 8 and up (each covers 256+ leaves): 1/256 of the tree at most.
 _UPPER_MIN_ID = 8 << _LEVEL_SHIFT
+_LEVEL1_MIN_ID = 1 << _LEVEL_SHIFT
 _UPPER_CACHE_MAX = 1 << 18
 
 
@@ -125,7 +126,10 @@ class SQLiteStore:
             db = self._db()
             db.executescript(
                 """
-                CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+                -- Leaf hashes live beside their leaves (one row per append, hash first so
+                -- reading it never touches the data); nodes holds levels 1 and up.
+                CREATE TABLE IF NOT EXISTS leaves (
+                    idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS checkpoints (
                     size INTEGER PRIMARY KEY, note BLOB NOT NULL);
@@ -178,18 +182,20 @@ class SQLiteStore:
         ids = [_node_id(lvl, idx) for lvl, idx in nodes]
         cache = self._upper
         found: dict[int, bytes] = {i: cache[i] for i in ids if i in cache}
-        missing = [i for i in ids if i not in found]
+        leaves = [i for i in ids if i < _LEVEL1_MIN_ID and i not in found]
+        inner = [i for i in ids if i >= _LEVEL1_MIN_ID and i not in found]
         db = self._db()
-        for k in range(0, len(missing), 500):
-            chunk = missing[k : k + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk)  # noqa: S608
-            for i, h in rows:
-                found[i] = h
-                # Nodes never change once stored, and upper ones appear in nearly every
-                # proof: keep those (bounded) in memory.
-                if i >= _UPPER_MIN_ID and len(cache) < _UPPER_CACHE_MAX:
-                    cache[i] = h
+        for table, key, missing in (("leaves", "idx", leaves), ("nodes", "id", inner)):
+            for k in range(0, len(missing), 500):
+                chunk = missing[k : k + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT {key}, hash FROM {table} WHERE {key} IN ({marks})"  # noqa: S608
+                for i, h in db.execute(sql, chunk):
+                    found[i] = h
+                    # Nodes never change once stored, and upper ones appear in nearly every
+                    # proof: keep those (bounded) in memory.
+                    if i >= _UPPER_MIN_ID and len(cache) < _UPPER_CACHE_MAX:
+                        cache[i] = h
         try:
             return [found[i] for i in ids]
         except KeyError as e:
@@ -198,18 +204,14 @@ class SQLiteStore:
     def read_tile(self, tile: Tile) -> bytes:
         if tile.level is None:
             raise NotFound("not a hash tile")
-        level = tile.level * TILE_HEIGHT
-        lo = _node_id(level, tile.index * TILE_WIDTH)
-        rows = (
-            self._db()
-            .execute(
-                "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + tile.width)
-            )
-            .fetchall()
-        )
+        lo = _node_id(tile.level * TILE_HEIGHT, tile.index * TILE_WIDTH)
+        sql = "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id"
+        if tile.level == 0:
+            sql = "SELECT hash FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
+        rows = self._db().execute(sql, (lo, lo + tile.width)).fetchall()
         if len(rows) != tile.width:
             raise NotFound("tile is beyond the tree")
-        return b"".join(bytes(r[0]) for r in rows)
+        return b"".join([r[0] for r in rows])
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
         rows = (
@@ -244,12 +246,12 @@ class SQLiteStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "INSERT INTO leaves (idx, data) VALUES (?, ?)",
-                zip(range(start, start + len(leaves)), leaves, strict=True),
+                "INSERT INTO leaves (idx, hash, data) VALUES (?, ?, ?)",
+                [(i, new[(0, i)], d) for i, d in enumerate(leaves, start)],
             )
             db.executemany(
                 "INSERT INTO nodes (id, hash) VALUES (?, ?)",
-                [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items()],
+                [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl],
             )
             db.execute(
                 "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)",
