@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -135,6 +134,11 @@ class Log:
         if not self._latest:
             # A new log signs its empty tree so that a checkpoint is always available.
             _, _, self._latest = store.commit([], self._frontier, self._sign)
+        # Refuse to extend a log under another key, or one whose stored tree disagrees with
+        # what it signed: either would sign a history that is not this log's.
+        cp = open_checkpoint(self._latest, self.verifier).checkpoint
+        if (cp.size, cp.root) != (self._frontier.size, self._frontier.root()):
+            raise LedgerError("the stored tree does not match the newest signed checkpoint")
 
     # -- signing -----------------------------------------------------------------
     def _sign(self, size: int, root: bytes) -> bytes:
@@ -332,7 +336,3 @@ class _BatchReader:
             fetched = iter(self._store.read_nodes(missing))
             out = [h or next(fetched) for h in out]
         return out
-
-
-def load_receipt(data: str | bytes) -> Receipt:
-    return Receipt.from_json(json.loads(data))

@@ -176,3 +176,31 @@ def test_a_writer_bug_fails_waiters_instead_of_hanging(
         lg.submit(b"y")
     assert not lg.healthy
     lg.close()
+
+
+def test_reopening_under_another_key_is_refused(tmp_path: Path, signer: Signer) -> None:
+    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+    lg.close()
+    store = SQLiteStore(tmp_path / "log.db")
+    try:
+        with pytest.raises(LedgerError):
+            Log(store, Signer.generate("test.example/log"))
+    finally:
+        store.close()
+
+
+def test_reopening_a_tree_that_disagrees_with_its_checkpoint_is_refused(
+    tmp_path: Path, signer: Signer
+) -> None:
+    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+    lg.start()
+    for i in range(5):
+        lg.append_sync(f"e{i}".encode())
+    lg.close()
+    store = SQLiteStore(tmp_path / "log.db")
+    store._db().execute("UPDATE leaves SET hash = zeroblob(32) WHERE idx = 4")
+    try:
+        with pytest.raises(LedgerError, match="does not match"):
+            Log(store, signer)
+    finally:
+        store.close()
