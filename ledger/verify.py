@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -189,8 +190,10 @@ def _bundle_results(
         for lo, hi in chunks:
             collect(_check_bundles(src, size, lo, hi))
         return results
-    # spawn, not fork: the caller may have threads (a server, a test runner).
-    ctx = multiprocessing.get_context("spawn")
+    # fork is cheap but only safe while this process has a single thread (a server or a
+    # test runner may hold locks in others); otherwise pay for spawn's fresh interpreter.
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    ctx = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(_check_bundles, src, size, lo, hi) for lo, hi in chunks]
         for f in futures:
