@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,7 +18,13 @@ from ledger.log import Log, Receipt
 from ledger.store import SQLiteStore
 
 from . import __version__, ledger_api, openapi
-from .appkeys import CONFIG, LOG, METRICS
+from .appkeys import AUTHORITY, CLOCK, CONFIG, LOG, METRICS
+from .auth import http as auth_http
+from .auth.dpop import NonceSource, ReplayCache
+from .auth.keys import KeyRing
+from .auth.refusals import refusal_middleware
+from .auth.store import IdentityStore
+from .auth.tokens import Authority
 from .config import Config
 from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
@@ -76,6 +85,48 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(ledger.close)
 
 
+def _open_authority(config: Config, clock: Callable[[], float]) -> Authority:
+    now = int(clock())
+    store = IdentityStore(config.data_dir / "identity.db")
+    keys = KeyRing.open(
+        config.key_dir / "signing",
+        now,
+        alg=config.signing_alg,
+        keep_seconds=config.token_lifetime + config.clock_skew,
+    )
+    nonces = None
+    if config.dpop_require_nonce:
+        nonces = NonceSource(_secret(config.key_dir / "dpop-nonce.key"))
+    return Authority(
+        keys=keys,
+        store=store,
+        clock=clock,
+        lifetime=config.token_lifetime,
+        skew=config.clock_skew,
+        dpop_window=config.dpop_window,
+        replay=ReplayCache(config.dpop_replay_max),
+        nonces=nonces,
+    )
+
+
+def _secret(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
+    authority = await asyncio.to_thread(_open_authority, app[CONFIG], app[CLOCK])
+    app[AUTHORITY] = authority
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(authority.store.close)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -96,19 +147,26 @@ async def metrics(request: web.Request) -> web.Response:
     return resp
 
 
-def create_app(config: Config) -> web.Application:
-    """Build the gateway. Resources (ledger, keys) open on startup and close on cleanup."""
+def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the gateway. Resources (ledger, keys) open on startup and close on cleanup.
+
+    ``clock`` gives wall-clock seconds to everything that checks a time (tokens, proofs,
+    invites); tests pass a fake one instead of sleeping.
+    """
     m = Metrics.create()
     app = web.Application(
         client_max_size=config.max_body_size,
-        middlewares=[observe_middleware(m), problem_middleware],
+        middlewares=[observe_middleware(m), problem_middleware, refusal_middleware],
     )
     app[CONFIG] = config
     app[METRICS] = m
+    app[CLOCK] = clock
     app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_identity_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     ledger_api.setup(app)
+    auth_http.setup(app)
     openapi.setup(app)
     return app

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from ledger.log import Log
 
+from .auth.tokens import Authority, Principal
 from .config import Config
 from .observability import Metrics
 
-__all__ = ["CONFIG", "LOG", "METRICS"]
+__all__ = ["AUTHORITY", "CLOCK", "CONFIG", "LOG", "METRICS", "PRINCIPAL"]
+
+Clock = Callable[[], float]
 
 CONFIG = web.AppKey("config", Config)
 LOG = web.AppKey("log", Log)
 METRICS = web.AppKey("metrics", Metrics)
+AUTHORITY = web.AppKey("authority", Authority)
+#: Wall-clock seconds; injected so tests move time instead of sleeping.
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+#: The authenticated caller of the current request, once known.
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -74,6 +74,33 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invite(args: argparse.Namespace) -> int:
+    import time
+
+    from .auth.enroll import hash_code, new_code
+    from .auth.store import IdentityStore, Invite
+
+    config = _config(args)
+    if not 60 <= args.ttl <= config.invite_max_ttl:
+        print(f"error: --ttl must be 60..{config.invite_max_ttl} seconds", file=sys.stderr)
+        return 2
+    store = IdentityStore(config.data_dir / "identity.db")
+    try:
+        now = int(time.time())
+        code = new_code()
+        # Local bootstrap: whoever can run this owns the data directory. The ledger records
+        # the invite when it is redeemed (identity.enrolled, invited_by "cli:local").
+        store.create_invite(hash_code(code), Invite("admin", "cli:local", now, now + args.ttl, {}))
+    finally:
+        store.close()
+    print(code)
+    print(
+        f"single-use admin invite, valid for {args.ttl} s: redeem it with POST /v1/enroll",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -92,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["init", "show"])
     data_dir(k)
     k.set_defaults(func=cmd_keys)
+
+    inv = sub.add_parser("invite", help="create a single-use invite locally (bootstrap)")
+    inv.add_argument("role", choices=["admin"])
+    inv.add_argument("--ttl", type=int, default=3600, help="validity in seconds (default 3600)")
+    data_dir(inv)
+    inv.set_defaults(func=cmd_invite)
 
     led = sub.add_parser("ledger", help="ledger maintenance")
     lsub = led.add_subparsers(dest="ledger_command", required=True)

@@ -32,6 +32,23 @@ class Config:
     ledger_max_batch: int = 4096
     ledger_max_wait_ms: float = 0.0
     log_level: str = "INFO"
+    #: The gateway's public origin (``https://gw.example``): token ``iss``/``aud``, DPoP
+    #: ``htu`` and the token endpoint URL. Empty: taken from each request (development only).
+    public_url: str = ""
+    #: Attestation signing algorithm: EdDSA (Ed25519) or ES256.
+    signing_alg: str = "EdDSA"
+    #: Access token lifetime, seconds (short: minutes).
+    token_lifetime: int = 300
+    #: Accepted clock skew for token and proof times, seconds.
+    clock_skew: int = 30
+    #: How old a DPoP proof may be, seconds.
+    dpop_window: int = 60
+    #: Require RFC 9449 server nonces in DPoP proofs.
+    dpop_require_nonce: bool = False
+    #: Most DPoP proof ids remembered at once (the replay cache refuses beyond it).
+    dpop_replay_max: int = 200_000
+    #: Longest invite validity, seconds.
+    invite_max_ttl: int = 7 * 86400
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -46,6 +63,20 @@ class Config:
             raise ConfigError("log_origin must be non-empty, without spaces or '+'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("log_level must be DEBUG, INFO, WARNING or ERROR")
+        if self.public_url and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigError("public_url must be an http(s) origin such as https://gw.example")
+        if self.signing_alg not in ("EdDSA", "ES256"):
+            raise ConfigError("signing_alg must be EdDSA or ES256")
+        if not 30 <= self.token_lifetime <= 3600:
+            raise ConfigError("token_lifetime must be 30..3600 seconds")
+        if not 0 <= self.clock_skew <= 120:
+            raise ConfigError("clock_skew must be 0..120 seconds")
+        if not 5 <= self.dpop_window <= 600:
+            raise ConfigError("dpop_window must be 5..600 seconds")
+        if not 1000 <= self.dpop_replay_max <= 10_000_000:
+            raise ConfigError("dpop_replay_max must be 1000..10000000")
+        if not 60 <= self.invite_max_ttl <= 30 * 86400:
+            raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
 
     @property
     def db_path(self) -> Path:
@@ -83,6 +114,11 @@ class Config:
         for name, raw in values.items():
             kind = type(getattr(defaults, name))
             try:
+                if kind is bool and isinstance(raw, str):
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(raw)
+                    kwargs[name] = raw.lower() in ("1", "true", "yes")
+                    continue
                 kwargs[name] = Path(raw) if kind is type(Path()) else kind(raw)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{name}: {raw!r} is not a valid {kind.__name__}") from e

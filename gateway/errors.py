@@ -41,10 +41,13 @@ class GatewayError(Exception):
     slug = "internal-error"
     title = "Internal server error"
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
         self.extra = extra
+        self.headers = headers or {}
 
 
 class ConfigError(GatewayError):
@@ -62,6 +65,18 @@ class NotFound(GatewayError):
     status = 404
     slug = "not-found"
     title = "Not found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    slug = "conflict"
+    title = "Conflicts with the current state"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported content type"
 
 
 class PayloadTooLarge(GatewayError):
@@ -99,6 +114,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported content type"),
 }
 
 
@@ -108,7 +124,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except GatewayError as e:
-        return problem_response(e.status, e.slug, e.title, e.detail, **e.extra)
+        resp = problem_response(e.status, e.slug, e.title, e.detail, **e.extra)
+        resp.headers.update(e.headers)
+        if e.status == 401 and "WWW-Authenticate" not in resp.headers:
+            # RFC 9449 7.1: tell the client which scheme and algorithms to use.
+            resp.headers["WWW-Authenticate"] = 'DPoP algs="EdDSA ES256"'
+        return resp
     except LedgerError as e:
         for src, dst in _LEDGER_MAP:
             if isinstance(e, src):

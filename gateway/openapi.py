@@ -29,6 +29,23 @@ def _text(desc: str) -> dict[str, Any]:
     return {"description": desc, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+DPOP: list[dict[str, list[str]]] = [{"DPoP": []}]
+DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": {"type": "string"}}
+AUTH_ERRORS = {
+    "401": _problem("missing, invalid, expired or revoked credentials"),
+    "403": _problem("the caller's role or scope does not allow this"),
+    "503": _problem("replay cache full"),
+}
+BODY_ERRORS = {
+    "400": _problem("malformed body"),
+    "413": _problem("body too large"),
+    "415": _problem("wrong content type"),
+}
+
 B64 = {"type": "string", "contentEncoding": "base64"}
 TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
 UINT = {"type": "string", "pattern": "^[0-9]{1,19}$"}
@@ -191,8 +208,224 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "The gateway's attestation signing keys (JWKS)",
+                "responses": {
+                    "200": {
+                        "description": "JWK set",
+                        "content": {"application/jwk-set+json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/.well-known/smart-configuration": {
+            "get": {
+                "summary": "SMART Backend Services discovery",
+                "responses": {"200": _json("SMART configuration", {"type": "object"})},
+            }
+        },
+        "/v1/invites": {
+            "post": {
+                "summary": "Create a single-use invite (admin: any; provider: patient, device)",
+                "security": DPOP,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["role"],
+                        "properties": {
+                            "role": {"enum": ["admin", "provider", "patient", "device", "auditor"]},
+                            "npi": {"type": "string"},
+                            "patient": {"type": "string"},
+                            "display_name": {"type": "string"},
+                            "ttl": {"type": "integer"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(
+                        "the invite code (shown once) and the ledger receipt",
+                        {"type": "object", "required": ["invite", "receipt"]},
+                    ),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/v1/enroll": {
+            "post": {
+                "summary": "Redeem an invite with the holder's public JWK (EdDSA or ES256)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["invite", "jwk"],
+                        "properties": {
+                            "invite": {"type": "string"},
+                            "jwk": {"type": "object"},
+                            "serial": {"type": "string"},
+                            "model": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(
+                        "the new subject id and the ledger receipt",
+                        {"type": "object", "required": ["sub", "role", "receipt"]},
+                    ),
+                    "409": _problem("key already enrolled"),
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/oauth/token": {
+            "post": {
+                "summary": "client_credentials with private_key_jwt and a DPoP proof",
+                "parameters": [DPOP_HEADER],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": [
+                                    "grant_type",
+                                    "client_assertion_type",
+                                    "client_assertion",
+                                ],
+                                "properties": {
+                                    k: {"type": "string"}
+                                    for k in (
+                                        "grant_type",
+                                        "client_assertion_type",
+                                        "client_assertion",
+                                        "scope",
+                                        "client_id",
+                                    )
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "a DPoP-bound access token",
+                        {
+                            "type": "object",
+                            "required": ["access_token", "token_type", "expires_in"],
+                        },
+                    ),
+                    "400": _problem("malformed request, bad DPoP proof or scope"),
+                    "401": _problem("client authentication failed"),
+                    "413": _problem("body too large"),
+                    "503": _problem("replay cache full"),
+                },
+            }
+        },
+        "/oauth/introspect": {
+            "post": {
+                "summary": "RFC 7662 token introspection (admin, auditor)",
+                "security": DPOP,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {"token": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "RFC 7662 answer",
+                        {
+                            "type": "object",
+                            "required": ["active"],
+                            "properties": {"active": {"type": "boolean"}},
+                        },
+                    ),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/v1/attestations/{jti}/receipt": {
+            "get": {
+                "summary": "The ledger receipt of an attestation's issuance",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "jti", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("receipt", {"type": "object", "required": ["receipt"]}),
+                    "404": _problem("unknown, or not the caller's"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/status/{list}": {
+            "get": {
+                "summary": "Token Status List (JWT form)",
+                "parameters": [
+                    {"name": "list", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "status list token",
+                        "content": {"application/statuslist+jwt": {"schema": {"type": "string"}}},
+                    },
+                    "404": _problem("no such list"),
+                },
+            }
+        },
+        "/v1/revocations": {
+            "post": {
+                "summary": "Revoke an attestation (jti) or a whole subject (sub) (admin)",
+                "security": DPOP,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {
+                            "jti": {"type": "string"},
+                            "sub": {"type": "string"},
+                            "reason": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        "revoked status indexes and the ledger receipt",
+                        {"type": "object", "required": ["revoked", "receipt"]},
+                    ),
+                    "404": _problem("no such token or subject"),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/v1/me": {
+            "get": {
+                "summary": "The authenticated caller",
+                "security": DPOP,
+                "responses": {
+                    "200": _json("caller", {"type": "object", "required": ["sub", "role"]}),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
+        "securitySchemes": {
+            "DPoP": {
+                "type": "http",
+                "scheme": "DPoP",
+                "description": "Authorization: DPoP <access token>, plus a DPoP proof header "
+                "(RFC 9449)",
+            }
+        },
         "schemas": {
             "Problem": {
                 "type": "object",
@@ -205,7 +438,7 @@ SPEC: dict[str, Any] = {
                     "detail": {"type": "string"},
                 },
             }
-        }
+        },
     },
 }
 

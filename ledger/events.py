@@ -53,6 +53,7 @@ class EventType(StrEnum):
     SESSION_ENDED = "session.ended"
     VITALS_BATCH = "vitals.batch"
     AUDIT_QUERY = "audit.query"
+    AUTH_REFUSED = "auth.refused"
 
 
 def format_time(t: dt.datetime) -> str:

@@ -1,0 +1,438 @@
+"""HTTP face of identity: discovery, invites, enrollment, the token endpoint, receipts,
+introspection, status lists and revocation. Handlers are thin; rules live in the modules
+beside this one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from ledger.events import Event, EventType, commit, new_salt
+
+from ..appkeys import AUTHORITY, CONFIG, PRINCIPAL
+from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
+from .dpop import DPoPError, check_proof
+from .enroll import (
+    check_device_fields,
+    check_invite_request,
+    hash_code,
+    new_code,
+    new_subject_id,
+)
+from .jwk import ALGORITHMS, HolderKey, InvalidKey
+from .store import Invite, Subject
+from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Forbidden, Principal, Unauthorized
+
+__all__ = ["authenticate", "origin", "setup"]
+
+MAX_JSON = 16 * 1024
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300  # SMART Backend Services: exp no more than five minutes ahead
+
+
+class InvalidInvite(GatewayError):
+    status = 400
+    slug = "invalid-invite"
+    title = "The invite is unknown, used or expired"
+
+
+class OAuthError(GatewayError):
+    """Token endpoint failures: problem+json that also carries RFC 6749's ``error`` code."""
+
+    status = 400
+    slug = "oauth-error"
+    title = "Token request refused"
+
+    def __init__(self, error: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail, error=error)
+        self.status = status
+
+
+def origin(request: web.Request) -> str:
+    """The gateway's public origin: configured, or (development) this request's."""
+    configured = request.app[CONFIG].public_url
+    return configured.rstrip("/") if configured else str(request.url.origin())
+
+
+def _url(request: web.Request) -> Any:
+    configured = request.app[CONFIG].public_url
+    if configured:
+        from yarl import URL
+
+        return URL(configured.rstrip("/") + request.rel_url.path)
+    return request.url
+
+
+def authenticate(request: web.Request) -> Principal:
+    """The caller of a protected endpoint (DPoP-bound attestation). Raises 401."""
+    auth = request.app[AUTHORITY]
+    principal: Principal = auth.authenticate(
+        request.method,
+        _url(request),
+        request.headers,
+        request.headers.getall("DPoP", []),
+        origin(request),
+    )
+    request[PRINCIPAL] = principal
+    return principal
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("send application/json")
+    if request.content_length is not None and request.content_length > MAX_JSON:
+        raise BadRequest(f"body larger than {MAX_JSON} bytes")
+    raw = await request.content.read(MAX_JSON + 1)
+    if len(raw) > MAX_JSON:
+        raise BadRequest(f"body larger than {MAX_JSON} bytes")
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise BadRequest("body is not valid JSON") from e
+
+
+async def _record(request: web.Request, event: Event) -> Any:
+    from ..app import record
+
+    return await record(request.app, event)
+
+
+def _now_event(request: web.Request, kind: EventType, actor: str, **kw: Any) -> Event:
+    import datetime as dt
+
+    now = request.app[AUTHORITY].now()
+    return Event.now(kind, actor, clock=lambda: dt.datetime.fromtimestamp(now, dt.UTC), **kw)
+
+
+# -- discovery ----------------------------------------------------------------------
+async def jwks(request: web.Request) -> web.Response:
+    auth = request.app[AUTHORITY]
+    resp = web.json_response(auth.keys.jwks(auth.now()), content_type="application/jwk-set+json")
+    resp.headers["Cache-Control"] = "public, max-age=60"
+    return resp
+
+
+async def smart_configuration(request: web.Request) -> web.Response:
+    base = origin(request)
+    scopes = sorted({s for v in ROLE_SCOPES.values() for s in v})
+    return web.json_response(
+        {
+            "issuer": base,
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "token_endpoint": f"{base}/oauth/token",
+            "introspection_endpoint": f"{base}/oauth/introspect",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+            "dpop_signing_alg_values_supported": list(ALGORITHMS),
+            "scopes_supported": scopes,
+            "capabilities": ["client-confidential-asymmetric"],
+        }
+    )
+
+
+# -- invites and enrollment -----------------------------------------------------------
+async def create_invite(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", "provider", scope="enroll")
+    body = await _json(request)
+    role, attrs = check_invite_request(p.role, body)
+    auth = request.app[AUTHORITY]
+    max_ttl = request.app[CONFIG].invite_max_ttl
+    ttl = body.get("ttl", 86400)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= max_ttl:
+        raise BadRequest(f"ttl must be 60..{max_ttl} seconds")
+    now = auth.now()
+    code = new_code()
+    invite = Invite(role, p.sub, now, now + ttl, attrs)
+    await asyncio.to_thread(auth.store.create_invite, hash_code(code), invite)
+    data: dict[str, Any] = {"role": role, "invite": hash_code(code)[:16], "expires": now + ttl}
+    if "patient" in attrs:
+        data["patient"] = attrs["patient"]
+    receipt = await _record(
+        request,
+        _now_event(
+            request, EventType.INVITE_CREATED, p.sub, subject=attrs.get("patient"), data=data
+        ),
+    )
+    return web.json_response(
+        {
+            "invite": code,
+            "role": role,
+            "expires": now + ttl,
+            "enroll_endpoint": f"{origin(request)}/v1/enroll",
+            "receipt": receipt.to_json(),
+        },
+        status=201,
+    )
+
+
+async def enroll(request: web.Request) -> web.Response:
+    body = await _json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
+        raise BadRequest("send the invite code and your public JWK")
+    try:
+        key = HolderKey.from_jwk(body.get("jwk"))
+    except InvalidKey:
+        raise
+    auth = request.app[AUTHORITY]
+    code = body["invite"]
+    if len(code) > 128:
+        raise InvalidInvite()
+    now = auth.now()
+    invite = await asyncio.to_thread(auth.store.redeem_invite, hash_code(code), now)
+    if invite is None:
+        # One problem type for unknown, used and expired: no oracle for guessing codes.
+        raise InvalidInvite()
+    attrs = dict(invite.attrs)
+    data: dict[str, Any] = {"role": invite.role, "jkt": key.jkt, "invited_by": invite.created_by}
+    if invite.role == "device":
+        attrs.update(check_device_fields(body))
+    # Off-ledger values get a salted commitment on the ledger; the salt stays here.
+    for field in ("npi", "serial", "display_name"):
+        if field in attrs:
+            salt = new_salt()
+            attrs[f"{field}_salt"] = salt.hex()
+            data[f"{field}_commitment"] = commit(salt, str(attrs[field]))
+    sid = new_subject_id(invite.role)
+    subject = Subject(sid, invite.role, key.jkt, key.jwk, now, None, attrs.get("patient"), attrs)
+    try:
+        await asyncio.to_thread(auth.store.add_subject, subject)
+    except Exception as e:  # sqlite3.IntegrityError on a duplicate id (2^-128) or key
+        raise Conflict("could not enroll this key") from e
+    if subject.patient:
+        data["patient"] = subject.patient
+    receipt = await _record(
+        request,
+        _now_event(
+            request, EventType.IDENTITY_ENROLLED, sid, subject=subject.patient or sid, data=data
+        ),
+    )
+    base = origin(request)
+    return web.json_response(
+        {
+            "sub": sid,
+            "client_id": sid,
+            "role": invite.role,
+            "jkt": key.jkt,
+            "token_endpoint": f"{base}/oauth/token",
+            "receipt": receipt.to_json(),
+        },
+        status=201,
+    )
+
+
+# -- the token endpoint ------------------------------------------------------------------
+async def _form(request: web.Request) -> dict[str, str]:
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
+    if (request.content_length or 0) > MAX_JSON:
+        raise OAuthError("invalid_request", "request too large")
+    form = await request.post()
+    out: dict[str, str] = {}
+    for k, v in form.items():
+        if not isinstance(v, str) or k in out or len(v) > MAX_JSON:
+            raise OAuthError("invalid_request", f"malformed parameter {k!r}")
+        out[k] = v
+    return out
+
+
+def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
+    # Who claims to be calling, before any signature check: only to find their key.
+    if len(assertion) > 8192 or assertion.count(".") != 2:
+        raise OAuthError("invalid_client", "malformed client assertion", 401)
+    try:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise OAuthError("invalid_client", "malformed client assertion", 401) from e
+    iss = claims.get("iss")
+    subject = auth.store.subject(iss) if isinstance(iss, str) and len(iss) < 64 else None
+    if subject is None:
+        raise OAuthError("invalid_client", "unknown client", 401)
+    return subject, str(header.get("alg"))
+
+
+async def token(request: web.Request) -> web.Response:
+    auth = request.app[AUTHORITY]
+    form = await _form(request)
+    if form.get("grant_type") != "client_credentials":
+        raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise OAuthError("invalid_client", "use private_key_jwt client authentication", 401)
+    assertion = form.get("client_assertion", "")
+    now = auth.now()
+    url = _url(request)
+    try:
+        proof = check_proof(
+            request.headers.getall("DPoP", []),
+            method="POST",
+            url=url,
+            now=now,
+            window=auth.dpop_window,
+            skew=auth.skew,
+            nonces=auth.nonces,
+        )
+    except DPoPError as e:
+        raise OAuthError("invalid_dpop_proof", e.detail or e.title) from e
+    subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)
+    if subject.revoked is not None or subject.id in auth.revoked_subjects:
+        raise OAuthError("invalid_client", "this identity has been revoked", 401)
+    key = HolderKey.from_jwk(subject.jwk)
+    if alg != key.alg:
+        raise OAuthError("invalid_client", "client assertion algorithm does not match the key", 401)
+    endpoint = f"{origin(request)}/oauth/token"
+    try:
+        claims = jwt.decode(
+            assertion,
+            key.key,
+            algorithms=[key.alg],
+            audience=endpoint,
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "require": ["iss", "sub", "aud", "exp", "jti"],
+            },
+        )
+    except jwt.PyJWTError as e:
+        raise OAuthError("invalid_client", f"client assertion rejected: {e}", 401) from e
+    exp, jti = claims["exp"], claims["jti"]
+    if claims["sub"] != subject.id or form.get("client_id", subject.id) != subject.id:
+        raise OAuthError("invalid_client", "iss, sub and client_id must be the client id", 401)
+    if not isinstance(exp, int) or exp <= now - auth.skew:
+        raise OAuthError("invalid_client", "client assertion has expired", 401)
+    if exp > now + MAX_ASSERTION_LIFETIME + auth.skew:
+        raise OAuthError("invalid_client", "client assertion lives longer than 5 minutes", 401)
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
+        raise OAuthError("invalid_client", "client assertion jti is malformed", 401)
+    if not await asyncio.to_thread(auth.store.use_client_jti, f"{subject.id}:{jti}", exp, now):
+        raise OAuthError("invalid_client", "client assertion was already used", 401)
+    if not auth.replay.add(f"{proof.jkt}:{proof.jti}", now + auth.dpop_window + auth.skew, now):
+        raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
+    allowed = frozenset(ROLE_SCOPES[subject.role])
+    asked = frozenset(form.get("scope", "").split()) or allowed
+    if not asked <= allowed:
+        raise OAuthError(
+            "invalid_scope", f"a {subject.role} may ask for {' '.join(sorted(allowed))}"
+        )
+    access, tclaims, _ = await auth.issue(
+        subject, asked, proof.jkt, origin(request), lambda ev: _record(request, ev)
+    )
+    resp = web.json_response(
+        {
+            "access_token": access,
+            "token_type": "DPoP",
+            "expires_in": tclaims["exp"] - now,
+            "scope": tclaims["scope"],
+        }
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# -- receipts, introspection, status, revocation ---------------------------------------
+async def attestation_receipt(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    auth = request.app[AUTHORITY]
+    jti = request.match_info["jti"]
+    rec = await asyncio.to_thread(auth.store.token, jti) if len(jti) <= 64 else None
+    # Same answer for "no such token" and "not yours": no oracle over token ids.
+    if rec is None or (rec.sub != p.sub and p.role not in ("admin", "auditor")):
+        raise NotFound("no attestation with that id for this caller")
+    return web.json_response({"jti": rec.jti, "sub": rec.sub, "receipt": rec.receipt})
+
+
+async def introspect(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", "auditor", scope="introspect")
+    auth = request.app[AUTHORITY]
+    form = await _form(request)
+    try:
+        claims = auth.verify_token(form.get("token", ""), origin(request))
+    except Unauthorized:
+        return web.json_response({"active": False})
+    claims["active"] = True
+    claims["token_type"] = "DPoP"  # noqa: S105 (a token type, not a secret)
+    return web.json_response(claims)
+
+
+async def status_list(request: web.Request) -> web.Response:
+    if request.match_info["list"] != STATUS_LIST_ID:
+        raise NotFound("no such status list")
+    auth = request.app[AUTHORITY]
+    resp = web.Response(
+        text=auth.status_list_token(origin(request)), content_type="application/statuslist+jwt"
+    )
+    resp.headers["Cache-Control"] = "max-age=1"
+    return resp
+
+
+async def revoke(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", scope="revoke")
+    body = await _json(request)
+    auth = request.app[AUTHORITY]
+    if not isinstance(body, dict) or ("jti" in body) == ("sub" in body):
+        raise BadRequest("name exactly one of jti or sub")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not 1 <= len(reason) <= 64 or not reason.isidentifier():
+        raise BadRequest("reason must be a short code such as key_compromise")
+    now = auth.now()
+    if "jti" in body:
+        target = body["jti"]
+        idx = await asyncio.to_thread(auth.store.revoke_token, str(target)[:64], now)
+        if idx is None:
+            raise NotFound("no live attestation with that id")
+        indexes = [idx]
+        subject = None
+    else:
+        target = body["sub"]
+        s = await asyncio.to_thread(auth.store.subject, str(target)[:64])
+        if s is None:
+            raise NotFound("no such subject")
+        indexes = await asyncio.to_thread(auth.store.revoke_subject, s.id, now)
+        auth.revoked_subjects.add(s.id)
+        subject = s.id
+    for i in indexes:
+        auth.status.set(i)
+    data = {
+        "target": "token" if "jti" in body else "subject",
+        "reason": reason,
+        "status_idx": indexes,
+    }
+    if "jti" in body:
+        data["jti"] = target
+    receipt = await _record(
+        request,
+        _now_event(request, EventType.ATTESTATION_REVOKED, p.sub, subject=subject, data=data),
+    )
+    return web.json_response({"revoked": indexes, "receipt": receipt.to_json()})
+
+
+async def me(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    return web.json_response(
+        {"sub": p.sub, "role": p.role, "scope": sorted(p.scope), "jti": p.jti, "jkt": p.jkt}
+    )
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/.well-known/jwks.json", jwks)
+    r.add_get("/.well-known/smart-configuration", smart_configuration)
+    r.add_post("/v1/invites", create_invite)
+    r.add_post("/v1/enroll", enroll)
+    r.add_post("/oauth/token", token)
+    r.add_post("/oauth/introspect", introspect)
+    r.add_get("/v1/attestations/{jti}/receipt", attestation_receipt)
+    r.add_get("/v1/status/{list}", status_list)
+    r.add_post("/v1/revocations", revoke)
+    r.add_get("/v1/me", me)
+
+
+__all__ += ["Forbidden"]

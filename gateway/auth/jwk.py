@@ -1,0 +1,103 @@
+"""JWKs limited to what telegate accepts: Ed25519 (EdDSA) and P-256 (ES256) public keys.
+
+RFC 7638 thumbprints are hand-written (a few lines; PyJWT has none). Algorithms are pinned
+by key type: an OKP key only ever verifies EdDSA, an EC key only ES256; ``none`` and HMAC
+are never accepted anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..errors import GatewayError
+
+__all__ = ["ALGORITHMS", "HolderKey", "InvalidKey", "b64u", "b64u_decode", "thumbprint"]
+
+ALGORITHMS = ("EdDSA", "ES256")
+
+
+class InvalidKey(GatewayError):
+    status = 400
+    slug = "invalid-key"
+    title = "Unsupported or malformed public key"
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(s: str) -> bytes:
+    if not isinstance(s, str) or len(s) > 4096 or "=" in s:
+        raise InvalidKey("malformed base64url")
+    try:
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    except (ValueError, TypeError) as e:
+        raise InvalidKey("malformed base64url") from e
+
+
+# RFC 7638 section 3.2: the required members of each key type, in lexicographic order.
+_REQUIRED = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url), over the required members only."""
+    kty = jwk.get("kty")
+    if kty not in _REQUIRED:
+        raise InvalidKey("only OKP (Ed25519) and EC (P-256) keys are supported")
+    members = {k: jwk.get(k) for k in _REQUIRED[kty]}
+    if not all(isinstance(v, str) for v in members.values()):
+        raise InvalidKey("JWK is missing a required member")
+    # RFC 7638 3.3: no whitespace, members sorted, UTF-8.
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return b64u(hashlib.sha256(canonical.encode()).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class HolderKey:
+    """A holder's public key with the one algorithm it may verify."""
+
+    jwk: dict[str, str]
+    alg: str
+    key: Ed25519PublicKey | ec.EllipticCurvePublicKey
+    jkt: str
+
+    @classmethod
+    def from_jwk(cls, jwk: Any) -> HolderKey:
+        """Parse a public JWK. Raises InvalidKey for private keys, other curves or types."""
+        if not isinstance(jwk, dict) or len(json.dumps(jwk)) > 1024:
+            raise InvalidKey("JWK must be a small JSON object")
+        if "d" in jwk:
+            raise InvalidKey("that is a private key: send only the public part")
+        kty, crv = jwk.get("kty"), jwk.get("crv")
+        pub: Ed25519PublicKey | ec.EllipticCurvePublicKey
+        if kty == "OKP" and crv == "Ed25519":
+            x = b64u_decode(jwk.get("x", ""))
+            if len(x) != 32:
+                raise InvalidKey("Ed25519 x must be 32 bytes")
+            pub, alg = Ed25519PublicKey.from_public_bytes(x), "EdDSA"
+            clean = {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"]}
+        elif kty == "EC" and crv == "P-256":
+            x, y = b64u_decode(jwk.get("x", "")), b64u_decode(jwk.get("y", ""))
+            if len(x) != 32 or len(y) != 32:
+                raise InvalidKey("P-256 coordinates must be 32 bytes")
+            try:
+                pub = ec.EllipticCurvePublicNumbers(
+                    int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+                ).public_key()
+            except ValueError as e:
+                raise InvalidKey("point is not on P-256") from e
+            alg = "ES256"
+            clean = {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]}
+        else:
+            raise InvalidKey("only Ed25519 (EdDSA) and P-256 (ES256) keys are accepted")
+        if "alg" in jwk and jwk["alg"] != alg:
+            raise InvalidKey(f"a {crv} key is used with {alg} only")
+        return cls(clean, alg, pub, thumbprint(clean))

@@ -1,0 +1,284 @@
+"""Off-ledger identity state in SQLite (``<data_dir>/identity.db``): subjects, invites,
+issued tokens and used client-assertion ids. PHI such as names lives only here, never on
+the ledger; the ledger holds ids, thumbprints and salted commitments."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+__all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    id: str
+    role: str
+    jkt: str
+    jwk: dict[str, str]
+    created: int
+    revoked: int | None
+    patient: str | None
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    role: str
+    created_by: str
+    created: int
+    expires: int
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    jti: str
+    sub: str
+    role: str
+    exp: int
+    status_idx: int
+    ledger_index: int
+    receipt: dict[str, Any]
+    revoked: int | None
+
+
+class IdentityStore:
+    """All methods are blocking: call them from a thread (``asyncio.to_thread``)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        self._lock = threading.Lock()
+        self.db = sqlite_utils.Database(conn)
+        self._conn = conn
+        self._migrate()
+
+    def _migrate(self) -> None:
+        t = self.db.table
+        if "subjects" not in self.db.table_names():
+            t("subjects").create(
+                {
+                    "id": str,
+                    "role": str,
+                    "jkt": str,
+                    "jwk": str,
+                    "created": int,
+                    "revoked": int,
+                    "patient": str,
+                    "attrs": str,
+                },
+                pk="id",
+                not_null={"role", "jkt", "jwk", "created"},
+            )
+            t("subjects").create_index(["jkt"])
+        if "invites" not in self.db.table_names():
+            t("invites").create(
+                {
+                    "code_hash": str,
+                    "role": str,
+                    "created_by": str,
+                    "created": int,
+                    "expires": int,
+                    "used": int,
+                    "attrs": str,
+                },
+                pk="code_hash",
+                not_null={"role", "created_by", "created", "expires"},
+            )
+        if "tokens" not in self.db.table_names():
+            t("tokens").create(
+                {
+                    "jti": str,
+                    "sub": str,
+                    "role": str,
+                    "exp": int,
+                    "status_idx": int,
+                    "ledger_index": int,
+                    "receipt": str,
+                    "revoked": int,
+                },
+                pk="jti",
+                not_null={"sub", "role", "exp", "status_idx", "ledger_index"},
+            )
+            t("tokens").create_index(["sub"])
+            t("tokens").create_index(["status_idx"], unique=True)
+        if "client_jtis" not in self.db.table_names():
+            t("client_jtis").create({"key": str, "exp": int}, pk="key")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- invites -----------------------------------------------------------------
+    def create_invite(self, code_hash: str, invite: Invite) -> None:
+        with self._lock:
+            self.db.table("invites").insert(
+                {
+                    "code_hash": code_hash,
+                    "role": invite.role,
+                    "created_by": invite.created_by,
+                    "created": invite.created,
+                    "expires": invite.expires,
+                    "used": None,
+                    "attrs": json.dumps(invite.attrs),
+                }
+            )
+
+    def redeem_invite(self, code_hash: str, now: int) -> Invite | None:
+        """Mark the invite used, atomically; None if unknown, used or expired."""
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE invites SET used = ? WHERE code_hash = ? AND used IS NULL AND expires > ?",
+                (now, code_hash, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = self._conn.execute(
+                "SELECT role, created_by, created, expires, attrs FROM invites WHERE code_hash = ?",
+                (code_hash,),
+            ).fetchone()
+        return Invite(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"))
+
+    # -- subjects ----------------------------------------------------------------
+    def add_subject(self, s: Subject) -> None:
+        with self._lock:
+            self.db.table("subjects").insert(
+                {
+                    "id": s.id,
+                    "role": s.role,
+                    "jkt": s.jkt,
+                    "jwk": json.dumps(s.jwk),
+                    "created": s.created,
+                    "revoked": s.revoked,
+                    "patient": s.patient,
+                    "attrs": json.dumps(s.attrs),
+                }
+            )
+
+    def subject(self, sid: str) -> Subject | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, role, jkt, jwk, created, revoked, patient, attrs FROM subjects "
+                "WHERE id = ?",
+                (sid,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Subject(
+            row[0],
+            row[1],
+            row[2],
+            json.loads(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            json.loads(row[7] or "{}"),
+        )
+
+    def revoke_subject(self, sid: str, now: int) -> list[int]:
+        """Revoke a subject and all its tokens; returns their status indexes."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "UPDATE subjects SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, sid)
+                )
+                idx = [
+                    r[0]
+                    for r in self._conn.execute(
+                        "SELECT status_idx FROM tokens WHERE sub = ? AND revoked IS NULL", (sid,)
+                    )
+                ]
+                self._conn.execute(
+                    "UPDATE tokens SET revoked = ? WHERE sub = ? AND revoked IS NULL", (now, sid)
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return idx
+
+    def revoked_subjects(self) -> set[str]:
+        with self._lock:
+            return {
+                r[0]
+                for r in self._conn.execute("SELECT id FROM subjects WHERE revoked IS NOT NULL")
+            }
+
+    # -- tokens ------------------------------------------------------------------
+    def reserve_status_index(self) -> int:
+        # Indexes are allocated under the lock and written with the token, so they are unique;
+        # the in-memory counter is seeded from the table at start.
+        with self._lock:
+            row = self._conn.execute("SELECT max(status_idx) FROM tokens").fetchone()
+        return int(row[0]) + 1 if row[0] is not None else 0
+
+    def add_token(self, t: TokenRecord) -> None:
+        with self._lock:
+            self.db.table("tokens").insert(
+                {
+                    "jti": t.jti,
+                    "sub": t.sub,
+                    "role": t.role,
+                    "exp": t.exp,
+                    "status_idx": t.status_idx,
+                    "ledger_index": t.ledger_index,
+                    "receipt": json.dumps(t.receipt),
+                    "revoked": t.revoked,
+                }
+            )
+
+    def token(self, jti: str) -> TokenRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT jti, sub, role, exp, status_idx, ledger_index, receipt, revoked "
+                "FROM tokens WHERE jti = ?",
+                (jti,),
+            ).fetchone()
+        if row is None:
+            return None
+        return TokenRecord(
+            row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6] or "{}"), row[7]
+        )
+
+    def revoke_token(self, jti: str, now: int) -> int | None:
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE tokens SET revoked = ? WHERE jti = ? AND revoked IS NULL", (now, jti)
+            )
+            if cur.rowcount != 1:
+                return None
+            row = self._conn.execute(
+                "SELECT status_idx FROM tokens WHERE jti = ?", (jti,)
+            ).fetchone()
+        return int(row[0])
+
+    def revoked_indexes(self) -> list[int]:
+        with self._lock:
+            return [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT status_idx FROM tokens WHERE revoked IS NOT NULL"
+                )
+            ]
+
+    # -- client assertion replay -------------------------------------------------
+    def use_client_jti(self, key: str, exp: int, now: int) -> bool:
+        """Record a client assertion id; False if it was seen before (a replay)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM client_jtis WHERE exp < ?", (now - 600,))
+            try:
+                self._conn.execute("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", (key, exp))
+            except sqlite3.IntegrityError:
+                return False
+        return True

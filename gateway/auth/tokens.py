@@ -1,0 +1,270 @@
+"""Attestations: issuing DPoP-bound access tokens and authenticating requests with them.
+
+An attestation is a JWT (RFC 9068 ``at+jwt`` shape) signed by the gateway's current key:
+``iss, sub, aud, iat, nbf, exp, jti, role, scope, cnf.jkt, status, ledger``. Its issuance
+is a ledger event whose leaf index is the ``ledger`` claim. Time comes from an injected
+clock; PyJWT's own time checks are switched off and done here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from yarl import URL
+
+from ledger.events import Event, EventType
+from ledger.log import Receipt
+
+from ..errors import GatewayError
+from .dpop import DPoPError, NonceSource, ReplayCache, check_proof
+from .keys import KeyRing
+from .status import StatusList
+from .store import IdentityStore, Subject, TokenRecord
+
+__all__ = [
+    "ROLE_SCOPES",
+    "Authority",
+    "Forbidden",
+    "Principal",
+    "Unauthorized",
+]
+
+MAX_TOKEN_SIZE = 8192
+STATUS_LIST_ID = "1"
+
+#: What each role may ask for; a token carries the requested subset (default: all).
+ROLE_SCOPES: dict[str, tuple[str, ...]] = {
+    "admin": ("enroll", "revoke", "introspect"),
+    "provider": ("enroll", "call", "vitals.read"),
+    "patient": ("call", "consent", "vitals.read"),
+    "device": ("vitals.write",),
+    "auditor": ("audit", "introspect"),
+}
+ROLE_PREFIX = {
+    "admin": "adm",
+    "provider": "prov",
+    "patient": "pat",
+    "device": "dev",
+    "auditor": "aud",
+}
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed for this caller"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    sub: str
+    role: str
+    scope: frozenset[str]
+    jti: str
+    jkt: str
+
+    def require(self, *roles: str, scope: str | None = None) -> None:
+        if roles and self.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}")
+        if scope is not None and scope not in self.scope:
+            raise Forbidden(f"this needs the scope {scope!r}")
+
+
+Append = Callable[[Event], Awaitable[Receipt]]
+
+
+class Authority:
+    """Issues and checks attestations. Blocking store calls run in threads."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyRing,
+        store: IdentityStore,
+        clock: Callable[[], float],
+        lifetime: int,
+        skew: int,
+        dpop_window: int,
+        replay: ReplayCache,
+        nonces: NonceSource | None = None,
+    ) -> None:
+        self.keys = keys
+        self.store = store
+        self.clock = clock
+        self.lifetime = lifetime
+        self.skew = skew
+        self.dpop_window = dpop_window
+        self.replay = replay
+        self.nonces = nonces
+        self.status = StatusList()
+        for i in store.revoked_indexes():
+            self.status.set(i)
+        self.revoked_subjects = store.revoked_subjects()
+        self._next_status = store.reserve_status_index()
+        self._lock = asyncio.Lock()
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- issuance ----------------------------------------------------------------
+    async def issue(
+        self, subject: Subject, scope: frozenset[str], jkt: str, origin: str, append: Append
+    ) -> tuple[str, dict[str, Any], Receipt]:
+        """Record the issuance on the ledger, then sign the token naming its leaf."""
+        now = self.now()
+        jti = secrets.token_urlsafe(18)
+        async with self._lock:
+            idx = self._next_status
+            self._next_status += 1
+        exp = now + self.lifetime
+        key = self.keys.current
+        event = Event.now(
+            EventType.ATTESTATION_ISSUED,
+            "gw:self",
+            clock=lambda: _utc(now),
+            subject=subject.id,
+            data={
+                "jti": jti,
+                "role": subject.role,
+                "jkt": jkt,
+                "kid": key.kid,
+                "exp": exp,
+                "scope": " ".join(sorted(scope)),
+                "status_idx": idx,
+            },
+        )
+        receipt = await append(event)
+        claims: dict[str, Any] = {
+            "iss": origin,
+            "sub": subject.id,
+            "aud": origin,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": jti,
+            "role": subject.role,
+            "scope": " ".join(sorted(scope)),
+            "cnf": {"jkt": jkt},
+            "status": {"status_list": {"idx": idx, "uri": f"{origin}/v1/status/{STATUS_LIST_ID}"}},
+            "ledger": receipt.index,
+        }
+        token = jwt.encode(
+            claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
+        )
+        record = TokenRecord(
+            jti, subject.id, subject.role, exp, idx, receipt.index, receipt.to_json(), None
+        )
+        await asyncio.to_thread(self.store.add_token, record)
+        return token, claims, receipt
+
+    # -- verification ------------------------------------------------------------
+    def verify_token(self, token: str, origin: str) -> dict[str, Any]:
+        """Signature (key pinned by ``kid``, algorithm by key), issuer, audience, times,
+        status bit and subject. Raises Unauthorized."""
+        if len(token) > MAX_TOKEN_SIZE or token.count(".") != 2:
+            raise Unauthorized("malformed access token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise Unauthorized("malformed access token") from e
+        now = self.now()
+        key = self.keys.verification_key(str(header.get("kid")), now)
+        if key is None:
+            raise Unauthorized("access token signed by an unknown key")
+        if header.get("alg") != key.alg or header.get("typ") != "at+jwt":
+            raise Unauthorized("access token algorithm or type is wrong")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public.key,
+                algorithms=[key.alg],
+                audience=origin,
+                issuer=origin,
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "require": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"],
+                },
+            )
+        except jwt.PyJWTError as e:
+            raise Unauthorized(f"access token rejected: {e}") from e
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, int) or not isinstance(nbf, int):
+            raise Unauthorized("access token times are malformed")
+        if now >= exp + self.skew:
+            raise Unauthorized("access token has expired")
+        if now < nbf - self.skew:
+            raise Unauthorized("access token is not valid yet")
+        idx = claims.get("status", {}).get("status_list", {}).get("idx")
+        if not isinstance(idx, int) or self.status.get(idx):
+            raise Unauthorized("access token has been revoked")
+        if claims["sub"] in self.revoked_subjects:
+            raise Unauthorized("this identity has been revoked")
+        if not isinstance(claims.get("cnf"), dict) or "jkt" not in claims["cnf"]:
+            raise Unauthorized("access token is not DPoP-bound")
+        return claims
+
+    def authenticate(
+        self, method: str, url: URL, headers: Mapping[str, str], dpop: list[str], origin: str
+    ) -> Principal:
+        """Check ``Authorization: DPoP <token>`` and its proof for this request."""
+        auth = headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "dpop" or not token:
+            raise Unauthorized("send Authorization: DPoP <token> with a DPoP proof")
+        claims = self.verify_token(token.strip(), origin)
+        now = self.now()
+        proof = check_proof(
+            dpop,
+            method=method,
+            url=url,
+            now=now,
+            window=self.dpop_window,
+            skew=self.skew,
+            access_token=token.strip(),
+            nonces=self.nonces,
+        )
+        if proof.jkt != claims["cnf"]["jkt"]:
+            raise DPoPError("DPoP key does not match the token's cnf.jkt")
+        # Only now, for an authenticated caller, is the proof's jti spent.
+        if not self.replay.add(f"{proof.jkt}:{proof.jti}", now + self.dpop_window + self.skew, now):
+            raise DPoPError("DPoP proof replayed")
+        scope = frozenset(str(claims.get("scope", "")).split())
+        return Principal(claims["sub"], str(claims.get("role")), scope, claims["jti"], proof.jkt)
+
+    def status_list_token(self, origin: str) -> str:
+        """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""
+        now = self.now()
+        key = self.keys.current
+        claims = {
+            "sub": f"{origin}/v1/status/{STATUS_LIST_ID}",
+            "iat": now,
+            "exp": now + 300,
+            "ttl": 60,
+            "status_list": self.status.encode(),
+        }
+        return jwt.encode(
+            claims,
+            key.private,
+            algorithm=key.alg,
+            headers={"kid": key.kid, "typ": "statuslist+jwt"},
+        )
+
+
+def _utc(ts: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)

@@ -1,0 +1,95 @@
+"""Enroll -> token -> call, for every role, with real keys, proofs and ledger receipts."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import jwt
+import pytest
+
+from gateway.config import Config
+from ledger.log import Receipt
+from ledger.note import Verifier
+from tests.gateway.idclient import Holder, admin, call, get_token, invite_and_enroll
+
+NPI = "1234567893"
+
+
+async def _vkey(client: Any) -> Verifier:
+    return Verifier.from_vkey(await (await client.get("/ledger/vkey")).text())
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "ES256"])
+async def test_every_role_enrolls_gets_a_token_and_calls(
+    client: Any, config: Config, alg: str
+) -> None:
+    adm, adm_token = await admin(client, config.data_dir)
+    prov = await invite_and_enroll(client, adm, adm_token, "provider", Holder(alg), npi=NPI)
+    prov_token = await get_token(client, prov)
+    pat = await invite_and_enroll(
+        client, prov, prov_token, "patient", Holder(alg), display_name="Ada Lovelace"
+    )
+    dev = await invite_and_enroll(
+        client,
+        prov,
+        prov_token,
+        "device",
+        Holder(alg),
+        enroll_extra={"serial": "SN-1", "model": "Oxi 2"},
+        patient=pat.sub,
+    )
+    aud = await invite_and_enroll(client, adm, adm_token, "auditor", Holder(alg))
+    vkey = await _vkey(client)
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    for holder, role, prefix in [
+        (prov, "provider", "prov:"),
+        (pat, "patient", "pat:"),
+        (dev, "device", "dev:"),
+        (aud, "auditor", "aud:"),
+        (adm, "admin", "adm:"),
+    ]:
+        token = await get_token(client, holder)
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["sub"].startswith(prefix) and claims["role"] == role
+        assert claims["cnf"]["jkt"]
+        assert claims["status"]["status_list"]["uri"].endswith("/v1/status/1")
+        # The token verifies with the published JWKS.
+        header = jwt.get_unverified_header(token)
+        jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+        pub = jwt.PyJWK(jwk).key
+        jwt.decode(token, pub, algorithms=[jwk["alg"]], audience=claims["aud"])
+        me = await call(client, "GET", "/v1/me", holder, token)
+        assert (await me.json())["sub"] == holder.sub
+        # Its issuance is on the ledger, at the index the token names.
+        r = await call(client, "GET", f"/v1/attestations/{claims['jti']}/receipt", holder, token)
+        body = await r.json()
+        receipt = Receipt.from_json(body["receipt"])
+        assert receipt.index == claims["ledger"]
+        receipt.verify(vkey)
+        entry = await (await client.get(f"/ledger/entries/{receipt.index}")).json()
+        assert entry["event"]["type"] == "attestation.issued"
+        assert entry["event"]["data"]["jti"] == claims["jti"]
+        assert entry["event"]["subject"] == holder.sub
+
+
+async def test_enrollment_events_carry_no_phi(client: Any, config: Config) -> None:
+    adm, adm_token = await admin(client, config.data_dir)
+    prov = await invite_and_enroll(
+        client, adm, adm_token, "provider", npi=NPI, display_name="Dr Grace Hopper"
+    )
+    size = (await (await client.get("/readyz")).json())["ledger_size"]
+    raw = b""
+    for i in range(size):
+        e = await (await client.get(f"/ledger/entries/{i}")).json()
+        raw += base64.b64decode(e["data"])
+    assert b"Grace" not in raw and NPI.encode() not in raw
+    assert prov.sub.encode() in raw and b"npi_commitment" in raw
+
+
+async def test_smart_configuration(client: Any) -> None:
+    conf = await (await client.get("/.well-known/smart-configuration")).json()
+    assert conf["token_endpoint"].endswith("/oauth/token")
+    assert conf["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    assert conf["grant_types_supported"] == ["client_credentials"]
+    assert set(conf["dpop_signing_alg_values_supported"]) == {"EdDSA", "ES256"}
