@@ -49,6 +49,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.action == "rotate":
+        import time
+
+        from .auth.keys import KeyRing
+
+        now = int(time.time())
+        ring = KeyRing.open(
+            config.key_dir / "signing",
+            now,
+            alg=config.signing_alg,
+            keep_seconds=config.token_lifetime + config.clock_skew,
+        )
+        key = ring.rotate(now)
+        # A running gateway notices keys.json changed and signs with the new key; the old
+        # one stays in the JWKS until every token it signed has expired.
+        print(
+            f"new attestation signing key {key.kid} ({key.alg}); "
+            f"{len(ring.keys) - 1} older key(s) kept for verification"
+        )
+        return 0
     if args.action == "init":
         signer, created = init_log_key(config.key_dir, config.log_origin)
         state = "created" if created else "exists"
@@ -115,8 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     data_dir(s)
     s.set_defaults(func=cmd_serve)
 
-    k = sub.add_parser("keys", help="create or show the log signing key")
-    k.add_argument("action", choices=["init", "show"])
+    k = sub.add_parser(
+        "keys",
+        help="init/show the log key; rotate the attestation signing key",
+    )
+    k.add_argument("action", choices=["init", "show", "rotate"])
     data_dir(k)
     k.set_defaults(func=cmd_keys)
 

@@ -175,7 +175,14 @@ def check_proof(
     if nonces is not None:
         nonce = claims.get("nonce")
         if not isinstance(nonce, str) or not nonces.valid(nonce, now):
-            raise UseNonce("send the DPoP-Nonce value from this response in the proof")
+            # RFC 9449 8 and 9: say so, and hand out the nonce to use.
+            raise UseNonce(
+                "send the DPoP-Nonce value from this response in the proof",
+                headers={
+                    "DPoP-Nonce": nonces.current(now),
+                    "WWW-Authenticate": 'DPoP error="use_dpop_nonce", algs="EdDSA ES256"',
+                },
+            )
     # (12) with an access token: ath binds the proof to it.
     if access_token is not None:
         ath = b64u(hashlib.sha256(access_token.encode()).digest())

@@ -15,7 +15,7 @@ from ledger.events import Event, EventType, commit, new_salt
 
 from ..appkeys import AUTHORITY, CONFIG, PRINCIPAL
 from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
-from .dpop import DPoPError, check_proof
+from .dpop import DPoPError, UseNonce, check_proof
 from .enroll import (
     check_device_fields,
     check_invite_request,
@@ -47,8 +47,10 @@ class OAuthError(GatewayError):
     slug = "oauth-error"
     title = "Token request refused"
 
-    def __init__(self, error: str, detail: str, status: int = 400) -> None:
-        super().__init__(detail, error=error)
+    def __init__(
+        self, error: str, detail: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail, headers=headers, error=error)
         self.status = status
 
 
@@ -277,6 +279,10 @@ async def token(request: web.Request) -> web.Response:
             skew=auth.skew,
             nonces=auth.nonces,
         )
+    except UseNonce as e:
+        # RFC 9449 8: the authorization server answers 400 use_dpop_nonce with the nonce.
+        nonce = {"DPoP-Nonce": e.headers["DPoP-Nonce"]}
+        raise OAuthError("use_dpop_nonce", e.detail or e.title, headers=nonce) from e
     except DPoPError as e:
         raise OAuthError("invalid_dpop_proof", e.detail or e.title) from e
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)

@@ -44,14 +44,16 @@ def b64u_decode(s: str) -> bytes:
 
 
 # RFC 7638 section 3.2: the required members of each key type, in lexicographic order.
-_REQUIRED = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}
+# RSA is here only so thumbprints of any key can be computed (RFC 7638's own example is
+# RSA); HolderKey never accepts one.
+_REQUIRED = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url), over the required members only."""
     kty = jwk.get("kty")
     if kty not in _REQUIRED:
-        raise InvalidKey("only OKP (Ed25519) and EC (P-256) keys are supported")
+        raise InvalidKey("only OKP, EC and RSA keys have thumbprints here")
     members = {k: jwk.get(k) for k in _REQUIRED[kty]}
     if not all(isinstance(v, str) for v in members.values()):
         raise InvalidKey("JWK is missing a required member")

@@ -62,6 +62,7 @@ class KeyRing:
         self.alg = alg
         self.keep_seconds = keep_seconds
         self.keys: list[SigningKey] = []
+        self._mtime: int | None = None
 
     @classmethod
     def open(
@@ -74,11 +75,22 @@ class KeyRing:
             ring.rotate(now)
         return ring
 
+    def refresh(self) -> None:
+        """Reload if ``keys.json`` changed on disk (``telegate keys rotate`` from another
+        process); one ``stat`` when nothing changed."""
+        try:
+            mtime = (self.dir / "keys.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._mtime:
+            self._load()
+
     def _load(self) -> None:
         index = self.dir / "keys.json"
         if not index.exists():
             return
         try:
+            self._mtime = index.stat().st_mtime_ns
             entries = json.loads(index.read_text())
             keys = []
             for e in entries:
@@ -114,6 +126,7 @@ class KeyRing:
         tmp = self.dir / "keys.json.tmp"
         tmp.write_text(json.dumps(entries, indent=1))
         os.replace(tmp, self.dir / "keys.json")
+        self._mtime = (self.dir / "keys.json").stat().st_mtime_ns
 
     @property
     def current(self) -> SigningKey:

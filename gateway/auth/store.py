@@ -80,7 +80,8 @@ class IdentityStore:
                 pk="id",
                 not_null={"role", "jkt", "jwk", "created"},
             )
-            t("subjects").create_index(["jkt"])
+            # One key, one identity: a holder key names exactly one subject.
+            t("subjects").create_index(["jkt"], unique=True)
         if "invites" not in self.db.table_names():
             t("invites").create(
                 {

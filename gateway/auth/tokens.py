@@ -131,6 +131,7 @@ class Authority:
             idx = self._next_status
             self._next_status += 1
         exp = now + self.lifetime
+        self.keys.refresh()
         key = self.keys.current
         event = Event.now(
             EventType.ATTESTATION_ISSUED,
@@ -182,7 +183,11 @@ class Authority:
         except jwt.PyJWTError as e:
             raise Unauthorized("malformed access token") from e
         now = self.now()
-        key = self.keys.verification_key(str(header.get("kid")), now)
+        kid = str(header.get("kid"))
+        key = self.keys.verification_key(kid, now)
+        if key is None:
+            self.keys.refresh()  # a key rotated in by another process
+            key = self.keys.verification_key(kid, now)
         if key is None:
             raise Unauthorized("access token signed by an unknown key")
         if header.get("alg") != key.alg or header.get("typ") != "at+jwt":

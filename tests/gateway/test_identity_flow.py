@@ -93,3 +93,52 @@ async def test_smart_configuration(client: Any) -> None:
     assert conf["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert conf["grant_types_supported"] == ["client_credentials"]
     assert set(conf["dpop_signing_alg_values_supported"]) == {"EdDSA", "ES256"}
+
+
+async def test_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
+    client: Any, config: Config
+) -> None:
+    adm, old_token = await admin(client, config.data_dir)
+    old_kid = jwt.get_unverified_header(old_token)["kid"]
+    from gateway.cli import main
+
+    assert main(["keys", "rotate", "--data-dir", str(config.data_dir)]) == 0
+    new_token = await get_token(client, adm)
+    new_kid = jwt.get_unverified_header(new_token)["kid"]
+    assert new_kid != old_kid
+    kids = {k["kid"] for k in (await (await client.get("/.well-known/jwks.json")).json())["keys"]}
+    assert {old_kid, new_kid} <= kids
+    for token in (old_token, new_token):
+        assert (await call(client, "GET", "/v1/me", adm, token)).status == 200
+
+
+async def test_dpop_nonce_mode(aiohttp_client: Any, config: Config) -> None:
+    import dataclasses
+
+    from gateway.app import create_app
+    from tests.gateway.idclient import enroll, local_invite, token_response
+
+    c = await aiohttp_client(create_app(dataclasses.replace(config, dpop_require_nonce=True)))
+    h = Holder()
+    await enroll(c, local_invite(config.data_dir), h)
+    first = await token_response(c, h)
+    body = await first.json()
+    assert first.status == 400 and body["error"] == "use_dpop_nonce"
+    nonce = first.headers["DPoP-Nonce"]
+    url = str(c.make_url("/oauth/token"))
+    ok = await token_response(c, h, dpop=h.dpop("POST", url, nonce=nonce))
+    token = (await ok.json())["access_token"]
+    me_url = str(c.make_url("/v1/me"))
+    r = await c.get(
+        "/v1/me", headers={"Authorization": f"DPoP {token}", "DPoP": h.dpop("GET", me_url, token)}
+    )
+    assert r.status == 401 and r.headers["DPoP-Nonce"]
+    assert 'error="use_dpop_nonce"' in r.headers["WWW-Authenticate"]
+    r = await c.get(
+        "/v1/me",
+        headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": h.dpop("GET", me_url, token, nonce=nonce),
+        },
+    )
+    assert r.status == 200
