@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger.events import Event, EventType
-from ledger.log import Log, Receipt
+from ledger.log import Log
 from ledger.store import SQLiteStore
 
 from . import __version__, ledger_api, openapi
@@ -29,20 +29,13 @@ from .config import Config
 from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
+from .recorder import record
 
 __all__ = ["CONFIG", "LOG", "METRICS", "create_app", "record"]
 
 
 log = logging.getLogger("telegate.app")
 GATEWAY_ACTOR = "gw:self"
-
-
-async def record(app: web.Application, event: Event) -> Receipt:
-    """Append an event to the ledger and wait for its durable, signed receipt."""
-    t0 = time.perf_counter()
-    receipt = await app[LOG].append(event)
-    app[METRICS].append_latency.observe(time.perf_counter() - t0)
-    return receipt
 
 
 def _open_log(config: Config, metrics: Metrics) -> Log:

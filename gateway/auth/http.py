@@ -5,16 +5,20 @@ beside this one."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from typing import Any
 
 import jwt
 from aiohttp import web
+from yarl import URL
 
 from ledger.events import Event, EventType, commit, new_salt
+from ledger.log import Receipt
 
 from ..appkeys import AUTHORITY, CONFIG, PRINCIPAL
 from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
+from ..recorder import record
 from .dpop import DPoPError, UseNonce, check_proof
 from .enroll import (
     check_device_fields,
@@ -23,9 +27,9 @@ from .enroll import (
     new_code,
     new_subject_id,
 )
-from .jwk import ALGORITHMS, HolderKey, InvalidKey
+from .jwk import ALGORITHMS, HolderKey
 from .store import Invite, Subject
-from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Forbidden, Principal, Unauthorized
+from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
 __all__ = ["authenticate", "origin", "setup"]
 
@@ -60,11 +64,9 @@ def origin(request: web.Request) -> str:
     return configured.rstrip("/") if configured else str(request.url.origin())
 
 
-def _url(request: web.Request) -> Any:
+def _url(request: web.Request) -> URL:
     configured = request.app[CONFIG].public_url
     if configured:
-        from yarl import URL
-
         return URL(configured.rstrip("/") + request.rel_url.path)
     return request.url
 
@@ -97,15 +99,11 @@ async def _json(request: web.Request) -> Any:
         raise BadRequest("body is not valid JSON") from e
 
 
-async def _record(request: web.Request, event: Event) -> Any:
-    from ..app import record
-
+async def _record(request: web.Request, event: Event) -> Receipt:
     return await record(request.app, event)
 
 
 def _now_event(request: web.Request, kind: EventType, actor: str, **kw: Any) -> Event:
-    import datetime as dt
-
     now = request.app[AUTHORITY].now()
     return Event.now(kind, actor, clock=lambda: dt.datetime.fromtimestamp(now, dt.UTC), **kw)
 
@@ -177,10 +175,7 @@ async def enroll(request: web.Request) -> web.Response:
     body = await _json(request)
     if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
         raise BadRequest("send the invite code and your public JWK")
-    try:
-        key = HolderKey.from_jwk(body.get("jwk"))
-    except InvalidKey:
-        raise
+    key = HolderKey.from_jwk(body.get("jwk"))
     auth = request.app[AUTHORITY]
     code = body["invite"]
     if len(code) > 128:
@@ -439,6 +434,3 @@ def setup(app: web.Application) -> None:
     r.add_get("/v1/status/{list}", status_list)
     r.add_post("/v1/revocations", revoke)
     r.add_get("/v1/me", me)
-
-
-__all__ += ["Forbidden"]

@@ -16,6 +16,7 @@ from ledger.events import Event, EventType
 
 from ..appkeys import PRINCIPAL
 from ..errors import GatewayError
+from ..recorder import record
 
 __all__ = ["refusal_middleware"]
 
@@ -33,8 +34,6 @@ async def refusal_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def _record(request: web.Request, e: GatewayError) -> None:
-    from ..app import record
-
     info = request.match_info
     route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
     principal = request.get(PRINCIPAL)
