@@ -142,3 +142,16 @@ async def test_dpop_nonce_mode(aiohttp_client: Any, config: Config) -> None:
         },
     )
     assert r.status == 200
+
+
+async def test_es256_gateway_keys(aiohttp_client: Any, config: Config) -> None:
+    import dataclasses
+
+    from gateway.app import create_app
+
+    c = await aiohttp_client(create_app(dataclasses.replace(config, signing_alg="ES256")))
+    adm, token = await admin(c, config.data_dir)
+    assert jwt.get_unverified_header(token)["alg"] == "ES256"
+    jwks = await (await c.get("/.well-known/jwks.json")).json()
+    assert [k["crv"] for k in jwks["keys"]] == ["P-256"]
+    assert (await call(c, "GET", "/v1/me", adm, token)).status == 200
