@@ -102,7 +102,9 @@ class NonceSource:
 
     def valid(self, nonce: str, now: int) -> bool:
         b = now // self.period
-        return any(hmac.compare_digest(nonce, self._for(x)) for x in (b, b - 1))
+        # Bytes, not str: compare_digest refuses non-ASCII str (a client could send any).
+        got = nonce.encode()
+        return any(hmac.compare_digest(got, self._for(x).encode()) for x in (b, b - 1))
 
 
 def check_proof(
@@ -186,6 +188,7 @@ def check_proof(
     # (12) with an access token: ath binds the proof to it.
     if access_token is not None:
         ath = b64u(hashlib.sha256(access_token.encode()).digest())
-        if not isinstance(claims.get("ath"), str) or not hmac.compare_digest(claims["ath"], ath):
+        got = claims.get("ath")
+        if not isinstance(got, str) or not hmac.compare_digest(got.encode(), ath.encode()):
             raise DPoPError("DPoP ath does not match the access token")
     return DPoPProof(jti, key.jkt, iat, key)

@@ -142,6 +142,10 @@ async def create_invite(request: web.Request) -> web.Response:
     body = await _json(request)
     role, attrs = check_invite_request(p.role, body)
     auth = request.app[AUTHORITY]
+    if "patient" in attrs:
+        patient = await asyncio.to_thread(auth.store.subject, attrs["patient"])
+        if patient is None or patient.role != "patient" or patient.revoked is not None:
+            raise BadRequest("no enrolled patient with that id")
     max_ttl = request.app[CONFIG].invite_max_ttl
     ttl = body.get("ttl", 86400)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= max_ttl:
@@ -181,14 +185,21 @@ async def enroll(request: web.Request) -> web.Response:
     if len(code) > 128:
         raise InvalidInvite()
     now = auth.now()
-    invite = await asyncio.to_thread(auth.store.redeem_invite, hash_code(code), now)
-    if invite is None:
+    # Check everything the enrollment needs before spending the invite, so a malformed
+    # request does not burn it; then redeem atomically.
+    pending = await asyncio.to_thread(auth.store.peek_invite, hash_code(code), now)
+    if pending is None:
         # One problem type for unknown, used and expired: no oracle for guessing codes.
         raise InvalidInvite()
-    attrs = dict(invite.attrs)
-    data: dict[str, Any] = {"role": invite.role, "jkt": key.jkt, "invited_by": invite.created_by}
-    if invite.role == "device":
+    attrs = dict(pending.attrs)
+    if pending.role == "device":
         attrs.update(check_device_fields(body))
+    if await asyncio.to_thread(auth.store.subject_by_jkt, key.jkt) is not None:
+        raise Conflict("this key is already enrolled")
+    invite = await asyncio.to_thread(auth.store.redeem_invite, hash_code(code), now)
+    if invite is None:
+        raise InvalidInvite()
+    data: dict[str, Any] = {"role": invite.role, "jkt": key.jkt, "invited_by": invite.created_by}
     # Off-ledger values get a salted commitment on the ledger; the salt stays here.
     for field in ("npi", "serial", "display_name"):
         if field in attrs:
@@ -302,7 +313,10 @@ async def token(request: web.Request) -> web.Response:
         )
     except jwt.PyJWTError as e:
         raise OAuthError("invalid_client", f"client assertion rejected: {e}", 401) from e
-    exp, jti = claims["exp"], claims["jti"]
+    exp, jti, nbf = claims["exp"], claims["jti"], claims.get("nbf")
+    # RFC 7523 3 (5): not before nbf (PyJWT's own time checks are off: time is injected).
+    if nbf is not None and (not isinstance(nbf, int) or nbf > now + auth.skew):
+        raise OAuthError("invalid_client", "client assertion is not valid yet", 401)
     if claims["sub"] != subject.id or form.get("client_id", subject.id) != subject.id:
         raise OAuthError("invalid_client", "iss, sub and client_id must be the client id", 401)
     if not isinstance(exp, int) or exp <= now - auth.skew:
@@ -313,7 +327,7 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError("invalid_client", "client assertion jti is malformed", 401)
     if not await asyncio.to_thread(auth.store.use_client_jti, f"{subject.id}:{jti}", exp, now):
         raise OAuthError("invalid_client", "client assertion was already used", 401)
-    if not auth.replay.add(f"{proof.jkt}:{proof.jti}", now + auth.dpop_window + auth.skew, now):
+    if not auth.spend(proof, now):
         raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
     allowed = frozenset(ROLE_SCOPES[subject.role])
     asked = frozenset(form.get("scope", "").split()) or allowed

@@ -52,6 +52,13 @@ def _make(private: PrivateKey, created: int, retired: int | None = None) -> Sign
     return SigningKey(pub.jkt, pub.alg, private, pub, created, retired)
 
 
+def _stamp(path: Path) -> tuple[int, int, int]:
+    # keys.json is replaced atomically, so a new inode marks a change even where the
+    # filesystem's timestamps are too coarse to.
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class KeyRing:
     """Signing keys on disk. Not thread-safe for writers: rotate from one process."""
 
@@ -62,7 +69,7 @@ class KeyRing:
         self.alg = alg
         self.keep_seconds = keep_seconds
         self.keys: list[SigningKey] = []
-        self._mtime: int | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     @classmethod
     def open(
@@ -79,10 +86,10 @@ class KeyRing:
         """Reload if ``keys.json`` changed on disk (``telegate keys rotate`` from another
         process); one ``stat`` when nothing changed."""
         try:
-            mtime = (self.dir / "keys.json").stat().st_mtime_ns
+            stamp = _stamp(self.dir / "keys.json")
         except FileNotFoundError:
             return
-        if mtime != self._mtime:
+        if stamp != self._stamp:
             self._load()
 
     def _load(self) -> None:
@@ -90,7 +97,7 @@ class KeyRing:
         if not index.exists():
             return
         try:
-            self._mtime = index.stat().st_mtime_ns
+            self._stamp = _stamp(index)
             entries = json.loads(index.read_text())
             keys = []
             for e in entries:
@@ -126,7 +133,7 @@ class KeyRing:
         tmp = self.dir / "keys.json.tmp"
         tmp.write_text(json.dumps(entries, indent=1))
         os.replace(tmp, self.dir / "keys.json")
-        self._mtime = (self.dir / "keys.json").stat().st_mtime_ns
+        self._stamp = _stamp(self.dir / "keys.json")
 
     @property
     def current(self) -> SigningKey:

@@ -28,9 +28,19 @@ async def refusal_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except GatewayError as e:
-        if e.status in (401, 403) or e.slug == "invalid-invite":
+        if e.status in (401, 403) or e.slug == "invalid-invite" or _refused_grant(e):
             await _record(request, e)
         raise
+
+
+# Token endpoint refusals that are about the caller's credentials or rights (RFC 6749 5.2
+# returns some of them as 400): recorded. Malformed requests and the DPoP nonce handshake
+# (use_dpop_nonce) are ordinary protocol traffic and are not.
+_RECORDED_GRANT_ERRORS = frozenset({"invalid_client", "invalid_dpop_proof", "invalid_scope"})
+
+
+def _refused_grant(e: GatewayError) -> bool:
+    return e.slug == "oauth-error" and e.extra.get("error") in _RECORDED_GRANT_ERRORS
 
 
 async def _record(request: web.Request, e: GatewayError) -> None:

@@ -135,6 +135,20 @@ class IdentityStore:
                 }
             )
 
+    def peek_invite(self, code_hash: str, now: int) -> Invite | None:
+        """The invite if it is usable now, without using it."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT role, created_by, created, expires, attrs FROM invites "
+                "WHERE code_hash = ? AND used IS NULL AND expires > ?",
+                (code_hash, now),
+            ).fetchone()
+        return (
+            None
+            if row is None
+            else Invite(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"))
+        )
+
     def redeem_invite(self, code_hash: str, now: int) -> Invite | None:
         """Mark the invite used, atomically; None if unknown, used or expired."""
         with self._lock:
@@ -185,6 +199,11 @@ class IdentityStore:
             row[6],
             json.loads(row[7] or "{}"),
         )
+
+    def subject_by_jkt(self, jkt: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM subjects WHERE jkt = ?", (jkt,)).fetchone()
+        return None if row is None else str(row[0])
 
     def revoke_subject(self, sid: str, now: int) -> list[int]:
         """Revoke a subject and all its tokens; returns their status indexes."""

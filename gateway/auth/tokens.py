@@ -22,7 +22,7 @@ from ledger.events import Event, EventType
 from ledger.log import Receipt
 
 from ..errors import GatewayError
-from .dpop import DPoPError, NonceSource, ReplayCache, check_proof
+from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
 from .keys import KeyRing
 from .status import StatusList
 from .store import IdentityStore, Subject, TokenRecord
@@ -208,6 +208,8 @@ class Authority:
             )
         except jwt.PyJWTError as e:
             raise Unauthorized(f"access token rejected: {e}") from e
+        if key.retired is not None and int(claims.get("iat", 0)) > key.retired:
+            raise Unauthorized("access token signed by a retired key after its retirement")
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or not isinstance(nbf, int):
             raise Unauthorized("access token times are malformed")
@@ -247,10 +249,17 @@ class Authority:
         if proof.jkt != claims["cnf"]["jkt"]:
             raise DPoPError("DPoP key does not match the token's cnf.jkt")
         # Only now, for an authenticated caller, is the proof's jti spent.
-        if not self.replay.add(f"{proof.jkt}:{proof.jti}", now + self.dpop_window + self.skew, now):
+        if not self.spend(proof, now):
             raise DPoPError("DPoP proof replayed")
         scope = frozenset(str(claims.get("scope", "")).split())
         return Principal(claims["sub"], str(claims.get("role")), scope, claims["jti"], proof.jkt)
+
+    def spend(self, proof: DPoPProof, now: int) -> bool:
+        """Remember a proof's jti for as long as the proof could be accepted; False if it
+        was already spent. A proof dated up to ``skew`` ahead stays acceptable until
+        ``iat + window + skew``, so it is remembered until then, not from ``now``."""
+        until = max(proof.iat, now) + self.dpop_window + self.skew
+        return self.replay.add(f"{proof.jkt}:{proof.jti}", until, now)
 
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""
