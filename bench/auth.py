@@ -921,8 +921,7 @@ def summarize(cfg: Config, gw: Gateway | None, res: Results) -> None:
             "  (info) sustained issuance vs the client_jtis table",
             None,
             f"identity.db writes per token: {fresh:,.0f}/s on an empty store, {live:,.0f}/s "
-            f"with {LIVE_JTIS:,} live assertion ids (use_client_jti's DELETE has no index on "
-            "exp); the rows above start from a few thousand",
+            f"with {LIVE_JTIS:,} live assertion ids; the rows above start from a few thousand",
         )
     rates = [m.get("verify_authenticate")] + [m.get(f"http_me_rps_{n}") for n in cfg.concurrency]
     best = max([v for v in rates if isinstance(v, float)] + [0.0])

@@ -17,7 +17,7 @@ import jwt
 from yarl import URL
 
 from ..errors import GatewayError
-from .jwk import ALGORITHMS, HolderKey, InvalidKey, b64u
+from .jwk import ALGORITHMS, HolderKey, InvalidKey, b64u, unverified_part
 
 __all__ = ["DPoPError", "DPoPProof", "NonceSource", "ReplayCache", "check_proof", "htu_of"]
 
@@ -126,8 +126,8 @@ def check_proof(
     if len(proof) > MAX_PROOF_SIZE or proof.count(".") != 2:
         raise DPoPError("malformed DPoP proof")
     try:
-        header = jwt.get_unverified_header(proof)
-    except jwt.PyJWTError as e:
+        header = unverified_part(proof, 0)
+    except InvalidKey as e:
         raise DPoPError("malformed DPoP proof") from e
     # (4) typ, (5) an asymmetric algorithm we support, (7) a public jwk.
     if header.get("typ") != "dpop+jwt":

@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import GatewayError
 
-__all__ = ["ALGORITHMS", "HolderKey", "InvalidKey", "b64u", "b64u_decode", "thumbprint"]
+__all__ = [
+    "ALGORITHMS",
+    "HolderKey",
+    "InvalidKey",
+    "b64u",
+    "b64u_decode",
+    "thumbprint",
+    "unverified_part",
+]
 
 ALGORITHMS = ("EdDSA", "ES256")
 
@@ -41,6 +49,24 @@ def b64u_decode(s: str) -> bytes:
         return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
     except (ValueError, TypeError) as e:
         raise InvalidKey("malformed base64url") from e
+
+
+def unverified_part(jws: str, part: int, limit: int = 2048) -> dict[str, Any]:
+    """Decode one segment (0 header, 1 payload) of a compact JWS without verifying it.
+
+    Only for choosing the verification key; PyJWT's full parse checks everything again.
+    Raises InvalidKey when the segment is oversized or not a JSON object.
+    """
+    segments = jws.split(".")
+    if len(segments) != 3 or len(segments[part]) > limit:
+        raise InvalidKey("malformed JWS")
+    try:
+        value = json.loads(b64u_decode(segments[part]))
+    except ValueError as e:
+        raise InvalidKey("malformed JWS") from e
+    if not isinstance(value, dict):
+        raise InvalidKey("malformed JWS")
+    return value
 
 
 # RFC 7638 section 3.2: the required members of each key type, in lexicographic order.
@@ -73,9 +99,29 @@ class HolderKey:
 
     @classmethod
     def from_jwk(cls, jwk: Any) -> HolderKey:
-        """Parse a public JWK. Raises InvalidKey for private keys, other curves or types."""
-        if not isinstance(jwk, dict) or len(json.dumps(jwk)) > 1024:
+        """Parse a public JWK. Raises InvalidKey for private keys, other curves or types.
+
+        Parsed keys are cached (bounded) by their exact JSON: the same holder key arrives
+        with every DPoP proof, and building a key object is not free.
+        """
+        if not isinstance(jwk, dict):
             raise InvalidKey("JWK must be a small JSON object")
+        try:
+            text = json.dumps(jwk, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise InvalidKey("JWK must be a small JSON object") from e
+        if len(text) > 1024:
+            raise InvalidKey("JWK must be a small JSON object")
+        hit = _CACHE.get(text)
+        if hit is None:
+            hit = cls._parse(jwk)
+            if len(_CACHE) >= _CACHE_MAX:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[text] = hit
+        return hit
+
+    @classmethod
+    def _parse(cls, jwk: dict[str, Any]) -> HolderKey:
         if "d" in jwk:
             raise InvalidKey("that is a private key: send only the public part")
         kty, crv = jwk.get("kty"), jwk.get("crv")
@@ -103,3 +149,7 @@ class HolderKey:
         if "alg" in jwk and jwk["alg"] != alg:
             raise InvalidKey(f"a {crv} key is used with {alg} only")
         return cls(clean, alg, pub, thumbprint(clean))
+
+
+_CACHE: dict[str, HolderKey] = {}
+_CACHE_MAX = 4096

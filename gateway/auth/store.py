@@ -115,6 +115,7 @@ class IdentityStore:
             t("tokens").create_index(["status_idx"], unique=True)
         if "client_jtis" not in self.db.table_names():
             t("client_jtis").create({"key": str, "exp": int}, pk="key")
+            t("client_jtis").create_index(["exp"])
 
     def close(self) -> None:
         with self._lock:
@@ -245,17 +246,21 @@ class IdentityStore:
 
     def add_token(self, t: TokenRecord) -> None:
         with self._lock:
-            self.db.table("tokens").insert(
-                {
-                    "jti": t.jti,
-                    "sub": t.sub,
-                    "role": t.role,
-                    "exp": t.exp,
-                    "status_idx": t.status_idx,
-                    "ledger_index": t.ledger_index,
-                    "receipt": json.dumps(t.receipt),
-                    "revoked": t.revoked,
-                }
+            # Plain SQL on the hot path (one row per issued token); sqlite-utils builds the
+            # schema.
+            self._conn.execute(
+                "INSERT INTO tokens (jti, sub, role, exp, status_idx, ledger_index, receipt, "
+                "revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    t.jti,
+                    t.sub,
+                    t.role,
+                    t.exp,
+                    t.status_idx,
+                    t.ledger_index,
+                    json.dumps(t.receipt),
+                    t.revoked,
+                ),
             )
 
     def token(self, jti: str) -> TokenRecord | None:
@@ -296,6 +301,7 @@ class IdentityStore:
     def use_client_jti(self, key: str, exp: int, now: int) -> bool:
         """Record a client assertion id; False if it was seen before (a replay)."""
         with self._lock:
+            # Indexed on exp, so pruning touches only what expired.
             self._conn.execute("DELETE FROM client_jtis WHERE exp < ?", (now - 600,))
             try:
                 self._conn.execute("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", (key, exp))

@@ -23,6 +23,7 @@ from ledger.log import Receipt
 
 from ..errors import GatewayError
 from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
+from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
 from .status import StatusList
 from .store import IdentityStore, Subject, TokenRecord
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 MAX_TOKEN_SIZE = 8192
+VERIFIED_CACHE_MAX = 10_000
 STATUS_LIST_ID = "1"
 
 #: What each role may ask for; a token carries the requested subset (default: all).
@@ -116,6 +118,9 @@ class Authority:
         self.revoked_subjects = store.revoked_subjects()
         self._next_status = store.reserve_status_index()
         self._lock = asyncio.Lock()
+        # Signature checks of tokens seen before are remembered (bounded): a client sends
+        # the same token with every request; only the fresh DPoP proof needs a new check.
+        self._verified: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def now(self) -> int:
         return int(self.clock())
@@ -178,11 +183,44 @@ class Authority:
         status bit and subject. Raises Unauthorized."""
         if len(token) > MAX_TOKEN_SIZE or token.count(".") != 2:
             raise Unauthorized("malformed access token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as e:
-            raise Unauthorized("malformed access token") from e
         now = self.now()
+        claims = self._verified_claims(token, origin, now)
+        if claims is None:
+            claims = self._verify_signature(token, origin, now)
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, int) or not isinstance(nbf, int):
+            raise Unauthorized("access token times are malformed")
+        if now >= exp + self.skew:
+            raise Unauthorized("access token has expired")
+        if now < nbf - self.skew:
+            raise Unauthorized("access token is not valid yet")
+        idx = claims.get("status", {}).get("status_list", {}).get("idx")
+        if not isinstance(idx, int) or self.status.get(idx):
+            raise Unauthorized("access token has been revoked")
+        if claims["sub"] in self.revoked_subjects:
+            raise Unauthorized("this identity has been revoked")
+        if not isinstance(claims.get("cnf"), dict) or "jkt" not in claims["cnf"]:
+            raise Unauthorized("access token is not DPoP-bound")
+        return dict(claims)
+
+    def _verified_claims(self, token: str, origin: str, now: int) -> dict[str, Any] | None:
+        """Claims of a token whose signature, issuer and audience were already checked, if
+        the key that signed it is still trusted. Times, status and subject are not cached:
+        they are checked on every request."""
+        hit = self._verified.get((token, origin))
+        if hit is None:
+            return None
+        kid, claims = hit
+        if self.keys.verification_key(kid, now) is None:
+            del self._verified[(token, origin)]
+            return None
+        return claims
+
+    def _verify_signature(self, token: str, origin: str, now: int) -> dict[str, Any]:
+        try:
+            header = unverified_part(token, 0)
+        except InvalidKey as e:
+            raise Unauthorized("malformed access token") from e
         kid = str(header.get("kid"))
         key = self.keys.verification_key(kid, now)
         if key is None:
@@ -210,20 +248,10 @@ class Authority:
             raise Unauthorized(f"access token rejected: {e}") from e
         if key.retired is not None and int(claims.get("iat", 0)) > key.retired:
             raise Unauthorized("access token signed by a retired key after its retirement")
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, int) or not isinstance(nbf, int):
-            raise Unauthorized("access token times are malformed")
-        if now >= exp + self.skew:
-            raise Unauthorized("access token has expired")
-        if now < nbf - self.skew:
-            raise Unauthorized("access token is not valid yet")
-        idx = claims.get("status", {}).get("status_list", {}).get("idx")
-        if not isinstance(idx, int) or self.status.get(idx):
-            raise Unauthorized("access token has been revoked")
-        if claims["sub"] in self.revoked_subjects:
-            raise Unauthorized("this identity has been revoked")
-        if not isinstance(claims.get("cnf"), dict) or "jkt" not in claims["cnf"]:
-            raise Unauthorized("access token is not DPoP-bound")
+        cache = self._verified
+        if len(cache) >= VERIFIED_CACHE_MAX:
+            cache.pop(next(iter(cache)))
+        cache[(token, origin)] = (key.kid, claims)
         return claims
 
     def authenticate(
