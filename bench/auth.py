@@ -812,7 +812,7 @@ async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Res
                 ident,
                 "/s",
                 key=key,
-                note="(use_client_jti + add_token: an indexed prune and 2 fsync'd commits, one lock)",
+                note="(use_client_jti + add_token: indexed prune, 2 fsync'd commits, one lock)",
             )
             t.add(
                 "identity.db writes per token",
