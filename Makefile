@@ -31,6 +31,7 @@ lint: $(STAMP)
 ## Side-by-side benchmarks (quick mode; see bench/README.md for the full run).
 bench: $(STAMP)
 	$(BIN)/python -m bench.ledger --quick
+	$(BIN)/python -m bench.auth --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -46,7 +46,7 @@ class Config:
     #: Require RFC 9449 server nonces in DPoP proofs.
     dpop_require_nonce: bool = False
     #: Most DPoP proof ids remembered at once (the replay cache refuses beyond it).
-    dpop_replay_max: int = 200_000
+    dpop_replay_max: int = 500_000
     #: Longest invite validity, seconds.
     invite_max_ttl: int = 7 * 86400
 
