@@ -1,0 +1,294 @@
+"""Invites and enrollment: single use, no oracle, who may invite whom, key checks.
+
+See world.py: every refusal is problem+json and, for 401/403, an auth.refused ledger
+event that never contains the credential."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+
+from tests.gateway.attacks.world import (
+    BAD_NPI,
+    DEVICE_FIELDS,
+    NPI,
+    World,
+    assert_nothing_recorded,
+    assert_refusal_recorded,
+    entries,
+    ledger_size,
+    private_d,
+    problem,
+)
+from tests.gateway.idclient import (
+    Holder,
+    b64u,
+    call,
+    get_token,
+    invite_and_enroll,
+)
+
+
+# -- enrollment and invites -----------------------------------------------------------------
+async def _invite(w: World, by: Holder, token: str, **body: Any) -> ClientResponse:
+    return await call(w.client, "POST", "/v1/invites", by, token, json=body)
+
+
+async def _new_invite(w: World, **body: Any) -> str:
+    resp = await _invite(w, w.adm, w.adm_token, **{"role": "patient", **body})
+    out = await resp.json()
+    assert resp.status == 201, out
+    return str(out["invite"])
+
+
+async def _enroll_raw(w: World, invite: str, jwk: Any) -> ClientResponse:
+    return await w.client.post("/v1/enroll", json={"invite": invite, "jwk": jwk})
+
+
+async def test_invalid_invites_are_indistinguishable(world: World) -> None:
+    """Reused, expired, unknown and overlong codes: one problem type, one detail."""
+    w = world
+    used = await _new_invite(w)
+    assert (await _enroll_raw(w, used, w.holder().jwk)).status == 201
+    expired = await _new_invite(w, ttl=60)
+    w.clock.t += 60
+    unknown = secrets.token_urlsafe(32)
+    bodies = []
+    for code in (used, expired, unknown, "x" * 129):
+        before = await ledger_size(w.client)
+        resp = await _enroll_raw(w, code, w.holder().jwk)
+        body = await problem(resp, 400, "invalid-invite")
+        bodies.append(body)
+        await assert_refusal_recorded(
+            w.client,
+            before,
+            route="/v1/enroll",
+            method="POST",
+            status=400,
+            problem="invalid-invite",
+            credentials=(code,),
+        )
+    assert all(b == bodies[0] for b in bodies), bodies
+    assert set(bodies[0]) <= {"type", "title", "status", "detail"}
+
+
+async def test_invite_expires_exactly_at_its_ttl(world: World) -> None:
+    w = world
+    code = await _new_invite(w, ttl=60)
+    w.clock.t += 59
+    assert (await _enroll_raw(w, code, w.holder().jwk)).status == 201
+
+
+async def test_invite_code_never_reaches_the_ledger(world: World) -> None:
+    w = world
+    code = await _new_invite(w)
+    assert (await _enroll_raw(w, code, w.holder().jwk)).status == 201
+    raw = b"".join(r for _, r in await entries(w.client))
+    assert code.encode() not in raw
+    assert hashlib.sha256(code.encode()).hexdigest().encode() not in raw
+
+
+async def _role_holder(w: World, role: str) -> tuple[Holder, str]:
+    if role == "patient":
+        return w.pat, w.pat_token
+    extra: dict[str, Any] = {}
+    enroll_extra = None
+    if role == "provider":
+        extra["npi"] = NPI
+    if role == "device":
+        extra["patient"] = w.pat.sub
+        enroll_extra = DEVICE_FIELDS
+    h = await invite_and_enroll(
+        w.client, w.adm, w.adm_token, role, w.holder(), enroll_extra=enroll_extra, **extra
+    )
+    return h, await get_token(w.client, h)
+
+
+FORBIDDEN_INVITES = [
+    ("patient", {"role": "patient"}),
+    ("patient", {"role": "admin"}),
+    ("device", {"role": "device", "patient": "pat:" + "1" * 32}),
+    ("auditor", {"role": "patient"}),
+    ("provider", {"role": "provider", "npi": NPI}),
+    ("provider", {"role": "admin"}),
+    ("provider", {"role": "auditor"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("inviter", "body"),
+    FORBIDDEN_INVITES,
+    ids=[f"{r}-invites-{b['role']}" for r, b in FORBIDDEN_INVITES],
+)
+async def test_forbidden_invites(world: World, inviter: str, body: dict[str, Any]) -> None:
+    w = world
+    h, token = await _role_holder(w, inviter)
+    before = await ledger_size(w.client)
+    resp = await _invite(w, h, token, **body)
+    await problem(resp, 403, "forbidden")
+    await assert_refusal_recorded(
+        w.client,
+        before,
+        route="/v1/invites",
+        method="POST",
+        status=403,
+        problem="forbidden",
+        actor=h.sub,
+        credentials=(token,),
+    )
+
+
+BAD_INVITES = {
+    "provider-without-npi": {"role": "provider"},
+    "provider-npi-fails-luhn": {"role": "provider", "npi": BAD_NPI},
+    "provider-npi-nine-digits": {"role": "provider", "npi": NPI[:9]},
+    "provider-npi-as-number": {"role": "provider", "npi": int(NPI)},
+    "device-without-patient": {"role": "device"},
+    "device-patient-malformed": {"role": "device", "patient": "pat:xyz"},
+    "device-patient-not-a-patient": {"role": "device", "patient": "prov:" + "1" * 32},
+    "unknown-role": {"role": "root"},
+    "unknown-field": {"role": "patient", "scope": "revoke"},
+    "ttl-too-long": {"role": "patient", "ttl": 30 * 86400},
+    "ttl-too-short": {"role": "patient", "ttl": 59},
+    "ttl-boolean": {"role": "patient", "ttl": True},
+    "display-name-markup": {"role": "patient", "display_name": "<script>"},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INVITES))
+async def test_malformed_invites_are_400(world: World, case: str) -> None:
+    w = world
+    before = await ledger_size(w.client)
+    resp = await _invite(w, w.adm, w.adm_token, **BAD_INVITES[case])
+    await problem(resp, 400, "bad-request")
+    await assert_nothing_recorded(w.client, before)
+
+
+async def test_provider_invite_with_valid_npi_is_accepted(world: World) -> None:
+    w = world
+    resp = await _invite(w, w.adm, w.adm_token, role="provider", npi=NPI)
+    assert resp.status == 201, await resp.text()
+
+
+def _okp(crv: str, raw: bytes) -> dict[str, str]:
+    return {"kty": "OKP", "crv": crv, "x": b64u(raw)}
+
+
+def _ec_jwk(curve: ec.EllipticCurve, crv: str, size: int) -> dict[str, str]:
+    n = ec.generate_private_key(curve).public_key().public_numbers()
+    return {
+        "kty": "EC",
+        "crv": crv,
+        "x": b64u(n.x.to_bytes(size, "big")),
+        "y": b64u(n.y.to_bytes(size, "big")),
+    }
+
+
+def _rsa_jwk() -> dict[str, str]:
+    n = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
+    return {"kty": "RSA", "n": b64u(n.n.to_bytes(256, "big")), "e": "AQAB"}
+
+
+def _raw_public(key: Any) -> bytes:
+    out: bytes = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return out
+
+
+def _with_d() -> dict[str, str]:
+    h = Holder()
+    return {**h.jwk, "d": private_d(h)}
+
+
+def _off_curve() -> dict[str, str]:
+    jwk = Holder("ES256").jwk
+    y = bytearray(base64.urlsafe_b64decode(jwk["y"] + "="))
+    y[-1] ^= 1
+    return {**jwk, "y": b64u(bytes(y))}
+
+
+BAD_KEYS: dict[str, Callable[[], Any]] = {
+    "private-okp-with-d": _with_d,
+    "private-ec-with-d": lambda: {**Holder("ES256").jwk, "d": b64u(b"\1" * 32)},
+    "rsa": _rsa_jwk,
+    "secp256k1": lambda: _ec_jwk(ec.SECP256K1(), "secp256k1", 32),
+    "p-384": lambda: _ec_jwk(ec.SECP384R1(), "P-384", 48),
+    "x25519": lambda: _okp("X25519", _raw_public(x25519.X25519PrivateKey.generate())),
+    "x448": lambda: _okp("X448", _raw_public(x448.X448PrivateKey.generate())),
+    "ed448": lambda: _okp("Ed448", _raw_public(Ed448PrivateKey.generate())),
+    "oct": lambda: {"kty": "oct", "k": b64u(b"k" * 32)},
+    "p-256-off-curve": _off_curve,
+    "ed25519-short-x": lambda: _okp("Ed25519", b"\1" * 31),
+    "ed25519-padded-x": lambda: {**Holder().jwk, "x": Holder().jwk["x"] + "="},
+    "ed25519-alg-es256": lambda: {**Holder().jwk, "alg": "ES256"},
+    "jwk-a-string": lambda: json.dumps(Holder().jwk),
+    "jwk-missing": lambda: None,
+    "jwk-huge": lambda: {**Holder().jwk, "kid": "k" * 2000},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KEYS))
+async def test_enroll_refuses_unsupported_keys_without_burning_the_invite(
+    world: World, case: str
+) -> None:
+    w = world
+    code = await _new_invite(w)
+    before = await ledger_size(w.client)
+    resp = await _enroll_raw(w, code, BAD_KEYS[case]())
+    await problem(resp, 400, "invalid-key")
+    await assert_nothing_recorded(w.client, before)
+    # The key is checked before the invite is redeemed: the invite still works.
+    assert (await _enroll_raw(w, code, w.holder().jwk)).status == 201
+
+
+async def test_same_public_key_cannot_enroll_twice(world: World) -> None:
+    """One key, one identity: a second enrollment of a key is a 409, for either key type."""
+    w = world
+    for h in (w.holder(), w.holder("ES256")):
+        assert (await _enroll_raw(w, await _new_invite(w), h.jwk)).status == 201
+        code = await _new_invite(w)
+        before = await ledger_size(w.client)
+        resp = await _enroll_raw(w, code, h.jwk)
+        await problem(resp, 409, "conflict")
+        await assert_nothing_recorded(w.client, before)
+    # Not even as another role, nor with the already-enrolled admin key.
+    resp = await _enroll_raw(w, await _new_invite(w, role="auditor"), w.adm.jwk)
+    await problem(resp, 409, "conflict")
+
+
+DEVICE_FIELD_ERRORS = {
+    "serial-missing": {"model": "Oxi 2"},
+    "serial-markup": {"serial": "<x>", "model": "Oxi 2"},
+    "model-not-a-string": {"serial": "SN-1", "model": 2},
+}
+
+
+@pytest.mark.parametrize("case", list(DEVICE_FIELD_ERRORS))
+async def test_device_enrollment_needs_device_fields(world: World, case: str) -> None:
+    w = world
+    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    code = (await resp.json())["invite"]
+    body = {"invite": code, "jwk": w.holder().jwk, **DEVICE_FIELD_ERRORS[case]}
+    await problem(await w.client.post("/v1/enroll", json=body), 400, "bad-request")
+
+
+async def test_refused_device_enrollment_does_not_burn_the_invite(world: World) -> None:
+    w = world
+    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    code = (await resp.json())["invite"]
+    h = w.holder()
+    bad = {"invite": code, "jwk": h.jwk, "serial": "<x>", "model": "Oxi 2"}
+    await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
+    good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk, **DEVICE_FIELDS})
+    assert good.status == 201, await good.text()
