@@ -22,6 +22,7 @@ from .appkeys import AUTHORITY, CLOCK, CONFIG, LOG, METRICS
 from .auth import http as auth_http
 from .auth.dpop import NonceSource, ReplayCache
 from .auth.keys import KeyRing
+from .auth.recovery import ASSERTION_LIFETIME, rebuild_issuance
 from .auth.refusals import refusal_middleware
 from .auth.store import IdentityStore
 from .auth.tokens import Authority
@@ -78,9 +79,11 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(ledger.close)
 
 
-def _open_authority(config: Config, clock: Callable[[], float]) -> Authority:
+def _open_authority(config: Config, clock: Callable[[], float], ledger: Log) -> Authority:
     now = int(clock())
     store = IdentityStore(config.data_dir / "identity.db")
+    horizon = config.token_lifetime + config.clock_skew + ASSERTION_LIFETIME + 600
+    rebuild_issuance(store, ledger, now, horizon)
     keys = KeyRing.open(
         config.key_dir / "signing",
         now,
@@ -112,7 +115,7 @@ def _secret(path: Path) -> bytes:
 
 
 async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
-    authority = await asyncio.to_thread(_open_authority, app[CONFIG], app[CLOCK])
+    authority = await asyncio.to_thread(_open_authority, app[CONFIG], app[CLOCK], app[LOG])
     app[AUTHORITY] = authority
     try:
         yield

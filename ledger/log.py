@@ -179,6 +179,20 @@ class Log:
         self._check_size(size)
         return inclusion_proof(index, size, self.store.read_nodes)
 
+    def receipt_for(self, index: int) -> Receipt:
+        """A receipt for an entry already in the log, against the newest checkpoint.
+
+        Blocking (reads the store). Raises NotFound for an index beyond the tree.
+        """
+        note = self._latest  # one note, and the size it names: a consistent pair
+        size = Checkpoint.parse(note.split(b"\n\n", 1)[0].decode() + "\n").size
+        if index >= size:
+            raise NotFound(f"entry {index} is beyond the tree")
+        (leaf,) = self.store.read_nodes([(0, index)])
+        return Receipt(
+            index, leaf, note, tuple(inclusion_proof(index, size, self.store.read_nodes))
+        )
+
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         self._check_size(new)
         return consistency_proof(old, new, self.store.read_nodes)

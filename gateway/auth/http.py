@@ -16,7 +16,7 @@ from yarl import URL
 from ledger.events import Event, EventType, commit, new_salt
 from ledger.log import Receipt
 
-from ..appkeys import AUTHORITY, CONFIG, PRINCIPAL
+from ..appkeys import AUTHORITY, CONFIG, LOG, PRINCIPAL
 from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
 from ..recorder import record
 from .dpop import DPoPError, UseNonce, check_proof
@@ -28,7 +28,7 @@ from .enroll import (
     new_subject_id,
 )
 from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
-from .store import Invite, Subject
+from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
 __all__ = ["authenticate", "origin", "setup"]
@@ -325,7 +325,8 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError("invalid_client", "client assertion lives longer than 5 minutes", 401)
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise OAuthError("invalid_client", "client assertion jti is malformed", 401)
-    if not await asyncio.to_thread(auth.store.use_client_jti, f"{subject.id}:{jti}", exp, now):
+    spent = assertion_key(subject.id, jti)
+    if not await asyncio.to_thread(auth.store.use_client_jti, spent, exp, now):
         raise OAuthError("invalid_client", "client assertion was already used", 401)
     if not auth.spend(proof, now):
         raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
@@ -336,7 +337,12 @@ async def token(request: web.Request) -> web.Response:
             "invalid_scope", f"a {subject.role} may ask for {' '.join(sorted(allowed))}"
         )
     access, tclaims, _ = await auth.issue(
-        subject, asked, proof.jkt, origin(request), lambda ev: _record(request, ev)
+        subject,
+        asked,
+        proof.jkt,
+        origin(request),
+        lambda ev: _record(request, ev),
+        assertion=spent,
     )
     resp = web.json_response(
         {
@@ -359,7 +365,10 @@ async def attestation_receipt(request: web.Request) -> web.Response:
     # Same answer for "no such token" and "not yours": no oracle over token ids.
     if rec is None or (rec.sub != p.sub and p.role not in ("admin", "auditor")):
         raise NotFound("no attestation with that id for this caller")
-    return web.json_response({"jti": rec.jti, "sub": rec.sub, "receipt": rec.receipt})
+    # Proved against the newest checkpoint: as valid as the one issued with the token, and
+    # it shows the issuance still stands in the log as it is now.
+    receipt = await asyncio.to_thread(request.app[LOG].receipt_for, rec.ledger_index)
+    return web.json_response({"jti": rec.jti, "sub": rec.sub, "receipt": receipt.to_json()})
 
 
 async def introspect(request: web.Request) -> web.Response:

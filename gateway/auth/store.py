@@ -4,6 +4,7 @@ the ledger; the ledger holds ids, thumbprints and salted commitments."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -13,7 +14,12 @@ from typing import Any
 
 import sqlite_utils
 
-__all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord"]
+__all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord", "assertion_key"]
+
+
+def assertion_key(client_id: str, jti: str) -> str:
+    """What identifies a spent client assertion, here and in the ledger event."""
+    return hashlib.sha256(f"{client_id}\n{jti}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,6 @@ class TokenRecord:
     exp: int
     status_idx: int
     ledger_index: int
-    receipt: dict[str, Any]
     revoked: int | None
 
 
@@ -62,6 +67,14 @@ class IdentityStore:
         self.db = sqlite_utils.Database(conn)
         self._conn = conn
         self._migrate()
+        # Issued tokens and spent client-assertion ids are written on every token request.
+        # They need no fsync of their own: each issuance is also an attestation.issued
+        # ledger event (durable, group-committed), and restore_issuance() rebuilds any rows
+        # a power loss took from this connection's unsynced WAL tail.
+        fast = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        fast.execute("PRAGMA synchronous = NORMAL")
+        fast.execute("PRAGMA busy_timeout = 5000")
+        self._fast = fast
 
     def _migrate(self) -> None:
         t = self.db.table
@@ -105,7 +118,6 @@ class IdentityStore:
                     "exp": int,
                     "status_idx": int,
                     "ledger_index": int,
-                    "receipt": str,
                     "revoked": int,
                 },
                 pk="jti",
@@ -119,6 +131,7 @@ class IdentityStore:
 
     def close(self) -> None:
         with self._lock:
+            self._fast.close()
             self._conn.close()
 
     # -- invites -----------------------------------------------------------------
@@ -248,33 +261,22 @@ class IdentityStore:
         with self._lock:
             # Plain SQL on the hot path (one row per issued token); sqlite-utils builds the
             # schema.
-            self._conn.execute(
-                "INSERT INTO tokens (jti, sub, role, exp, status_idx, ledger_index, receipt, "
-                "revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    t.jti,
-                    t.sub,
-                    t.role,
-                    t.exp,
-                    t.status_idx,
-                    t.ledger_index,
-                    json.dumps(t.receipt),
-                    t.revoked,
-                ),
+            self._fast.execute(
+                "INSERT INTO tokens (jti, sub, role, exp, status_idx, ledger_index, revoked) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (t.jti, t.sub, t.role, t.exp, t.status_idx, t.ledger_index, t.revoked),
             )
 
     def token(self, jti: str) -> TokenRecord | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT jti, sub, role, exp, status_idx, ledger_index, receipt, revoked "
+                "SELECT jti, sub, role, exp, status_idx, ledger_index, revoked "
                 "FROM tokens WHERE jti = ?",
                 (jti,),
             ).fetchone()
         if row is None:
             return None
-        return TokenRecord(
-            row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6] or "{}"), row[7]
-        )
+        return TokenRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
     def revoke_token(self, jti: str, now: int) -> int | None:
         with self._lock:
@@ -299,12 +301,37 @@ class IdentityStore:
 
     # -- client assertion replay -------------------------------------------------
     def use_client_jti(self, key: str, exp: int, now: int) -> bool:
-        """Record a client assertion id; False if it was seen before (a replay)."""
+        """Record a client assertion id (``key`` = :func:`assertion_key`); False if it was
+        seen before (a replay)."""
         with self._lock:
             # Indexed on exp, so pruning touches only what expired.
-            self._conn.execute("DELETE FROM client_jtis WHERE exp < ?", (now - 600,))
+            self._fast.execute("DELETE FROM client_jtis WHERE exp < ?", (now - 600,))
             try:
-                self._conn.execute("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", (key, exp))
+                self._fast.execute("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", (key, exp))
             except sqlite3.IntegrityError:
                 return False
         return True
+
+    def restore_issuance(self, tokens: list[TokenRecord], assertions: list[tuple[str, int]]) -> int:
+        """Re-insert issuance rows rebuilt from the ledger; returns how many were missing."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._conn.total_changes
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO tokens (jti, sub, role, exp, status_idx, ledger_index,"
+                    " revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (t.jti, t.sub, t.role, t.exp, t.status_idx, t.ledger_index, t.revoked)
+                        for t in tokens
+                    ],
+                )
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO client_jtis (key, exp) VALUES (?, ?)", assertions
+                )
+                added = self._conn.total_changes - before
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return added

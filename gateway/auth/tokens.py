@@ -127,9 +127,19 @@ class Authority:
 
     # -- issuance ----------------------------------------------------------------
     async def issue(
-        self, subject: Subject, scope: frozenset[str], jkt: str, origin: str, append: Append
+        self,
+        subject: Subject,
+        scope: frozenset[str],
+        jkt: str,
+        origin: str,
+        append: Append,
+        assertion: str | None = None,
     ) -> tuple[str, dict[str, Any], Receipt]:
-        """Record the issuance on the ledger, then sign the token naming its leaf."""
+        """Record the issuance on the ledger, then sign the token naming its leaf.
+
+        ``assertion`` is the :func:`~gateway.auth.store.assertion_key` of the client
+        assertion spent on it: the ledger event is the durable record of that spending.
+        """
         now = self.now()
         jti = secrets.token_urlsafe(18)
         async with self._lock:
@@ -151,6 +161,7 @@ class Authority:
                 "exp": exp,
                 "scope": " ".join(sorted(scope)),
                 "status_idx": idx,
+                **({"assertion": assertion} if assertion else {}),
             },
         )
         receipt = await append(event)
@@ -171,9 +182,7 @@ class Authority:
         token = jwt.encode(
             claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
         )
-        record = TokenRecord(
-            jti, subject.id, subject.role, exp, idx, receipt.index, receipt.to_json(), None
-        )
+        record = TokenRecord(jti, subject.id, subject.role, exp, idx, receipt.index, None)
         await asyncio.to_thread(self.store.add_token, record)
         return token, claims, receipt
 

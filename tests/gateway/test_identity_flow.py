@@ -155,3 +155,42 @@ async def test_es256_gateway_keys(aiohttp_client: Any, config: Config) -> None:
     jwks = await (await c.get("/.well-known/jwks.json")).json()
     assert [k["crv"] for k in jwks["keys"]] == ["P-256"]
     assert (await call(c, "GET", "/v1/me", adm, token)).status == 200
+
+
+async def test_issuance_rows_lost_in_a_crash_are_rebuilt_from_the_ledger(
+    aiohttp_client: Any, config: Config
+) -> None:
+    """identity.db does not fsync per token; the ledger does. Drop the rows a power loss
+    could take, restart, and the spent assertion, the token row and the status index
+    counter come back from the attestation.issued events."""
+    import sqlite3
+
+    from gateway.app import create_app
+    from tests.gateway.idclient import enroll, local_invite, token_response
+
+    app = create_app(config)
+    c = await aiohttp_client(app)
+    h = Holder()
+    await enroll(c, local_invite(config.data_dir), h)
+    url = str(c.make_url("/oauth/token"))
+    assertion = h.assertion(url)
+    first = await token_response(c, h, assertion=assertion)
+    token = (await first.json())["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    port = c.port
+    await c.close()
+    db = sqlite3.connect(config.data_dir / "identity.db")
+    db.execute("DELETE FROM tokens")
+    db.execute("DELETE FROM client_jtis")
+    db.commit()
+    db.close()
+
+    # Same origin as before (the assertion names it as its audience).
+    c = await aiohttp_client(create_app(config), server_kwargs={"port": port})
+    replay = await token_response(c, h, assertion=assertion)
+    assert replay.status == 401 and "already used" in (await replay.json())["detail"]
+    r = await call(c, "GET", f"/v1/attestations/{claims['jti']}/receipt", h, token)
+    assert r.status == 200
+    assert (await r.json())["receipt"]["index"] == claims["ledger"]
+    fresh = jwt.decode(await get_token(c, h), options={"verify_signature": False})
+    assert fresh["status"]["status_list"]["idx"] > claims["status"]["status_list"]["idx"]
