@@ -826,7 +826,7 @@ async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Res
         "each issuance: DPoP proof check, client lookup and assertion check, the assertion "
         "jti written to identity.db, a ledger append (group commit, synchronous=FULL, signed "
         "checkpoint), the token signed, and the token row written to identity.db "
-        "(IdentityStore: WAL; these two rows without fsync, rebuilt from the ledger after a crash).",
+        "(IdentityStore: WAL; both rows without fsync, rebuilt from the ledger after a crash).",
         "avg entries per ledger commit comes from the gateway's /metrics "
         "(telegate_ledger_commit_entries_sum / _count, before and after the row); the ledger "
         "also takes the few other events of the run. Handler time from "
