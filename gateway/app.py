@@ -18,7 +18,9 @@ from ledger.log import Log
 from ledger.store import SQLiteStore
 
 from . import __version__, ledger_api, openapi
-from .appkeys import AUTHORITY, CLOCK, CONFIG, LOG, METRICS
+from .appkeys import AUDIT_INDEX, AUTHORITY, CLOCK, CONFIG, LOG, METRICS
+from .audit import http as audit_http
+from .audit.index import EventIndex
 from .auth import http as auth_http
 from .auth.dpop import NonceSource, ReplayCache
 from .auth.keys import KeyRing
@@ -123,6 +125,15 @@ async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(authority.store.close)
 
 
+async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
+    index = await asyncio.to_thread(EventIndex, app[CONFIG].data_dir / "audit-index.db")
+    app[AUDIT_INDEX] = index
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(index.close)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -159,10 +170,12 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[CLOCK] = clock
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_identity_ctx)
+    app.cleanup_ctx.append(_audit_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     ledger_api.setup(app)
     auth_http.setup(app)
+    audit_http.setup(app)
     openapi.setup(app)
     return app

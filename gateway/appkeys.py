@@ -8,11 +8,12 @@ from aiohttp import web
 
 from ledger.log import Log
 
+from .audit.index import EventIndex
 from .auth.tokens import Authority, Principal
 from .config import Config
 from .observability import Metrics
 
-__all__ = ["AUTHORITY", "CLOCK", "CONFIG", "LOG", "METRICS", "PRINCIPAL"]
+__all__ = ["AUDIT_INDEX", "AUTHORITY", "CLOCK", "CONFIG", "LOG", "METRICS", "PRINCIPAL"]
 
 Clock = Callable[[], float]
 
@@ -20,6 +21,7 @@ CONFIG = web.AppKey("config", Config)
 LOG = web.AppKey("log", Log)
 METRICS = web.AppKey("metrics", Metrics)
 AUTHORITY = web.AppKey("authority", Authority)
+AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
 #: Wall-clock seconds; injected so tests move time instead of sleeping.
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 #: The authenticated caller of the current request, once known.

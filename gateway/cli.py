@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.cli import add_verify_arguments, run_verify
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StoreLocked
 from ledger.export import export_log
 from ledger.store import SQLiteStore
 
@@ -121,6 +121,31 @@ def cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_reindex(args: argparse.Namespace) -> int:
+    from .audit.index import rebuild_index
+
+    config = _config(args)
+    # The writer lock doubles as "the gateway is stopped": it holds the index open.
+    try:
+        store = SQLiteStore(config.db_path)
+    except StoreLocked as e:
+        raise StoreLocked("the gateway is running; stop it before reindexing") from e
+    try:
+        size, differing = rebuild_index(store, config.data_dir / "audit-index.db")
+    finally:
+        store.close()
+    print(f"reindexed {size} entries")
+    if differing:
+        shown = ", ".join(map(str, differing[:20]))
+        more = f" and {len(differing) - 20} more" if len(differing) > 20 else ""
+        print(
+            f"warning: the old index was wrong or missing for entries {shown}{more}",
+            file=sys.stderr,
+        )
+        return 3
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -155,6 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("dir", help="output directory")
     data_dir(e)
     e.set_defaults(func=cmd_ledger_export)
+
+    ri = lsub.add_parser("reindex", help="rebuild the audit index from the ledger and check it")
+    data_dir(ri)
+    ri.set_defaults(func=cmd_ledger_reindex)
 
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)

@@ -416,6 +416,31 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/audit/events": {
+            "get": {
+                "summary": "Ledger events by filter, each with an inclusion proof (auditor)",
+                "security": DPOP,
+                "parameters": [
+                    *(
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("type", "actor", "subject", "session", "since", "until")
+                    ),
+                    _q("limit", False, "rows per page, 1..1000 (default 100)"),
+                    _q("cursor", False, "the next value of the previous page"),
+                ],
+                "responses": {
+                    "200": _json(
+                        "a page of rows and the checkpoint they are proved against",
+                        {
+                            "type": "object",
+                            "required": ["checkpoint", "size", "rows", "next", "query_receipt"],
+                        },
+                    ),
+                    "400": _problem("malformed filter"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

@@ -20,6 +20,7 @@ __all__ = [
     "consistency_proof",
     "inclusion_proof",
     "inclusion_proofs",
+    "inclusion_proofs_for",
     "leaf_hash",
     "node_hash",
     "root_from_inclusion",
@@ -191,6 +192,22 @@ def inclusion_proofs(start: int, end: int, size: int, read: NodeReader) -> list[
 
     walk(0, size)
     return out
+
+
+def inclusion_proofs_for(indices: Sequence[int], size: int, read: NodeReader) -> list[list[bytes]]:
+    """Audit paths of any leaves of one tree, reading every distinct node once.
+
+    For scattered leaves (a page of audit rows); a contiguous run is cheaper with
+    :func:`inclusion_proofs`.
+    """
+    paths = []
+    for index in indices:
+        if not 0 <= index < size:
+            raise InvalidProof(f"index {index} is not in a tree of size {size}")
+        paths.append(_inclusion_ranges(index, 0, size))
+    distinct = list(dict.fromkeys(r for path in paths for r in path))
+    hashed = dict(zip(distinct, _ranges_hash(distinct, read), strict=True))
+    return [[hashed[r] for r in path] for path in paths]
 
 
 def _consistency_ranges(m: int, lo: int, hi: int) -> list[tuple[int, int]]:

@@ -173,3 +173,13 @@ def test_batch_proofs_equal_single_proofs(data: st.DataObject, size: int) -> Non
 def test_batch_proofs_reject_ranges_outside_the_tree() -> None:
     with pytest.raises(InvalidProof):
         inclusion_proofs(3, 6, 5, reader(5))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), size=sizes)
+def test_scattered_proofs_equal_single_proofs(data: st.DataObject, size: int) -> None:
+    from ledger.merkle import inclusion_proofs_for
+
+    indices = data.draw(st.lists(st.integers(0, size - 1), max_size=50))
+    got = inclusion_proofs_for(indices, size, reader(size))
+    assert got == [inclusion_proof(i, size, reader(size)) for i in indices]

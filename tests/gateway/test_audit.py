@@ -1,0 +1,141 @@
+"""The auditor API: only auditors, filters, pagination, proofs that verify offline, the
+query recorded on the ledger, and an index that is rebuilt and checked against the ledger."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import Config
+from ledger.checkpoint import open_checkpoint
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import Verifier
+from tests.gateway.idclient import Holder, admin, call, get_token, invite_and_enroll
+
+
+async def _setup(client: Any, config: Config) -> tuple[Holder, str, Holder, str, Holder]:
+    adm, adm_token = await admin(client, config.data_dir)
+    aud = await invite_and_enroll(client, adm, adm_token, "auditor")
+    pat = await invite_and_enroll(client, adm, adm_token, "patient")
+    await get_token(client, pat)
+    return adm, adm_token, aud, await get_token(client, aud), pat
+
+
+async def _page(client: Any, aud: Holder, token: str, query: str) -> Any:
+    r = await call(client, "GET", f"/v1/audit/events?{query}", aud, token)
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+def _verify_page(page: dict[str, Any], vkey: Verifier) -> None:
+    cp = open_checkpoint(page["checkpoint"].encode(), vkey).checkpoint
+    assert cp.size == page["size"]
+    for row in page["rows"]:
+        proof = [base64.b64decode(p) for p in row["proof"]]
+        verify_inclusion(row["index"], cp.size, base64.b64decode(row["leaf_hash"]), proof, cp.root)
+
+
+async def test_filters_proofs_and_the_recorded_query(client: Any, config: Config) -> None:
+    _, _, aud, token, pat = await _setup(client, config)
+    vkey = Verifier.from_vkey(await (await client.get("/ledger/vkey")).text())
+    page = await _page(client, aud, token, f"subject={pat.sub}")
+    types = [r["event"]["type"] for r in page["rows"]]
+    assert types == ["identity.enrolled", "attestation.issued"]
+    assert all(r["event"]["subject"] == pat.sub for r in page["rows"])
+    _verify_page(page, vkey)
+    # Each row's leaf hash is the hash of the entry the ledger serves at that index.
+    for row in page["rows"]:
+        entry = await (await client.get(f"/ledger/entries/{row['index']}")).json()
+        assert (
+            base64.b64encode(leaf_hash(base64.b64decode(entry["data"]))).decode()
+            == row["leaf_hash"]
+        )
+    # The query itself is on the ledger, naming the auditor and the filter.
+    q = await _page(client, aud, token, "type=audit.query")
+    last = q["rows"][-1]["event"]
+    assert last["actor"] == aud.sub and last["data"]["filters"] == {"subject": pat.sub}
+    by_actor = await _page(client, aud, token, f"actor={aud.sub}&type=audit.query")
+    assert len(by_actor["rows"]) == 2
+    none = await _page(client, aud, token, "since=2999-01-01T00:00:00Z")
+    assert none["rows"] == []
+    old = await _page(client, aud, token, "until=2000-01-01T00:00:00%2B00:00")
+    assert old["rows"] == []
+
+
+async def test_pagination_covers_every_row_once(client: Any, config: Config) -> None:
+    _, _, aud, token, _ = await _setup(client, config)
+    everything = await _page(client, aud, token, "type=attestation.issued&limit=1000")
+    want = [r["index"] for r in everything["rows"]]
+    assert len(want) >= 3
+    got: list[int] = []
+    cursor = ""
+    while True:
+        page = await _page(client, aud, token, f"type=attestation.issued&limit=2{cursor}")
+        got += [r["index"] for r in page["rows"]]
+        if page["next"] is None:
+            break
+        cursor = f"&cursor={page['next']}"
+    assert got == want
+
+
+@pytest.mark.parametrize("role", ["admin", "patient", "provider"])
+async def test_only_auditors(client: Any, config: Config, role: str) -> None:
+    adm, adm_token, *_ = await _setup(client, config)
+    if role == "admin":
+        h, t = adm, adm_token
+    else:
+        extra = {"npi": "1234567893"} if role == "provider" else {}
+        h = await invite_and_enroll(client, adm, adm_token, role, **extra)
+        t = await get_token(client, h)
+    r = await call(client, "GET", "/v1/audit/events", h, t)
+    assert r.status == 403 and r.content_type == "application/problem+json"
+    r = await client.get("/v1/audit/events")
+    assert r.status == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "cursor=-1",
+        "since=yesterday",
+        "until=2026-01-01T00:00",
+        "subject=",
+        "type=" + "x" * 200,
+    ],
+)
+async def test_malformed_filters(client: Any, config: Config, query: str) -> None:
+    _, _, aud, token, _ = await _setup(client, config)
+    r = await call(client, "GET", f"/v1/audit/events?{query}", aud, token)
+    assert r.status == 400 and r.content_type == "application/problem+json"
+
+
+async def test_a_tampered_index_cannot_put_a_wrong_event_in_an_answer_and_reindex_reports_it(
+    client: Any, config: Config
+) -> None:
+    _, _, aud, token, pat = await _setup(client, config)
+    page = await _page(client, aud, token, f"subject={pat.sub}")
+    assert page["rows"]
+    db = sqlite3.connect(config.data_dir / "audit-index.db")
+    # Point every row of the index at the patient: a lying index.
+    db.execute("UPDATE events SET subject = ?", (pat.sub,))
+    db.commit()
+    db.close()
+    page = await _page(client, aud, token, f"subject={pat.sub}")
+    assert all(r["event"].get("subject") == pat.sub for r in page["rows"])
+    await client.close()
+    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 3
+    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 0
+
+
+async def test_reindex_refuses_while_the_gateway_runs(
+    client: Any, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 1
+    assert "stop it before reindexing" in capsys.readouterr().err
