@@ -110,7 +110,8 @@ def cmd_invite(args: argparse.Namespace) -> int:
         code = new_code()
         # Local bootstrap: whoever can run this owns the data directory. The ledger records
         # the invite when it is redeemed (identity.enrolled, invited_by "cli:local").
-        store.create_invite(hash_code(code), Invite("admin", "cli:local", now, now + args.ttl, {}))
+        invite = Invite(args.role, "cli:local", now, now + args.ttl, {})
+        store.create_invite(hash_code(code), invite)
     finally:
         store.close()
     print(code)
@@ -146,6 +147,98 @@ def cmd_ledger_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .client import enroll
+
+    out = Path(args.out)
+    if out.exists():
+        print(f"error: {out} exists; choose another --out", file=sys.stderr)
+        return 2
+    creds = enroll(args.server, args.invite)
+    creds.save(out)
+    print(f"enrolled as {creds.sub}; credentials in {out} (keep them private)")
+    print(f"log vkey pinned: {creds.log_vkey}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from ledger.checkpoint import open_checkpoint
+    from ledger.note import Verifier
+
+    from .audit.check import check_consistency, check_page
+    from .client import Credentials, Session
+
+    creds = Credentials.load(Path(args.credentials))
+    if args.server:
+        creds = Credentials(args.server, creds.sub, creds.seed, creds.log_vkey)
+    log = Verifier.from_vkey(args.vkey or creds.log_vkey)
+    session = Session(creds)
+    state = Path(args.state) if args.state else Path(args.credentials).with_suffix(".seen")
+    seen = None
+    if state.exists():
+        seen = open_checkpoint(state.read_bytes(), log).checkpoint
+
+    def proof(old: int, new: int) -> list[bytes]:
+        import base64
+
+        d = session.get_public_json(f"/ledger/proof/consistency?old={old}&new={new}")
+        return [base64.b64decode(p) for p in d["proof"]]
+
+    query = {
+        k: getattr(args, k)
+        for k in ("type", "actor", "subject", "session", "since", "until")
+        if getattr(args, k)
+    }
+    rows: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        q = dict(query, limit=str(args.page_size))
+        if cursor is not None:
+            q["cursor"] = cursor
+        import urllib.parse
+
+        page = session.get_json("/v1/audit/events?" + urllib.parse.urlencode(q))
+        cp = check_page(page, log)
+        if seen is not None:
+            check_consistency(seen, cp, proof)
+        seen = cp
+        state.write_bytes(str(page["checkpoint"]).encode())
+        rows += page["rows"]
+        cursor = page["next"]
+        if cursor is None or len(rows) >= args.max_rows:
+            break
+    print(
+        f"verified {len(rows)} rows against checkpoint {seen.size if seen else 0} of {log.name}",
+        file=sys.stderr,
+    )
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["index", "time", "type", "actor", "subject", "session"])
+        for r in rows:
+            ev = r["event"]
+            assert isinstance(ev, dict)
+            w.writerow(
+                [
+                    r["index"],
+                    *(ev.get(k, "") for k in ("time", "type", "actor", "subject", "session")),
+                ]
+            )
+    else:
+        for r in rows:
+            ev = r["event"]
+            assert isinstance(ev, dict)
+            print(
+                f"{r['index']:>8}  {ev.get('time', '')}  {ev.get('type', ''):<22} "
+                f"{ev.get('actor', ''):<38} {ev.get('subject', '') or ''}"
+            )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -169,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys)
 
     inv = sub.add_parser("invite", help="create a single-use invite locally (bootstrap)")
-    inv.add_argument("role", choices=["admin"])
+    inv.add_argument("role", choices=["admin", "auditor"])
     inv.add_argument("--ttl", type=int, default=3600, help="validity in seconds (default 3600)")
     data_dir(inv)
     inv.set_defaults(func=cmd_invite)
@@ -184,6 +277,26 @@ def _parser() -> argparse.ArgumentParser:
     ri = lsub.add_parser("reindex", help="rebuild the audit index from the ledger and check it")
     data_dir(ri)
     ri.set_defaults(func=cmd_ledger_reindex)
+
+    en = sub.add_parser("enroll", help="redeem an invite with a new key; write credentials")
+    en.add_argument("--server", required=True, help="gateway URL, e.g. https://gw.example")
+    en.add_argument("--invite", required=True)
+    en.add_argument("--out", required=True, help="credentials file to create (mode 0600)")
+    en.set_defaults(func=cmd_enroll)
+
+    au = sub.add_parser("audit", help="query the audit trail and verify every proof")
+    au.add_argument("--credentials", required=True, help="an auditor's credentials file")
+    au.add_argument("--server", help="gateway URL (default: the one enrolled with)")
+    au.add_argument("--vkey", help="pinned log vkey (default: the one pinned at enrollment)")
+    au.add_argument(
+        "--state", help="where the last seen checkpoint is kept (default: <credentials>.seen)"
+    )
+    for f in ("type", "actor", "subject", "session", "since", "until"):
+        au.add_argument(f"--{f}")
+    au.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    au.add_argument("--page-size", type=int, default=500)
+    au.add_argument("--max-rows", type=int, default=100_000)
+    au.set_defaults(func=cmd_audit)
 
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)
