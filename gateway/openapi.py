@@ -441,6 +441,37 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/audit/export": {
+            "get": {
+                "summary": "Stream matching events: JSON Lines with proofs, CSV, or a FHIR Bundle "
+                "of AuditEvents (auditor)",
+                "security": DPOP,
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["jsonl", "csv", "fhir"]},
+                    },
+                    *(
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("type", "actor", "subject", "session", "since", "until")
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the export, streamed",
+                        "content": {
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/fhir+json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "400": _problem("malformed filter or format"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

@@ -19,6 +19,7 @@ from ..appkeys import AUDIT_INDEX, LOG
 from ..auth.http import authenticate
 from ..errors import BadRequest, Unavailable
 from ..recorder import record
+from .fhir import audit_event
 from .index import Filters, IndexMismatch, epoch_ms
 
 __all__ = ["setup"]
@@ -114,5 +115,99 @@ async def audit_events(request: web.Request) -> web.Response:
     )
 
 
+EXPORT_PAGE = 1000
+_CONTENT = {
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv",
+    "fhir": "application/fhir+json",
+}
+_CSV_FIELDS = ("time", "type", "actor", "subject", "session")
+
+
+def _csv_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # Spreadsheet formula injection: a leading = + - @ is made literal.
+    if text[:1] in ("=", "+", "-", "@"):
+        text = "'" + text
+    if any(c in text for c in ',"\n\r'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    """Stream every matching event as JSON Lines (with proofs), CSV or a FHIR Bundle of
+    AuditEvents, one index page at a time: nothing is loaded whole into memory."""
+    p = authenticate(request)
+    p.require("auditor", scope="audit")
+    q = request.query
+    fmt = q.get("format", "jsonl")
+    if fmt not in _CONTENT:
+        raise BadRequest("format must be jsonl, csv or fhir")
+    filters = _filters(q)
+    log = request.app[LOG]
+    index = request.app[AUDIT_INDEX]
+    note = log.checkpoint()
+    size = Checkpoint.parse(parse_note(note).text).size
+    try:
+        await asyncio.to_thread(index.catch_up, log.store, size)
+    except IndexMismatch as e:
+        raise Unavailable(f"the audit index needs a rebuild: {e}") from e
+    data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
+    receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": _CONTENT[fmt],
+            "Telegate-Checkpoint-Size": str(size),
+            "Telegate-Query-Ledger-Index": str(receipt.index),
+        }
+    )
+    await resp.prepare(request)
+    if fmt == "jsonl":
+        await resp.write(json.dumps({"checkpoint": note.decode(), "size": size}).encode() + b"\n")
+    elif fmt == "csv":
+        await resp.write(b"index," + ",".join(_CSV_FIELDS).encode() + b",leaf_hash\r\n")
+    else:
+        await resp.write(b'{"resourceType":"Bundle","type":"collection","entry":[')
+    after, first = -1, True
+    while True:
+        idxs = await asyncio.to_thread(index.query, filters, after, size, EXPORT_PAGE)
+        if not idxs:
+            break
+        raws = await asyncio.to_thread(_read_events, log.store, idxs)
+        proofs: list[list[bytes]] = []
+        if fmt == "jsonl":
+            proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
+        out: list[bytes] = []
+        for k, (i, raw) in enumerate(zip(idxs, raws, strict=True)):
+            event = json.loads(raw)
+            if not filters.matches(event):
+                continue
+            lh = _b64(leaf_hash(raw))
+            if fmt == "jsonl":
+                row = {
+                    "index": i,
+                    "leaf_hash": lh,
+                    "event": event,
+                    "proof": [_b64(h) for h in proofs[k]],
+                }
+                out.append(json.dumps(row).encode() + b"\n")
+            elif fmt == "csv":
+                cells = [str(i), *(_csv_cell(event.get(f)) for f in _CSV_FIELDS), lh]
+                out.append(",".join(cells).encode() + b"\r\n")
+            else:
+                entry = {"resource": audit_event(i, lh, event)}
+                out.append((b"" if first else b",") + json.dumps(entry).encode())
+                first = False
+        await resp.write(b"".join(out))
+        after = idxs[-1]
+        if len(idxs) < EXPORT_PAGE:
+            break
+    if fmt == "fhir":
+        await resp.write(b"]}")
+    await resp.write_eof()
+    return resp
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1/audit/events", audit_events)
+    app.router.add_get("/v1/audit/export", audit_export)

@@ -139,3 +139,77 @@ async def test_reindex_refuses_while_the_gateway_runs(
 ) -> None:
     assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 1
     assert "stop it before reindexing" in capsys.readouterr().err
+
+
+async def _export(client: Any, aud: Holder, token: str, query: str) -> Any:
+    r = await call(client, "GET", f"/v1/audit/export?{query}", aud, token)
+    assert r.status == 200, await r.text()
+    return r
+
+
+async def test_jsonl_export_carries_proofs_that_verify(client: Any, config: Config) -> None:
+    import json
+
+    _, _, aud, token, pat = await _setup(client, config)
+    vkey = Verifier.from_vkey(await (await client.get("/ledger/vkey")).text())
+    r = await _export(client, aud, token, f"format=jsonl&subject={pat.sub}")
+    assert r.content_type == "application/x-ndjson"
+    lines = (await r.text()).splitlines()
+    head = json.loads(lines[0])
+    page = {
+        "checkpoint": head["checkpoint"],
+        "size": head["size"],
+        "rows": [json.loads(x) for x in lines[1:]],
+    }
+    assert [row["event"]["type"] for row in page["rows"]] == [
+        "identity.enrolled",
+        "attestation.issued",
+    ]
+    _verify_page(page, vkey)
+    assert int(r.headers["Telegate-Checkpoint-Size"]) == head["size"]
+
+
+async def test_csv_export_is_spreadsheet_safe(client: Any, config: Config) -> None:
+    import csv
+    import io
+
+    _, _, aud, token, _ = await _setup(client, config)
+    r = await _export(client, aud, token, "format=csv")
+    assert r.content_type == "text/csv"
+    rows = list(csv.reader(io.StringIO(await r.text())))
+    assert rows[0] == ["index", "time", "type", "actor", "subject", "session", "leaf_hash"]
+    assert len(rows) > 5 and all(len(row) == 7 for row in rows)
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+
+
+async def test_fhir_export_validates_as_auditevents(client: Any, config: Config) -> None:
+    from fhir.resources.R4B.auditevent import AuditEvent
+    from fhir.resources.R4B.bundle import Bundle
+
+    _, _, aud, token, pat = await _setup(client, config)
+    # A refusal too, so an auth.refused AuditEvent is in the bundle.
+    assert (await client.get("/v1/me")).status == 401
+    r = await _export(client, aud, token, "format=fhir")
+    assert r.content_type == "application/fhir+json"
+    bundle = Bundle.model_validate_json(await r.text())
+    events = [e.resource for e in bundle.entry or []]
+    assert events and all(isinstance(e, AuditEvent) for e in events)
+    kinds = {e.subtype[0].code for e in events}
+    assert {"gateway.started", "identity.enrolled", "attestation.issued", "auth.refused"} <= kinds
+    issued = [e for e in events if e.subtype[0].code == "attestation.issued"]
+    ids = [[ent.what.identifier.value for ent in e.entity if ent.what.identifier] for e in issued]
+    assert all(any(v.startswith("urn:ietf:params:oauth:jti:") for v in v_) for v_ in ids)
+    assert any(pat.sub in v_ for v_ in ids)
+    refused = next(e for e in events if e.subtype[0].code == "auth.refused")
+    assert refused.outcome == "4"
+
+
+async def test_export_is_auditor_only_and_recorded(client: Any, config: Config) -> None:
+    adm, adm_token, aud, token, _ = await _setup(client, config)
+    r = await call(client, "GET", "/v1/audit/export?format=csv", adm, adm_token)
+    assert r.status == 403
+    r = await call(client, "GET", "/v1/audit/export?format=xml", aud, token)
+    assert r.status == 400
+    await _export(client, aud, token, "format=csv")
+    page = await _page(client, aud, token, "type=audit.query")
+    assert page["rows"][-1]["event"]["data"]["export"] == "csv"

@@ -1,0 +1,98 @@
+"""Ledger events as FHIR AuditEvent resources, following IHE Basic Audit Log Patterns (BALP).
+
+Built as plain dicts (a page of thousands is serialised while streaming); the tests validate
+every resource with ``fhir.resources`` (R4B, whose AuditEvent is R4's). Identifiers only:
+the ledger holds no PHI, so neither does an export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["audit_event"]
+
+EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+TELEGATE_TYPE = "urn:telegate:event-type"
+SUBJECT_SYSTEM = "urn:telegate:subject"
+LEDGER_SYSTEM = "urn:telegate:ledger-index"
+
+# BALP action codes: C create, R read, U update, D delete, E execute.
+_ACTION = {
+    "identity.enrolled": "C",
+    "identity.invite_created": "C",
+    "attestation.issued": "C",
+    "attestation.revoked": "U",
+    "consent.granted": "C",
+    "consent.revoked": "U",
+    "vitals.batch": "C",
+    "audit.query": "R",
+    "auth.refused": "E",
+}
+# DICOM audit event ids where one fits (BALP profiles reuse them).
+_DICOM = {
+    "auth.refused": ("110114", "User Authentication"),
+    "attestation.issued": ("110114", "User Authentication"),
+    "audit.query": ("110112", "Query"),
+    "gateway.started": ("110100", "Application Activity"),
+    "gateway.stopped": ("110100", "Application Activity"),
+}
+
+
+def _ref(value: str) -> dict[str, Any]:
+    return {"identifier": {"system": SUBJECT_SYSTEM, "value": value}}
+
+
+def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[str, Any]:
+    """One ledger event as a FHIR AuditEvent (BALP shape)."""
+    kind = str(event.get("type", ""))
+    raw = event.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    code, display = _DICOM.get(kind, ("rest", "RESTful Operation"))
+    system = DCM if kind in _DICOM else EVENT_TYPE
+    failed = kind == "auth.refused"
+    res: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": f"ledger-{index}",
+        "type": {"system": system, "code": code, "display": display},
+        "subtype": [{"system": TELEGATE_TYPE, "code": kind}],
+        "action": _ACTION.get(kind, "E"),
+        "recorded": event.get("time"),
+        # 0 success, 4 minor failure (a refused request is the system working as meant).
+        "outcome": "4" if failed else "0",
+        "agent": [{"who": _ref(str(event.get("actor", "unknown"))), "requestor": True}],
+        "source": {"observer": {"display": "telegate gateway"}},
+        "entity": [
+            {
+                "what": {"identifier": {"system": LEDGER_SYSTEM, "value": str(index)}},
+                "description": f"ledger leaf hash {leaf_hash_b64}",
+            }
+        ],
+    }
+    if event.get("subject"):
+        res["entity"].append(
+            {
+                "what": _ref(str(event["subject"])),
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1",
+                    "display": "Patient" if str(event["subject"]).startswith("pat:") else "Person",
+                },
+            }
+        )
+    if event.get("session"):
+        res["entity"].append(
+            {
+                "what": {
+                    "identifier": {"system": "urn:telegate:session", "value": str(event["session"])}
+                }
+            }
+        )
+    if "jti" in data:
+        # BALP: the OAuth token is identified by its jti as a URN.
+        res["entity"].append(
+            {"what": {"identifier": {"value": f"urn:ietf:params:oauth:jti:{data['jti']}"}}}
+        )
+    if failed:
+        res["outcomeDesc"] = str(data.get("problem", "refused"))
+    return res
