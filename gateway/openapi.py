@@ -472,6 +472,41 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/patients/{patient}/access-report": {
+            "get": {
+                "summary": "Accounting of disclosures: every action on a patient's record by "
+                "someone else, with proofs (the patient, or an auditor)",
+                "security": DPOP,
+                "parameters": [
+                    {
+                        "name": "patient",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["json", "fhir"]},
+                    },
+                    _q("limit", False, "rows scanned per page, 1..1000"),
+                    _q("cursor", False, "the next value of the previous page"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the report",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "application/fhir+json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "400": _problem("malformed parameters"),
+                    "404": _problem("no such patient"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

@@ -16,8 +16,10 @@ from ledger.merkle import inclusion_proofs_for, leaf_hash
 from ledger.note import parse_note
 
 from ..appkeys import AUDIT_INDEX, LOG
+from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate
-from ..errors import BadRequest, Unavailable
+from ..auth.tokens import Forbidden
+from ..errors import BadRequest, NotFound, Unavailable
 from ..recorder import record
 from .fhir import audit_event
 from .index import Filters, IndexMismatch, epoch_ms
@@ -63,23 +65,29 @@ def _read_events(store: Any, idxs: list[int]) -> list[bytes]:
     return [store.read_entries(i, i + 1)[0] for i in idxs]
 
 
-async def audit_events(request: web.Request) -> web.Response:
-    p = authenticate(request)
-    p.require("auditor", scope="audit")
-    q = request.query
-    filters = _filters(q)
-    limit = _int(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    # The cursor is the last leaf index of the previous page.
-    after = _int(q, "cursor", -1, 0, (1 << 62)) if "cursor" in q else -1
-    log = request.app[LOG]
-    index = request.app[AUDIT_INDEX]
+async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
+    """The newest checkpoint, with the audit index brought up to its size."""
+    log = app[LOG]
     note = log.checkpoint()
     size = Checkpoint.parse(parse_note(note).text).size
     try:
-        await asyncio.to_thread(index.catch_up, log.store, size)
+        await asyncio.to_thread(app[AUDIT_INDEX].catch_up, log.store, size)
     except IndexMismatch as e:
         raise Unavailable(f"the audit index needs a rebuild: {e}") from e
-    idxs = await asyncio.to_thread(index.query, filters, after, size, limit)
+    return note, size
+
+
+async def _proved_page(
+    app: web.Application, filters: Filters, after: int, limit: int
+) -> tuple[bytes, int, list[int], list[dict[str, Any]]]:
+    """One page of matching rows, each with its inclusion proof against one checkpoint.
+
+    Returns the checkpoint, its size, the leaf indexes the index chose (for the cursor) and
+    the rows that the ledger's own bytes confirm match the filter.
+    """
+    log = app[LOG]
+    note, size = await _checkpoint_and_index(app)
+    idxs = await asyncio.to_thread(app[AUDIT_INDEX].query, filters, after, size, limit)
     raws = await asyncio.to_thread(_read_events, log.store, idxs)
     proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
     rows = []
@@ -96,6 +104,18 @@ async def audit_events(request: web.Request) -> web.Response:
                 "proof": [_b64(h) for h in proof],
             }
         )
+    return note, size, idxs, rows
+
+
+async def audit_events(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("auditor", scope="audit")
+    q = request.query
+    filters = _filters(q)
+    limit = _int(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    # The cursor is the last leaf index of the previous page.
+    after = _int(q, "cursor", -1, 0, (1 << 62)) if "cursor" in q else -1
+    note, size, idxs, rows = await _proved_page(request.app, filters, after, limit)
     nxt = str(idxs[-1]) if len(idxs) == limit else None
     data = {
         "filters": filters.describe(),
@@ -146,12 +166,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     filters = _filters(q)
     log = request.app[LOG]
     index = request.app[AUDIT_INDEX]
-    note = log.checkpoint()
-    size = Checkpoint.parse(parse_note(note).text).size
-    try:
-        await asyncio.to_thread(index.catch_up, log.store, size)
-    except IndexMismatch as e:
-        raise Unavailable(f"the audit index needs a rebuild: {e}") from e
+    note, size = await _checkpoint_and_index(request.app)
     data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
     receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
     resp = web.StreamResponse(
@@ -208,6 +223,82 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+_ROLE_OF = {
+    "pat": "patient",
+    "prov": "provider",
+    "dev": "device",
+    "aud": "auditor",
+    "adm": "admin",
+    "gw": "system",
+}
+
+
+async def access_report(request: web.Request) -> web.Response:
+    """Who did what with a patient's record: every event about the patient by someone
+    else, with who, role, when, purpose and the consent or emergency access it relied on,
+    each row proved. The patient sees their own; auditors see anyone's."""
+    p = authenticate(request)
+    patient = request.match_info["patient"]
+    if not is_subject_id(patient, "patient"):
+        raise NotFound("no such patient")
+    if p.role != "auditor" and p.sub != patient:
+        raise Forbidden("a patient sees only their own access report")
+    q = request.query
+    fmt = q.get("format", "json")
+    if fmt not in ("json", "fhir"):
+        raise BadRequest("format must be json or fhir")
+    limit = _int(q, "limit", MAX_LIMIT, 1, MAX_LIMIT)
+    after = _int(q, "cursor", -1, 0, (1 << 62)) if "cursor" in q else -1
+    note, size, idxs, rows = await _proved_page(request.app, Filters(subject=patient), after, limit)
+    accesses = []
+    for row in rows:
+        ev = row["event"]
+        if ev.get("actor") == patient:
+            continue  # the patient's own actions are not disclosures
+        data = ev.get("data") if isinstance(ev.get("data"), dict) else {}
+        actor = str(ev.get("actor", ""))
+        accesses.append(
+            {
+                "index": row["index"],
+                "time": ev.get("time"),
+                "who": actor,
+                "role": _ROLE_OF.get(actor.split(":", 1)[0], "unknown"),
+                "action": ev.get("type"),
+                "purpose": data.get("purpose"),
+                "consent": data.get("consent"),
+                "break_the_glass": bool(data.get("break_glass")),
+                "leaf_hash": row["leaf_hash"],
+                "proof": row["proof"],
+                "event": ev,
+            }
+        )
+    data = {"access_report": patient, "rows": len(accesses), "checkpoint_size": size}
+    receipt = await record(
+        request.app, Event.now(EventType.AUDIT_QUERY, p.sub, subject=patient, data=data)
+    )
+    nxt = str(idxs[-1]) if len(idxs) == limit else None
+    if fmt == "fhir":
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                {"resource": audit_event(a["index"], a["leaf_hash"], a["event"])} for a in accesses
+            ],
+        }
+        return web.json_response(bundle, content_type="application/fhir+json")
+    return web.json_response(
+        {
+            "patient": patient,
+            "checkpoint": note.decode(),
+            "size": size,
+            "accesses": accesses,
+            "next": nxt,
+            "query_receipt": receipt.to_json(),
+        }
+    )
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1/audit/events", audit_events)
+    app.router.add_get("/v1/patients/{patient}/access-report", access_report)
     app.router.add_get("/v1/audit/export", audit_export)

@@ -213,3 +213,49 @@ async def test_export_is_auditor_only_and_recorded(client: Any, config: Config) 
     await _export(client, aud, token, "format=csv")
     page = await _page(client, aud, token, "type=audit.query")
     assert page["rows"][-1]["event"]["data"]["export"] == "csv"
+
+
+async def test_patient_access_report(client: Any, config: Config) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    adm, adm_token, aud, aud_token, _ = await _setup(client, config)
+    prov = await invite_and_enroll(client, adm, adm_token, "provider", npi="1234567893")
+    prov_token = await get_token(client, prov)
+    pat = await invite_and_enroll(client, prov, prov_token, "patient")
+    pat_token = await get_token(client, pat)
+    # The provider registers a device for the patient: an action on the patient's record.
+    await invite_and_enroll(
+        client,
+        prov,
+        prov_token,
+        "device",
+        patient=pat.sub,
+        enroll_extra={"serial": "SN-9", "model": "Cuff"},
+    )
+    vkey = Verifier.from_vkey(await (await client.get("/ledger/vkey")).text())
+    r = await call(client, "GET", f"/v1/patients/{pat.sub}/access-report", pat, pat_token)
+    assert r.status == 200, await r.text()
+    report = await r.json()
+    who = {(a["who"], a["role"], a["action"]) for a in report["accesses"]}
+    assert (prov.sub, "provider", "identity.invite_created") in who
+    assert all(a["who"] != pat.sub for a in report["accesses"])
+    _verify_page(
+        {"checkpoint": report["checkpoint"], "size": report["size"], "rows": report["accesses"]},
+        vkey,
+    )
+    # An auditor may read it too, also as FHIR; the other patient, the provider may not.
+    r = await call(
+        client, "GET", f"/v1/patients/{pat.sub}/access-report?format=fhir", aud, aud_token
+    )
+    assert r.status == 200
+    Bundle.model_validate_json(await r.text())
+    other = await invite_and_enroll(client, adm, adm_token, "patient")
+    other_token = await get_token(client, other)
+    for h, t in ((other, other_token), (prov, prov_token)):
+        r = await call(client, "GET", f"/v1/patients/{pat.sub}/access-report", h, t)
+        assert r.status == 403
+    r = await call(client, "GET", "/v1/patients/not-a-patient/access-report", aud, aud_token)
+    assert r.status == 404
+    # The report itself is recorded as an audit query about that patient.
+    page = await _page(client, aud, aud_token, f"type=audit.query&subject={pat.sub}")
+    assert page["rows"][0]["event"]["actor"] == pat.sub
