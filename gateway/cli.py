@@ -216,6 +216,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
     if args.format == "json":
         print(json.dumps(rows, indent=1))
+    elif args.format == "fhir":
+        from .audit.fhir import audit_event
+
+        entries = []
+        for r in rows:
+            assert isinstance(r["index"], int) and isinstance(r["event"], dict)
+            entries.append({"resource": audit_event(r["index"], str(r["leaf_hash"]), r["event"])})
+        print(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
     elif args.format == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(["index", "time", "type", "actor", "subject", "session"])
@@ -293,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     for f in ("type", "actor", "subject", "session", "since", "until"):
         au.add_argument(f"--{f}")
-    au.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    au.add_argument("--format", choices=["table", "json", "csv", "fhir"], default="table")
     au.add_argument("--page-size", type=int, default=500)
     au.add_argument("--max-rows", type=int, default=100_000)
     au.set_defaults(func=cmd_audit)

@@ -49,7 +49,12 @@ def test_audit_verifies_and_remembers_the_checkpoint(live_gateway: Any, tmp_path
     assert first.stderr.startswith("verified ")
     seen = creds.with_suffix(".seen")
     assert seen.exists()
-    # Second run: the new checkpoint must be consistent with the remembered one.
+    fhir = _cli("audit", "--credentials", str(creds), "--format", "fhir")
+    assert fhir.returncode == 0, fhir.stderr
+    from fhir.resources.R4B.bundle import Bundle
+
+    assert Bundle.model_validate_json(fhir.stdout).entry
+    # Again: the new checkpoint must be consistent with the remembered one.
     again = _cli("audit", "--credentials", str(creds), "--type", "audit.query")
     assert again.returncode == 0, again.stderr
     assert "audit.query" in again.stdout
