@@ -46,7 +46,7 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from bench.ledger import Results, Table, fmt, fmt_ratio, pct, progress
+from bench.ledger import Results, Table, fmt, pct, progress
 
 LOG_ORIGIN = "bench.example/telegate/log"
 CONCURRENCY = (1, 10, 50)
@@ -61,28 +61,8 @@ now = time.perf_counter
 class AuthTable(Table):
     """bench.ledger's table, with a few more units (µs, cores, plain decimals)."""
 
-    def render(self) -> str:
-        self._ratios()
-        head = ("system", "metric", "value", "ratio to telegate")
-        body = [
-            (
-                r.system,
-                r.metric,
-                _fmt(r.value, r.unit),
-                ("-" if r.ratio is None else fmt_ratio(r.ratio))
-                + (f"  {r.note}" if r.note else ""),
-            )
-            for r in self.rows
-        ]
-        w = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
-
-        def line(c: Sequence[str]) -> str:
-            return f"{c[0]:<{w[0]}} | {c[1]:<{w[1]}} | {c[2]:>{w[2]}} | {c[3]}".rstrip()
-
-        sep = "-+-".join("-" * n for n in w)
-        out = [f"\n== {self.title} ==", line(head), sep, *map(line, body)]
-        out += [f"  * {n}" for n in self.notes]
-        return "\n".join(out)
+    def format_value(self, value: float | None, unit: str) -> str:
+        return _fmt(value, unit)
 
 
 def _fmt(v: float | None, unit: str) -> str:

@@ -127,6 +127,10 @@ class Table:
             b = bases.get(r.key) if r.key else None
             r.ratio = None if b is None or r.value is None else r.value / b
 
+    def format_value(self, value: float | None, unit: str) -> str:
+        """How a value prints; subclasses add units."""
+        return fmt(value, unit)
+
     def render(self) -> str:
         self._ratios()
         head = ("system", "metric", "value", "ratio to telegate")
@@ -134,7 +138,7 @@ class Table:
             (
                 r.system,
                 r.metric,
-                fmt(r.value, r.unit),
+                self.format_value(r.value, r.unit),
                 ("-" if r.ratio is None else fmt_ratio(r.ratio))
                 + (f"  {r.note}" if r.note else ""),
             )
