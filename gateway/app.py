@@ -18,7 +18,16 @@ from ledger.log import Log
 from ledger.store import SQLiteStore
 
 from . import __version__, ledger_api, openapi
-from .appkeys import AUDIT_INDEX, AUTHORITY, CLOCK, CONFIG, LOG, METRICS
+from .appkeys import (
+    AUDIT_INDEX,
+    AUTHORITY,
+    CLOCK,
+    CONFIG,
+    CONSENT_GUARD,
+    CONSENTS,
+    LOG,
+    METRICS,
+)
 from .audit import http as audit_http
 from .audit.index import EventIndex
 from .auth import http as auth_http
@@ -29,6 +38,9 @@ from .auth.refusals import refusal_middleware
 from .auth.store import IdentityStore
 from .auth.tokens import Authority
 from .config import Config
+from .consent import http as consent_http
+from .consent.guard import ConsentGuard
+from .consent.store import ConsentStore
 from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
@@ -134,6 +146,16 @@ async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(index.close)
 
 
+async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = await asyncio.to_thread(ConsentStore, app[CONFIG].data_dir / "consent.db")
+    app[CONSENTS] = store
+    app[CONSENT_GUARD] = ConsentGuard(store, app[CLOCK], lambda ev: record(app, ev))
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(store.close)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -171,11 +193,13 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_identity_ctx)
     app.cleanup_ctx.append(_audit_ctx)
+    app.cleanup_ctx.append(_consent_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     ledger_api.setup(app)
     auth_http.setup(app)
     audit_http.setup(app)
+    consent_http.setup(app)
     openapi.setup(app)
     return app

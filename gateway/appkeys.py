@@ -11,9 +11,21 @@ from ledger.log import Log
 from .audit.index import EventIndex
 from .auth.tokens import Authority, Principal
 from .config import Config
+from .consent.guard import ConsentGuard
+from .consent.store import ConsentStore
 from .observability import Metrics
 
-__all__ = ["AUDIT_INDEX", "AUTHORITY", "CLOCK", "CONFIG", "LOG", "METRICS", "PRINCIPAL"]
+__all__ = [
+    "AUDIT_INDEX",
+    "AUTHORITY",
+    "CLOCK",
+    "CONFIG",
+    "CONSENTS",
+    "CONSENT_GUARD",
+    "LOG",
+    "METRICS",
+    "PRINCIPAL",
+]
 
 Clock = Callable[[], float]
 
@@ -22,6 +34,8 @@ LOG = web.AppKey("log", Log)
 METRICS = web.AppKey("metrics", Metrics)
 AUTHORITY = web.AppKey("authority", Authority)
 AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
+CONSENTS = web.AppKey("consents", ConsentStore)
+CONSENT_GUARD = web.AppKey("consent_guard", ConsentGuard)
 #: Wall-clock seconds; injected so tests move time instead of sleeping.
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 #: The authenticated caller of the current request, once known.

@@ -49,6 +49,8 @@ class Config:
     dpop_replay_max: int = 500_000
     #: Longest invite validity, seconds.
     invite_max_ttl: int = 7 * 86400
+    #: How long a declared emergency (break-the-glass) grants access, minutes.
+    break_glass_minutes: int = 60
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -75,6 +77,8 @@ class Config:
             raise ConfigError("dpop_window must be 5..600 seconds")
         if not 1000 <= self.dpop_replay_max <= 10_000_000:
             raise ConfigError("dpop_replay_max must be 1000..10000000")
+        if not 5 <= self.break_glass_minutes <= 24 * 60:
+            raise ConfigError("break_glass_minutes must be 5..1440")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
 

@@ -507,6 +507,71 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/consents": {
+            "post": {
+                "summary": "Grant a provider (or role:provider) scopes until a time (patient)",
+                "security": DPOP,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["grantee", "scopes", "until"],
+                        "properties": {
+                            "grantee": {"type": "string"},
+                            "scopes": {
+                                "type": "array",
+                                "items": {"enum": ["call", "vitals.read", "vitals.stream"]},
+                            },
+                            "until": {"type": "string", "format": "date-time"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json("the consent and its ledger receipt", {"type": "object"}),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            },
+            "get": {
+                "summary": "The patient's grants, or the grants naming the calling provider",
+                "security": DPOP,
+                "responses": {
+                    "200": _json("consents", {"type": "object", "required": ["consents"]}),
+                    **AUTH_ERRORS,
+                },
+            },
+        },
+        "/v1/consents/{id}": {
+            "delete": {
+                "summary": "Revoke a consent, effective at once (the patient who granted it)",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("revoked, with the ledger receipt", {"type": "object"}),
+                    "404": _problem("no such consent for this patient"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/emergency-access": {
+            "post": {
+                "summary": "Break-the-glass: a provider declares an emergency with a reason",
+                "security": DPOP,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["patient", "reason"],
+                        "properties": {"patient": {"type": "string"}, "reason": {"type": "string"}},
+                    }
+                ),
+                "responses": {
+                    "201": _json("the flagged, time-boxed access", {"type": "object"}),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

@@ -31,7 +31,7 @@ from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
 from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
-__all__ = ["authenticate", "origin", "setup"]
+__all__ = ["authenticate", "origin", "read_json", "setup"]
 
 MAX_JSON = 16 * 1024
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -85,7 +85,7 @@ def authenticate(request: web.Request) -> Principal:
     return principal
 
 
-async def _json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
     if request.content_length is not None and request.content_length > MAX_JSON:
@@ -139,7 +139,7 @@ async def smart_configuration(request: web.Request) -> web.Response:
 async def create_invite(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", "provider", scope="enroll")
-    body = await _json(request)
+    body = await read_json(request)
     role, attrs = check_invite_request(p.role, body)
     auth = request.app[AUTHORITY]
     if "patient" in attrs:
@@ -176,7 +176,7 @@ async def create_invite(request: web.Request) -> web.Response:
 
 
 async def enroll(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
         raise BadRequest("send the invite code and your public JWK")
     key = HolderKey.from_jwk(body.get("jwk"))
@@ -399,7 +399,7 @@ async def status_list(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", scope="revoke")
-    body = await _json(request)
+    body = await read_json(request)
     auth = request.app[AUTHORITY]
     if not isinstance(body, dict) or ("jti" in body) == ("sub" in body):
         raise BadRequest("name exactly one of jti or sub")

@@ -1,0 +1,3 @@
+"""Patient-controlled access: consents, break-the-glass, and the one place they are enforced."""
+
+from __future__ import annotations
