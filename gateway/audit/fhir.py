@@ -7,9 +7,10 @@ the ledger holds no PHI, so neither does an export.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-__all__ = ["audit_event"]
+__all__ = ["audit_event", "consent_resource"]
 
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -96,3 +97,61 @@ def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[s
     if failed:
         res["outcomeDesc"] = str(data.get("problem", "refused"))
     return res
+
+
+def consent_resource(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``consent.granted`` event as a FHIR Consent (the grant as recorded; a later
+    revocation is its own event and AuditEvent)."""
+    if event.get("type") != "consent.granted":
+        return None
+    raw = event.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    until = dt.datetime.fromtimestamp(int(data.get("until", 0)), dt.UTC)
+    return {
+        "resourceType": "Consent",
+        "id": f"consent-{data.get('consent')}",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [
+            {
+                "coding": [
+                    {"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}
+                ]
+            }
+        ],
+        "patient": _ref(str(event.get("subject"))),
+        "dateTime": event.get("time"),
+        "policyRule": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}
+            ]
+        },
+        "provision": {
+            "type": "permit",
+            "period": {"end": until.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PRCP",
+                            }
+                        ]
+                    },
+                    "reference": _ref(str(data.get("grantee"))),
+                }
+            ],
+            "action": [
+                {"coding": [{"system": "urn:telegate:scope", "code": str(s)}]}
+                for s in data.get("scopes", [])
+            ],
+        },
+    }

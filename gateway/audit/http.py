@@ -21,7 +21,7 @@ from ..auth.http import authenticate
 from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
 from ..recorder import record
-from .fhir import audit_event
+from .fhir import audit_event, consent_resource
 from .index import Filters, IndexMismatch, epoch_ms
 
 __all__ = ["setup"]
@@ -210,9 +210,13 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 cells = [str(i), *(_csv_cell(event.get(f)) for f in _CSV_FIELDS), lh]
                 out.append(",".join(cells).encode() + b"\r\n")
             else:
-                entry = {"resource": audit_event(i, lh, event)}
-                out.append((b"" if first else b",") + json.dumps(entry).encode())
-                first = False
+                resources = [audit_event(i, lh, event)]
+                grant = consent_resource(event)
+                if grant is not None:
+                    resources.append(grant)
+                for res in resources:
+                    out.append((b"" if first else b",") + json.dumps({"resource": res}).encode())
+                    first = False
         await resp.write(b"".join(out))
         after = idxs[-1]
         if len(idxs) < EXPORT_PAGE:

@@ -259,3 +259,33 @@ async def test_patient_access_report(client: Any, config: Config) -> None:
     # The report itself is recorded as an audit query about that patient.
     page = await _page(client, aud, aud_token, f"type=audit.query&subject={pat.sub}")
     assert page["rows"][0]["event"]["actor"] == pat.sub
+
+
+async def test_fhir_export_has_a_consent_for_each_grant(client: Any, config: Config) -> None:
+    import datetime as dt
+
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.consent import Consent
+
+    adm, adm_token, aud, aud_token, _ = await _setup(client, config)
+    prov = await invite_and_enroll(client, adm, adm_token, "provider", npi="1234567893")
+    pat = await invite_and_enroll(client, adm, adm_token, "patient")
+    pat_token = await get_token(client, pat)
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = await call(
+        client,
+        "POST",
+        "/v1/consents",
+        pat,
+        pat_token,
+        json={"grantee": prov.sub, "scopes": ["call", "vitals.read"], "until": until},
+    )
+    assert r.status == 201
+    r = await _export(client, aud, aud_token, f"format=fhir&subject={pat.sub}")
+    bundle = Bundle.model_validate_json(await r.text())
+    consents = [e.resource for e in bundle.entry or [] if isinstance(e.resource, Consent)]
+    assert len(consents) == 1
+    c = consents[0]
+    assert c.patient.identifier.value == pat.sub
+    assert c.provision.actor[0].reference.identifier.value == prov.sub
+    assert {a.coding[0].code for a in c.provision.action} == {"call", "vitals.read"}
