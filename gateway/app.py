@@ -27,6 +27,7 @@ from .appkeys import (
     CONSENTS,
     LOG,
     METRICS,
+    TURN_SECRET,
 )
 from .audit import http as audit_http
 from .audit.index import EventIndex
@@ -45,6 +46,7 @@ from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
 from .recorder import record
+from .sessions import turn
 
 __all__ = ["CONFIG", "LOG", "METRICS", "create_app", "record"]
 
@@ -149,6 +151,7 @@ async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(ConsentStore, app[CONFIG].data_dir / "consent.db")
     app[CONSENTS] = store
+    app[TURN_SECRET] = await asyncio.to_thread(_secret, app[CONFIG].key_dir / "turn.secret")
     app[CONSENT_GUARD] = ConsentGuard(store, app[CLOCK], lambda ev: record(app, ev))
     try:
         yield
@@ -201,5 +204,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     auth_http.setup(app)
     audit_http.setup(app)
     consent_http.setup(app)
+    turn.setup(app)
     openapi.setup(app)
     return app

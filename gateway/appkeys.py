@@ -25,6 +25,7 @@ __all__ = [
     "LOG",
     "METRICS",
     "PRINCIPAL",
+    "TURN_SECRET",
 ]
 
 Clock = Callable[[], float]
@@ -35,6 +36,8 @@ METRICS = web.AppKey("metrics", Metrics)
 AUTHORITY = web.AppKey("authority", Authority)
 AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
 CONSENTS = web.AppKey("consents", ConsentStore)
+#: coturn's static-auth-secret, from <data_dir>/keys/turn.secret.
+TURN_SECRET = web.AppKey("turn_secret", bytes)
 CONSENT_GUARD = web.AppKey("consent_guard", ConsentGuard)
 #: Wall-clock seconds; injected so tests move time instead of sleeping.
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")

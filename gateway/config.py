@@ -51,6 +51,10 @@ class Config:
     invite_max_ttl: int = 7 * 86400
     #: How long a declared emergency (break-the-glass) grants access, minutes.
     break_glass_minutes: int = 60
+    #: TURN/STUN URIs handed to call participants, comma-separated.
+    turn_uris: str = "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp"
+    #: Lifetime of TURN credentials, seconds.
+    turn_ttl: int = 3600
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -77,6 +81,11 @@ class Config:
             raise ConfigError("dpop_window must be 5..600 seconds")
         if not 1000 <= self.dpop_replay_max <= 10_000_000:
             raise ConfigError("dpop_replay_max must be 1000..10000000")
+        uris = [u for u in self.turn_uris.split(",") if u]
+        if any(not u.startswith(("turn:", "turns:", "stun:")) for u in uris):
+            raise ConfigError("turn_uris are turn:, turns: or stun: URIs, comma-separated")
+        if not 60 <= self.turn_ttl <= 86400:
+            raise ConfigError("turn_ttl must be 60..86400 seconds")
         if not 5 <= self.break_glass_minutes <= 24 * 60:
             raise ConfigError("break_glass_minutes must be 5..1440")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:

@@ -572,6 +572,19 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/turn-credentials": {
+            "get": {
+                "summary": "Short-lived TURN credentials (coturn REST API scheme)",
+                "security": DPOP,
+                "responses": {
+                    "200": _json(
+                        "username, password, ttl and TURN URIs",
+                        {"type": "object", "required": ["username", "password", "ttl", "uris"]},
+                    ),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

@@ -1,0 +1,51 @@
+"""TURN credentials in coturn's REST API scheme ("TURN REST API", draft-uberti-behave-turn-rest):
+``username = "<expiry>:<subject>"`` and ``password = base64(HMAC-SHA1(secret, username))``,
+which coturn checks with ``use-auth-secret`` and the same ``static-auth-secret``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from aiohttp import web
+
+from ..appkeys import AUTHORITY, CONFIG, TURN_SECRET
+from ..auth.http import authenticate
+
+__all__ = ["setup", "turn_credentials"]
+
+
+def turn_credentials(secret: bytes, subject: str, now: int, ttl: int) -> tuple[str, str, int]:
+    """(username, password, expiry) valid for ``ttl`` seconds from ``now``."""
+    expiry = now + ttl
+    username = f"{expiry}:{subject}"
+    # coturn computes HMAC-SHA1 over the username with the shared secret: SHA-1 is the
+    # scheme's, used as a MAC (not for collision resistance).
+    mac = hmac.new(secret, username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(mac).decode(), expiry
+
+
+async def credentials(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("patient", "provider")
+    config = request.app[CONFIG]
+    now = request.app[AUTHORITY].now()
+    username, password, expiry = turn_credentials(
+        request.app[TURN_SECRET], p.sub, now, config.turn_ttl
+    )
+    resp = web.json_response(
+        {
+            "username": username,
+            "password": password,
+            "ttl": config.turn_ttl,
+            "expires": expiry,
+            "uris": [u for u in config.turn_uris.split(",") if u],
+        }
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/turn-credentials", credentials)

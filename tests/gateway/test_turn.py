@@ -1,0 +1,51 @@
+"""TURN credentials in coturn's REST scheme, for call participants only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+
+from gateway.config import Config
+from gateway.sessions.turn import turn_credentials
+from tests.gateway.idclient import admin, call, get_token, invite_and_enroll
+
+
+def test_known_answer() -> None:
+    # username "<expiry>:<subject>", password base64(HMAC-SHA1(secret, username)).
+    u, p, exp = turn_credentials(b"north", "pat:ab", 1_700_000_000, 600)
+    assert (u, exp) == ("1700000600:pat:ab", 1_700_000_600)
+    assert p == base64.b64encode(hmac.new(b"north", u.encode(), hashlib.sha1).digest()).decode()
+    # Computed independently with: printf '1700000600:pat:ab' |
+    #   openssl dgst -sha1 -hmac north -binary | base64
+    assert p == "0pVAKkxi8N91HerwVNgGPckmZyo="
+
+
+async def test_participants_get_credentials_others_do_not(client: Any, config: Config) -> None:
+    adm, adm_token = await admin(client, config.data_dir)
+    pat = await invite_and_enroll(client, adm, adm_token, "patient")
+    token = await get_token(client, pat)
+    r = await call(client, "GET", "/v1/turn-credentials", pat, token)
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    body = await r.json()
+    expiry, subject = body["username"].split(":", 1)
+    assert subject == pat.sub and int(expiry) == body["expires"]
+    secret = (config.key_dir / "turn.secret").read_bytes()
+    want = hmac.new(secret, body["username"].encode(), hashlib.sha1).digest()
+    assert base64.b64decode(body["password"]) == want
+    assert all(u.startswith("turn:") for u in body["uris"]) and body["uris"]
+    assert (config.key_dir / "turn.secret").stat().st_mode & 0o777 == 0o600
+    r = await call(client, "GET", "/v1/turn-credentials", adm, adm_token)
+    assert r.status == 403
+    assert (await client.get("/v1/turn-credentials")).status == 401
+
+
+@pytest.mark.parametrize("uris", ["http://x", "turn:a,ftp://b"])
+def test_bad_turn_uris_refused(uris: str) -> None:
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Config(turn_uris=uris)
