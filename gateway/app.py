@@ -25,8 +25,11 @@ from .appkeys import (
     CONFIG,
     CONSENT_GUARD,
     CONSENTS,
+    HUB,
     LOG,
     METRICS,
+    SESSIONS,
+    TICKETS,
     TURN_SECRET,
 )
 from .audit import http as audit_http
@@ -46,7 +49,10 @@ from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
 from .recorder import record
+from .sessions import http as sessions_http
 from .sessions import turn
+from .sessions.signalling import Hub, Tickets
+from .sessions.store import SessionStore
 
 __all__ = ["CONFIG", "LOG", "METRICS", "create_app", "record"]
 
@@ -159,6 +165,23 @@ async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(store.close)
 
 
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = await asyncio.to_thread(SessionStore, app[CONFIG].data_dir / "sessions.db")
+    app[SESSIONS] = store
+    app[TICKETS] = Tickets(app[CLOCK])
+    app[HUB] = Hub()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def _close_websockets(app: web.Application) -> None:
+    # Live signalling sockets are closed cleanly (1001) before the resources go.
+    if HUB in app:
+        await app[HUB].close_all()
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -197,6 +220,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_identity_ctx)
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
+    app.cleanup_ctx.append(_sessions_ctx)
+    app.on_shutdown.append(_close_websockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -205,5 +230,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     audit_http.setup(app)
     consent_http.setup(app)
     turn.setup(app)
+    sessions_http.setup(app)
     openapi.setup(app)
     return app

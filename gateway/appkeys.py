@@ -14,6 +14,8 @@ from .config import Config
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
 from .observability import Metrics
+from .sessions.signalling import Hub, Tickets
+from .sessions.store import SessionStore
 
 __all__ = [
     "AUDIT_INDEX",
@@ -22,9 +24,12 @@ __all__ = [
     "CONFIG",
     "CONSENTS",
     "CONSENT_GUARD",
+    "HUB",
     "LOG",
     "METRICS",
     "PRINCIPAL",
+    "SESSIONS",
+    "TICKETS",
     "TURN_SECRET",
 ]
 
@@ -36,6 +41,9 @@ METRICS = web.AppKey("metrics", Metrics)
 AUTHORITY = web.AppKey("authority", Authority)
 AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
 CONSENTS = web.AppKey("consents", ConsentStore)
+SESSIONS = web.AppKey("sessions", SessionStore)
+TICKETS = web.AppKey("tickets", Tickets)
+HUB = web.AppKey("hub", Hub)
 #: coturn's static-auth-secret, from <data_dir>/keys/turn.secret.
 TURN_SECRET = web.AppKey("turn_secret", bytes)
 CONSENT_GUARD = web.AppKey("consent_guard", ConsentGuard)

@@ -585,6 +585,111 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/sessions": {
+            "post": {
+                "summary": "Schedule a call (provider, with consent) or request one (patient)",
+                "security": DPOP,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "patient": {"type": "string"},
+                            "provider": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json("the session and its ledger receipt", {"type": "object"}),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/v1/sessions/waiting": {
+            "get": {
+                "summary": "The calling provider's waiting room",
+                "security": DPOP,
+                "responses": {"200": _json("sessions waiting", {"type": "object"}), **AUTH_ERRORS},
+            }
+        },
+        "/v1/sessions/{id}": {
+            "get": {
+                "summary": "A session (its participants only)",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("the session", {"type": "object"}),
+                    "404": _problem("no such session for this caller"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/sessions/{id}/ticket": {
+            "post": {
+                "summary": "A single-use, short-lived signalling ticket",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("ticket and WebSocket path", {"type": "object"}),
+                    "404": _problem("no such session for this caller"),
+                    "409": _problem("session over"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/sessions/{id}/admit": {
+            "post": {
+                "summary": "Admit the waiting patient (the session's provider)",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("the session", {"type": "object"}),
+                    "404": _problem("no such session for this caller"),
+                    "409": _problem("not waiting"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/sessions/{id}/end": {
+            "post": {
+                "summary": "End or cancel the session (a participant)",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("the session", {"type": "object"}),
+                    "404": _problem("no such session for this caller"),
+                    "409": _problem("already over"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/sessions/{id}/ws": {
+            "get": {
+                "summary": "Signalling WebSocket (offer, answer, candidate, bye), by ticket",
+                "parameters": [
+                    *[{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    {
+                        "name": "ticket",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "101": {"description": "switching to WebSocket"},
+                    "403": _problem("unknown, spent or expired ticket"),
+                    "400": _problem("not a WebSocket request"),
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {

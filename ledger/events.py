@@ -54,6 +54,8 @@ class EventType(StrEnum):
     SESSION_CONNECTED = "session.connected"
     SESSION_MEDIA_BOUND = "session.media_bound"
     SESSION_ENDED = "session.ended"
+    SESSION_CANCELLED = "session.cancelled"
+    SESSION_NO_SHOW = "session.no_show"
     VITALS_BATCH = "vitals.batch"
     AUDIT_QUERY = "audit.query"
     AUTH_REFUSED = "auth.refused"

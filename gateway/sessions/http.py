@@ -1,0 +1,258 @@
+"""Call endpoints: schedule, tickets, the waiting room, admit, end, and the signalling
+WebSocket. Every state change is a ledger event; nothing is relayed to or from a party that
+has not been admitted."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ledger.events import Event, EventType
+
+from ..appkeys import AUTHORITY, CONSENT_GUARD, HUB, SESSIONS, TICKETS
+from ..auth.enroll import is_subject_id
+from ..auth.http import authenticate, read_json
+from ..auth.tokens import Forbidden, Principal
+from ..errors import BadRequest, Conflict, NotFound
+from ..recorder import record
+from .signalling import MAX_MESSAGE, RELAYED, fingerprints
+from .store import FINAL, BadTransition, CallSession, State
+
+__all__ = ["setup"]
+
+_EVENT = {
+    State.SCHEDULED: EventType.SESSION_SCHEDULED,
+    State.WAITING: EventType.SESSION_WAITING,
+    State.ADMITTED: EventType.SESSION_ADMITTED,
+    State.CONNECTED: EventType.SESSION_CONNECTED,
+    State.ENDED: EventType.SESSION_ENDED,
+    State.CANCELLED: EventType.SESSION_CANCELLED,
+    State.NO_SHOW: EventType.SESSION_NO_SHOW,
+}
+
+
+def _view(s: CallSession) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "patient": s.patient,
+        "provider": s.provider,
+        "state": str(s.state),
+        "created": s.created,
+        "updated": s.updated,
+    }
+
+
+async def _event(
+    app: web.Application,
+    kind: EventType,
+    actor: str,
+    s: CallSession,
+    data: dict[str, Any] | None = None,
+) -> Any:
+    now = dt.datetime.fromtimestamp(app[AUTHORITY].now(), dt.UTC)
+    ev = Event.now(kind, actor, clock=lambda: now, subject=s.patient, session=s.id, data=data or {})
+    return await record(app, ev)
+
+
+async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> CallSession:
+    try:
+        moved = await asyncio.to_thread(app[SESSIONS].move, s.id, to, app[AUTHORITY].now())
+    except BadTransition as e:
+        raise Conflict(str(e)) from e
+    await _event(app, _EVENT[to], actor, moved, {"from": str(s.state)})
+    return moved
+
+
+async def _participant(request: web.Request, p: Principal) -> tuple[CallSession, str]:
+    sid = request.match_info["id"]
+    s = await asyncio.to_thread(request.app[SESSIONS].get, sid) if len(sid) <= 64 else None
+    party = s.party(p.sub) if s is not None else None
+    if s is None or party is None:
+        # One answer for "no such session" and "not yours".
+        raise NotFound("no such session for this caller")
+    return s, party
+
+
+async def create(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("provider", "patient", scope="call")
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"patient", "provider"}:
+        raise BadRequest("send the other party: patient (provider scheduling) or provider")
+    auth = request.app[AUTHORITY]
+    if p.role == "provider":
+        patient: Any = body.get("patient")
+        provider: Any = p.sub
+        if not is_subject_id(patient, "patient"):
+            raise BadRequest("patient is a patient id (pat:...)")
+        other = await asyncio.to_thread(auth.store.subject, str(patient))
+        if other is None or other.revoked is not None:
+            raise BadRequest("no enrolled patient with that id")
+        # Scheduling a call with a patient needs the patient's consent to calls.
+        await request.app[CONSENT_GUARD].authorize(p, str(patient), "call", "treatment")
+    else:
+        patient, provider = p.sub, body.get("provider")
+        if not is_subject_id(provider, "provider"):
+            raise BadRequest("provider is a provider id (prov:...)")
+        other = await asyncio.to_thread(auth.store.subject, str(provider))
+        if other is None or other.revoked is not None:
+            raise BadRequest("no enrolled provider with that id")
+    now = auth.now()
+    s = CallSession(secrets.token_hex(16), str(patient), str(provider), State.SCHEDULED, now, now)
+    await asyncio.to_thread(request.app[SESSIONS].add, s)
+    receipt = await _event(
+        request.app,
+        EventType.SESSION_SCHEDULED,
+        p.sub,
+        s,
+        {"provider": s.provider, "requested_by": p.role},
+    )
+    return web.json_response({**_view(s), "receipt": receipt.to_json()}, status=201)
+
+
+async def get(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    s, _ = await _participant(request, p)
+    return web.json_response(_view(s))
+
+
+async def waiting(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("provider")
+    found = await asyncio.to_thread(request.app[SESSIONS].of_provider, p.sub, State.WAITING)
+    return web.json_response({"waiting": [_view(s) for s in found]})
+
+
+async def ticket(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    s, _ = await _participant(request, p)
+    if s.state in FINAL:
+        raise Conflict(f"the session is {s.state}")
+    code, expires = request.app[TICKETS].issue(s.id, p.sub, p.jti, p.jkt)
+    return web.json_response(
+        {"ticket": code, "expires": int(expires), "ws": f"/v1/sessions/{s.id}/ws?ticket={code}"}
+    )
+
+
+async def admit(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    s, party = await _participant(request, p)
+    if party != "provider":
+        raise Forbidden("only the session's provider admits")
+    moved = await _move(request.app, s, State.ADMITTED, p.sub)
+    hub = request.app[HUB]
+    for who in ("patient", "provider"):
+        await hub.send(s.id, who, {"type": "admitted", "session": s.id})
+    return web.json_response(_view(moved))
+
+
+async def end(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    s, party = await _participant(request, p)
+    to = State.ENDED if s.state in (State.ADMITTED, State.CONNECTED) else State.CANCELLED
+    moved = await _move(request.app, s, to, p.sub)
+    hub = request.app[HUB]
+    for who in ("patient", "provider"):
+        await hub.send(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
+    return web.json_response(_view(moved))
+
+
+async def _refuse(app: web.Application, s: CallSession, sub: str, why: str) -> None:
+    await record(
+        app,
+        Event.now(
+            EventType.AUTH_REFUSED,
+            sub,
+            session=s.id,
+            data={"route": "/v1/sessions/{id}/ws", "method": "GET", "status": 403, "problem": why},
+        ),
+    )
+
+
+async def _relay(
+    request: web.Request, s: CallSession, party: str, sub: str, ws: web.WebSocketResponse, msg: Any
+) -> None:
+    app = request.app
+    try:
+        data = json.loads(msg)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or data.get("type") not in RELAYED:
+        await ws.send_json({"type": "error", "error": "malformed message"})
+        return
+    current = await asyncio.to_thread(app[SESSIONS].get, s.id)
+    if current is None or current.state not in (State.ADMITTED, State.CONNECTED):
+        await _refuse(app, s, sub, "not-admitted")  # on the ledger before the reply
+        await ws.send_json({"type": "error", "error": "not admitted"})
+        return
+    kind = data["type"]
+    if kind in ("offer", "answer"):
+        sdp = data.get("sdp")
+        fps = fingerprints(sdp) if isinstance(sdp, str) else []
+        if not fps:
+            await ws.send_json({"type": "error", "error": "an SDP needs a=fingerprint"})
+            return
+        # Media bound to identity: these DTLS fingerprints are this party's.
+        await _event(
+            app,
+            EventType.SESSION_MEDIA_BOUND,
+            sub,
+            current,
+            {"party": party, "kind": kind, "fingerprints": fps},
+        )
+    out = {
+        k: v
+        for k, v in data.items()
+        if k in ("type", "sdp", "candidate", "sdpMid", "sdpMLineIndex", "restart")
+    }
+    out["from"] = party
+    if not await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out):
+        await ws.send_json({"type": "error", "error": "the other party is not connected"})
+        return
+    if kind == "answer" and current.state == State.ADMITTED:
+        await _move(app, current, State.CONNECTED, sub)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    sid = request.match_info["id"]
+    code = request.query.get("ticket", "")
+    t = request.app[TICKETS].redeem(code, sid) if len(code) <= 64 else None
+    s = await asyncio.to_thread(request.app[SESSIONS].get, sid) if t is not None else None
+    party = s.party(t.sub) if (s is not None and t is not None) else None
+    if s is None or t is None or party is None or s.state in FINAL:
+        raise Forbidden("unknown, spent or expired ticket for this session")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    peer = hub.join(s.id, party, ws, t.sub)
+    try:
+        if party == "patient" and s.state == State.SCHEDULED:
+            s = await _move(request.app, s, State.WAITING, t.sub)
+            await hub.send(s.id, "provider", {"type": "waiting", "session": s.id})
+        await ws.send_json({"type": "hello", "party": party, "state": str(s.state)})
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            if not hub.allow(peer):
+                await ws.send_json({"type": "error", "error": "rate limit"})
+                continue
+            await _relay(request, s, party, t.sub, ws, msg.data)
+    finally:
+        hub.leave(s.id, party, peer)
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/sessions", create)
+    r.add_get("/v1/sessions/waiting", waiting)
+    r.add_get("/v1/sessions/{id}", get)
+    r.add_post("/v1/sessions/{id}/ticket", ticket)
+    r.add_post("/v1/sessions/{id}/admit", admit)
+    r.add_post("/v1/sessions/{id}/end", end)
+    r.add_get("/v1/sessions/{id}/ws", websocket)

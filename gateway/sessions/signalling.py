@@ -1,0 +1,125 @@
+"""WebSocket signalling: single-use tickets, the per-session hub, SDP fingerprint checks.
+
+Relays ``offer``, ``answer``, ``candidate`` and ``bye`` only between the two admitted
+parties of one session. A bad message gets an ``error`` reply and is dropped; the other side
+never sees it and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["Hub", "Ticket", "Tickets", "fingerprints"]
+
+MAX_MESSAGE = 64 * 1024
+RELAYED = frozenset({"offer", "answer", "candidate", "bye"})
+# RFC 8122 section 5: a=fingerprint:<hash-func> <hex pairs separated by colons>
+_FINGERPRINT = re.compile(
+    r"^a=fingerprint:(sha-1|sha-224|sha-256|sha-384|sha-512|md5|md2) "
+    r"((?:[0-9A-Fa-f]{2}:)+[0-9A-Fa-f]{2})\s*$",
+    re.MULTILINE,
+)
+
+
+def fingerprints(sdp: str) -> list[dict[str, str]]:
+    """The ``a=fingerprint`` values of an SDP (session or media level), in order."""
+    return [
+        {"algorithm": m.group(1).lower(), "value": m.group(2).upper()}
+        for m in _FINGERPRINT.finditer(sdp)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    session: str
+    sub: str
+    jti: str
+    jkt: str
+    expires: float
+
+
+class Tickets:
+    """Single-use, short-lived WebSocket tickets, bound to the attestation that asked."""
+
+    def __init__(self, clock: Callable[[], float], ttl: int = 60, max_live: int = 100_000) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.max_live = max_live
+        self._live: dict[str, Ticket] = {}
+
+    def issue(self, session: str, sub: str, jti: str, jkt: str) -> tuple[str, float]:
+        now = self.clock()
+        if len(self._live) >= self.max_live:
+            self._live = {k: t for k, t in self._live.items() if t.expires > now}
+        code = secrets.token_urlsafe(24)
+        expires = now + self.ttl
+        self._live[code] = Ticket(session, sub, jti, jkt, expires)
+        return code, expires
+
+    def redeem(self, code: str, session: str) -> Ticket | None:
+        """Spend a ticket; None if unknown, spent, expired or for another session."""
+        t = self._live.pop(code, None)
+        if t is None or t.session != session or t.expires <= self.clock():
+            return None
+        return t
+
+
+@dataclass
+class _Peer:
+    ws: web.WebSocketResponse
+    sub: str
+    window_start: float = 0.0
+    count: int = 0
+
+
+@dataclass
+class Hub:
+    """Live sockets by session and party; a per-socket message rate limit."""
+
+    rate: int = 50  # messages per second per socket
+    sessions: dict[str, dict[str, _Peer]] = field(default_factory=dict)
+
+    def join(self, session: str, party: str, ws: web.WebSocketResponse, sub: str) -> _Peer:
+        peer = _Peer(ws, sub)
+        # A reconnect with a fresh ticket replaces the party's old socket.
+        self.sessions.setdefault(session, {})[party] = peer
+        return peer
+
+    def leave(self, session: str, party: str, peer: _Peer) -> None:
+        room = self.sessions.get(session, {})
+        if room.get(party) is peer:
+            del room[party]
+        if not room:
+            self.sessions.pop(session, None)
+
+    def other(self, session: str, party: str) -> _Peer | None:
+        room = self.sessions.get(session, {})
+        return room.get("provider" if party == "patient" else "patient")
+
+    def allow(self, peer: _Peer) -> bool:
+        now = time.monotonic()
+        if now - peer.window_start >= 1.0:
+            peer.window_start, peer.count = now, 0
+        peer.count += 1
+        return peer.count <= self.rate
+
+    async def send(self, session: str, party: str, message: dict[str, Any]) -> bool:
+        room = self.sessions.get(session, {})
+        peer = room.get(party)
+        if peer is None or peer.ws.closed:
+            return False
+        await peer.ws.send_json(message)
+        return True
+
+    async def close_all(self) -> None:
+        for room in list(self.sessions.values()):
+            for peer in list(room.values()):
+                await peer.ws.close(code=1001, message=b"gateway shutting down")
+        self.sessions.clear()
