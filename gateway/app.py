@@ -136,6 +136,17 @@ def _secret(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _turn_secret(path: Path) -> bytes:
+    # coturn's static-auth-secret is a string used as the HMAC key as is: keep it printable
+    # (hex) so the same file configures both.
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path.read_text().strip().encode()
+
+
 async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
     authority = await asyncio.to_thread(_open_authority, app[CONFIG], app[CLOCK], app[LOG])
     app[AUTHORITY] = authority
@@ -157,7 +168,7 @@ async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(ConsentStore, app[CONFIG].data_dir / "consent.db")
     app[CONSENTS] = store
-    app[TURN_SECRET] = await asyncio.to_thread(_secret, app[CONFIG].key_dir / "turn.secret")
+    app[TURN_SECRET] = await asyncio.to_thread(_turn_secret, app[CONFIG].key_dir / "turn.secret")
     app[CONSENT_GUARD] = ConsentGuard(store, app[CLOCK], lambda ev: record(app, ev))
     try:
         yield

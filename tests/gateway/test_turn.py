@@ -33,7 +33,7 @@ async def test_participants_get_credentials_others_do_not(client: Any, config: C
     body = await r.json()
     expiry, subject = body["username"].split(":", 1)
     assert subject == pat.sub and int(expiry) == body["expires"]
-    secret = (config.key_dir / "turn.secret").read_bytes()
+    secret = (config.key_dir / "turn.secret").read_text().strip().encode()
     want = hmac.new(secret, body["username"].encode(), hashlib.sha1).digest()
     assert base64.b64decode(body["password"]) == want
     assert all(u.startswith("turn:") for u in body["uris"]) and body["uris"]
