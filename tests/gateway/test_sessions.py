@@ -219,3 +219,20 @@ async def test_shutdown_closes_live_websockets(k: Call) -> None:
     msg = await ws.receive(timeout=5)
     assert ws.closed or msg.type.name in ("CLOSE", "CLOSED", "CLOSING")
     assert ws.close_code == 1001
+
+
+async def test_reconnect_with_a_fresh_ticket_and_ice_restart(k: Call) -> None:
+    sid = await k.schedule()
+    prov_ws = await k.ws(sid, await k.ticket(sid, k.prov, k.prov_t))
+    pat_ws = await k.ws(sid, await k.ticket(sid, k.pat, k.pat_t))
+    await prov_ws.receive_json(timeout=5)
+    await call(k.c, "POST", f"/v1/sessions/{sid}/admit", k.prov, k.prov_t)
+    await pat_ws.receive_json(timeout=5)
+    await prov_ws.receive_json(timeout=5)
+    await pat_ws.close()  # the network drops
+    pat_ws = await k.ws(sid, await k.ticket(sid, k.pat, k.pat_t))
+    await pat_ws.send_json({"type": "offer", "sdp": sdp(FP_PAT), "restart": True})
+    offer = await prov_ws.receive_json(timeout=5)
+    assert offer["type"] == "offer" and offer["restart"] is True
+    await pat_ws.close()
+    await prov_ws.close()
