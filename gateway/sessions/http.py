@@ -64,8 +64,24 @@ async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> 
         moved = await asyncio.to_thread(app[SESSIONS].move, s.id, to, app[AUTHORITY].now())
     except BadTransition as e:
         raise Conflict(str(e)) from e
+    if moved.state in FINAL:
+        app[HUB].current.pop(moved.id, None)  # reloaded from the store if ever asked again
+    else:
+        app[HUB].current[moved.id] = moved
     await _event(app, _EVENT[to], actor, moved, {"from": str(s.state)})
     return moved
+
+
+async def _current(app: web.Application, sid: str) -> CallSession | None:
+    """The session as it is now. One gateway process owns the data directory (the ledger's
+    writer lock), and every move goes through ``_move``, so the hub's copy is the truth and
+    the relay path needs no database round trip per message."""
+    hit = app[HUB].current.get(sid)
+    if hit is None:
+        hit = await asyncio.to_thread(app[SESSIONS].get, sid)
+        if hit is not None:
+            app[HUB].current[sid] = hit
+    return hit
 
 
 async def _participant(request: web.Request, p: Principal) -> tuple[CallSession, str]:
@@ -185,7 +201,7 @@ async def _relay(
     if not isinstance(data, dict) or data.get("type") not in RELAYED:
         await ws.send_json({"type": "error", "error": "malformed message"})
         return
-    current = await asyncio.to_thread(app[SESSIONS].get, s.id)
+    current = await _current(app, s.id)
     if current is None or current.state not in (State.ADMITTED, State.CONNECTED):
         await _refuse(app, s, sub, "not-admitted")  # on the ledger before the reply
         await ws.send_json({"type": "error", "error": "not admitted"})

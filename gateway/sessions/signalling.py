@@ -85,6 +85,8 @@ class Hub:
 
     rate: int = 50  # messages per second per socket
     sessions: dict[str, dict[str, _Peer]] = field(default_factory=dict)
+    #: Sessions with a live room, as last moved (see sessions.http._current).
+    current: dict[str, Any] = field(default_factory=dict)
 
     def join(self, session: str, party: str, ws: web.WebSocketResponse, sub: str) -> _Peer:
         peer = _Peer(ws, sub)
@@ -98,6 +100,7 @@ class Hub:
             del room[party]
         if not room:
             self.sessions.pop(session, None)
+            self.current.pop(session, None)
 
     def other(self, session: str, party: str) -> _Peer | None:
         room = self.sessions.get(session, {})
