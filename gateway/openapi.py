@@ -671,6 +671,21 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/sessions/{id}/no-show": {
+            "post": {
+                "summary": "Record that the patient did not come (the session's provider)",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("the session", {"type": "object"}),
+                    "404": _problem("no such session for this caller"),
+                    "409": _problem("already admitted or over"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
         "/v1/sessions/{id}/ws": {
             "get": {
                 "summary": "Signalling WebSocket (offer, answer, candidate, bye), by ticket",

@@ -178,6 +178,18 @@ async def end(request: web.Request) -> web.Response:
     return web.json_response(_view(moved))
 
 
+async def no_show(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    s, party = await _participant(request, p)
+    if party != "provider":
+        raise Forbidden("only the session's provider records a no-show")
+    moved = await _move(request.app, s, State.NO_SHOW, p.sub)
+    await request.app[HUB].send(
+        s.id, "patient", {"type": "bye", "from": party, "state": str(moved.state)}
+    )
+    return web.json_response(_view(moved))
+
+
 async def _refuse(app: web.Application, s: CallSession, sub: str, why: str) -> None:
     await record(
         app,
@@ -271,4 +283,5 @@ def setup(app: web.Application) -> None:
     r.add_post("/v1/sessions/{id}/ticket", ticket)
     r.add_post("/v1/sessions/{id}/admit", admit)
     r.add_post("/v1/sessions/{id}/end", end)
+    r.add_post("/v1/sessions/{id}/no-show", no_show)
     r.add_get("/v1/sessions/{id}/ws", websocket)

@@ -236,3 +236,14 @@ async def test_reconnect_with_a_fresh_ticket_and_ice_restart(k: Call) -> None:
     assert offer["type"] == "offer" and offer["restart"] is True
     await pat_ws.close()
     await prov_ws.close()
+
+
+async def test_no_show(k: Call) -> None:
+    sid = await k.schedule()
+    r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.pat, k.pat_t)
+    assert r.status == 403
+    r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.prov, k.prov_t)
+    assert (await r.json())["state"] == "no_show"
+    assert [e["session"] for e in await k.events("session.no_show")] == [sid]
+    r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.prov, k.prov_t)
+    assert r.status == 409
