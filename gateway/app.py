@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -159,9 +160,15 @@ async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
     index = await asyncio.to_thread(EventIndex, app[CONFIG].data_dir / "audit-index.db")
     app[AUDIT_INDEX] = index
+    ledger = app[LOG]
+    # Start indexing now, on the index's own thread, so the first audit query does not pay
+    # for a whole log; a failure here surfaces (503) on that query instead.
+    warm = asyncio.ensure_future(index.run(index.catch_up, ledger.store, ledger.size))
     try:
         yield
     finally:
+        with contextlib.suppress(Exception):
+            await warm
         await asyncio.to_thread(index.close)
 
 

@@ -71,7 +71,7 @@ async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
     note = log.checkpoint()
     size = Checkpoint.parse(parse_note(note).text).size
     try:
-        await asyncio.to_thread(app[AUDIT_INDEX].catch_up, log.store, size)
+        await app[AUDIT_INDEX].run(app[AUDIT_INDEX].catch_up, log.store, size)
     except IndexMismatch as e:
         raise Unavailable(f"the audit index needs a rebuild: {e}") from e
     return note, size
@@ -87,7 +87,7 @@ async def _proved_page(
     """
     log = app[LOG]
     note, size = await _checkpoint_and_index(app)
-    idxs = await asyncio.to_thread(app[AUDIT_INDEX].query, filters, after, size, limit)
+    idxs = await app[AUDIT_INDEX].run(app[AUDIT_INDEX].query, filters, after, size, limit)
     raws = await asyncio.to_thread(_read_events, log.store, idxs)
     proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
     rows = []
@@ -185,7 +185,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         await resp.write(b'{"resourceType":"Bundle","type":"collection","entry":[')
     after, first = -1, True
     while True:
-        idxs = await asyncio.to_thread(index.query, filters, after, size, EXPORT_PAGE)
+        idxs = await index.run(index.query, filters, after, size, EXPORT_PAGE)
         if not idxs:
             break
         raws = await asyncio.to_thread(_read_events, log.store, idxs)

@@ -10,14 +10,16 @@ reports, never put a wrong event into it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.merkle import tree_hash
 from ledger.store import LogStore
@@ -25,6 +27,7 @@ from ledger.store import LogStore
 __all__ = ["EventIndex", "Filters", "IndexMismatch", "rebuild_index"]
 
 _CHUNK = 1024
+T = TypeVar("T")
 _FIELDS = ("type", "actor", "subject", "session")
 
 
@@ -103,8 +106,17 @@ class EventIndex:
         )
         self._db = db
         self._lock = threading.Lock()
+        # All index work runs on this one thread: a long catch-up (minutes for millions of
+        # entries) then queues audit requests behind it instead of parking the event loop's
+        # shared default executor threads, which token issuance and enrollment also need.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-index")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run an index method on the index's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def close(self) -> None:
+        self.executor.shutdown(wait=True)
         self._db.close()
 
     def size(self) -> int:

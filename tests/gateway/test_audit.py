@@ -289,3 +289,39 @@ async def test_fhir_export_has_a_consent_for_each_grant(client: Any, config: Con
     assert c.patient.identifier.value == pat.sub
     assert c.provision.actor[0].reference.identifier.value == prov.sub
     assert {a.coding[0].code for a in c.provision.action} == {"call", "vitals.read"}
+
+
+async def test_a_long_index_catch_up_does_not_stall_other_requests(
+    client: Any, config: Config
+) -> None:
+    """Regression: catch-up used to run on the shared default executor, so audit requests
+    queued behind a long one parked every worker thread and token issuance stalled."""
+    import asyncio
+    import threading
+
+    from gateway.appkeys import AUDIT_INDEX
+
+    _, _, aud, token, pat = await _setup(client, config)
+    index = client.server.app[AUDIT_INDEX]
+    release = threading.Event()
+    original = index.catch_up
+
+    def slow_catch_up(*args: Any) -> int:
+        release.wait(30)  # stands for minutes of indexing a large log
+        return int(original(*args))
+
+    index.catch_up = slow_catch_up
+    try:
+        audits = [
+            asyncio.ensure_future(call(client, "GET", "/v1/audit/events", aud, token))
+            for _ in range(12)
+        ]
+        await asyncio.sleep(0)
+        # Meanwhile a patient still gets a token (its store calls use the default executor).
+        fresh = await asyncio.wait_for(get_token(client, pat), 10)
+        assert fresh
+        assert not any(a.done() for a in audits)
+    finally:
+        release.set()
+        index.catch_up = original
+    assert all(r.status == 200 for r in await asyncio.gather(*audits))
