@@ -7,7 +7,12 @@ a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import base64
+import csv
+import json
 import sys
+import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,8 +55,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.action == "rotate":
-        import time
-
         from .auth.keys import KeyRing
 
         now = int(time.time())
@@ -95,8 +98,6 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    import time
-
     from .auth.enroll import hash_code, new_code
     from .auth.store import IdentityStore, Invite
 
@@ -162,9 +163,6 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import csv
-    import json
-
     from ledger.checkpoint import open_checkpoint
     from ledger.note import Verifier
 
@@ -182,8 +180,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seen = open_checkpoint(state.read_bytes(), log).checkpoint
 
     def proof(old: int, new: int) -> list[bytes]:
-        import base64
-
         d = session.get_public_json(f"/ledger/proof/consistency?old={old}&new={new}")
         return [base64.b64decode(p) for p in d["proof"]]
 
@@ -198,8 +194,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         q = dict(query, limit=str(args.page_size))
         if cursor is not None:
             q["cursor"] = cursor
-        import urllib.parse
-
         page = session.get_json("/v1/audit/events?" + urllib.parse.urlencode(q))
         cp = check_page(page, log)
         if seen is not None:
