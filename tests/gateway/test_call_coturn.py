@@ -68,6 +68,28 @@ def start_turnserver(secret: bytes, port: int, log: Path) -> subprocess.Popen[by
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def wait_until_answering(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll with STUN Binding requests (RFC 8489) until turnserver answers; bounded."""
+    import os
+    import time
+
+    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + os.urandom(12)
+    deadline = time.monotonic() + 15
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise AssertionError(f"turnserver exited: {log.read_text()[-2000:]}")
+            s.sendto(request, ("127.0.0.1", port))
+            try:
+                data = s.recv(2048)
+            except TimeoutError:
+                continue
+            if data[:2] == b"\x01\x01" and data[8:20] == request[8:20]:
+                return
+    raise AssertionError("turnserver did not answer STUN within 15 s")
+
+
 async def _next(ws: Any, kind: str) -> dict[str, Any]:
     while True:
         msg: dict[str, Any] = await ws.receive_json(timeout=10)
@@ -128,7 +150,7 @@ async def test_call_through_coturn_needs_valid_credentials(
     secret = (config.key_dir / "turn.secret").read_text().strip().encode()
     server = start_turnserver(secret, coturn, tmp_path / "turn.log")
     try:
-        await asyncio.sleep(0.5)  # let turnserver bind; not a timing assertion
+        await asyncio.to_thread(wait_until_answering, coturn, server, tmp_path / "turn.log")
         r = await call(client, "GET", "/v1/turn-credentials", k.pat, k.pat_t)
         creds = await r.json()
         url = f"turn:127.0.0.1:{coturn}?transport=udp"
