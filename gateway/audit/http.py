@@ -79,15 +79,18 @@ async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
 
 async def _proved_page(
     app: web.Application, filters: Filters, after: int, limit: int
-) -> tuple[bytes, int, list[int], list[dict[str, Any]]]:
+) -> tuple[bytes, int, str | None, list[dict[str, Any]]]:
     """One page of matching rows, each with its inclusion proof against one checkpoint.
 
-    Returns the checkpoint, its size, the leaf indexes the index chose (for the cursor) and
-    the rows that the ledger's own bytes confirm match the filter.
+    Returns the checkpoint, its size, the cursor of the next page (None on the last one)
+    and the rows that the ledger's own bytes confirm match the filter.
     """
     log = app[LOG]
     note, size = await _checkpoint_and_index(app)
-    idxs = await app[AUDIT_INDEX].run(app[AUDIT_INDEX].query, filters, after, size, limit)
+    # One row more than asked tells whether another page exists.
+    idxs = await app[AUDIT_INDEX].run(app[AUDIT_INDEX].query, filters, after, size, limit + 1)
+    nxt = str(idxs[limit - 1]) if len(idxs) > limit else None
+    idxs = idxs[:limit]
     raws = await asyncio.to_thread(_read_events, log.store, idxs)
     proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
     rows = []
@@ -104,7 +107,7 @@ async def _proved_page(
                 "proof": [_b64(h) for h in proof],
             }
         )
-    return note, size, idxs, rows
+    return note, size, nxt, rows
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -115,8 +118,7 @@ async def audit_events(request: web.Request) -> web.Response:
     limit = _int(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     # The cursor is the last leaf index of the previous page.
     after = _int(q, "cursor", -1, 0, (1 << 62)) if "cursor" in q else -1
-    note, size, idxs, rows = await _proved_page(request.app, filters, after, limit)
-    nxt = str(idxs[-1]) if len(idxs) == limit else None
+    note, size, nxt, rows = await _proved_page(request.app, filters, after, limit)
     data = {
         "filters": filters.describe(),
         "rows": len(rows),
@@ -253,7 +255,7 @@ async def access_report(request: web.Request) -> web.Response:
         raise BadRequest("format must be json or fhir")
     limit = _int(q, "limit", MAX_LIMIT, 1, MAX_LIMIT)
     after = _int(q, "cursor", -1, 0, (1 << 62)) if "cursor" in q else -1
-    note, size, idxs, rows = await _proved_page(request.app, Filters(subject=patient), after, limit)
+    note, size, nxt, rows = await _proved_page(request.app, Filters(subject=patient), after, limit)
     accesses = []
     for row in rows:
         ev = row["event"]
@@ -280,7 +282,6 @@ async def access_report(request: web.Request) -> web.Response:
     receipt = await record(
         request.app, Event.now(EventType.AUDIT_QUERY, p.sub, subject=patient, data=data)
     )
-    nxt = str(idxs[-1]) if len(idxs) == limit else None
     if fmt == "fhir":
         bundle = {
             "resourceType": "Bundle",

@@ -80,6 +80,9 @@ async def test_pagination_covers_every_row_once(client: Any, config: Config) -> 
             break
         cursor = f"&cursor={page['next']}"
     assert got == want
+    # An exactly full last page says so: no trailing empty request.
+    page = await _page(client, aud, token, f"type=attestation.issued&limit={len(want)}")
+    assert len(page["rows"]) == len(want) and page["next"] is None
 
 
 @pytest.mark.parametrize("role", ["admin", "patient", "provider"])
