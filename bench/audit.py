@@ -51,7 +51,7 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from bench.ledger import Results, Table, fmt, fmt_ratio, pct, progress
+from bench.ledger import Results, Table, fmt, fmt_ratio, pct, print_summary, progress, status
 
 LOG_ORIGIN = "bench.example/telegate/log"
 HOT_EVENTS = 10_000  # events of the one busy subject
@@ -1333,7 +1333,7 @@ def summarize(cfg: Config, res: Results) -> None:
     lines: list[dict[str, Any]] = []
 
     def add(target: str, ok: bool | None, detail: str) -> None:
-        lines.append({"target": target, "status": _status(ok), "detail": detail})
+        lines.append({"target": target, "status": status(ok), "detail": detail})
 
     n = m.get("n", 0)
     at = "" if n >= 1_000_000 else f" [measured at N={n:,}, not 1M]"
@@ -1379,19 +1379,13 @@ def summarize(cfg: Config, res: Results) -> None:
             f"process without HTTP/index; jsonl {m['export_jsonl_rate']:,.0f}/s, csv "
             f"{m['export_csv_rate']:,.0f}/s",
         )
-    res.summary = lines
-    print("\n== Summary: targets from the issue ==")
-    w = max((len(x["target"]) for x in lines), default=10)
-    for x in lines:
-        print(f"{x['status']:<5} {x['target']:<{w}}  {x['detail']}")
-    for name, err in res.errors.items():
-        print(f"ERROR section {name} failed: {err}")
-    if cfg.quick:
-        print(f"(--quick: N={cfg.entries:,}, fewer pages; run without --quick for 1M)")
-
-
-def _status(ok: bool | None) -> str:
-    return "INFO" if ok is None else ("PASS" if ok else "MISS")
+    print_summary(
+        res,
+        lines,
+        f"(--quick: N={cfg.entries:,}, fewer pages; run without --quick for 1M)"
+        if cfg.quick
+        else None,
+    )
 
 
 # -- driver ---------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from bench.ledger import Results, Table, fmt, pct, progress
+from bench.ledger import Results, Table, fmt, pct, print_summary, progress, status
 
 LOG_ORIGIN = "bench.example/telegate/log"
 CONCURRENCY = (1, 10, 50)
@@ -827,7 +827,7 @@ def summarize(cfg: Config, gw: Gateway | None, res: Results) -> None:
     lines: list[dict[str, Any]] = []
 
     def add(target: str, ok: bool | None, detail: str) -> None:
-        lines.append({"target": target, "status": _status(ok), "detail": detail})
+        lines.append({"target": target, "status": status(ok), "detail": detail})
 
     a, raw = m.get("verify_authenticate"), m.get("verify_raw_token")
     if a and raw:
@@ -903,19 +903,13 @@ def summarize(cfg: Config, gw: Gateway | None, res: Results) -> None:
             f"(window {gc.dpop_window} + skew {gc.clock_skew}) = {cap:,.0f} proofs/s sustained "
             f"per process before 503s; the fastest rate measured here is {best:,.0f}/s",
         )
-    res.summary = lines
-    print("\n== Summary: targets from the issue ==")
-    w = max((len(x["target"]) for x in lines), default=10)
-    for x in lines:
-        print(f"{x['status']:<5} {x['target']:<{w}}  {x['detail']}")
-    for name, err in res.errors.items():
-        print(f"ERROR section {name} failed: {err}")
-    if cfg.quick:
-        print("(--quick: short rows, one round; run without --quick for the full numbers)")
-
-
-def _status(ok: bool | None) -> str:
-    return "INFO" if ok is None else ("PASS" if ok else "MISS")
+    print_summary(
+        res,
+        lines,
+        "(--quick: short rows, one round; run without --quick for the full numbers)"
+        if cfg.quick
+        else None,
+    )
 
 
 # -- driver ---------------------------------------------------------------------------------

@@ -949,7 +949,7 @@ def summarize(cfg: Config, res: Results) -> None:
     lines: list[dict[str, Any]] = []
 
     def add(target: str, ok: bool | None, detail: str) -> None:
-        lines.append({"target": target, "status": _status(ok), "detail": detail})
+        lines.append({"target": target, "status": status(ok), "detail": detail})
 
     v = m.get("telegate_aps_1000")
     if v is not None:
@@ -1008,6 +1008,22 @@ def summarize(cfg: Config, res: Results) -> None:
                 f"{s1m:.2f} s = {s1m / 2:.2f}x of limit{how}; raw hashlib limit "
                 f"{m['raw_hash_s'] * 1_000_000 / n:.2f} s",
             )
+    print_summary(
+        res,
+        lines,
+        f"(--quick: short runs, N={cfg.entries:,}; run without --quick for the full numbers)"
+        if cfg.quick
+        else None,
+    )
+
+
+def status(ok: bool | None) -> str:
+    """PASS, MISS, or INFO for a row without a target."""
+    return "INFO" if ok is None else ("PASS" if ok else "MISS")
+
+
+def print_summary(res: Results, lines: list[dict[str, Any]], quick_note: str | None) -> None:
+    """Keep the summary rows in the results and print them, with any failed sections."""
     res.summary = lines
     print("\n== Summary: targets from the issue ==")
     w = max((len(x["target"]) for x in lines), default=10)
@@ -1015,12 +1031,8 @@ def summarize(cfg: Config, res: Results) -> None:
         print(f"{x['status']:<5} {x['target']:<{w}}  {x['detail']}")
     for name, err in res.errors.items():
         print(f"ERROR section {name} failed: {err}")
-    if cfg.quick:
-        print(f"(--quick: short runs, N={cfg.entries:,}; run without --quick for the full numbers)")
-
-
-def _status(ok: bool | None) -> str:
-    return "INFO" if ok is None else ("PASS" if ok else "MISS")
+    if quick_note:
+        print(quick_note)
 
 
 # -- driver ------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from bench.ledger import Results, Table, fmt, pct, progress
+from bench.auth import _Client
+from bench.ledger import Results, Table, fmt, pct, print_summary, progress
 
 LOG_ORIGIN = "bench.example/telegate/log"
 NPI = "1234567893"
@@ -221,27 +222,6 @@ class Server:
 
 
 # -- the client side ------------------------------------------------------------------------
-class _Client:
-    """The slice of aiohttp's TestClient that tests.gateway.idclient uses."""
-
-    def __init__(self, session: Any, base: str) -> None:
-        self.session, self.base = session, base
-
-    def make_url(self, path: str) -> Any:
-        from yarl import URL
-
-        return URL(self.base + path)
-
-    async def request(self, method: str, path: str, **kw: Any) -> Any:
-        return await self.session.request(method, self.base + path, **kw)
-
-    async def get(self, path: str, **kw: Any) -> Any:
-        return await self.request("GET", path, **kw)
-
-    async def post(self, path: str, **kw: Any) -> Any:
-        return await self.request("POST", path, **kw)
-
-
 def candidate(seq: int, t_ns: int) -> str:
     """A trickle-ICE candidate message (~200 bytes) whose last token is the send time."""
     return json.dumps(
@@ -769,15 +749,9 @@ def summarize(cfg: Config, res: Results) -> None:
                 f"{m['raw_closed_client_core']:.2f} core",
             )
         )
-    res.summary = [{"status": s, "target": tg, "detail": d} for s, tg, d in lines]
-    print("\n== Summary: targets from the issue ==")
-    w = max((len(x[1]) for x in lines), default=10)
-    for s, tg, d in lines:
-        print(f"{s:<5} {tg:<{w}}  {d}")
-    for name, err in res.errors.items():
-        print(f"ERROR section {name} failed: {err}")
-    if cfg.quick:
-        print("(--quick: N = 100 sessions and short runs; run without --quick for the target)")
+    note = "(--quick: N = 100 sessions and short runs; run without --quick for the target)"
+    rows = [{"status": s, "target": tg, "detail": d} for s, tg, d in lines]
+    print_summary(res, rows, note if cfg.quick else None)
 
 
 # -- driver ---------------------------------------------------------------------------------
