@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
-from ledger.events import Event
+from ledger.events import Event, EventType
 from ledger.log import Receipt
 
-from .appkeys import LOG, METRICS
+from .appkeys import CLOCK, LOG, METRICS
+from .clock import stamped
 
-__all__ = ["record"]
+__all__ = ["event", "record", "stamped"]
+
+
+def event(app: web.Application, kind: EventType, actor: str, **kw: Any) -> Event:
+    """An event timed by the application's clock."""
+    return stamped(app[CLOCK], kind, actor, **kw)
 
 
 async def record(app: web.Application, event: Event) -> Receipt:

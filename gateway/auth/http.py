@@ -5,7 +5,6 @@ beside this one."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from typing import Any
 
@@ -18,7 +17,7 @@ from ledger.log import Receipt
 
 from ..appkeys import AUTHORITY, CONFIG, LOG, PRINCIPAL
 from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
-from ..recorder import record
+from ..recorder import event, record
 from .dpop import DPoPError, UseNonce, check_proof
 from .enroll import (
     check_device_fields,
@@ -103,11 +102,6 @@ async def _record(request: web.Request, event: Event) -> Receipt:
     return await record(request.app, event)
 
 
-def _now_event(request: web.Request, kind: EventType, actor: str, **kw: Any) -> Event:
-    now = request.app[AUTHORITY].now()
-    return Event.now(kind, actor, clock=lambda: dt.datetime.fromtimestamp(now, dt.UTC), **kw)
-
-
 # -- discovery ----------------------------------------------------------------------
 async def jwks(request: web.Request) -> web.Response:
     auth = request.app[AUTHORITY]
@@ -159,8 +153,8 @@ async def create_invite(request: web.Request) -> web.Response:
         data["patient"] = attrs["patient"]
     receipt = await _record(
         request,
-        _now_event(
-            request, EventType.INVITE_CREATED, p.sub, subject=attrs.get("patient"), data=data
+        event(
+            request.app, EventType.INVITE_CREATED, p.sub, subject=attrs.get("patient"), data=data
         ),
     )
     return web.json_response(
@@ -216,8 +210,8 @@ async def enroll(request: web.Request) -> web.Response:
         data["patient"] = subject.patient
     receipt = await _record(
         request,
-        _now_event(
-            request, EventType.IDENTITY_ENROLLED, sid, subject=subject.patient or sid, data=data
+        event(
+            request.app, EventType.IDENTITY_ENROLLED, sid, subject=subject.patient or sid, data=data
         ),
     )
     base = origin(request)
@@ -433,7 +427,7 @@ async def revoke(request: web.Request) -> web.Response:
         data["jti"] = target
     receipt = await _record(
         request,
-        _now_event(request, EventType.ATTESTATION_REVOKED, p.sub, subject=subject, data=data),
+        event(request.app, EventType.ATTESTATION_REVOKED, p.sub, subject=subject, data=data),
     )
     return web.json_response({"revoked": indexes, "receipt": receipt.to_json()})
 

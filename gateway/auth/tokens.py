@@ -9,7 +9,6 @@ clock; PyJWT's own time checks are switched off and done here.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from yarl import URL
 from ledger.events import Event, EventType
 from ledger.log import Receipt
 
+from ..clock import stamped
 from ..errors import GatewayError
 from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
 from .jwk import InvalidKey, unverified_part
@@ -148,10 +148,10 @@ class Authority:
         exp = now + self.lifetime
         self.keys.refresh()
         key = self.keys.current
-        event = Event.now(
+        event = stamped(
+            lambda: now,
             EventType.ATTESTATION_ISSUED,
             "gw:self",
-            clock=lambda: _utc(now),
             subject=subject.id,
             data={
                 "jti": jti,
@@ -315,7 +315,3 @@ class Authority:
             algorithm=key.alg,
             headers={"kid": key.kid, "typ": "statuslist+jwt"},
         )
-
-
-def _utc(ts: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.UTC)

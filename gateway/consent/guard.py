@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ from ledger.events import Event, EventType
 from ledger.log import Receipt
 
 from ..auth.tokens import Forbidden, Principal
+from ..clock import stamped
 from .store import ConsentStore
 
 __all__ = ["SCOPES", "ConsentGuard", "Decision"]
@@ -42,8 +42,7 @@ class ConsentGuard:
         self.append = append
 
     def _event(self, kind: EventType, actor: str, patient: str, data: dict[str, object]) -> Event:
-        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        return Event.now(kind, actor, clock=lambda: now, subject=patient, data=data)
+        return stamped(self.clock, kind, actor, subject=patient, data=data)
 
     async def decide(self, who: Principal, patient: str, scope: str) -> Decision | None:
         """What would allow ``who`` to use ``scope`` on ``patient`` right now, if anything.

@@ -11,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger.events import Event, EventType, commit, new_salt
+from ledger.events import EventType, commit, new_salt
 
 from ..appkeys import AUTHORITY, CONFIG, CONSENTS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..errors import BadRequest, NotFound
-from ..recorder import record
+from ..recorder import event, record
 from .guard import ROLE_GRANTEE, SCOPES
 from .store import Consent, Emergency
 
@@ -37,13 +37,6 @@ def _view(c: Consent, now: int) -> dict[str, Any]:
         "revoked": c.revoked,
         "active": c.active(now),
     }
-
-
-def _event(
-    request: web.Request, kind: EventType, actor: str, patient: str, data: dict[str, Any]
-) -> Event:
-    now = dt.datetime.fromtimestamp(request.app[AUTHORITY].now(), dt.UTC)
-    return Event.now(kind, actor, clock=lambda: now, subject=patient, data=data)
 
 
 async def grant(request: web.Request) -> web.Response:
@@ -80,12 +73,12 @@ async def grant(request: web.Request) -> web.Response:
     await asyncio.to_thread(request.app[CONSENTS].add, c)
     receipt = await record(
         request.app,
-        _event(
-            request,
+        event(
+            request.app,
             EventType.CONSENT_GRANTED,
             p.sub,
-            p.sub,
-            {"consent": c.id, "grantee": c.grantee, "scopes": list(c.scopes), "until": end},
+            subject=p.sub,
+            data={"consent": c.id, "grantee": c.grantee, "scopes": list(c.scopes), "until": end},
         ),
     )
     return web.json_response({**_view(c, now), "receipt": receipt.to_json()}, status=201)
@@ -103,7 +96,8 @@ async def revoke(request: web.Request) -> web.Response:
     if not await asyncio.to_thread(store.revoke, cid, now):
         raise NotFound("that consent is already revoked")
     receipt = await record(
-        request.app, _event(request, EventType.CONSENT_REVOKED, p.sub, p.sub, {"consent": cid})
+        request.app,
+        event(request.app, EventType.CONSENT_REVOKED, p.sub, subject=p.sub, data={"consent": cid}),
     )
     return web.json_response({"id": cid, "revoked": now, "receipt": receipt.to_json()})
 
@@ -145,12 +139,12 @@ async def emergency(request: web.Request) -> web.Response:
     salt = new_salt()
     receipt = await record(
         request.app,
-        _event(
-            request,
+        event(
+            request.app,
             EventType.EMERGENCY_ACCESS,
             p.sub,
-            str(patient),
-            {
+            subject=str(patient),
+            data={
                 "emergency": e.id,
                 "until": e.until,
                 "flagged": True,

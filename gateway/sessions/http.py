@@ -5,7 +5,6 @@ has not been admitted."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import secrets
 from typing import Any
@@ -19,7 +18,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..auth.tokens import Forbidden, Principal
 from ..errors import BadRequest, Conflict, NotFound
-from ..recorder import record
+from ..recorder import event, record
 from .signalling import MAX_MESSAGE, RELAYED, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
 
@@ -54,9 +53,9 @@ async def _event(
     s: CallSession,
     data: dict[str, Any] | None = None,
 ) -> Any:
-    now = dt.datetime.fromtimestamp(app[AUTHORITY].now(), dt.UTC)
-    ev = Event.now(kind, actor, clock=lambda: now, subject=s.patient, session=s.id, data=data or {})
-    return await record(app, ev)
+    return await record(
+        app, event(app, kind, actor, subject=s.patient, session=s.id, data=data or {})
+    )
 
 
 async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> CallSession:
