@@ -147,3 +147,11 @@ def test_check_page_refuses_a_tampered_answer(
         bad["checkpoint"] = bad["checkpoint"].replace("\n5\n", "\n6\n")
     with pytest.raises(AuditCheckFailed):
         check_page(bad, vkey)
+
+
+def test_invite_codes_never_look_like_options() -> None:
+    from gateway.auth.enroll import new_code
+
+    codes = [new_code() for _ in range(2000)]
+    assert not any(c.startswith("-") for c in codes)
+    assert len(set(codes)) == len(codes)
