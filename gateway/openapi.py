@@ -46,6 +46,25 @@ BODY_ERRORS = {
     "415": _problem("wrong content type"),
 }
 
+
+def _session_op(summary: str, ok: str = "the session", conflict: str | None = None) -> Any:
+    """An authenticated operation on one call session, addressed by its id."""
+    responses: dict[str, Any] = {
+        "200": _json(ok, {"type": "object"}),
+        "404": _problem("no such session for this caller"),
+    }
+    if conflict is not None:
+        responses["409"] = _problem(conflict)
+    return {
+        "summary": summary,
+        "security": DPOP,
+        "parameters": [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {**responses, **AUTH_ERRORS},
+    }
+
+
 B64 = {"type": "string", "contentEncoding": "base64"}
 TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
 UINT = {"type": "string", "pattern": "^[0-9]{1,19}$"}
@@ -612,79 +631,29 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": _json("sessions waiting", {"type": "object"}), **AUTH_ERRORS},
             }
         },
-        "/v1/sessions/{id}": {
-            "get": {
-                "summary": "A session (its participants only)",
-                "security": DPOP,
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json("the session", {"type": "object"}),
-                    "404": _problem("no such session for this caller"),
-                    **AUTH_ERRORS,
-                },
-            }
-        },
+        "/v1/sessions/{id}": {"get": _session_op("A session (its participants only)")},
         "/v1/sessions/{id}/ticket": {
-            "post": {
-                "summary": "A single-use, short-lived signalling ticket",
-                "security": DPOP,
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json("ticket and WebSocket path", {"type": "object"}),
-                    "404": _problem("no such session for this caller"),
-                    "409": _problem("session over"),
-                    **AUTH_ERRORS,
-                },
-            }
+            "post": _session_op(
+                "A single-use, short-lived signalling ticket",
+                ok="ticket and WebSocket path",
+                conflict="session over",
+            )
         },
         "/v1/sessions/{id}/admit": {
-            "post": {
-                "summary": "Admit the waiting patient (the session's provider)",
-                "security": DPOP,
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json("the session", {"type": "object"}),
-                    "404": _problem("no such session for this caller"),
-                    "409": _problem("not waiting"),
-                    **AUTH_ERRORS,
-                },
-            }
+            "post": _session_op(
+                "Admit the waiting patient (the session's provider)", conflict="not waiting"
+            )
         },
         "/v1/sessions/{id}/end": {
-            "post": {
-                "summary": "End or cancel the session (a participant)",
-                "security": DPOP,
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json("the session", {"type": "object"}),
-                    "404": _problem("no such session for this caller"),
-                    "409": _problem("already over"),
-                    **AUTH_ERRORS,
-                },
-            }
+            "post": _session_op(
+                "End or cancel the session (a participant)", conflict="already over"
+            )
         },
         "/v1/sessions/{id}/no-show": {
-            "post": {
-                "summary": "Record that the patient did not come (the session's provider)",
-                "security": DPOP,
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json("the session", {"type": "object"}),
-                    "404": _problem("no such session for this caller"),
-                    "409": _problem("already admitted or over"),
-                    **AUTH_ERRORS,
-                },
-            }
+            "post": _session_op(
+                "Record that the patient did not come (the session's provider)",
+                conflict="already admitted or over",
+            )
         },
         "/v1/sessions/{id}/ws": {
             "get": {
