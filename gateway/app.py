@@ -128,24 +128,20 @@ def _open_authority(config: Config, clock: Callable[[], float], ledger: Log) -> 
     )
 
 
-def _secret(path: Path) -> bytes:
+def _secret(path: Path, make: Callable[[], bytes] = lambda: secrets.token_bytes(32)) -> bytes:
+    """A secret kept in a 0600 file, created with ``make()`` on first use."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
+            f.write(make())
     return path.read_bytes()
 
 
 def _turn_secret(path: Path) -> bytes:
     # coturn's static-auth-secret is a string used as the HMAC key as is: keep it printable
     # (hex) so the same file configures both.
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    return path.read_text().strip().encode()
+    return _secret(path, lambda: secrets.token_hex(32).encode() + b"\n").strip()
 
 
 async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
