@@ -18,7 +18,7 @@ from ledger.events import Event, EventType
 from ledger.log import Log
 from ledger.store import SQLiteStore
 
-from . import __version__, ledger_api, openapi
+from . import __version__, ledger_api, openapi, pages
 from .appkeys import (
     AUDIT_INDEX,
     AUTHORITY,
@@ -246,4 +246,5 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     turn.setup(app)
     sessions_http.setup(app)
     openapi.setup(app)
+    pages.setup(app)
     return app
