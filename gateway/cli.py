@@ -241,6 +241,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_witness(args: argparse.Namespace) -> int:
+    from .witness.config import WitnessConfig
+    from .witness.keys import init_witness_key
+
+    config = WitnessConfig.load(args.config)
+    signer, created = init_witness_key(config.key_path, config.name)
+    state = "created" if created else "exists"
+    print(f"witness key {state}: {config.key_path}", file=sys.stderr)
+    print(signer.vkey, flush=True)
+    if args.action == "init":
+        return 0
+    from aiohttp import web
+
+    from .observability import configure_logging
+    from .witness.app import create_app
+
+    configure_logging("INFO")
+    logs = ", ".join(log.origin for log in config.logs) or "none (every request gets 404)"
+    url = f"http://{config.host}:{config.port}/"
+    print(f"telegate witness {config.name} on {url}; logs: {logs}", file=sys.stderr)
+    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -299,6 +323,11 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--page-size", type=int, default=500)
     au.add_argument("--max-rows", type=int, default=100_000)
     au.set_defaults(func=cmd_audit)
+
+    w = sub.add_parser("witness", help="run a C2SP tlog-witness that cosigns other logs")
+    w.add_argument("action", choices=["init", "serve"], help="init: create the key, print vkey")
+    w.add_argument("--config", required=True, type=Path, help="witness TOML file")
+    w.set_defaults(func=cmd_witness)
 
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)
