@@ -32,6 +32,7 @@ from .appkeys import (
     SESSIONS,
     TICKETS,
     TURN_SECRET,
+    VITALS,
 )
 from .audit import http as audit_http
 from .audit.index import EventIndex
@@ -54,6 +55,11 @@ from .sessions import http as sessions_http
 from .sessions import turn
 from .sessions.signalling import Hub, Tickets
 from .sessions.store import SessionStore
+from .vitals import http as vitals_http
+from .vitals.batch import Limits
+from .vitals.intake import Intake, Vitals
+from .vitals.store import VitalsStore
+from .vitals.stream import Streamer
 
 __all__ = ["CONFIG", "LOG", "METRICS", "create_app", "record"]
 
@@ -190,6 +196,26 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(store.close)
 
 
+async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    master = await asyncio.to_thread(_secret, config.key_dir / "vitals-master.key")
+    store = await asyncio.to_thread(VitalsStore, config.data_dir / "vitals.db", master)
+    limits = Limits(config.vitals_max_readings, config.vitals_max_age, config.vitals_future_skew)
+    intake = Intake(store, app[LOG], lambda ev: record(app, ev), app[CLOCK], limits)
+    settled = await intake.reconcile()  # batches or erasures a crash left half-done
+    if settled:
+        log.warning("settled pending vitals records", extra={"fields": {"count": settled}})
+    streamer = Streamer(
+        app[HUB], app[CONSENT_GUARD], lambda sid: sessions_http.current_session(app, sid)
+    )
+    app[VITALS] = Vitals(intake, streamer)
+    try:
+        yield
+    finally:
+        await intake.writer.flush()
+        await asyncio.to_thread(store.close)
+
+
 async def _close_websockets(app: web.Application) -> None:
     # Live signalling sockets are closed cleanly (1001) before the resources go.
     if HUB in app:
@@ -235,6 +261,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
+    app.cleanup_ctx.append(_vitals_ctx)
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -245,6 +272,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     consent_http.setup(app)
     turn.setup(app)
     sessions_http.setup(app)
+    vitals_http.setup(app)
     openapi.setup(app)
     pages.setup(app)
     return app

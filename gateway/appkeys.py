@@ -16,6 +16,7 @@ from .consent.store import ConsentStore
 from .observability import Metrics
 from .sessions.signalling import Hub, Tickets
 from .sessions.store import SessionStore
+from .vitals.intake import Vitals
 
 __all__ = [
     "AUDIT_INDEX",
@@ -31,6 +32,7 @@ __all__ = [
     "SESSIONS",
     "TICKETS",
     "TURN_SECRET",
+    "VITALS",
 ]
 
 Clock = Callable[[], float]
@@ -47,6 +49,7 @@ HUB = web.AppKey("hub", Hub)
 #: coturn's static-auth-secret, from <data_dir>/keys/turn.secret.
 TURN_SECRET = web.AppKey("turn_secret", bytes)
 CONSENT_GUARD = web.AppKey("consent_guard", ConsentGuard)
+VITALS = web.AppKey("vitals", Vitals)
 #: Wall-clock seconds; injected so tests move time instead of sleeping.
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 #: The authenticated caller of the current request, once known.

@@ -55,6 +55,12 @@ class Config:
     turn_uris: str = "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp"
     #: Lifetime of TURN credentials, seconds.
     turn_ttl: int = 3600
+    #: Most readings in one device batch.
+    vitals_max_readings: int = 1000
+    #: Oldest reading accepted, seconds before now (devices buffer while offline).
+    vitals_max_age: int = 7 * 86400
+    #: How far ahead of the gateway's clock a reading time may be, seconds.
+    vitals_future_skew: int = 300
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -88,6 +94,13 @@ class Config:
             raise ConfigError("turn_ttl must be 60..86400 seconds")
         if not 5 <= self.break_glass_minutes <= 24 * 60:
             raise ConfigError("break_glass_minutes must be 5..1440")
+        if not 1 <= self.vitals_max_readings <= 10_000:
+            raise ConfigError("vitals_max_readings must be 1..10000")
+        # The read path relies on these caps to bound the arrival-time window it searches.
+        if not 60 <= self.vitals_max_age <= 90 * 86400:
+            raise ConfigError("vitals_max_age must be 60 s .. 90 days")
+        if not 0 <= self.vitals_future_skew <= 3600:
+            raise ConfigError("vitals_future_skew must be 0..3600 seconds")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
 

@@ -14,37 +14,17 @@ from . import __version__
 
 __all__ = ["SPEC", "setup"]
 
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
-
-
-def _problem(desc: str) -> dict[str, Any]:
-    return {"description": desc, "content": {"application/problem+json": {"schema": PROBLEM}}}
-
-
-def _json(desc: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": desc, "content": {"application/json": {"schema": schema}}}
-
-
-def _text(desc: str) -> dict[str, Any]:
-    return {"description": desc, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-DPOP: list[dict[str, list[str]]] = [{"DPoP": []}]
-DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": {"type": "string"}}
-AUTH_ERRORS = {
-    "401": _problem("missing, invalid, expired or revoked credentials"),
-    "403": _problem("the caller's role or scope does not allow this"),
-    "503": _problem("replay cache full"),
-}
-BODY_ERRORS = {
-    "400": _problem("malformed body"),
-    "413": _problem("body too large"),
-    "415": _problem("wrong content type"),
-}
+from .openapi_parts import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    DPOP,
+    DPOP_HEADER,
+    _body,
+    _json,
+    _problem,
+    _text,
+)
+from .vitals.openapi import PATHS as VITALS_PATHS
 
 
 def _session_op(summary: str, ok: str = "the session", conflict: str | None = None) -> Any:
@@ -699,6 +679,9 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+SPEC["paths"].update(VITALS_PATHS)
 
 
 async def openapi(request: web.Request) -> web.Response:

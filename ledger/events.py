@@ -57,6 +57,7 @@ class EventType(StrEnum):
     SESSION_CANCELLED = "session.cancelled"
     SESSION_NO_SHOW = "session.no_show"
     VITALS_BATCH = "vitals.batch"
+    PATIENT_ERASED = "patient.erased"
     AUDIT_QUERY = "audit.query"
     AUTH_REFUSED = "auth.refused"
 

@@ -27,6 +27,7 @@ _ACTION = {
     "consent.granted": "C",
     "consent.revoked": "U",
     "vitals.batch": "C",
+    "patient.erased": "D",
     "audit.query": "R",
     "auth.refused": "E",
 }

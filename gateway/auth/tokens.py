@@ -42,7 +42,7 @@ STATUS_LIST_ID = "1"
 
 #: What each role may ask for; a token carries the requested subset (default: all).
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
-    "admin": ("enroll", "revoke", "introspect"),
+    "admin": ("enroll", "revoke", "introspect", "erase"),
     "provider": ("enroll", "call", "vitals.read"),
     "patient": ("call", "consent", "vitals.read"),
     "device": ("vitals.write",),

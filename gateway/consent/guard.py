@@ -41,8 +41,26 @@ class ConsentGuard:
         self.clock = clock
         self.append = append
 
-    def _event(self, kind: EventType, actor: str, patient: str, data: dict[str, object]) -> Event:
-        return stamped(self.clock, kind, actor, subject=patient, data=data)
+    def _event(
+        self,
+        kind: EventType,
+        actor: str,
+        patient: str,
+        data: dict[str, object],
+        session: str | None = None,
+    ) -> Event:
+        return stamped(self.clock, kind, actor, subject=patient, session=session, data=data)
+
+    async def record(
+        self,
+        kind: EventType,
+        actor: str,
+        patient: str,
+        data: dict[str, object],
+        session: str | None = None,
+    ) -> Receipt:
+        """Append a consent event decided elsewhere (the live vitals stream)."""
+        return await self.append(self._event(kind, actor, patient, data, session))
 
     async def decide(self, who: Principal, patient: str, scope: str) -> Decision | None:
         """What would allow ``who`` to use ``scope`` on ``patient`` right now, if anything.

@@ -71,7 +71,7 @@ async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> 
     return moved
 
 
-async def _current(app: web.Application, sid: str) -> CallSession | None:
+async def current_session(app: web.Application, sid: str) -> CallSession | None:
     """The session as it is now. One gateway process owns the data directory (the ledger's
     writer lock), and every move goes through ``_move``, so the hub's copy is the truth and
     the relay path needs no database round trip per message."""
@@ -212,7 +212,7 @@ async def _relay(
     if not isinstance(data, dict) or data.get("type") not in RELAYED:
         await ws.send_json({"type": "error", "error": "malformed message"})
         return
-    current = await _current(app, s.id)
+    current = await current_session(app, s.id)
     if current is None or current.state not in (State.ADMITTED, State.CONNECTED):
         await _refuse(app, s, sub, "not-admitted")  # on the ledger before the reply
         await ws.send_json({"type": "error", "error": "not admitted"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.openapi import SPEC
 from tests.conftest import need
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _routes(app: web.Application) -> set[tuple[str, str]]:
@@ -67,6 +70,8 @@ def test_schemathesis_finds_no_500_and_no_schema_break(live_gateway: Any, tmp_pa
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.gateway.st_hooks", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

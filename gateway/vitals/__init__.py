@@ -1,0 +1,1 @@
+"""Vitals from remote-monitoring devices: signed batches, validation, encryption, streaming."""

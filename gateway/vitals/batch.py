@@ -1,0 +1,231 @@
+"""A device's signed batch: JWS verification and reading-by-reading validation.
+
+The body of ``POST /v1/vitals`` is a compact JWS (RFC 7515) signed by the device's enrolled
+key, so anyone holding that public key can check the readings again later. Its payload is
+either telegate's batch JSON (``typ: vitals+json``) or a FHIR R4 Bundle of Observations
+(``cty: fhir+json``), both turned into the same normalised readings. Pure: no I/O; time is
+passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ledger.events import format_time
+
+from ..auth.jwk import HolderKey, InvalidKey, b64u_decode, unverified_part
+from ..errors import BadRequest, GatewayError
+from .codes import BP_COMPONENTS, BP_PANEL, CODES, UnitError, normalise
+
+__all__ = [
+    "Batch",
+    "InvalidBatch",
+    "InvalidSignature",
+    "Limits",
+    "check_readings",
+    "parse_time",
+    "verify_jws",
+]
+
+TYP = "vitals+json"
+FHIR_CTY = "fhir+json"
+BATCH_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+READING_KEYS = frozenset({"code", "unit", "value", "time", "components"})
+COMPONENT_KEYS = frozenset({"code", "unit", "value"})
+
+
+class InvalidBatch(GatewayError):
+    """422: the batch is well-formed JSON but some readings are not acceptable. ``errors``
+    lists each one by position (an RFC 9457 extension member with JSON pointers)."""
+
+    status = 422
+    slug = "invalid-vitals"
+    title = "The batch has readings that cannot be accepted"
+
+
+class InvalidSignature(GatewayError):
+    status = 400
+    slug = "invalid-signature"
+    title = "The batch is not signed by this device's key"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_readings: int = 1000
+    max_age: int = 7 * 86400  # seconds a device may buffer readings offline
+    future_skew: int = 300  # seconds a device clock may run ahead
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A verified, validated batch. ``readings`` are normalised (canonical units, UTC)."""
+
+    batch_id: str
+    readings: tuple[dict[str, Any], ...]
+    payload: bytes  # exactly the signed bytes
+    jws: str  # exactly what the device sent
+    form: str  # "native" or "fhir"
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted({r["code"] for r in self.readings})
+
+    @property
+    def batch_hash(self) -> str:
+        """SHA-256 of the JWS as received. Not guessable from readings: it covers the
+        device's signature, which only the device can make."""
+        return hashlib.sha256(self.jws.encode()).hexdigest()
+
+    @property
+    def sig_hash(self) -> str:
+        return hashlib.sha256(b64u_decode(self.jws.rsplit(".", 1)[1])).hexdigest()
+
+    @property
+    def detached(self) -> str:
+        """The JWS with its payload detached (RFC 7515 appendix F): the device's signature
+        without the readings, safe to export."""
+        head, _, sig = self.jws.split(".")
+        return f"{head}..{sig}"
+
+
+def verify_jws(jws: str, key: HolderKey) -> tuple[dict[str, Any], bytes]:
+    """Header and payload of a compact JWS made by ``key``. The algorithm is the key's own
+    (RFC 8725 3.1); ``crit`` and unencoded payloads are refused. Raises InvalidSignature."""
+    if jws.count(".") != 2:
+        raise BadRequest("the body is not a compact JWS")
+    try:
+        header = unverified_part(jws, 0)
+    except InvalidKey as e:
+        raise BadRequest("the JWS header is malformed") from e
+    if header.get("alg") != key.alg:
+        raise InvalidSignature(f"this device signs with {key.alg}")
+    if "crit" in header or header.get("b64") is False:
+        raise InvalidSignature("JWS extensions (crit, b64) are not accepted")
+    if header.get("typ") != TYP:
+        raise InvalidSignature(f"the JWS typ must be {TYP!r}")
+    if "kid" in header and header["kid"] != key.jkt:
+        raise InvalidSignature("the JWS kid is not this device's key thumbprint")
+    try:
+        parts = jwt.api_jws.PyJWS().decode_complete(jws, key.key, algorithms=[key.alg])
+    except jwt.PyJWTError as e:
+        raise InvalidSignature("the device signature does not verify") from e
+    payload: bytes = parts["payload"]
+    return header, payload
+
+
+def parse_time(value: Any) -> dt.datetime:
+    """An RFC 3339 date-time with an explicit offset. Raises ValueError."""
+    if not isinstance(value, str) or len(value) > 40 or "T" not in value.upper():
+        raise ValueError("time must be an RFC 3339 date-time such as 2026-12-01T09:30:00Z")
+    t = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError("time needs an offset (Z or +hh:mm)")
+    return t.astimezone(dt.UTC)
+
+
+def _number(value: Any) -> float:
+    # bool is an int in Python, and NaN/Infinity parse from JSON: neither is a reading.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("value must be a finite number")
+    return float(value)
+
+
+def _value(code: str, unit: Any, value: Any) -> dict[str, Any]:
+    if not isinstance(unit, str) or len(unit) > 32:
+        raise ValueError("unit must be a UCUM code")
+    sent = _number(value)
+    canonical = normalise(code, unit, sent)
+    out: dict[str, Any] = {"code": code, "unit": CODES[code].unit, "value": canonical}
+    if unit != CODES[code].unit:
+        out["sent"] = {"unit": unit, "value": sent}
+    return out
+
+
+def _components(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError(f"{BP_PANEL} has two components: {' and '.join(BP_COMPONENTS)}")
+    out = []
+    for c in raw:
+        if not isinstance(c, dict) or set(c) - COMPONENT_KEYS:
+            raise ValueError("a component has code, unit and value")
+        out.append(_value(str(c.get("code")), c.get("unit"), c.get("value")))
+    by_code = {c["code"]: c for c in out}
+    if sorted(by_code) != sorted(BP_COMPONENTS):
+        raise ValueError(f"{BP_PANEL} has two components: {' and '.join(BP_COMPONENTS)}")
+    if by_code["8480-6"]["value"] <= by_code["8462-4"]["value"]:
+        raise ValueError("systolic pressure must be above diastolic")
+    return [by_code[c] for c in BP_COMPONENTS]
+
+
+def _reading(raw: Any, now: dt.datetime, limits: Limits) -> dict[str, Any]:
+    if not isinstance(raw, dict) or set(raw) - READING_KEYS:
+        raise ValueError("a reading is an object of code, unit, value, time (or components)")
+    code = raw.get("code")
+    t = parse_time(raw.get("time"))
+    if t > now + dt.timedelta(seconds=limits.future_skew):
+        raise ValueError("time is in the future")
+    if t < now - dt.timedelta(seconds=limits.max_age):
+        raise ValueError(f"time is older than {limits.max_age} seconds")
+    if code == BP_PANEL:
+        if "value" in raw or "unit" in raw:
+            raise ValueError(f"{BP_PANEL} carries its values in components")
+        return {
+            "code": code,
+            "time": format_time(t),
+            "components": _components(raw.get("components")),
+        }
+    if not isinstance(code, str) or code not in CODES:
+        raise ValueError(f"code {str(code)[:16]!r} is not an accepted LOINC vital sign")
+    if "components" in raw:
+        raise ValueError(f"only {BP_PANEL} has components")
+    return {**_value(code, raw.get("unit"), raw.get("value")), "time": format_time(t)}
+
+
+Pointer = Callable[[int], str]
+
+
+def check_readings(
+    raw: Any, now: float, limits: Limits, pointer: Pointer = lambda i: f"/readings/{i}"
+) -> tuple[dict[str, Any], ...]:
+    """Normalised readings, or InvalidBatch naming every bad one: a batch is all or nothing."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidBatch("readings must be a non-empty list", errors=[])
+    if len(raw) > limits.max_readings:
+        raise InvalidBatch(f"at most {limits.max_readings} readings in one batch", errors=[])
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    out, errors, seen = [], [], set()
+    for i, r in enumerate(raw):
+        try:
+            reading = _reading(r, when, limits)
+            if (reading["code"], reading["time"]) in seen:
+                raise ValueError("the same code at the same time twice in one batch")
+            seen.add((reading["code"], reading["time"]))
+            out.append(reading)
+        except (ValueError, UnitError) as e:
+            errors.append({"index": i, "pointer": pointer(i), "detail": str(e)})
+    if errors:
+        raise InvalidBatch(f"{len(errors)} of {len(raw)} readings refused", errors=errors)
+    return tuple(out)
+
+
+def parse_native(payload: bytes) -> tuple[str, Any, dict[str, Any]]:
+    """batch_id, raw readings and the rest of a ``vitals+json`` payload."""
+    try:
+        body = json.loads(payload)
+    except ValueError as e:
+        raise BadRequest("the JWS payload is not JSON") from e
+    if not isinstance(body, dict) or set(body) - {"batch_id", "patient", "device", "readings"}:
+        raise BadRequest("the payload has batch_id, readings and optionally patient, device")
+    batch_id = body.get("batch_id")
+    if not isinstance(batch_id, str) or not BATCH_ID.match(batch_id):
+        raise BadRequest("batch_id is 1-64 characters of A-Z a-z 0-9 . _ -")
+    return batch_id, body.get("readings"), body

@@ -1,0 +1,189 @@
+"""Vitals endpoints: devices post signed batches; the patient, or a provider with consent,
+reads them (JSON or FHIR); an admin erases a patient's data. Thin: the rules live in the
+modules beside this one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ledger.events import EventType
+
+from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, VITALS
+from ..auth.enroll import is_subject_id
+from ..auth.http import authenticate, read_body, read_json
+from ..auth.tokens import Forbidden
+from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
+from ..recorder import event
+from .batch import parse_time
+from .codes import BP_PANEL, CODES
+from .fhir import observation, searchset
+from .intake import Gone
+from .store import Erased
+
+__all__ = ["setup"]
+
+JOSE = "application/jose"
+MAX_LIMIT = 10_000
+REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
+REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Bounds of the received-time window searched for a reading time range: readings are
+# accepted at most this far ahead of, or behind, their arrival (Config caps both).
+FUTURE_MAX, AGE_MAX = 3600, 90 * 86400
+
+
+async def post_vitals(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("device", scope="vitals.write")
+    if request.content_type != JOSE:
+        raise UnsupportedMediaType(f"send the signed batch as {JOSE} (a compact JWS)")
+    raw = await read_body(request, request.app[CONFIG].max_body_size)
+    try:
+        jws = raw.decode("ascii").strip()
+    except UnicodeDecodeError as e:
+        raise BadRequest("a compact JWS is ASCII") from e
+    device = await asyncio.to_thread(request.app[AUTHORITY].store.subject, p.sub)
+    if device is None or device.revoked is not None:
+        raise Forbidden("this device is not enrolled")
+    vitals = request.app[VITALS]
+    receipt, batch, fresh = await vitals.intake.ingest(device, jws)
+    readings = list(batch.batch.readings)
+    if fresh:
+        await vitals.streamer.push(batch.patient, batch.device, batch.batch.batch_id, readings)
+    body = {"batch_id": batch.batch.batch_id, "count": len(readings), "receipt": receipt.to_json()}
+    return web.json_response(body, status=201 if fresh else 200)
+
+
+def _patient(request: web.Request) -> str:
+    pid = request.match_info["id"]
+    if not is_subject_id(pid, "patient"):
+        raise NotFound("no such patient")
+    return pid
+
+
+def _query(request: web.Request) -> dict[str, Any]:
+    q = request.query
+    out: dict[str, Any] = {}
+    code = q.get("code")
+    if code is not None and code not in CODES and code != BP_PANEL:
+        raise BadRequest("code is one of the accepted LOINC vital-sign codes")
+    out["code"] = code
+    try:
+        out["since"] = parse_time(q["since"]) if "since" in q else None
+        out["until"] = parse_time(q["until"]) if "until" in q else None
+    except ValueError as e:
+        raise BadRequest(f"since/until: {e}") from e
+    try:
+        out["limit"] = int(q.get("limit", "1000"))
+        seq, _, idx = q.get("after", "0.-1").partition(".")
+        out["after"] = (int(seq), int(idx or -1))
+    except ValueError as e:
+        raise BadRequest("limit is a number; after is the 'next' cursor of a previous page") from e
+    if not 1 <= out["limit"] <= MAX_LIMIT:
+        raise BadRequest(f"limit is 1..{MAX_LIMIT}")
+    out["format"] = q.get("format", "json")
+    if out["format"] not in ("json", "fhir"):
+        raise BadRequest("format is json or fhir")
+    return out
+
+
+async def get_vitals(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("patient", "provider", scope="vitals.read")
+    pid = _patient(request)
+    q = _query(request)
+    await request.app[CONSENT_GUARD].authorize(p, pid, "vitals.read", "treatment")
+    store = request.app[VITALS].intake.store
+    since, until = q["since"], q["until"]
+    lo = int(since.timestamp()) - FUTURE_MAX if since else 0
+    hi = int(until.timestamp()) + AGE_MAX if until else 2**62
+    after = q["after"]
+    fetch = q["limit"] + 1  # every batch has a reading, so this many fill a page
+    try:
+        batches = await asyncio.to_thread(store.read, pid, lo, hi, after[0] - 1, fetch)
+    except Erased as e:
+        raise Gone("this patient's vitals were erased") from e
+    rows: list[dict[str, Any]] = []
+    last: tuple[int, int] | None = None  # position of the last reading looked at
+    full = False
+    for meta, content in batches:
+        for i, r in enumerate(content["readings"]):
+            if (meta.seq, i) <= after:
+                continue
+            if len(rows) == q["limit"]:
+                full = True
+                break
+            last = (meta.seq, i)
+            t = parse_time(r["time"])
+            if q["code"] and r["code"] != q["code"]:
+                continue
+            if (since and t < since) or (until and t > until):
+                continue
+            rows.append(
+                {
+                    **r,
+                    "device": meta.device,
+                    "batch_id": meta.batch_id,
+                    "ledger_index": meta.ledger_index,
+                    "_idx": i,
+                }
+            )
+        if full:
+            break
+    # More may follow when the page filled up, or when every fetched batch was read.
+    more = full or len(batches) == fetch
+    next_cursor = f"{last[0]}.{last[1]}" if more and last is not None else None
+    if q["format"] == "fhir":
+        obs = [observation(r, pid, r["device"], r["batch_id"], r["_idx"]) for r in rows]
+        bundle = searchset(obs)
+        if next_cursor:
+            bundle["link"] = [
+                {"relation": "next", "url": f"{request.rel_url.path}?after={next_cursor}"}
+            ]
+        return web.json_response(bundle, content_type="application/fhir+json")
+    for r in rows:
+        del r["_idx"]
+    return web.json_response({"patient": pid, "readings": rows, "next": next_cursor})
+
+
+async def erase(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", scope="erase")
+    pid = _patient(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"reason", "reference"}:
+        raise BadRequest("send reason and optionally reference")
+    if body.get("reason") not in REASONS:
+        raise BadRequest(f"reason is one of {', '.join(REASONS)}")
+    ref = body.get("reference")
+    if ref is not None and not (isinstance(ref, str) and REFERENCE.match(ref)):
+        raise BadRequest("reference is a ticket id of 1-64 characters (A-Z a-z 0-9 . _ : -)")
+    app = request.app
+    if await asyncio.to_thread(app[AUTHORITY].store.subject, pid) is None:
+        raise NotFound("no such patient")
+    data: dict[str, Any] = {"scope": "vitals", "reason": body["reason"]}
+    if ref is not None:
+        data["reference"] = ref
+
+    def make(batches: int) -> bytes:
+        return event(
+            app, EventType.PATIENT_ERASED, p.sub, subject=pid, data={**data, "batches": batches}
+        ).encode()
+
+    vitals = app[VITALS]
+    now = app[AUTHORITY].now()
+    try:
+        n, ev = await asyncio.to_thread(vitals.intake.store.erase, pid, make, now)
+    except Erased as e:
+        raise Conflict("this patient's data was already erased") from e
+    receipt = await vitals.intake.record_erasure(pid, ev)
+    return web.json_response({"patient": pid, "erased_batches": n, "receipt": receipt.to_json()})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/vitals", post_vitals)
+    app.router.add_get("/v1/patients/{id}/vitals", get_vitals)
+    app.router.add_post("/v1/patients/{id}/erase", erase)

@@ -1,0 +1,123 @@
+"""OpenAPI paths of the vitals endpoints (merged into ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..openapi_parts import AUTH_ERRORS, BODY_ERRORS, DPOP, _body, _json, _problem
+from .codes import BP_PANEL, CODES
+
+__all__ = ["PATHS"]
+
+_PATIENT = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CODES = sorted([*CODES, BP_PANEL])
+
+PATHS: dict[str, Any] = {
+    "/v1/vitals": {
+        "post": {
+            "summary": "A device posts a signed batch of readings (compact JWS, typ vitals+json; "
+            "payload: batch_id + readings, or a FHIR Bundle of Observations with cty fhir+json)",
+            "security": DPOP,
+            "requestBody": {
+                "required": True,
+                "content": {"application/jose": {"schema": {"type": "string"}}},
+            },
+            "responses": {
+                "201": _json(
+                    "accepted: batch id, count and the ledger receipt",
+                    {"type": "object", "required": ["batch_id", "count", "receipt"]},
+                ),
+                "200": _json(
+                    "a repeat of an accepted batch: its first receipt", {"type": "object"}
+                ),
+                "409": _problem("this batch id was accepted before with other content"),
+                "410": _problem("the patient's data was erased"),
+                "422": _problem("readings refused; errors lists each one by position"),
+                **AUTH_ERRORS,
+                **BODY_ERRORS,
+            },
+        }
+    },
+    "/v1/patients/{id}/vitals": {
+        "get": {
+            "summary": "A patient's readings (the patient, or a provider with vitals.read consent)",
+            "security": DPOP,
+            "parameters": [
+                _PATIENT,
+                {"name": "code", "in": "query", "schema": {"enum": _CODES}},
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "until",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "description": "the next cursor of the previous page",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}\\.-?[0-9]{1,6}$"},
+                },
+                {"name": "format", "in": "query", "schema": {"enum": ["json", "fhir"]}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "readings (JSON), or a FHIR searchset Bundle of Observations",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["patient", "readings", "next"],
+                            }
+                        },
+                        "application/fhir+json": {"schema": {"type": "object"}},
+                    },
+                },
+                "400": _problem("malformed parameters"),
+                "404": _problem("no such patient"),
+                "410": _problem("the patient's data was erased"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/v1/patients/{id}/erase": {
+        "post": {
+            "summary": "Crypto-shred a patient's vitals (admin, with a recorded reason code)",
+            "security": DPOP,
+            "parameters": [_PATIENT],
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "required": ["reason"],
+                    "properties": {
+                        "reason": {
+                            "enum": [
+                                "patient_request",
+                                "legal_order",
+                                "retention_expired",
+                                "entered_in_error",
+                            ]
+                        },
+                        "reference": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+                    },
+                    "additionalProperties": False,
+                }
+            ),
+            "responses": {
+                "200": _json("erased: batch count and the ledger receipt", {"type": "object"}),
+                "404": _problem("no such patient"),
+                "409": _problem("already erased"),
+                **AUTH_ERRORS,
+                **BODY_ERRORS,
+            },
+        }
+    },
+}
