@@ -16,7 +16,14 @@ from ledger.events import Event, EventType, commit, new_salt
 from ledger.log import Receipt
 
 from ..appkeys import AUTHORITY, CONFIG, LOG, PRINCIPAL
-from ..errors import BadRequest, Conflict, GatewayError, NotFound, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ..recorder import event, record
 from .dpop import DPoPError, UseNonce, check_proof
 from .enroll import (
@@ -30,7 +37,7 @@ from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
 from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
-__all__ = ["authenticate", "origin", "read_json", "setup"]
+__all__ = ["authenticate", "origin", "read_body", "read_json", "setup"]
 
 MAX_JSON = 16 * 1024
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -84,14 +91,27 @@ def authenticate(request: web.Request) -> Principal:
     return principal
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 once it passes ``limit`` bytes (declared or sent).
+
+    ``StreamReader.read(n)`` returns what has arrived, up to n: a body split across TCP
+    segments needs a loop, or a valid request is cut short.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
-    if request.content_length is not None and request.content_length > MAX_JSON:
-        raise BadRequest(f"body larger than {MAX_JSON} bytes")
-    raw = await request.content.read(MAX_JSON + 1)
-    if len(raw) > MAX_JSON:
-        raise BadRequest(f"body larger than {MAX_JSON} bytes")
+    raw = await read_body(request, MAX_JSON)
     try:
         return json.loads(raw)
     except ValueError as e:
