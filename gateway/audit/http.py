@@ -209,7 +209,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 }
                 out.append(json.dumps(row).encode() + b"\n")
             elif fmt == "csv":
-                cells = [str(i), *(_csv_cell(event.get(f)) for f in _CSV_FIELDS), lh]
+                cells = [str(i), *(_csv_cell(event.get(f)) for f in _CSV_FIELDS), _csv_cell(lh)]
                 out.append(",".join(cells).encode() + b"\r\n")
             else:
                 resources = [audit_event(i, lh, event)]
