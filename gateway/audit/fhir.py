@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-__all__ = ["audit_event", "consent_resource"]
+__all__ = ["audit_event", "consent_resource", "provenance_resource"]
 
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -155,4 +155,84 @@ def consent_resource(event: dict[str, Any]) -> dict[str, Any] | None:
                 for s in data.get("scopes", [])
             ],
         },
+    }
+
+
+SOURCE_SIGNATURE = {
+    "system": "urn:iso-astm:E1762-95:2013",
+    "code": "1.2.840.10065.1.12.1.14",
+    "display": "Source Signature",
+}
+
+
+def provenance_resource(index: int, event: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``vitals.batch`` event as a FHIR Provenance: the device made and signed the batch.
+
+    The signature itself is not exported: with the device's public key it would let anyone
+    confirm a guessed reading (values and times are low-entropy). The entity names the
+    SHA-256 of the signature instead; the patient or a provider with consent gets the JWS
+    with the readings and can match the two.
+    """
+    if event.get("type") != "vitals.batch":
+        return None
+    raw = event.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    device = _ref(str(data.get("device", event.get("actor"))))
+    return {
+        "resourceType": "Provenance",
+        "id": f"ledger-{index}",
+        "target": [
+            {
+                "identifier": {
+                    "system": "urn:telegate:vitals-batch",
+                    "value": f"{data.get('device')}/{data.get('batch_id')}",
+                }
+            }
+        ],
+        "recorded": event.get("time"),
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "CREATE",
+                }
+            ]
+        },
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "author",
+                        }
+                    ]
+                },
+                "who": device,
+                "onBehalfOf": _ref(str(event.get("subject"))),
+            }
+        ],
+        "entity": [
+            {
+                "role": "source",
+                "what": {
+                    "identifier": {
+                        "system": "urn:telegate:jws-signature-sha256",
+                        "value": str(data.get("sig_hash")),
+                    }
+                },
+            },
+            {
+                "role": "source",
+                "what": {"identifier": {"system": LEDGER_SYSTEM, "value": str(index)}},
+            },
+        ],
+        "signature": [
+            {
+                "type": [SOURCE_SIGNATURE],
+                "when": event.get("time"),
+                "who": device,
+                "sigFormat": "application/jose",
+            }
+        ],
     }

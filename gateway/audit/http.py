@@ -21,7 +21,7 @@ from ..auth.http import authenticate
 from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
 from ..recorder import record
-from .fhir import audit_event, consent_resource
+from .fhir import audit_event, consent_resource, provenance_resource
 from .index import Filters, IndexMismatch, epoch_ms
 
 __all__ = ["setup"]
@@ -213,9 +213,9 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 out.append(",".join(cells).encode() + b"\r\n")
             else:
                 resources = [audit_event(i, lh, event)]
-                grant = consent_resource(event)
-                if grant is not None:
-                    resources.append(grant)
+                for extra in (consent_resource(event), provenance_resource(i, event)):
+                    if extra is not None:
+                        resources.append(extra)
                 for res in resources:
                     out.append((b"" if first else b",") + json.dumps({"resource": res}).encode())
                     first = False

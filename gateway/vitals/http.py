@@ -107,6 +107,8 @@ async def get_vitals(request: web.Request) -> web.Response:
     except Erased as e:
         raise Gone("this patient's vitals were erased") from e
     rows: list[dict[str, Any]] = []
+    # Each batch's device JWS, so the reader can check the device signature themself.
+    signed: dict[str, str] = {}
     last: tuple[int, int] | None = None  # position of the last reading looked at
     full = False
     for meta, content in batches:
@@ -122,6 +124,7 @@ async def get_vitals(request: web.Request) -> web.Response:
                 continue
             if (since and t < since) or (until and t > until):
                 continue
+            signed[f"{meta.device}/{meta.batch_id}"] = content["jws"]
             rows.append(
                 {
                     **r,
@@ -146,7 +149,9 @@ async def get_vitals(request: web.Request) -> web.Response:
         return web.json_response(bundle, content_type="application/fhir+json")
     for r in rows:
         del r["_idx"]
-    return web.json_response({"patient": pid, "readings": rows, "next": next_cursor})
+    return web.json_response(
+        {"patient": pid, "readings": rows, "signed": signed, "next": next_cursor}
+    )
 
 
 async def erase(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.gateway.vitals.world import World, iso
+from tests.gateway.vitals.world import World, iso, sign
 
 LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
 
@@ -155,3 +155,36 @@ async def test_reads_as_fhir_validate_and_carry_the_vital_signs_profiles(world: 
     assert "http://hl7.org/fhir/StructureDefinition/bp" in by_code["85354-9"].meta.profile
     assert [c.valueQuantity.value for c in by_code["85354-9"].component] == [125, 82]
     assert all(o.subject.identifier.value == world.pat.sub for o in observations)
+
+
+async def test_the_audit_export_has_a_provenance_per_batch_without_the_signature(
+    world: World,
+) -> None:
+    import hashlib
+
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.provenance import Provenance
+
+    from tests.gateway.idclient import call, get_token, invite_and_enroll
+
+    now = time.time()
+    jws = sign(world.dev, bundle("prov-1", obs("8867-4", "/min", 64, now - 5)), cty="fhir+json")
+    assert (await world.post(jws)).status == 201
+    aud = await invite_and_enroll(world.client, world.adm, world.adm_t, "auditor")
+    tok = await get_token(world.client, aud)
+    r = await call(world.client, "GET", "/v1/audit/export?format=fhir&type=vitals.batch", aud, tok)
+    assert r.status == 200, await r.text()
+    out = await r.json()
+    Bundle.model_validate(out)
+    provs = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert len(provs) == 1
+    p = Provenance.model_validate(provs[0])
+    assert p.agent[0].who.identifier.value == world.dev.sub
+    assert p.agent[0].onBehalfOf.identifier.value == world.pat.sub
+    assert p.target[0].identifier.value == f"{world.dev.sub}/prov-1"
+    assert p.signature[0].sigFormat == "application/jose" and p.signature[0].data is None
+    import base64
+
+    sig = base64.urlsafe_b64decode(jws.rsplit(".", 1)[1] + "==")
+    assert p.entity[0].what.identifier.value == hashlib.sha256(sig).hexdigest()
+    assert jws.rsplit(".", 1)[1] not in await r.text()

@@ -201,3 +201,29 @@ async def test_erasure_is_admin_only_and_validated(world: World) -> None:
     assert (await _erase(world)).status == 200
     assert (await _erase(world)).status == 409
     assert (await world.read(world.pat, world.pat_t)).status == 410
+
+
+async def test_a_reader_checks_the_device_signature_with_the_device_key_alone(world: World) -> None:
+    import json
+
+    import jwt
+
+    from gateway.auth.jwk import HolderKey
+
+    await _seed(world, 2)
+    body = await (await world.read(world.pat, world.pat_t)).json()
+    assert len(body["signed"]) == 2
+    device_key = HolderKey.from_jwk(world.dev.jwk)  # what anyone can get for the device
+    for name, jws in body["signed"].items():
+        payload = json.loads(jwt.api_jws.PyJWS().decode(jws, device_key.key, algorithms=["EdDSA"]))
+        assert name == f"{world.dev.sub}/{payload['batch_id']}"
+        mine = [r for r in body["readings"] if r["batch_id"] == payload["batch_id"]]
+        assert [r["code"] for r in mine] == [r["code"] for r in payload["readings"]]
+    # The ledger's sig_hash matches the signature the reader holds.
+    import base64
+    import hashlib
+
+    events = {e["data"]["batch_id"]: e for e in await world.events("vitals.batch")}
+    for name, jws in body["signed"].items():
+        sig = base64.urlsafe_b64decode(jws.rsplit(".", 1)[1] + "==")
+        assert events[name.split("/", 1)[1]]["data"]["sig_hash"] == hashlib.sha256(sig).hexdigest()

@@ -1,0 +1,81 @@
+"""Nothing lost, nothing doubled: a batch stored but not yet on the ledger is settled on the
+next start or the next retry; an erasure whose event was not written is written."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.appkeys import VITALS
+from gateway.config import Config
+from tests.gateway.idclient import call, get_token
+from tests.gateway.vitals.world import World, batch, hr, sign
+
+
+async def test_a_failed_append_is_finished_by_the_retry(world: World) -> None:
+    intake = world.client.server.app[VITALS].intake
+    real = intake.append
+
+    async def broken(event: Any) -> Any:
+        raise RuntimeError("ledger unavailable")
+
+    intake.append = broken
+    b = batch([hr(70, time.time() - 5)], "retry-me")
+    first = await world.send(b)
+    assert first.status == 500
+    assert (await world.events("vitals.batch")) == []
+    intake.append = real
+    again = await world.send(b)
+    assert again.status == 200  # the stored batch, now on the ledger: the first receipt
+    (ev,) = await world.events("vitals.batch")
+    assert ev["_index"] == (await again.json())["receipt"]["index"]
+    assert ev["data"]["batch_id"] == "retry-me"
+    assert len((await (await world.read(world.pat, world.pat_t)).json())["readings"]) == 1
+
+
+async def test_pending_batches_are_settled_on_the_next_start(
+    config: Config, aiohttp_client: Any
+) -> None:
+    app = create_app(config)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    world = await World(client).setup(config)
+    intake = app[VITALS].intake
+    # One batch is stored and appended but its index update is lost; one is stored but
+    # never appended (a crash between the two steps).
+    ok = await world.send(batch([hr(70, time.time() - 9)], "appended"))
+    assert ok.status == 201
+    index = (await ok.json())["receipt"]["index"]
+    await intake.writer.flush()
+    intake.store._db.execute("UPDATE batches SET ledger_index = NULL")
+
+    async def crash(event: Any) -> Any:
+        raise RuntimeError("power cut")
+
+    intake.append = crash
+    stored_only = batch([hr(71, time.time() - 8)], "stored-only")
+    assert (await world.send(stored_only)).status == 500
+    await client.close()
+
+    # The next start settles both: the first found on the ledger, the second appended once.
+    app2 = create_app(config)
+    client2: TestClient[Any, Any] = TestClient(TestServer(app2))
+    await client2.start_server()
+    try:
+        store = app2[VITALS].intake.store
+        assert store.pending() == []
+        assert store.find(world.dev.sub, "appended").ledger_index == index
+        world.client = client2
+        events = [e["data"]["batch_id"] for e in await world.events("vitals.batch")]
+        assert events == ["appended", "stored-only"]
+        dev_t = await get_token(client2, world.dev)
+        jws = sign(world.dev, stored_only)
+        headers = {"Content-Type": "application/jose"}
+        again = await call(
+            client2, "POST", "/v1/vitals", world.dev, dev_t, data=jws, headers=headers
+        )
+        assert again.status == 200
+    finally:
+        await client2.close()
