@@ -259,20 +259,24 @@ async def access_report(request: web.Request) -> web.Response:
     accesses = []
     for row in rows:
         ev = row["event"]
-        if ev.get("actor") == patient:
-            continue  # the patient's own actions are not disclosures
         data = ev.get("data") if isinstance(ev.get("data"), dict) else {}
         actor = str(ev.get("actor", ""))
+        role = _ROLE_OF.get(actor.split(":", 1)[0], "unknown")
+        # Not disclosures: the patient's own actions, the gateway's (tokens issued to the
+        # patient) and devices' (readings flowing in, a device enrolling itself).
+        if actor == patient or role in ("system", "device"):
+            continue
         accesses.append(
             {
                 "index": row["index"],
                 "time": ev.get("time"),
                 "who": actor,
-                "role": _ROLE_OF.get(actor.split(":", 1)[0], "unknown"),
+                "role": role,
                 "action": ev.get("type"),
                 "purpose": data.get("purpose"),
                 "consent": data.get("consent"),
-                "break_the_glass": bool(data.get("break_glass")),
+                "break_the_glass": bool(data.get("break_glass"))
+                or ev.get("type") == EventType.EMERGENCY_ACCESS,
                 "leaf_hash": row["leaf_hash"],
                 "proof": row["proof"],
                 "event": ev,

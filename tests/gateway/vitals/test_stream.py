@@ -9,44 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.idclient import Holder, call
+from tests.gateway.idclient import call
 from tests.gateway.vitals.world import World, batch, bp, hr
-
-
-async def _ticket(world: World, sid: str, h: Holder, token: str) -> str:
-    r = await call(world.client, "POST", f"/v1/sessions/{sid}/ticket", h, token)
-    assert r.status == 200, await r.text()
-    return str((await r.json())["ticket"])
-
-
-async def _ws(world: World, sid: str, h: Holder, token: str) -> Any:
-    ws = await world.client.ws_connect(
-        f"/v1/sessions/{sid}/ws?ticket={await _ticket(world, sid, h, token)}"
-    )
-    assert (await ws.receive_json(timeout=5))["type"] == "hello"
-    return ws
-
-
-async def _admitted_call(world: World) -> tuple[str, Any, Any]:
-    """A call scheduled by the provider, with both parties' sockets open and admitted."""
-    r = await call(
-        world.client,
-        "POST",
-        "/v1/sessions",
-        world.prov,
-        world.prov_t,
-        json={"patient": world.pat.sub},
-    )
-    assert r.status == 201, await r.text()
-    sid = str((await r.json())["id"])
-    prov_ws = await _ws(world, sid, world.prov, world.prov_t)
-    pat_ws = await _ws(world, sid, world.pat, world.pat_t)
-    assert (await prov_ws.receive_json(timeout=5))["type"] == "waiting"
-    r = await call(world.client, "POST", f"/v1/sessions/{sid}/admit", world.prov, world.prov_t)
-    assert r.status == 200
-    assert (await prov_ws.receive_json(timeout=5))["type"] == "admitted"
-    assert (await pat_ws.receive_json(timeout=5))["type"] == "admitted"
-    return sid, prov_ws, pat_ws
 
 
 async def _nothing(ws: Any, seconds: float = 0.3) -> None:
@@ -63,7 +27,7 @@ async def consented(world: World) -> dict[str, Any]:
 async def test_readings_reach_the_provider_in_the_call(
     world: World, consented: dict[str, Any]
 ) -> None:
-    sid, prov_ws, pat_ws = await _admitted_call(world)
+    sid, prov_ws, pat_ws = await world.admitted_call()
     now = time.time()
     t0 = time.perf_counter()
     resp = await world.send(batch([hr(88, now - 2), bp(131, 84, now - 1)], "live-1"))
@@ -102,7 +66,7 @@ async def test_readings_reach_the_provider_in_the_call(
 async def test_revoking_consent_stops_the_stream_at_once(
     world: World, consented: dict[str, Any]
 ) -> None:
-    sid, prov_ws, pat_ws = await _admitted_call(world)
+    sid, prov_ws, pat_ws = await world.admitted_call()
     now = time.time()
     await world.send(batch([hr(70, now - 3)]))
     assert (await prov_ws.receive_json(timeout=5))["type"] == "vitals"
@@ -125,7 +89,7 @@ async def test_revoking_consent_stops_the_stream_at_once(
 
 async def test_no_stream_without_vitals_stream_consent(world: World) -> None:
     await world.grant(["call", "vitals.read"])
-    _, prov_ws, pat_ws = await _admitted_call(world)
+    _, prov_ws, pat_ws = await world.admitted_call()
     assert (await world.send(batch([hr(70, time.time())]))).status == 201
     await _nothing(prov_ws)
     await prov_ws.close()
@@ -144,11 +108,11 @@ async def test_no_stream_before_admission_or_for_another_patient(
         json={"patient": world.pat.sub},
     )
     sid = str((await r.json())["id"])
-    prov_ws = await _ws(world, sid, world.prov, world.prov_t)
+    prov_ws = await world.ws(sid, world.prov, world.prov_t)
     assert (await world.send(batch([hr(70, time.time())]))).status == 201
     await _nothing(prov_ws)  # scheduled, not admitted
     # Admitted, but the readings are another patient's.
-    pat_ws = await _ws(world, sid, world.pat, world.pat_t)
+    pat_ws = await world.ws(sid, world.pat, world.pat_t)
     assert (await prov_ws.receive_json(timeout=5))["type"] == "waiting"
     await call(world.client, "POST", f"/v1/sessions/{sid}/admit", world.prov, world.prov_t)
     assert (await prov_ws.receive_json(timeout=5))["type"] == "admitted"

@@ -130,3 +130,36 @@ class World:
             if e["type"] == kind:
                 out.append({**e, "_index": i})
         return out
+
+    async def ticket(self, sid: str, h: Holder, token: str) -> str:
+        r = await call(self.client, "POST", f"/v1/sessions/{sid}/ticket", h, token)
+        assert r.status == 200, await r.text()
+        return str((await r.json())["ticket"])
+
+    async def ws(self, sid: str, h: Holder, token: str) -> Any:
+        ws = await self.client.ws_connect(
+            f"/v1/sessions/{sid}/ws?ticket={await self.ticket(sid, h, token)}"
+        )
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        return ws
+
+    async def admitted_call(self) -> tuple[str, Any, Any]:
+        """A call the provider scheduled, both parties' sockets open, the patient admitted."""
+        r = await call(
+            self.client,
+            "POST",
+            "/v1/sessions",
+            self.prov,
+            self.prov_t,
+            json={"patient": self.pat.sub},
+        )
+        assert r.status == 201, await r.text()
+        sid = str((await r.json())["id"])
+        prov_ws = await self.ws(sid, self.prov, self.prov_t)
+        pat_ws = await self.ws(sid, self.pat, self.pat_t)
+        assert (await prov_ws.receive_json(timeout=5))["type"] == "waiting"
+        r = await call(self.client, "POST", f"/v1/sessions/{sid}/admit", self.prov, self.prov_t)
+        assert r.status == 200
+        assert (await prov_ws.receive_json(timeout=5))["type"] == "admitted"
+        assert (await pat_ws.receive_json(timeout=5))["type"] == "admitted"
+        return sid, prov_ws, pat_ws
