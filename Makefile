@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint pytest bench clean
+.PHONY: run demo test lint pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/telegate keys init --data-dir data
 	$(BIN)/telegate serve --data-dir data
+
+## The gateway with a seeded scenario (admin, provider, patient, device, consent, a call) and
+## a simulated device posting vitals; prints the links to open. Data in ./demo-data.
+demo: $(STAMP)
+	$(BIN)/python -m gateway.demo --data-dir demo-data
 
 ## Lint, type-check, then run every test.
 test: lint pytest

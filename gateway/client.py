@@ -99,15 +99,16 @@ def _problem(status: int, body: bytes) -> str:
         return f"HTTP {status}"
 
 
-def enroll(server: str, invite: str) -> Credentials:
-    """Redeem an invite with a fresh Ed25519 key; pins the log vkey served at enrollment."""
+def enroll(server: str, invite: str, **fields: str) -> Credentials:
+    """Redeem an invite with a fresh Ed25519 key; pins the log vkey served at enrollment.
+    ``fields`` are what the role enrolls with (a device's ``serial`` and ``model``)."""
     server = server.rstrip("/")
     status, _, vkey = _request("GET", f"{server}/ledger/vkey")
     if status != 200:
         raise ClientError(f"cannot read the log vkey: {_problem(status, vkey)}")
     seed = Ed25519PrivateKey.generate().private_bytes_raw()
     creds = Credentials(server, "", seed, vkey.decode().strip())
-    body = json.dumps({"invite": invite, "jwk": creds.jwk}).encode()
+    body = json.dumps({"invite": invite, "jwk": creds.jwk, **fields}).encode()
     status, _, out = _request(
         "POST", f"{server}/v1/enroll", body=body, headers={"Content-Type": "application/json"}
     )
@@ -180,17 +181,27 @@ class Session:
         self._token, self._expires = str(d["access_token"]), time.time() + int(d["expires_in"])
         return self._token
 
-    def get_json(self, path: str) -> Any:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    ) -> Any:
+        """An authenticated request; the parsed JSON answer, or ClientError on a non-2xx."""
         url = f"{self.server}{path}"
         token = self.token()
-        status, _, body = _request(
-            "GET",
-            url,
-            headers={"Authorization": f"DPoP {token}", "DPoP": self._proof("GET", url, token)},
-        )
-        if status != 200:
-            raise ClientError(f"GET {path.split('?', 1)[0]} refused: {_problem(status, body)}")
-        return json.loads(body)
+        headers = {"Authorization": f"DPoP {token}", "DPoP": self._proof(method, url, token)}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        status, _, out = _request(method, url, body=body, headers=headers)
+        if not 200 <= status < 300:
+            raise ClientError(
+                f"{method} {path.split('?', 1)[0]} refused: {_problem(status, out)}"
+            )
+        return json.loads(out) if out else None
+
+    def get_json(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post_json(self, path: str, data: Any) -> Any:
+        return self.request("POST", path, json.dumps(data).encode(), "application/json")
 
     def get_public_json(self, path: str) -> Any:
         status, _, body = _request("GET", f"{self.server}{path}")
