@@ -1,0 +1,53 @@
+"""Real Chromium (Debian's, driven by Playwright) against a real gateway subprocess.
+
+Never ``playwright install``: the browser is ``chromium`` from the system. Without it these
+tests skip locally and fail in CI (``need``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need
+from tests.gateway.conftest import LiveGateway
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    exe = shutil.which("chromium")
+    need(exe is not None, "Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    """One gateway for the module's tests: each test enrolls its own auditor."""
+    gw = LiveGateway(tmp_path_factory.mktemp("gateway") / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots of the pages go (look at them)."""
+    return tmp_path_factory.mktemp("screenshots")
