@@ -78,25 +78,37 @@ byId("forget").addEventListener("click", async () => {
   say(status, "this browser's key is deleted. Its identity stays enrolled until revoked.", "ok");
 });
 
-async function start() {
-  const invite = new URLSearchParams(location.search).get("invite");
-  if (invite) {
-    input.value = invite;
-    // The code is single-use, but keep it out of the address bar and history anyway.
-    history.replaceState(null, "", location.pathname);
-  }
+/**
+ * The invite in this page's address, if any: `#invite=CODE` (a fragment never reaches a
+ * server, proxy or log) or `?invite=CODE`. It is then removed from the address bar and
+ * history: the code is single-use, but no need to leave it lying around.
+ */
+function takeInvite() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("invite");
+  const invite = fromHash || new URLSearchParams(location.search).get("invite");
+  if (invite) history.replaceState(null, "", location.pathname);
+  return invite;
+}
+
+async function arrive() {
+  const invite = takeInvite();
+  if (invite) input.value = invite;
   let holder = null;
   try {
     holder = await loadHolder();
   } catch (e) {
     say(status, `cannot open this browser's key store (${e.message}).`, "error");
-    document.body.dataset.ready = "true";
     return;
   }
   showCurrent(holder);
-  document.body.dataset.ready = "true";
-  if (invite && !holder) submit();
-  else if (invite) say(status, "Press Enroll to replace the identity this browser holds.");
+  if (!invite) return;
+  form.hidden = false;
+  if (!holder) submit();
+  else say(status, "Press Enroll to replace the identity this browser holds.");
 }
 
-start();
+// An invite link opened while this page is already showing changes only the fragment.
+window.addEventListener("hashchange", arrive);
+arrive().finally(() => {
+  document.body.dataset.ready = "true";
+});
