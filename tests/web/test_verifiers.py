@@ -147,6 +147,21 @@ JCS_CASES: list[Any] = [
 ]
 
 
+def test_jcs_refuses_a_lone_surrogate(page: Page) -> None:
+    got = page.evaluate(
+        """async () => {
+        const { canonicalize } = await import("/web/js/jcs.js");
+        const names = [];
+        for (const s of ["\\ud800", "a\\udc00", "\\ud83d\\ude00"]) {
+            try { names.push(canonicalize(JSON.parse(`"${s}"`))); }
+            catch (e) { names.push(e.name); }
+        }
+        return names;
+    }"""
+    )
+    assert got == ["TypeError", "TypeError", '"\U0001f600"']
+
+
 @pytest.mark.parametrize("value", JCS_CASES, ids=range(len(JCS_CASES)))
 def test_jcs_matches_python_rfc8785(page: Page, value: Any) -> None:
     got = page.evaluate(

@@ -6,6 +6,8 @@
 // only object member order (by UTF-16 code units, which Array.prototype.sort compares) and
 // the refusal of values JSON cannot carry are added here.
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** The canonical JSON text of a parsed JSON value; throws on what RFC 8785 refuses. */
 export function canonicalize(value) {
   if (value === null || typeof value === "boolean") return JSON.stringify(value);
@@ -14,7 +16,7 @@ export function canonicalize(value) {
     return JSON.stringify(value);
   }
   if (typeof value === "string") {
-    if (!value.isWellFormed()) throw new TypeError("JCS: lone surrogate in a string");
+    if (LONE_SURROGATE.test(value)) throw new TypeError("JCS: lone surrogate in a string");
     return JSON.stringify(value);
   }
   if (Array.isArray(value)) return "[" + value.map(canonicalize).join(",") + "]";
