@@ -42,9 +42,12 @@ def open_tab(browser: Browser, viewport: ViewportSize | None = None) -> Tab:
     return tab
 
 
-def enroll(tab: Tab, gw: LiveGateway, role: str = "auditor") -> str:
-    """Open an invite link; returns the subject id the page shows."""
-    code = local_invite(gw.data_dir, role)
+PREFIX = {"admin": "adm:", "auditor": "aud:", "patient": "pat:", "provider": "prov:"}
+
+
+def enroll(tab: Tab, gw: LiveGateway, role: str = "auditor", **attrs: Any) -> str:
+    """Open an invite link (``attrs`` go into the invite); returns the subject id shown."""
+    code = local_invite(gw.data_dir, role, **attrs)
     page = tab.page
     page.goto(f"{gw.url}/enroll?invite={code}")
     expect(page.locator("#done")).to_be_visible()
@@ -53,7 +56,7 @@ def enroll(tab: Tab, gw: LiveGateway, role: str = "auditor") -> str:
     # The single-use code does not stay in the address bar or history.
     assert code not in page.url
     sub = page.locator("#sub").inner_text()
-    assert sub.startswith({"auditor": "aud:", "patient": "pat:"}[role])
+    assert sub.startswith(PREFIX[role])
     return sub
 
 
