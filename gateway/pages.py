@@ -24,7 +24,7 @@ PAGES = {
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; object-src 'none'; "
+    "connect-src 'self'; media-src 'self' blob: mediastream:; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}

@@ -103,6 +103,9 @@ async def _proved_page(
             {
                 "index": i,
                 "leaf_hash": _b64(leaf_hash(raw)),
+                # The exact leaf bytes: a verifier hashes these, not a re-encoding of
+                # ``event`` (which a JSON parser may not round-trip, e.g. big integers).
+                "leaf": _b64(raw),
                 "event": event,
                 "proof": [_b64(h) for h in proof],
             }

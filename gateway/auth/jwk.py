@@ -146,7 +146,9 @@ class HolderKey:
             clean = {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]}
         else:
             raise InvalidKey("only Ed25519 (EdDSA) and P-256 (ES256) keys are accepted")
-        if "alg" in jwk and jwk["alg"] != alg:
+        # RFC 9864 names the fully specified algorithm "Ed25519" (WebCrypto exports it);
+        # it is the same signature as JOSE's "EdDSA" on an Ed25519 key.
+        if "alg" in jwk and jwk["alg"] != alg and (alg, jwk["alg"]) != ("EdDSA", "Ed25519"):
             raise InvalidKey(f"a {crv} key is used with {alg} only")
         return cls(clean, alg, pub, thumbprint(clean))
 
