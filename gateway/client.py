@@ -192,9 +192,7 @@ class Session:
             headers["Content-Type"] = content_type
         status, _, out = _request(method, url, body=body, headers=headers)
         if not 200 <= status < 300:
-            raise ClientError(
-                f"{method} {path.split('?', 1)[0]} refused: {_problem(status, out)}"
-            )
+            raise ClientError(f"{method} {path.split('?', 1)[0]} refused: {_problem(status, out)}")
         return json.loads(out) if out else None
 
     def get_json(self, path: str) -> Any:
