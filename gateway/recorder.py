@@ -21,8 +21,9 @@ def event(app: web.Application, kind: EventType, actor: str, **kw: Any) -> Event
     return stamped(app[CLOCK], kind, actor, **kw)
 
 
-async def record(app: web.Application, event: Event) -> Receipt:
-    """Append an event to the ledger and wait for its durable, signed receipt."""
+async def record(app: web.Application, event: Event | bytes) -> Receipt:
+    """Append an event (or its encoded bytes) to the ledger and wait for its durable,
+    signed receipt."""
     t0 = time.perf_counter()
     receipt = await app[LOG].append(event)
     app[METRICS].append_latency.observe(time.perf_counter() - t0)

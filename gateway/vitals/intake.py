@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-import rfc8785
 
 from ledger.events import Event, EventType, commit, new_salt
 from ledger.log import Log, Receipt
@@ -30,7 +29,8 @@ from .store import Erased, VitalsStore
 
 __all__ = ["Gone", "Intake", "Prepared", "Vitals"]
 
-Append = Callable[[Event], Awaitable[Receipt]]
+Append = Callable[[Event | bytes], Awaitable[Receipt]]
+Lookup = Callable[[str], Subject | None]
 
 
 class Gone(GatewayError):
@@ -48,14 +48,16 @@ class Prepared:
     nonce: bytes
     ciphertext: bytes
     event: Event
+    entry: bytes  # the event's ledger bytes, encoded once
 
 
 class _GroupWriter:
     """Stores sealed batches in as few transactions (fsyncs) as the load allows: while one
     commit runs, the next requests queue and go together in the following one."""
 
-    def __init__(self, store: VitalsStore) -> None:
+    def __init__(self, store: VitalsStore, executor: ThreadPoolExecutor) -> None:
         self.store = store
+        self.executor = executor
         self._rows: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
         self._done: list[tuple[int, str, str]] = []
         self._task: asyncio.Task[None] | None = None
@@ -78,10 +80,10 @@ class _GroupWriter:
         while self._rows or self._done:
             rows, self._rows = self._rows, []
             done, self._done = self._done, []
+            batch = [r for r, _ in rows]
+            loop = asyncio.get_running_loop()
             try:
-                if done:
-                    await asyncio.to_thread(self.store.set_indexes, done)
-                results = await asyncio.to_thread(self.store.put_many, [r for r, _ in rows])
+                results = await loop.run_in_executor(self.executor, self.store.commit, batch, done)
             except Exception as e:  # every waiter learns of the failure
                 for _, fut in rows:
                     if not fut.done():
@@ -110,13 +112,20 @@ class Intake:
         self.append = append
         self.clock = clock
         self.limits = limits
-        self.writer = _GroupWriter(store)
+        # Their own threads: CPU-heavy batches must not queue the commit behind them (or
+        # behind the default executor's other users), and the writer is one thread anyway.
+        self.cpu = ThreadPoolExecutor(2, thread_name_prefix="vitals-prepare")
+        self.writer = _GroupWriter(store, ThreadPoolExecutor(1, thread_name_prefix="vitals-db"))
         self._inflight: dict[tuple[str, str], asyncio.Future[Receipt]] = {}
 
     # -- the CPU part, run in a thread -----------------------------------------------
-    def prepare(self, device: Subject, jws: str) -> Prepared:
-        """Verify the device signature, validate every reading and seal the batch.
-        Raises InvalidSignature, BadRequest, InvalidBatch (422), Forbidden or Gone."""
+    def prepare(self, lookup: Lookup, sub: str, jws: str) -> Prepared:
+        """Look the device up, verify its signature, validate every reading and seal the
+        batch: all the blocking work of a request in one thread hop. Raises
+        InvalidSignature, BadRequest, InvalidBatch (422), Forbidden or Gone."""
+        device = lookup(sub)
+        if device is None or device.revoked is not None:
+            raise Forbidden("this device is not enrolled")
         patient = device.patient
         if device.role != "device" or patient is None:
             raise Forbidden("only an enrolled device registered to a patient posts vitals")
@@ -159,18 +168,19 @@ class Intake:
                 "sig_hash": batch.sig_hash,
                 "count": len(readings),
                 "codes": batch.codes,
-                # Opens only with the salt, which is sealed with the readings: erasing the
-                # patient's key makes the commitment unopenable forever.
-                "commitment": commit(salt, rfc8785.dumps(list(readings))),
+                # To the exact signed bytes. Opens only with the salt, which is sealed with
+                # the readings: erasing the patient's key makes it unopenable forever.
+                "commitment": commit(salt, payload),
             },
         )
-        return Prepared(batch, patient, device.id, tag, nonce, ct, event)
+        return Prepared(batch, patient, device.id, tag, nonce, ct, event, event.encode())
 
     # -- the request ---------------------------------------------------------------
-    async def ingest(self, device: Subject, jws: str) -> tuple[Receipt, Prepared, bool]:
+    async def ingest(self, lookup: Lookup, sub: str, jws: str) -> tuple[Receipt, Prepared, bool]:
         """The batch's receipt, the batch, and whether it is new (False: a repeat, answered
-        with the first receipt's entry)."""
-        p = await asyncio.to_thread(self.prepare, device, jws)
+        with the first receipt's entry). ``lookup`` finds the device's enrollment."""
+        loop = asyncio.get_running_loop()
+        p = await loop.run_in_executor(self.cpu, self.prepare, lookup, sub, jws)
         key = (p.device, p.batch.batch_id)
         while (running := self._inflight.get(key)) is not None:
             # The same batch id in flight: wait for it, then answer as a repeat (or retry
@@ -189,26 +199,25 @@ class Intake:
             del self._inflight[key]
 
     async def _accept(self, p: Prepared) -> tuple[Receipt, bool]:
+        row = (
+            p.device,
+            p.batch.batch_id,
+            p.patient,
+            int(self.clock()),
+            p.tag,
+            p.nonce,
+            p.ciphertext,
+            p.entry,
+            self.ledger.size,
+        )
+        if await self.writer.put(row):
+            receipt = await self.append(p.entry)
+            self.writer.indexed(receipt.index, p.device, p.batch.batch_id)
+            return receipt, True
+        # Not inserted: a repeat of this batch id (or the patient was erased meanwhile).
         found = await asyncio.to_thread(self.store.find, p.device, p.batch.batch_id)
         if found is None:
-            row = (
-                p.device,
-                p.batch.batch_id,
-                p.patient,
-                int(self.clock()),
-                p.tag,
-                p.nonce,
-                p.ciphertext,
-                p.event.encode(),
-                self.ledger.size,
-            )
-            if await self.writer.put(row):
-                receipt = await self.append(p.event)
-                self.writer.indexed(receipt.index, p.device, p.batch.batch_id)
-                return receipt, True
-            found = await asyncio.to_thread(self.store.find, p.device, p.batch.batch_id)
-            if found is None:
-                raise Gone("this patient's data was erased; the device cannot post for them")
+            raise Gone("this patient's data was erased; the device cannot post for them")
         if found.tag != p.tag:
             raise Conflict(f"batch {p.batch.batch_id} was already received with other content")
         if found.ledger_index is None:
@@ -220,9 +229,16 @@ class Intake:
 
     async def record_erasure(self, patient: str, event: bytes) -> Receipt:
         """Append an erasure's event (already in its tombstone) and note its index."""
-        receipt = await self.append(Event.decode(event))
+        receipt = await self.append(event)
         await asyncio.to_thread(self.store.set_erasure_index, patient, receipt.index)
         return receipt
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the threads and close the store."""
+        await self.writer.flush()
+        self.cpu.shutdown()
+        self.writer.executor.shutdown()
+        await asyncio.to_thread(self.store.close)
 
     # -- recovery --------------------------------------------------------------------
     async def reconcile(self) -> int:
@@ -235,13 +251,13 @@ class Intake:
         for device, batch_id, event, size_hint in pending:
             index = await asyncio.to_thread(self._find, event, size_hint)
             if index is None:
-                index = (await self.append(Event.decode(event))).index
+                index = (await self.append(event)).index
             settled.append((index, device, batch_id))
         if settled:
             await asyncio.to_thread(self.store.set_indexes, settled)
         erasures = await asyncio.to_thread(self.store.unrecorded_erasures)
         for patient, event in erasures:
-            index = (await self.append(Event.decode(event))).index
+            index = (await self.append(event)).index
             await asyncio.to_thread(self.store.set_erasure_index, patient, index)
         return len(settled) + len(erasures)
 

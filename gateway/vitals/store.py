@@ -141,19 +141,26 @@ class VitalsStore:
         plain = json.dumps(content, separators=(",", ":")).encode()
         return nonce, AESGCM(key).encrypt(nonce, plain, _aad(patient, device, batch_id))
 
-    def put_many(self, rows: list[tuple[Any, ...]]) -> list[bool]:
-        """Insert sealed batches in one transaction (one fsync for all: group commit).
-        Each row: device, batch_id, patient, received, tag, nonce, ciphertext, event,
-        size_hint. Returns, per row, False when (device, batch_id) already existed or the
-        patient was erased meanwhile."""
+    def commit(
+        self, rows: list[tuple[Any, ...]], indexed: list[tuple[int, str, str]]
+    ) -> list[bool]:
+        """One transaction, one fsync (group commit): record the ledger indexes of batches
+        appended since the last commit — (index, device, batch_id); not waited on by any
+        request, since a lost update is found again by :meth:`pending` — then insert sealed
+        batches. Each row: device, batch_id, patient, received, tag, nonce, ciphertext,
+        event, size_hint. Returns, per row, False when (device, batch_id) already existed or
+        the patient was erased meanwhile."""
         out = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.executemany(
+                    "UPDATE batches SET ledger_index = ? WHERE device = ? AND batch_id = ?",
+                    indexed,
+                )
                 for r in rows:
-                    if self._db.execute(
-                        "SELECT 1 FROM erased WHERE patient = ?", (r[2],)
-                    ).fetchone():
+                    erased = self._db.execute("SELECT 1 FROM erased WHERE patient = ?", (r[2],))
+                    if erased.fetchone():
                         out.append(False)
                         continue
                     cur = self._db.execute(
@@ -168,13 +175,8 @@ class VitalsStore:
                 raise
         return out
 
-    def set_indexes(self, done: list[tuple[int, str, str]]) -> None:
-        """Record ledger indexes of committed batches: (index, device, batch_id). Not
-        waited on by requests: a lost update is found again by :meth:`pending`."""
-        with self._lock:
-            self._db.executemany(
-                "UPDATE batches SET ledger_index = ? WHERE device = ? AND batch_id = ?", done
-            )
+    def set_indexes(self, indexed: list[tuple[int, str, str]]) -> None:
+        self.commit([], indexed)
 
     def pending(self) -> list[tuple[str, str, bytes, int]]:
         """Batches stored but not known to be on the ledger: device, batch_id, event bytes,

@@ -166,3 +166,16 @@ async def test_a_device_enrolled_with_es256_signs_with_es256(world: World) -> No
     tok = await get_token(world.client, dev)
     resp = await world.post(sign(dev, batch([hr(70, time.time())])), dev, tok)
     assert resp.status == 201, await resp.text()
+
+
+async def test_non_base64url_segments_and_short_es256_signatures_are_refused(world: World) -> None:
+    head, payload, sig = sign(world.dev, batch([hr(70, time.time())])).split(".")
+    assert (await world.post(f"{head}.{payload}+.{sig}")).status == 400
+    assert (await world.post(f"{head}.{payload}.{sig}=")).status == 400
+    assert (await world.post(f"{head}.{payload}.{sig[:-8]}")).status == 400
+    dev = await world.device(world.pat, alg="ES256")
+    tok = await get_token(world.client, dev)
+    head, payload, sig = sign(dev, batch([hr(70, time.time())])).split(".")
+    resp = await world.post(f"{head}.{payload}.{sig[:40]}", dev, tok)
+    assert resp.status == 400
+    assert (await resp.json())["type"].endswith("/invalid-signature")
