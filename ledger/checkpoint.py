@@ -26,10 +26,13 @@ __all__ = [
     "Checkpoint",
     "Cosignature",
     "CosignatureSigner",
+    "NotWitnessed",
     "SignedCheckpoint",
+    "WitnessedCheckpoint",
     "cosign",
     "open_checkpoint",
     "verify_cosignatures",
+    "verify_witnessed",
 ]
 
 
@@ -173,3 +176,52 @@ def verify_cosignatures(
         if all(c.name != w.name for c in out):
             out.append(Cosignature(w.name, ts))
     return out
+
+
+class NotWitnessed(InvalidCheckpoint):
+    """A checkpoint carries fewer valid cosignatures by the required witnesses than asked."""
+
+    def __init__(self, message: str, found: Sequence[Cosignature]) -> None:
+        super().__init__(message)
+        self.found = tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessedCheckpoint:
+    """A checkpoint signed by its log and cosigned by at least the required witnesses."""
+
+    checkpoint: Checkpoint
+    note: Note
+    cosignatures: tuple[Cosignature, ...]
+
+
+def verify_witnessed(
+    data: bytes,
+    log: Verifier,
+    witnesses: Sequence[Verifier],
+    k: int,
+    *,
+    origin: str | None = None,
+    now: int | None = None,
+) -> WitnessedCheckpoint:
+    """Verify a checkpoint's log signature and that at least ``k`` of ``witnesses`` cosigned it.
+
+    Each witness counts once however many lines or keys it has (distinct key names, as
+    :func:`verify_cosignatures` counts them), so listing a witness twice, or a witness
+    signing twice, never makes up a quorum. Lines by keys not in ``witnesses`` are ignored
+    (signed-note: unknown keys are skipped). Raises InvalidNote or InvalidCheckpoint for a
+    bad note or log signature, InvalidNote for an invalid line by a listed witness, and
+    NotWitnessed when fewer than ``k`` witnesses cosigned.
+    """
+    if not 0 <= k <= len({w.name for w in witnesses}):
+        raise ValueError(f"a quorum of {k} cannot be met by {len(witnesses)} witness key(s)")
+    if any(w.alg != ALG_COSIGNATURE_V1 for w in witnesses):
+        raise InvalidNote("witness keys must be tlog-cosignature/v1 (type 0x04) vkeys")
+    signed = open_checkpoint(data, log, origin=origin)
+    found = verify_cosignatures(signed.note, witnesses, now=now)
+    if len(found) < k:
+        names = ", ".join(c.name for c in found) or "none"
+        raise NotWitnessed(
+            f"{len(found)} of the {k} required witness cosignatures (found: {names})", found
+        )
+    return WitnessedCheckpoint(signed.checkpoint, signed.note, tuple(found))

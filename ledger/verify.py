@@ -14,13 +14,13 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .checkpoint import Checkpoint, open_checkpoint
+from .checkpoint import Checkpoint, NotWitnessed, open_checkpoint, verify_witnessed
 from .errors import (
     InvalidProof,
     InvalidTile,
@@ -43,7 +43,9 @@ from .tiles import (
 __all__ = [
     "DirSource",
     "HTTPSource",
+    "LogForked",
     "TileSource",
+    "check_fork",
     "verify_checkpoint_consistency",
     "verify_log",
 ]
@@ -208,17 +210,26 @@ def verify_log(
     origin: str | None = None,
     progress: Progress | None = None,
     workers: int = 1,
+    witnesses: Sequence[Verifier] = (),
+    min_witnesses: int = 0,
 ) -> Checkpoint:
     """Verify a whole log: checkpoint signature, every hash tile and every entry.
 
     Returns the verified checkpoint. Raises VerificationFailed naming the first bad object,
     top-down: ``checkpoint``, then ``tile/L/N`` (higher levels first), then ``entry I``.
-    ``progress(done, total)`` is called as entries are checked. With ``workers > 1`` that
-    many spawned processes hash the entries; as with any ``multiprocessing`` use, a script
-    calling this must guard its entry point with ``if __name__ == "__main__":``.
+    With ``min_witnesses``, the checkpoint must also carry that many valid cosignatures by
+    distinct ``witnesses`` (see :func:`~ledger.checkpoint.verify_witnessed`), checked before
+    anything is downloaded. ``progress(done, total)`` is called as entries are checked. With
+    ``workers > 1`` that many spawned processes hash the entries; as with any
+    ``multiprocessing`` use, a script calling this must guard its entry point with
+    ``if __name__ == "__main__":``.
     """
     try:
-        cp = open_checkpoint(src.get("checkpoint"), log, origin=origin).checkpoint
+        note = src.get("checkpoint")
+        # One fetch: the note whose cosignatures are counted is the one whose tree is checked.
+        cp = verify_witnessed(note, log, witnesses, min_witnesses, origin=origin).checkpoint
+    except NotWitnessed as e:
+        raise VerificationFailed("checkpoint", f"not witnessed: {e}") from e
     except LedgerError as e:
         raise VerificationFailed("checkpoint", str(e)) from e
     size = cp.size
@@ -301,19 +312,52 @@ def _locate_edge_fault(src: TileSource, size: int) -> VerificationFailed:
     return VerificationFailed("checkpoint", "root does not match the log's tiles and entries")
 
 
-def verify_checkpoint_consistency(
-    old: bytes, new: bytes, proof: list[bytes], log: Verifier
-) -> tuple[Checkpoint, Checkpoint]:
-    """Verify two signed checkpoints and that the newer extends the older.
+class LogForked(InvalidProof):
+    """Two checkpoints signed by one log key that no append-only history can both belong to:
+    a split view (two histories shown to different parties) or a rollback.
 
-    Raises InvalidNote, InvalidCheckpoint or InvalidProof (a fork or rollback).
+    ``evidence`` holds both signed notes, smaller tree first: anyone holding the log's vkey
+    can check them, so they prove the misbehaviour to a third party without trusting the
+    reporter.
+    """
+
+    def __init__(self, message: str, evidence: tuple[bytes, bytes]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+    def report(self) -> str:
+        """The message and both notes, as text a person can forward."""
+        a, b = (n.decode("utf-8", "replace") for n in self.evidence)
+        return f"{self}\n\n--- checkpoint A ---\n{a}\n--- checkpoint B ---\n{b}"
+
+
+def verify_checkpoint_consistency(
+    old: bytes, new: bytes, proof: Sequence[bytes], log: Verifier
+) -> tuple[Checkpoint, Checkpoint]:
+    """Verify two signed checkpoints and that the larger tree extends the smaller.
+
+    Returns both checkpoints, smaller first. Raises InvalidNote or InvalidCheckpoint for a
+    bad note, and LogForked (an InvalidProof) carrying both notes when they are not
+    consistent: both signatures verified, so the log itself signed two histories.
     """
     a = open_checkpoint(old, log).checkpoint
     b = open_checkpoint(new, log).checkpoint
     if a.size > b.size:
         a, b = b, a
+        old, new = new, old
     try:
-        verify_consistency(a.size, b.size, a.root, b.root, proof)
+        # RFC 9162 2.1.4.2: between equal sizes the proof is empty and the roots must match.
+        verify_consistency(a.size, b.size, a.root, b.root, list(proof))
     except InvalidProof as e:
-        raise InvalidProof(f"checkpoints {a.size} and {b.size} are not consistent: {e}") from e
+        raise LogForked(
+            f"checkpoints {a.size} and {b.size} of {a.origin} are not consistent: {e}", (old, new)
+        ) from e
     return a, b
+
+
+def check_fork(a: bytes, b: bytes, proof: Sequence[bytes], log: Verifier) -> None:
+    """Raise LogForked, with ``a`` and ``b`` as evidence, unless one of the two signed
+    checkpoints extends the other by ``proof`` (RFC 6962 consistency, smaller to larger).
+    Raises InvalidNote or InvalidCheckpoint if either is not a valid checkpoint of ``log``.
+    """
+    verify_checkpoint_consistency(a, b, proof, log)
