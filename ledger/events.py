@@ -60,6 +60,9 @@ class EventType(StrEnum):
     PATIENT_ERASED = "patient.erased"
     AUDIT_QUERY = "audit.query"
     AUTH_REFUSED = "auth.refused"
+    #: A witness refused this log's checkpoint (a fork or rollback of the log, or a
+    #: misconfigured witness), or answered with a cosignature that does not verify.
+    WITNESS_ALARM = "witness.alarm"
 
 
 def format_time(t: dt.datetime) -> str:

@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import EntryTooLarge, InvalidProof, LedgerError, NotFound
+from .errors import EntryTooLarge, InvalidCheckpoint, InvalidProof, LedgerError, NotFound
 from .events import MAX_ENTRY_SIZE, Event
 from .merkle import (
     consistency_proof,
     inclusion_proof,
     inclusion_proofs,
     leaf_hash,
+    tree_hash,
     verify_inclusion,
 )
-from .note import Signer, Verifier, format_note
+from .note import Signer, Verifier, format_note, parse_note
 from .store import Frontier, LogStore
 
 __all__ = ["Log", "Receipt"]
@@ -128,6 +129,7 @@ class Log:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._frontier: Frontier = store.frontier()
         self._latest: bytes = store.checkpoint() or b""
+        self._cosigned: tuple[int, bytes] | None = None
         self._size = self._frontier.size
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
@@ -175,17 +177,44 @@ class Log:
         """The newest signed checkpoint (a C2SP signed note)."""
         return self._latest
 
+    @property
+    def cosigned_checkpoint(self) -> bytes | None:
+        """The newest checkpoint given to :meth:`set_cosigned`, with its cosignatures."""
+        return None if self._cosigned is None else self._cosigned[1]
+
+    def set_cosigned(self, note: bytes) -> None:
+        """Adopt ``note``, one of this log's checkpoints carrying witness cosignature lines,
+        for receipts of the entries it covers. Whoever calls this has checked the lines.
+
+        Blocking (reads the store). Raises InvalidNote or InvalidCheckpoint unless the log's
+        own signature verifies, the size is within the tree and the root is this tree's
+        root at that size (a cosigned checkpoint of another history is never adopted), and
+        LedgerError for a size below the one adopted before.
+        """
+        cp = open_checkpoint(note, self.verifier).checkpoint
+        if cp.size > self.size:
+            raise InvalidCheckpoint(f"cosigned size {cp.size} is beyond the tree ({self.size})")
+        if tree_hash(cp.size, self.store.read_nodes) != cp.root:
+            raise InvalidCheckpoint(f"cosigned root for size {cp.size} is not this log's")
+        current = self._cosigned
+        if current is not None and cp.size < current[0]:
+            raise LedgerError(f"cosigned size {cp.size} is below {current[0]}, adopted before")
+        self._cosigned = (cp.size, note)
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         self._check_size(size)
         return inclusion_proof(index, size, self.store.read_nodes)
 
     def receipt_for(self, index: int) -> Receipt:
-        """A receipt for an entry already in the log, against the newest checkpoint.
+        """A receipt for an entry already in the log, against the newest cosigned checkpoint
+        that covers it (see :meth:`set_cosigned`), else the newest checkpoint. Verifiers
+        that do not know the witnesses ignore the cosignature lines (signed-note).
 
         Blocking (reads the store). Raises NotFound for an index beyond the tree.
         """
-        note = self._latest  # one note, and the size it names: a consistent pair
-        size = Checkpoint.parse(note.split(b"\n\n", 1)[0].decode() + "\n").size
+        cosigned = self._cosigned  # one note and the size it names: a consistent pair
+        note = cosigned[1] if cosigned is not None and index < cosigned[0] else self._latest
+        size = Checkpoint.parse(parse_note(note).text).size
         if index >= size:
             raise NotFound(f"entry {index} is beyond the tree")
         (leaf,) = self.store.read_nodes([(0, index)])
