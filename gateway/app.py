@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ledger.cosignatures import CosignatureStore
 from ledger.events import Event, EventType
 from ledger.log import Log
 from ledger.store import SQLiteStore
@@ -50,7 +51,7 @@ from .consent.store import ConsentStore
 from .errors import Unavailable, problem_middleware
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
-from .recorder import record
+from .recorder import event, record
 from .sessions import http as sessions_http
 from .sessions import turn
 from .sessions.signalling import Hub, Tickets
@@ -60,6 +61,9 @@ from .vitals.batch import Limits
 from .vitals.intake import Intake, Vitals
 from .vitals.store import VitalsStore
 from .vitals.stream import Streamer
+from .witness.app import setup as witness_setup
+from .witness.config import WitnessConfig
+from .witnessing import COMMIT_SIGNAL, WITNESSING, CommitSignal, Witnessing
 
 __all__ = ["CONFIG", "LOG", "METRICS", "create_app", "record"]
 
@@ -68,18 +72,24 @@ log = logging.getLogger("telegate.app")
 GATEWAY_ACTOR = "gw:self"
 
 
-def _open_log(config: Config, metrics: Metrics) -> Log:
+def _open_log(config: Config, metrics: Metrics, signal: CommitSignal | None) -> Log:
     signer, created = init_log_key(config.key_dir, config.log_origin)
     if created:
         log.info("generated log key", extra={"fields": {"vkey": signer.vkey}})
     store = SQLiteStore(config.db_path)
+
+    def on_commit(n: int, _secs: float) -> None:
+        metrics.commit_batch.observe(n)
+        if signal is not None:
+            signal()
+
     try:
         return Log(
             store,
             signer,
             max_batch=config.ledger_max_batch,
             max_wait=config.ledger_max_wait_ms / 1000,
-            on_commit=lambda n, _secs: metrics.commit_batch.observe(n),
+            on_commit=on_commit,
         )
     except BaseException:
         store.close()
@@ -88,7 +98,10 @@ def _open_log(config: Config, metrics: Metrics) -> Log:
 
 async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     config, metrics = app[CONFIG], app[METRICS]
-    ledger = await asyncio.to_thread(_open_log, config, metrics)
+    signal = None
+    if config.witnesses:
+        signal = app[COMMIT_SIGNAL] = CommitSignal(asyncio.get_running_loop())
+    ledger = await asyncio.to_thread(_open_log, config, metrics, signal)
     ledger.start()
     app[LOG] = ledger
     metrics.ledger_size.set_function(lambda: ledger.size)
@@ -106,6 +119,38 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
             await record(app, Event.now(EventType.GATEWAY_STOPPED, GATEWAY_ACTOR, data=data))
         finally:
             await asyncio.to_thread(ledger.close)
+
+
+async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Submit checkpoints to the configured witnesses (after the ledger opens, and stopped
+    before it closes)."""
+    config = app[CONFIG]
+    if not config.witnesses:
+        yield
+        return
+    store = await asyncio.to_thread(CosignatureStore, config.data_dir / "cosignatures.db")
+
+    async def on_alarm(data: dict[str, object]) -> None:
+        await record(app, event(app, EventType.WITNESS_ALARM, GATEWAY_ACTOR, data=data))
+
+    witnessing = Witnessing(
+        app[LOG],
+        store,
+        config.witnesses,
+        quorum=config.quorum,
+        rate=config.witness_rate,
+        backoff_max=config.witness_backoff_max,
+        metrics=app[METRICS],
+        signal=app[COMMIT_SIGNAL],
+        on_alarm=on_alarm,
+    )
+    try:
+        await witnessing.start()
+        app[WITNESSING] = witnessing
+        yield
+    finally:
+        await witnessing.close()
+        await asyncio.to_thread(store.close)
 
 
 def _open_authority(config: Config, clock: Callable[[], float], ledger: Log) -> Authority:
@@ -228,11 +273,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the ledger writer is running and can take appends."""
+    """Readiness: the ledger writer is running and can take appends. With witnesses, also
+    how far witnessing is behind: a log whose witnesses lag still serves (it is ready)."""
     ledger = request.app.get(LOG)
     if ledger is None or not ledger.healthy:
         raise Unavailable("the ledger is not accepting appends")
-    return web.json_response({"status": "ready", "ledger_size": ledger.size})
+    body: dict[str, object] = {"status": "ready", "ledger_size": ledger.size}
+    if (witnessing := request.app.get(WITNESSING)) is not None:
+        body["witnessing"] = witnessing.status()
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -257,6 +306,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[METRICS] = m
     app[CLOCK] = clock
     app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_witnessing_ctx)
     app.cleanup_ctx.append(_identity_ctx)
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
@@ -275,4 +325,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     vitals_http.setup(app)
     openapi.setup(app)
     pages.setup(app)
+    if config.witness_config:
+        # A witness for peers' logs in this process (docs/witness.md): C2SP tlog-witness
+        # routes under /witness, plain text, outside /openapi.json like the pages.
+        witness_setup(
+            app, WitnessConfig.load(config.witness_config), prefix="/witness", clock=clock
+        )
     return app

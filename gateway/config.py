@@ -12,9 +12,58 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import LedgerError
+from ledger.note import ALG_COSIGNATURE_V1, Verifier
+
 from .errors import ConfigError
 
-__all__ = ["Config"]
+__all__ = ["Config", "WitnessPeer", "parse_witnesses"]
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessPeer:
+    """A witness this log submits its checkpoints to: its base URL (``POST <url>/add-checkpoint``,
+    C2SP tlog-witness) and its tlog-cosignature/v1 vkey, pinned."""
+
+    url: str
+    vkey: str
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")) or any(
+            c.isspace() or c in ",=" for c in self.url
+        ):
+            raise ConfigError(f"witness URL {self.url!r} must be http(s), without ',' or '='")
+        if self.verifier.alg != ALG_COSIGNATURE_V1:
+            raise ConfigError(f"witness vkey {self.vkey!r} is not a cosignature/v1 (0x04) key")
+
+    @property
+    def verifier(self) -> Verifier:
+        try:
+            return Verifier.from_vkey(self.vkey)
+        except LedgerError as e:
+            raise ConfigError(f"witness vkey {self.vkey!r}: {e}") from e
+
+    @property
+    def name(self) -> str:
+        """The witness's key name: how logs, metrics and alarms refer to it."""
+        return self.vkey.split("+", 1)[0]
+
+
+def parse_witnesses(raw: Any) -> tuple[WitnessPeer, ...]:
+    """``URL=VKEY`` items, comma-separated (the env form), or a TOML list of tables with
+    ``url`` and ``vkey``. Raises ConfigError."""
+    if isinstance(raw, tuple) and all(isinstance(w, WitnessPeer) for w in raw):
+        return raw
+    if isinstance(raw, str):
+        items = [i.strip() for i in raw.split(",") if i.strip()]
+        if any("=" not in i for i in items):
+            raise ConfigError("witnesses are URL=VKEY items, comma-separated")
+        return tuple(WitnessPeer(*i.split("=", 1)) for i in items)
+    if isinstance(raw, list) and all(
+        isinstance(t, dict) and set(t) == {"url", "vkey"} for t in raw
+    ):
+        return tuple(WitnessPeer(str(t["url"]), str(t["vkey"])) for t in raw)
+    raise ConfigError("witnesses: a string of URL=VKEY items or [[witnesses]] url/vkey tables")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +110,17 @@ class Config:
     vitals_max_age: int = 7 * 86400
     #: How far ahead of the gateway's clock a reading time may be, seconds.
     vitals_future_skew: int = 300
+    #: Witnesses cosigning this log's checkpoints (C2SP tlog-witness), see parse_witnesses.
+    witnesses: tuple[WitnessPeer, ...] = ()
+    #: How many witnesses must cosign a checkpoint before it is served as witnessed;
+    #: -1: all of them (0 when there are none). See the ``quorum`` property.
+    witness_quorum: int = -1
+    #: Most add-checkpoint submissions a second to each witness; newer checkpoints coalesce.
+    witness_rate: float = 10.0
+    #: Longest wait between retries to a witness that is down or refusing, seconds.
+    witness_backoff_max: float = 60.0
+    #: A witness TOML file (docs/witness.md): host a witness for peers under ``/witness``.
+    witness_config: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -103,6 +163,26 @@ class Config:
             raise ConfigError("vitals_future_skew must be 0..3600 seconds")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
+        self._check_witnessing()
+
+    def _check_witnessing(self) -> None:
+        names = [w.name for w in parse_witnesses(self.witnesses)]
+        # Cosignatures are counted by key name (ledger.checkpoint.verify_cosignatures).
+        if len(set(names)) != len(names):
+            raise ConfigError("each witness may appear once (by key name)")
+        if not (self.witness_quorum == -1 or 0 <= self.witness_quorum <= len(names)):
+            raise ConfigError(f"witness_quorum must be -1 (all) or 0..{len(names)}")
+        if names and self.witness_quorum == 0:
+            raise ConfigError("witness_quorum must be at least 1 when witnesses are configured")
+        if not 0.01 <= self.witness_rate <= 1000:
+            raise ConfigError("witness_rate must be 0.01..1000 submissions a second")
+        if not 0.01 <= self.witness_backoff_max <= 3600:
+            raise ConfigError("witness_backoff_max must be 0.01..3600 seconds")
+
+    @property
+    def quorum(self) -> int:
+        """Cosignatures a checkpoint needs to count as witnessed (k of n)."""
+        return len(self.witnesses) if self.witness_quorum == -1 else self.witness_quorum
 
     @property
     def db_path(self) -> Path:
@@ -138,6 +218,9 @@ class Config:
         kwargs: dict[str, Any] = {}
         defaults = cls()
         for name, raw in values.items():
+            if name == "witnesses":
+                kwargs[name] = parse_witnesses(raw)
+                continue
             kind = type(getattr(defaults, name))
             try:
                 if kind is bool and isinstance(raw, str):

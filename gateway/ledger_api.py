@@ -44,7 +44,12 @@ def _log(request: web.Request) -> Log:
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    resp = web.Response(body=_log(request).checkpoint(), content_type="text/plain")
+    """The newest checkpoint the witness quorum cosigned, their lines appended to the log's
+    signature (C2SP tlog-cosignature), or the newest checkpoint until one is. Clients that
+    do not know the witnesses ignore those lines (signed-note: unknown keys are skipped)."""
+    log = _log(request)
+    note = log.cosigned_checkpoint or log.checkpoint()
+    resp = web.Response(body=note, content_type="text/plain")
     resp.headers["Cache-Control"] = "no-cache"
     return resp
 

@@ -55,6 +55,12 @@ class Metrics:
     ledger_size: Gauge
     append_latency: Histogram
     commit_batch: Histogram
+    witness_size: Gauge
+    witness_lag: Gauge
+    witness_failures: Counter
+    witness_alarms: Counter
+    witnessed_size: Gauge
+    witness_latency: Histogram
 
     @classmethod
     def create(cls) -> Metrics:
@@ -84,6 +90,44 @@ class Metrics:
                 "telegate_ledger_commit_entries",
                 "Entries per group commit",
                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+                registry=r,
+            ),
+            # Witnessing (gateway.witnessing). Labels are witness key names from the config:
+            # bounded, and never anything a client sent.
+            witness_size=Gauge(
+                "telegate_witness_cosigned_size",
+                "Largest checkpoint size each witness has cosigned",
+                ["witness"],
+                registry=r,
+            ),
+            witness_lag=Gauge(
+                "telegate_witness_lag_entries",
+                "Ledger size minus the size each witness has cosigned",
+                ["witness"],
+                registry=r,
+            ),
+            witness_failures=Counter(
+                "telegate_witness_failures",
+                "Failed submissions to a witness, by kind (network, status code, alarm)",
+                ["witness", "kind"],
+                registry=r,
+            ),
+            witness_alarms=Counter(
+                "telegate_witness_alarms",
+                "Refusals that may mean a fork or rollback of this log (403, 404, 422, ...)",
+                ["witness", "reason"],
+                registry=r,
+            ),
+            witnessed_size=Gauge(
+                "telegate_witnessed_size",
+                "Size of the newest checkpoint cosigned by the witness quorum (k of n)",
+                registry=r,
+            ),
+            witness_latency=Histogram(
+                "telegate_witness_cosign_seconds",
+                "From a new checkpoint being picked for submission to a witness's cosignature",
+                ["witness"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                 registry=r,
             ),
         )

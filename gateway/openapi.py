@@ -69,9 +69,17 @@ SPEC: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Readiness: the ledger accepts appends",
+                "description": "With witnesses configured, `witnessing` says how far behind "
+                "witnessing is (quorum, witnessed size, lag, each witness's size and alarm); "
+                "a log whose witnesses lag is still ready.",
                 "responses": {
                     "200": _json(
-                        "ready", {"type": "object", "required": ["status", "ledger_size"]}
+                        "ready",
+                        {
+                            "type": "object",
+                            "required": ["status", "ledger_size"],
+                            "properties": {"witnessing": {"type": "object"}},
+                        },
                     ),
                     "503": _problem("not ready"),
                 },
@@ -97,6 +105,9 @@ SPEC: dict[str, Any] = {
         "/ledger/checkpoint": {
             "get": {
                 "summary": "Newest C2SP checkpoint (signed note)",
+                "description": "With witnesses configured: the newest checkpoint cosigned by "
+                "the witness quorum, their tlog-cosignature lines appended to the log's "
+                "signature, or the newest checkpoint until one is.",
                 "responses": {"200": _text("signed note, text/plain")},
             }
         },

@@ -27,6 +27,10 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
         if route.method == "HEAD" or (route.name or "").startswith("page:"):
             continue  # browser pages (gateway.pages) are not API
         path = route.resource.canonical if route.resource else ""
+        if path.startswith("/witness/"):
+            # An embedded C2SP tlog-witness (witness_config): its plain-text protocol is
+            # specified by C2SP, not by this API, and it is mounted only when configured.
+            continue
         # aiohttp's "{path:.+}" style becomes OpenAPI's "{path}".
         path = path.replace("{path:.+}", "{path}")
         out.add((route.method.lower(), path))
