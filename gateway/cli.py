@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ledger.cli import add_verify_arguments, run_verify
+from ledger.cli import add_verify_arguments, add_witness_arguments, run_verify, witness_policy
 from ledger.errors import LedgerError, StoreLocked
 from ledger.export import export_log
 from ledger.store import SQLiteStore
@@ -163,25 +163,50 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ledger.checkpoint import open_checkpoint
+    from ledger.checkpoint import Checkpoint, open_checkpoint
     from ledger.note import Verifier
+    from ledger.verify import HTTPSource
 
-    from .audit.check import check_consistency, check_page
+    from .audit.check import AuditForked, check_consistency, check_page, wait_witnessed
     from .client import Credentials, Session
 
     creds = Credentials.load(Path(args.credentials))
     if args.server:
         creds = Credentials(args.server, creds.sub, creds.seed, creds.log_vkey)
     log = Verifier.from_vkey(args.vkey or creds.log_vkey)
+    witnesses, quorum = witness_policy(args)
     session = Session(creds)
     state = Path(args.state) if args.state else Path(args.credentials).with_suffix(".seen")
-    seen = None
+    seen = seen_note = None
     if state.exists():
-        seen = open_checkpoint(state.read_bytes(), log).checkpoint
+        seen_note = state.read_bytes()
+        seen = open_checkpoint(seen_note, log).checkpoint
 
     def proof(old: int, new: int) -> list[bytes]:
         d = session.get_public_json(f"/ledger/proof/consistency?old={old}&new={new}")
         return [base64.b64decode(p) for p in d["proof"]]
+
+    def advance(note: bytes, cp: Checkpoint) -> None:
+        # Every checkpoint must extend the last one seen; keep both if it does not.
+        nonlocal seen, seen_note
+        if seen is not None and seen_note is not None:
+            try:
+                check_consistency(seen, cp, proof, evidence=(seen_note, note))
+            except AuditForked as e:
+                fork = state.with_suffix(".fork")
+                seen_before, served = e.evidence
+                fork.write_bytes(
+                    b"--- checkpoint seen before ---\n"
+                    + seen_before
+                    + b"--- checkpoint served now ---\n"
+                    + served
+                )
+                raise AuditForked(
+                    f"{e}; both signed checkpoints saved to {fork}", e.evidence
+                ) from e
+        if seen is None or cp.size >= seen.size:
+            seen, seen_note = cp, note
+            state.write_bytes(note)
 
     query = {
         k: getattr(args, k)
@@ -196,14 +221,27 @@ def cmd_audit(args: argparse.Namespace) -> int:
             q["cursor"] = cursor
         page = session.get_json("/v1/audit/events?" + urllib.parse.urlencode(q))
         cp = check_page(page, log)
-        if seen is not None:
-            check_consistency(seen, cp, proof)
-        seen = cp
-        state.write_bytes(str(page["checkpoint"]).encode())
+        advance(str(page["checkpoint"]).encode(), cp)
         rows += page["rows"]
         cursor = page["next"]
         if cursor is None or len(rows) >= args.max_rows:
             break
+    if witnesses and seen is not None:
+        # The pages are proved against the newest checkpoint; the witnesses cosign it a
+        # moment later. Wait for a witnessed one that extends it: then every row shown is
+        # in a tree k witnesses saw, and no other history can be shown to them.
+        served = HTTPSource(creds.server.rstrip("/") + "/ledger/")
+        note, witnessed = wait_witnessed(
+            lambda: served.get("checkpoint"),
+            log,
+            witnesses,
+            quorum,
+            seen.size,
+            wait=args.witness_wait,
+        )
+        advance(note, witnessed.checkpoint)
+        names = ", ".join(c.name for c in witnessed.cosignatures)
+        print(f"checkpoint {witnessed.checkpoint.size} cosigned by {names}", file=sys.stderr)
     print(
         f"verified {len(rows)} rows against checkpoint {seen.size if seen else 0} of {log.name}",
         file=sys.stderr,
@@ -321,6 +359,14 @@ def _parser() -> argparse.ArgumentParser:
         au.add_argument(f"--{f}")
     au.add_argument("--format", choices=["table", "json", "csv", "fhir"], default="table")
     au.add_argument("--page-size", type=int, default=500)
+    add_witness_arguments(au)
+    au.add_argument(
+        "--witness-wait",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long to wait for a witnessed checkpoint covering the answer (default 10)",
+    )
     au.add_argument("--max-rows", type=int, default=100_000)
     au.set_defaults(func=cmd_audit)
 

@@ -9,11 +9,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import LedgerError, VerificationFailed
-from .note import Verifier
+from .checkpoint import verify_cosignatures
+from .errors import InvalidNote, LedgerError, VerificationFailed
+from .note import ALG_COSIGNATURE_V1, Verifier, parse_note
 from .verify import DirSource, HTTPSource, TileSource, verify_log
 
-__all__ = ["add_verify_arguments", "main", "run_verify"]
+__all__ = ["add_verify_arguments", "add_witness_arguments", "main", "run_verify", "witness_policy"]
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,7 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         "default: <source>/vkey (trust on first use: pin it in production)",
     )
     p.add_argument("--origin", help="expected checkpoint origin (default: the key name)")
+    add_witness_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--workers",
@@ -31,6 +33,55 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help="processes hashing entries (default: one per CPU)",
     )
+
+
+def add_witness_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="a witness's cosignature/v1 vkey, or a file holding it (repeatable)",
+    )
+    p.add_argument(
+        "--min-witnesses",
+        type=int,
+        metavar="K",
+        help="refuse a checkpoint cosigned by fewer than K of the --witness keys "
+        "(default: all of them)",
+    )
+
+
+def _read_key(arg: str) -> str:
+    path = Path(arg)
+    return path.read_text().strip() if path.is_file() else arg
+
+
+def witness_policy(args: argparse.Namespace) -> tuple[list[Verifier], int]:
+    """The ``--witness`` keys and the quorum ``--min-witnesses`` asks of them.
+
+    Raises InvalidNote for a key that is not a cosignature/v1 vkey, LedgerError for a quorum
+    the keys cannot meet."""
+    witnesses = [Verifier.from_vkey(_read_key(w)) for w in args.witness]
+    if any(w.alg != ALG_COSIGNATURE_V1 for w in witnesses):
+        raise InvalidNote("--witness takes cosignature/v1 (type 0x04) vkeys")
+    names = {w.name for w in witnesses}
+    k = len(names) if args.min_witnesses is None else args.min_witnesses
+    if not 0 <= k <= len(names):
+        raise LedgerError(f"--min-witnesses {k} cannot be met by {len(names)} --witness key(s)")
+    return witnesses, k
+
+
+class _Pinned:
+    """A source whose checkpoint is fixed: the note whose cosignatures are reported is the
+    one verified, however often the log moves on meanwhile."""
+
+    def __init__(self, src: TileSource, checkpoint: bytes) -> None:
+        self.src = src
+        self.checkpoint = checkpoint
+
+    def get(self, path: str) -> bytes:
+        return self.checkpoint if path == "checkpoint" else self.src.get(path)
 
 
 class _Bar:
@@ -78,14 +129,23 @@ def run_verify(args: argparse.Namespace) -> int:
             print(
                 "warning: using the vkey served with the log; pin it with --vkey", file=sys.stderr
             )
-        elif Path(args.vkey).is_file():
-            vkey = Path(args.vkey).read_text().strip()
         else:
-            vkey = args.vkey
+            vkey = _read_key(args.vkey)
         verifier = Verifier.from_vkey(vkey)
-        workers = max(1, args.workers) if _large(src) else 1
+        witnesses, k = witness_policy(args)
+        try:
+            pinned = _Pinned(src, src.get("checkpoint"))
+        except LedgerError as e:
+            raise VerificationFailed("checkpoint", str(e)) from e
+        workers = max(1, args.workers) if _large(pinned) else 1
         cp = verify_log(
-            src, verifier, origin=args.origin, progress=_Bar(not args.quiet), workers=workers
+            pinned,
+            verifier,
+            origin=args.origin,
+            progress=_Bar(not args.quiet),
+            workers=workers,
+            witnesses=witnesses,
+            min_witnesses=k,
         )
     except VerificationFailed as e:
         print(f"FAIL {e.where}: {e.reason}", file=sys.stderr)
@@ -93,7 +153,11 @@ def run_verify(args: argparse.Namespace) -> int:
     except LedgerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"OK {cp.origin} size {cp.size} root {cp.text().splitlines()[2]}")
+    line = f"OK {cp.origin} size {cp.size} root {cp.text().splitlines()[2]}"
+    if witnesses:
+        cosigs = verify_cosignatures(parse_note(pinned.checkpoint), witnesses)
+        line += f" cosigned by {len(cosigs)} of {len(witnesses)} witnesses (at least {k} needed)"
+    print(line)
     return 0
 
 

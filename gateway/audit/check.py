@@ -5,21 +5,43 @@ server: an auditor runs it with the log's pinned vkey."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import rfc8785
 
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import (
+    Checkpoint,
+    NotWitnessed,
+    WitnessedCheckpoint,
+    open_checkpoint,
+    verify_witnessed,
+)
 from ledger.errors import InvalidProof, LedgerError
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import Verifier
 
-__all__ = ["AuditCheckFailed", "check_consistency", "check_page"]
+__all__ = [
+    "AuditCheckFailed",
+    "AuditForked",
+    "check_consistency",
+    "check_page",
+    "wait_witnessed",
+]
 
 
 class AuditCheckFailed(LedgerError):
     """An audit answer does not verify; the message says which row or checkpoint."""
+
+
+class AuditForked(AuditCheckFailed):
+    """Two checkpoints of the log, both signed by its key, that no single append-only history
+    holds. ``evidence``: both signed notes (the one seen before first), proof for anyone."""
+
+    def __init__(self, message: str, evidence: tuple[bytes, bytes]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 def _b64(s: Any) -> bytes:
@@ -54,16 +76,64 @@ def check_page(page: dict[str, Any], log: Verifier) -> Checkpoint:
 
 
 def check_consistency(
-    old: Checkpoint, new: Checkpoint, proof: Callable[[int, int], list[bytes]]
+    old: Checkpoint,
+    new: Checkpoint,
+    proof: Callable[[int, int], list[bytes]],
+    *,
+    evidence: tuple[bytes, bytes] | None = None,
 ) -> None:
-    """The log only grew from ``old`` to ``new``; a smaller or forked log fails."""
+    """The log only grew from ``old`` to ``new``; a smaller or forked log fails.
+
+    With ``evidence`` (the two signed notes), a failure is an AuditForked carrying them.
+    """
+
+    def fail(message: str) -> AuditCheckFailed:
+        return AuditCheckFailed(message) if evidence is None else AuditForked(message, evidence)
+
     if new.size < old.size:
-        raise AuditCheckFailed(
+        raise fail(
             f"the log shrank from {old.size} to {new.size} entries since last seen (rollback?)"
         )
     try:
         verify_consistency(old.size, new.size, old.root, new.root, proof(old.size, new.size))
     except InvalidProof as e:
-        raise AuditCheckFailed(
+        raise fail(
             f"checkpoint {new.size} is not consistent with {old.size} seen before (fork?): {e}"
         ) from e
+
+
+def wait_witnessed(
+    fetch: Callable[[], bytes],
+    log: Verifier,
+    witnesses: Sequence[Verifier],
+    k: int,
+    covers: int,
+    *,
+    wait: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[bytes, WitnessedCheckpoint]:
+    """Fetch the log's served checkpoint until one cosigned by ``k`` of ``witnesses`` covers
+    ``covers`` entries (witnessing trails the log by a moment), for at most ``wait`` seconds.
+
+    Returns its note and verified form. Raises AuditCheckFailed if none does in time; a note
+    with too few valid cosignatures is retried until then, one with a bad signature is not.
+    """
+    deadline = clock() + wait
+    while True:
+        note = fetch()
+        try:
+            w = verify_witnessed(note, log, witnesses, k)
+            why = f"covers {w.checkpoint.size} entries, {covers} needed"
+            if w.checkpoint.size >= covers:
+                return note, w
+        except NotWitnessed as e:
+            why = str(e)
+        except LedgerError as e:
+            raise AuditCheckFailed(f"the served checkpoint does not verify: {e}") from e
+        if clock() >= deadline:
+            raise AuditCheckFailed(
+                f"no checkpoint cosigned by {k} of the {len(witnesses)} witnesses covers "
+                f"this answer within {wait:g} s: the newest served {why}"
+            )
+        sleep(0.1)
