@@ -257,8 +257,7 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await intake.writer.flush()
-        await asyncio.to_thread(store.close)
+        await intake.close()
 
 
 async def _close_websockets(app: web.Application) -> None:
