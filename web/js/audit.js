@@ -5,7 +5,7 @@
 // row's leaf hash and its inclusion proof must lead to the root of the page's checkpoint;
 // the checkpoint must be signed by the pinned key. A row is verified only if all hold.
 
-import { b64decode, b64encode, equalBytes, utf8 } from "./codec.js";
+import { b64decode, b64encode, equalBytes, fromUtf8, utf8 } from "./codec.js";
 import { canonicalize } from "./jcs.js";
 import { leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
 import { openCheckpoint, parseCheckpoint, parseNote } from "./note.js";
@@ -40,6 +40,29 @@ export async function checkCheckpoint(page, verifier) {
 }
 
 /**
+ * The bytes of a row's leaf. Rows carry them (`leaf`, base64) since a JSON re-encoding of
+ * the event may differ from them (numbers JavaScript cannot hold exactly); the event shown
+ * must then be the one those bytes hold. Older answers without `leaf`: the RFC 8785 bytes
+ * of the event.
+ */
+async function leafBytes(row) {
+  const encoded = utf8(canonicalize(row.event));
+  if (row.leaf === undefined) return encoded;
+  const bytes = b64decode(row.leaf);
+  let logged;
+  try {
+    logged = JSON.parse(fromUtf8(bytes));
+  } catch {
+    throw new Error("the row's leaf is not a JSON event");
+  }
+  // Both sides went through the same JSON parser, so an honest row compares equal.
+  if (canonicalize(logged) !== canonicalize(row.event)) {
+    throw new Error("the event shown is not the entry in the log (it differs from its leaf)");
+  }
+  return bytes;
+}
+
+/**
  * One row against a checkpoint body: {state, reason} with state "ok" or "fail". The leaf is
  * recomputed from the event shown, so an edited event fails even with an honest proof.
  */
@@ -47,7 +70,7 @@ export async function checkRow(row, checkpoint) {
   try {
     if (!checkpoint) throw new Error("no readable checkpoint to check against");
     if (!Number.isSafeInteger(row.index) || row.index < 0) throw new Error("no entry index");
-    const leaf = await leafHash(utf8(canonicalize(row.event)));
+    const leaf = await leafHash(await leafBytes(row));
     if (!equalBytes(leaf, b64decode(row.leaf_hash))) {
       throw new Error("the event shown is not the entry in the log (its leaf hash differs)");
     }

@@ -1,14 +1,14 @@
 // /console: search the audit trail and verify every row in this browser against the log
 // key the user pinned. See audit.js for what "verified" means.
 
-import { checkGrowth, checkPage, rootText } from "./audit.js";
+import { checkPage, rootText } from "./audit.js";
 import { ApiError, apiFetch, loadHolder } from "./auth.js";
 import { byId, el, say } from "./dom.js";
 import { parseVkey } from "./note.js";
+import { showIdentity } from "./page.js";
+import { PINNED, checkHistory } from "./pin.js";
 import * as store from "./store.js";
 
-const PINNED = "pinned-vkey";
-const seenKey = (vkey) => `seen-checkpoint:${vkey}`;
 // ledger/events.py EventType: offered as suggestions; any other value may be typed.
 const EVENT_TYPES = [
   "gateway.started",
@@ -269,34 +269,6 @@ function rowElement(result, signature) {
   );
 }
 
-async function growth(checkpoint, signature) {
-  // Only a checkpoint signed by the pinned key may become the one later ones are held to.
-  if (signature.state !== "ok") return null;
-  const key = seenKey(verifier.vkey);
-  const seen = await store.get(store.SETTINGS, key);
-  const remember = () =>
-    store.put(store.SETTINGS, key, {
-      size: checkpoint.size,
-      root: rootText(checkpoint),
-      at: new Date().toISOString(),
-    });
-  if (!seen) {
-    await remember();
-    return { state: "ok", text: "first checkpoint this browser has seen from this log" };
-  }
-  try {
-    await checkGrowth(seen, checkpoint, async (old, size) => {
-      const resp = await fetch(`/ledger/proof/consistency?old=${old}&new=${size}`);
-      if (!resp.ok) throw new Error(`no consistency proof (HTTP ${resp.status})`);
-      return (await resp.json()).proof;
-    });
-  } catch (e) {
-    return { state: "fail", text: e.message };
-  }
-  if (checkpoint.size > seen.size) await remember();
-  return { state: "ok", text: `extends the checkpoint of size ${seen.size} you saw before` };
-}
-
 function checkpointBox(checkpoint, signature, history) {
   const body = checkpoint
     ? [
@@ -339,7 +311,7 @@ function summarize(states) {
 
 async function render(page) {
   const { checkpoint, signature, rows } = await checkPage(page, verifier);
-  checkpointBox(checkpoint, signature, await growth(checkpoint, signature));
+  checkpointBox(checkpoint, signature, await checkHistory(checkpoint, signature, verifier));
   byId("rows").tBodies[0].replaceChildren(...rows.map((r) => rowElement(r, signature)));
   const [text, state] = summarize(rows.map((r) => rowState(r, signature)));
   // The summary is its own live region, next to the table it describes.
@@ -411,7 +383,7 @@ async function start() {
       disableSearch("This browser holds no telegate identity. Enroll it with your auditor invite.");
       return;
     }
-    byId("who").textContent = `${holder.sub} · ${holder.role}`;
+    showIdentity(holder);
     if (holder.role !== "auditor") {
       disableSearch(
         `The console needs an auditor identity; this browser holds ${holder.sub} (${holder.role}).`,

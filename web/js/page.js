@@ -1,0 +1,54 @@
+// What the signed-in pages share: who this browser is, the demo-identity banner, the
+// "enroll first" card, and safe in-site links.
+
+import { byId, el } from "./dom.js";
+
+/**
+ * `next` as a path of this site ("/me", "/call/abc?x#y"), or null when it is anything
+ * else: another origin, a protocol-relative "//host", a backslash trick, a scheme.
+ */
+export function sameOriginPath(next) {
+  if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//")) return null;
+  if (next.includes("\\") || /[\u0000-\u001f\u007f]/.test(next)) return null;
+  let url;
+  try {
+    url = new URL(next, location.origin);
+  } catch {
+    return null;
+  }
+  if (url.origin !== location.origin) return null;
+  return url.pathname + url.search + url.hash;
+}
+
+/** Fill the header's "signed in as" and, for a `make demo` identity, say so plainly. */
+export function showIdentity(holder) {
+  const who = byId("who");
+  if (who) who.textContent = `${holder.sub} · ${holder.role}`;
+  if (!holder.demo || byId("demo-banner")) return;
+  const banner = el(
+    "p",
+    { id: "demo-banner", class: "banner warn", role: "note" },
+    el("strong", {}, "Demo identity. "),
+    "This browser holds a seeded key from ",
+    el("code", {}, "make demo"),
+    ": try telegate with it, never use it for real patients.",
+  );
+  byId("main").prepend(banner);
+}
+
+/** Show the "this browser holds no identity (or the wrong one)" card with a reason. */
+export function needIdentity(text) {
+  byId("enrollment-text").textContent = text;
+  byId("enrollment").hidden = false;
+}
+
+/** "2026-12-01 18:05" in the user's local time, from seconds or an ISO string. */
+export function localTime(value) {
+  const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  if (Number.isNaN(d.getTime())) return "—";
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}`
+  );
+}
