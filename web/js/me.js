@@ -1,0 +1,596 @@
+// /me: a patient's calls, consents, vitals and access report (every line of which is checked
+// here against the pinned log key); for a provider, the patients who consented and the
+// waiting room.
+
+import { checkPage } from "./audit.js";
+import { ApiError, api, loadHolder } from "./auth.js";
+import { byId, el, say } from "./dom.js";
+import { localTime, needIdentity, showIdentity } from "./page.js";
+import { checkHistory, loadPin, removePin, savePin, servedVkey } from "./pin.js";
+import * as store from "./store.js";
+import { Series, cards, nameOf, valueText } from "./vitals.js";
+
+const SCOPE_WORDS = {
+  call: "video calls",
+  "vitals.read": "read stored vitals",
+  "vitals.stream": "live vitals in calls",
+};
+const FINAL = new Set(["ended", "cancelled", "no_show"]);
+const STATE_WORDS = {
+  scheduled: "scheduled",
+  waiting: "patient in the waiting room",
+  admitted: "in progress",
+  connected: "in progress",
+  ended: "ended",
+  cancelled: "cancelled",
+  no_show: "missed",
+};
+// What an access-report row's event type means, said to the patient.
+const ACTIONS = {
+  "consent.used": "used your consent to see your data",
+  "consent.refused": "was refused access to your data",
+  "consent.emergency_access": "declared an emergency to see your data (break-the-glass)",
+  "session.scheduled": "scheduled a call with you",
+  "session.admitted": "admitted you to a call",
+  "session.connected": "connected a call with you",
+  "session.media_bound": "joined the call's media",
+  "session.ended": "ended a call with you",
+  "session.cancelled": "cancelled a call with you",
+  "session.no_show": "recorded that you missed a call",
+  "audit.query": "looked at your record's audit trail",
+  "identity.invite_created": "invited you or a device of yours",
+  "identity.enrolled": "enrolled an identity for you",
+  "attestation.revoked": "revoked a credential of yours",
+  "patient.erased": "erased your stored vitals",
+};
+const VITALS_PAGES = 5; // pages of up to 1000 readings: the last day of a busy monitor
+
+const status = byId("status");
+let holder = null;
+let pin = { pinned: null, verifier: null };
+const series = new Series(200);
+let vitalRows = [];
+let access = { pages: [], next: null };
+
+// -- small helpers ---------------------------------------------------------------------
+
+const code = (v) => (v ? el("code", {}, String(v)) : el("span", { class: "none" }, "—"));
+const callsKey = () => `calls:${holder.sub}`;
+
+function cell(label, ...content) {
+  return el("td", { "data-label": label }, el("div", {}, ...content));
+}
+
+/** Run a section's loader; its errors go to that section's own status line. */
+async function section(name, load) {
+  try {
+    await load();
+  } catch (e) {
+    say(byId(`${name}-status`) ?? status, e.message, "error");
+  }
+}
+
+function toLocalInput(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}`
+  );
+}
+
+// -- calls ------------------------------------------------------------------------------
+
+/** Sessions this browser created or was told about: [{id, at}], newest first. */
+async function knownCalls() {
+  return (await store.get(store.SETTINGS, callsKey())) ?? [];
+}
+
+async function rememberCall(id) {
+  const list = (await knownCalls()).filter((c) => c.id !== id);
+  list.unshift({ id, at: new Date().toISOString() });
+  await store.put(store.SETTINGS, callsKey(), list.slice(0, 50));
+}
+
+function callItem(s) {
+  const other = holder.sub === s.patient ? s.provider : s.patient;
+  const live = !FINAL.has(s.state);
+  return el(
+    "li",
+    { class: `call state-${s.state}`, "data-session": s.id, "data-state": s.state },
+    el(
+      "span",
+      { class: "call-who" },
+      holder.role === "patient" ? "With provider " : "With patient ",
+      el("code", {}, other),
+    ),
+    el("span", { class: "call-state" }, STATE_WORDS[s.state] ?? s.state),
+    el("span", { class: "call-time" }, `since ${localTime(s.updated)}`),
+    live
+      ? el("a", { class: "button", href: `/call/${s.id}` }, holder.role === "patient" ? "Join the call" : "Open the call")
+      : null,
+  );
+}
+
+/** Show every known session with its current state (each asked of the gateway). */
+async function showCalls(extraIds = []) {
+  const ids = [...new Set([...(await knownCalls()).map((c) => c.id), ...extraIds])].slice(0, 30);
+  const found = [];
+  for (const id of ids) {
+    try {
+      found.push(await api(`/v1/sessions/${encodeURIComponent(id)}`));
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+    }
+  }
+  found.sort((a, b) => b.updated - a.updated);
+  const upcoming = found.filter((s) => !FINAL.has(s.state));
+  const past = found.filter((s) => FINAL.has(s.state));
+  byId("call-list").replaceChildren(...upcoming.map(callItem));
+  byId("past-list").replaceChildren(...past.map(callItem));
+  byId("past-calls").hidden = past.length === 0;
+  const line = byId("calls-status");
+  if (!upcoming.length) say(line, "No upcoming calls.");
+  else say(line, `${upcoming.length} upcoming call${upcoming.length === 1 ? "" : "s"}.`);
+}
+
+byId("request-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = byId("request-provider");
+  const provider = input.value.trim();
+  const line = byId("calls-status");
+  if (!/^prov:[0-9a-f]{32}$/.test(provider)) {
+    say(line, "a provider id looks like prov: followed by 32 hex digits.", "error");
+    input.focus();
+    return;
+  }
+  await section("calls", async () => {
+    const s = await api("/v1/sessions", { method: "POST", json: { provider } });
+    await rememberCall(s.id);
+    input.value = "";
+    await showCalls();
+    say(line, "call requested: join it when you are ready, the provider admits you.", "ok");
+  });
+});
+
+// -- provider: patients and the waiting room ------------------------------------------------
+
+async function schedule(patient, button) {
+  button.disabled = true;
+  await section("patients", async () => {
+    const s = await api("/v1/sessions", { method: "POST", json: { patient } });
+    await rememberCall(s.id);
+    await showCalls();
+    say(byId("patients-status"), `call scheduled with ${patient}.`, "ok");
+    byId("call-list").querySelector(`[data-session="${s.id}"] a`)?.focus();
+  });
+  button.disabled = false;
+}
+
+async function showPatients() {
+  const { consents } = await api("/v1/consents");
+  // One line per patient: what their active consents allow together, until the last ends.
+  const byPatient = new Map();
+  for (const c of consents.filter((x) => x.active)) {
+    const seen = byPatient.get(c.patient) ?? { patient: c.patient, scopes: [], until: 0 };
+    seen.scopes = [...new Set([...seen.scopes, ...c.scopes])].sort();
+    seen.until = Math.max(seen.until, c.until);
+    byPatient.set(c.patient, seen);
+  }
+  const rows = [...byPatient.values()].map((c) => {
+    const button = el("button", { type: "button", class: "secondary" }, "Schedule a call");
+    button.setAttribute("aria-label", `Schedule a call with ${c.patient}`);
+    button.disabled = !c.scopes.includes("call");
+    button.addEventListener("click", () => schedule(c.patient, button));
+    return el(
+      "tr",
+      { "data-patient": c.patient },
+      cell("Patient", code(c.patient)),
+      cell("Allows", c.scopes.map((s) => SCOPE_WORDS[s] ?? s).join(", ")),
+      cell("Until", localTime(c.until)),
+      cell("Call", button),
+    );
+  });
+  byId("patient-table").tBodies[0].replaceChildren(...rows);
+  if (!rows.length) say(byId("patients-status"), "No patient has consented to you yet.");
+  const { waiting } = await api("/v1/sessions/waiting");
+  byId("waiting-list").replaceChildren(
+    ...(waiting.length
+      ? waiting.map(callItem)
+      : [el("li", { class: "none" }, "Nobody is waiting.")]),
+  );
+}
+
+// -- patient: consents ------------------------------------------------------------------------
+
+const granteeText = (g) => (g === "role:provider" ? "every provider" : g);
+
+function consentStatus(c) {
+  if (c.revoked) return ["revoked", `revoked ${localTime(c.revoked)}`];
+  if (!c.active) return ["expired", "expired"];
+  return ["active", "active"];
+}
+
+async function revoke(c, button) {
+  button.disabled = true;
+  await section("consents", async () => {
+    await api(`/v1/consents/${encodeURIComponent(c.id)}`, { method: "DELETE" });
+    await showConsents();
+    say(byId("consents-status"), `consent for ${granteeText(c.grantee)} revoked; it stops at once.`, "ok");
+  });
+  button.disabled = false;
+}
+
+async function showConsents() {
+  const { consents } = await api("/v1/consents");
+  consents.sort((a, b) => b.created - a.created);
+  const rows = consents.map((c) => {
+    const [state, words] = consentStatus(c);
+    let action = el("span", { class: "none" }, "—");
+    if (state === "active") {
+      action = el("button", { type: "button", class: "secondary danger" }, "Revoke");
+      action.setAttribute("aria-label", `Revoke the consent for ${granteeText(c.grantee)}`);
+      action.addEventListener("click", () => revoke(c, action));
+    }
+    return el(
+      "tr",
+      { "data-consent": c.id, "data-state": state, class: `consent-${state}` },
+      cell("Given to", c.grantee === "role:provider" ? "every provider" : code(c.grantee)),
+      cell("Allows", c.scopes.map((s) => SCOPE_WORDS[s] ?? s).join(", ")),
+      cell("Until", localTime(c.until)),
+      cell("Status", el("strong", {}, words)),
+      cell("Action", action),
+    );
+  });
+  byId("consent-table").tBodies[0].replaceChildren(...rows);
+  const line = byId("consents-status");
+  if (!rows.length) say(line, "You have not given any consent.");
+  else say(line, `${consents.filter((c) => c.active).length} active.`);
+}
+
+byId("grant-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const line = byId("consents-status");
+  const grantee = byId("grantee").value.trim();
+  const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((i) => i.value);
+  const until = new Date(byId("until").value);
+  if (grantee !== "role:provider" && !/^prov:[0-9a-f]{32}$/.test(grantee)) {
+    say(line, "give a provider id (prov:…) or role:provider.", "error");
+    byId("grantee").focus();
+    return;
+  }
+  if (!scopes.length) {
+    say(line, "choose at least one thing to allow.", "error");
+    form.querySelector('input[name="scope"]').focus();
+    return;
+  }
+  if (Number.isNaN(until.getTime()) || until <= new Date()) {
+    say(line, "the end time must be in the future.", "error");
+    byId("until").focus();
+    return;
+  }
+  byId("grant-button").disabled = true;
+  await section("consents", async () => {
+    const json = { grantee, scopes, until: until.toISOString().replace(/\.\d{3}Z$/, "Z") };
+    await api("/v1/consents", { method: "POST", json });
+    byId("grantee").value = "";
+    await showConsents();
+    say(line, `consent given to ${granteeText(grantee)}: ${scopes.join(", ")}.`, "ok");
+  });
+  byId("grant-button").disabled = false;
+});
+
+// -- patient: vitals ----------------------------------------------------------------------------
+
+async function showVitals() {
+  const since = new Date(Date.now() - 86_400_000).toISOString();
+  const rows = [];
+  let after = null;
+  for (let page = 0; page < VITALS_PAGES; page++) {
+    const q = new URLSearchParams({ since, limit: "1000" });
+    if (after) q.set("after", after);
+    const out = await api(`/v1/patients/${holder.sub}/vitals?${q}`);
+    rows.push(...out.readings);
+    after = out.next;
+    if (!after) break;
+  }
+  series.byCode.clear();
+  series.add(rows);
+  vitalRows = rows.slice(-200).reverse();
+  byId("vital-cards").replaceChildren(...cards(series, localTime));
+  byId("vital-table").tBodies[0].replaceChildren(
+    ...vitalRows.map((r) =>
+      el(
+        "tr",
+        {},
+        cell("Time", localTime(r.time)),
+        cell("Measurement", nameOf(r.code)),
+        cell("Value", valueText(r)),
+        cell("Device", code(r.device)),
+      ),
+    ),
+  );
+  const line = byId("vitals-status");
+  if (!rows.length) say(line, "No readings in the last day.");
+  else say(line, `${rows.length} reading${rows.length === 1 ? "" : "s"} in the last day${after ? " (the latest shown)" : ""}.`);
+}
+
+byId("vitals-refresh").addEventListener("click", () => section("vitals", showVitals));
+
+// -- patient: the access report, verified here ----------------------------------------------------
+
+function showPin() {
+  const state = byId("pin-state");
+  const { pinned, verifier } = pin;
+  byId("pin-edit").open = !verifier;
+  byId("pin-edit-summary").textContent = verifier ? "Change the pinned key" : "Pin a key";
+  if (!pinned || !verifier) {
+    state.dataset.pinned = "false";
+    state.replaceChildren(
+      el("strong", {}, "No log key pinned. "),
+      "The lines below cannot be verified until you pin the log's key.",
+    );
+    return;
+  }
+  state.dataset.pinned = "true";
+  state.replaceChildren(
+    el("strong", {}, "Pinned by you: "),
+    "log ",
+    el("code", {}, verifier.name),
+    ", key id ",
+    el("code", {}, verifier.hexId),
+    ".",
+  );
+}
+
+byId("pin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    pin = await savePin(byId("vkey").value);
+  } catch (e) {
+    say(byId("access-status"), `that is not a usable log key: ${e.message}`, "error");
+    byId("vkey").focus();
+    return;
+  }
+  showPin();
+  // The pin's own line says it is pinned; the status line says what it verified.
+  await section("access", renderAccess);
+});
+
+byId("offer").addEventListener("click", async () => {
+  try {
+    byId("vkey").value = await servedVkey();
+    byId("vkey").focus();
+    say(
+      byId("access-status"),
+      "Filled in the key this server says it uses: compare it, then press “Pin this key”.",
+    );
+  } catch (e) {
+    say(byId("access-status"), `cannot read the server's key (${e.message}).`, "error");
+  }
+});
+
+const MARK = { ok: "✓", fail: "✗", unchecked: "?" };
+const WORD = { ok: "Verified", fail: "Fails", unchecked: "Not verified" };
+
+const ROLE_OF = { pat: "patient", prov: "provider", dev: "device", aud: "auditor", adm: "admin" };
+
+/**
+ * What a row says, read from its event (the bytes the proof covers), not from the summary
+ * fields beside it; a summary that disagrees with its event fails the row.
+ */
+function described(row) {
+  const ev = row.event && typeof row.event === "object" ? row.event : {};
+  const data = ev.data && typeof ev.data === "object" ? ev.data : {};
+  const who = String(ev.actor ?? "");
+  const said = {
+    time: ev.time,
+    who,
+    role: ROLE_OF[who.split(":", 1)[0]] ?? "unknown",
+    action: ev.type,
+    purpose: data.purpose ?? null,
+    consent: data.consent ?? null,
+    break_the_glass: Boolean(data.break_glass) || ev.type === "consent.emergency_access",
+  };
+  const differs = Object.keys(said).filter((k) => k in row && (row[k] ?? null) !== said[k]);
+  return { said, differs };
+}
+
+function accessRow({ row, inclusion: checked }, signature) {
+  const { said, differs } = described(row);
+  const inclusion = differs.length
+    ? {
+        state: "fail",
+        reason: `the report's ${differs.join(", ")} ${differs.length === 1 ? "differs" : "differ"} from the logged event`,
+      }
+    : checked;
+  row = { ...row, ...said };
+  const state = inclusion.state === "fail" || signature.state === "fail"
+    ? "fail"
+    : inclusion.state === "ok" && signature.state === "ok"
+      ? "ok"
+      : "unchecked";
+  const why = state === "ok"
+    ? ""
+    : state === "unchecked"
+      ? "pin the log key"
+      : inclusion.state === "fail"
+        ? inclusion.reason
+        : signature.reason;
+  let basis = el("span", { class: "none" }, "—");
+  if (row.break_the_glass) basis = el("strong", { class: "glass" }, "Emergency access (break-the-glass)");
+  else if (row.consent) basis = el("span", {}, "your consent ", code(String(row.consent).slice(0, 8)));
+  return el(
+    "tr",
+    { "data-index": row.index, "data-state": state, class: `row-${state}${row.break_the_glass ? " glass-row" : ""}` },
+    cell("When", localTime(row.time)),
+    cell("Who", code(row.who), ` (${row.role})`),
+    cell("What", ACTIONS[row.action] ?? String(row.action)),
+    cell("Why", row.purpose ? String(row.purpose) : el("span", { class: "none" }, "—")),
+    cell("Basis", basis),
+    cell(
+      "Verified",
+      el(
+        "span",
+        { class: `verdict ${state}` },
+        el("span", { "aria-hidden": "true" }, MARK[state]),
+        ` ${WORD[state]}`,
+      ),
+      why ? el("span", { class: "why" }, ` — ${why}`) : null,
+    ),
+  );
+}
+
+async function verifyPage(page) {
+  const checked = await checkPage({ ...page, rows: page.accesses }, pin.verifier);
+  const history = pin.verifier
+    ? await checkHistory(checked.checkpoint, checked.signature, pin.verifier)
+    : null;
+  return { ...checked, history };
+}
+
+async function renderAccess() {
+  const rows = [];
+  let last = null;
+  for (const page of access.pages) {
+    last = await verifyPage(page);
+    // A history that does not extend what this browser saw fails every line of the page.
+    const signature =
+      last.history?.state === "fail" ? { state: "fail", reason: last.history.text } : last.signature;
+    for (const r of last.rows) rows.push(accessRow(r, signature));
+  }
+  rows.reverse(); // newest first
+  byId("access-table").tBodies[0].replaceChildren(...rows);
+  const line = byId("access-checkpoint");
+  if (last?.checkpoint) {
+    const sig = {
+      ok: "signature valid by your pinned key",
+      fail: `signature FAILS: ${last.signature.reason}`,
+      unchecked: "signature not checked (no key pinned)",
+    }[last.signature.state];
+    const hist = last.history ? `; ${last.history.state === "ok" ? "" : "FAILS: "}${last.history.text}` : "";
+    line.textContent = `Checked against checkpoint of size ${last.checkpoint.size}: ${sig}${hist}.`;
+    line.dataset.state = last.signature.state === "ok" && last.history?.state !== "fail" ? "ok" : last.signature.state;
+  }
+  const states = [...byId("access-table").tBodies[0].rows].map((r) => r.dataset.state);
+  const bad = states.filter((s) => s === "fail").length;
+  const good = states.filter((s) => s === "ok").length;
+  const statusLine = byId("access-status");
+  if (!states.length) say(statusLine, "Nobody else has used your record.");
+  else {
+    say(
+      statusLine,
+      `${states.length} use${states.length === 1 ? "" : "s"} of your record: ${good} verified` +
+        (bad ? `, ${bad} FAILING verification` : "") +
+        (states.length - good - bad ? `, ${states.length - good - bad} not verified` : "") +
+        ".",
+      bad ? "error" : "info",
+    );
+  }
+  byId("access-more").hidden = !access.next;
+  byId("access").dataset.shown = String(Number(byId("access").dataset.shown ?? 0) + 1);
+}
+
+async function fetchAccess(cursor) {
+  const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+  return api(`/v1/patients/${holder.sub}/access-report${q}`);
+}
+
+/** Load the report from the start; returns the session ids it mentions. */
+async function showAccess() {
+  const page = await fetchAccess(null);
+  access = { pages: [page], next: page.next };
+  await renderAccess();
+  return sessionsIn(access.pages);
+}
+
+function sessionsIn(pages) {
+  const ids = [];
+  for (const p of pages) {
+    for (const a of p.accesses) {
+      const sid = a.event?.session;
+      if (typeof sid === "string" && /^[0-9a-f]{1,64}$/.test(sid) && !ids.includes(sid)) ids.unshift(sid);
+    }
+  }
+  return ids;
+}
+
+byId("access-more").addEventListener("click", () =>
+  section("access", async () => {
+    const page = await fetchAccess(access.next);
+    access.pages.push(page);
+    access.next = page.next;
+    await renderAccess();
+  }),
+);
+byId("access-refresh").addEventListener("click", () =>
+  section("access", async () => {
+    const ids = await showAccess();
+    await section("calls", () => showCalls(ids));
+  }),
+);
+
+// -- start ------------------------------------------------------------------------------------------
+
+async function startPatient() {
+  byId("title").textContent = "My page";
+  byId("calls-help").textContent =
+    "Calls with your providers. Join a call when it is time: the provider admits you from the waiting room.";
+  for (const id of ["calls", "consents", "vitals", "access"]) byId(id).hidden = false;
+  byId("request-form").hidden = false;
+  const until = new Date(Date.now() + 30 * 86_400_000);
+  byId("until").value = toLocalInput(until);
+  try {
+    pin = await loadPin();
+  } catch (e) {
+    say(byId("access-status"), `the pinned key cannot be used: ${e.message}`, "error");
+  }
+  showPin();
+  let sessionIds = [];
+  await Promise.all([
+    section("consents", showConsents),
+    section("vitals", showVitals),
+    section("access", async () => {
+      sessionIds = await showAccess();
+    }),
+  ]);
+  await section("calls", () => showCalls(sessionIds));
+}
+
+async function startProvider() {
+  byId("title").textContent = "My patients";
+  byId("calls-title").textContent = "Calls you scheduled";
+  byId("calls-help").textContent =
+    "Open a call to see your waiting room there and admit the patient.";
+  byId("calls").hidden = false;
+  byId("patients").hidden = false;
+  await Promise.all([section("patients", showPatients), section("calls", () => showCalls())]);
+}
+
+async function start() {
+  try {
+    holder = await loadHolder();
+  } catch (e) {
+    say(status, `cannot open this browser's key store (${e.message}).`, "error");
+    return;
+  }
+  if (!holder) {
+    needIdentity("This browser holds no telegate identity. Open your invite link to enroll it.");
+    return;
+  }
+  showIdentity(holder);
+  if (holder.role === "patient") await startPatient();
+  else if (holder.role === "provider") await startProvider();
+  else {
+    needIdentity(
+      `This page is for patients and providers; this browser holds ${holder.sub} (${holder.role}).`,
+    );
+    if (holder.role === "auditor") {
+      byId("enrollment").append(el("p", {}, el("a", { href: "/console" }, "Open the compliance console")));
+    }
+  }
+}
+
+start().finally(() => {
+  document.body.dataset.ready = "true";
+});
