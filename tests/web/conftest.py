@@ -20,6 +20,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
+    # Both browsers of a call run on this machine: let WebRTC use loopback addresses too.
+    "--allow-loopback-in-peer-connection",
 ]
 
 

@@ -38,11 +38,12 @@ def _hardened(headers: Any) -> None:
     assert headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_the_console_and_enrollment_assets_exist() -> None:
+def test_every_page_and_module_exists() -> None:
     names = {p.relative_to(WEB_DIR).as_posix() for p in ASSETS}
     want = {"js/auth.js", "js/merkle.js", "js/note.js", "js/console.js", "js/enroll.js"}
+    want |= {"js/me.js", "js/call.js", "js/vitals.js", "js/pin.js", "js/page.js"}
     assert want | {"css/site.css"} <= names
-    assert {"console.html", "enroll.html"} <= {p.name for p in HTML}
+    assert {"console.html", "enroll.html", "me.html", "call.html"} <= {p.name for p in HTML}
 
 
 @pytest.mark.parametrize("path", ASSETS, ids=lambda p: p.relative_to(WEB_DIR).as_posix())
