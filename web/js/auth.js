@@ -214,6 +214,55 @@ export async function enroll(invite) {
   return out;
 }
 
+// -- demo identities --------------------------------------------------------------------
+
+const SUBJECT = /^(adm|prov|pat|dev|aud):[0-9a-f]{32}$/;
+const KEY_PART = /^[A-Za-z0-9_-]{43}$/; // 32 bytes, base64url without padding
+
+/**
+ * Keep an identity `make demo` already enrolled: {sub, role, d, x}, its Ed25519 private key
+ * `d` and public key `x` (base64url). The key is imported non-extractable and stored like
+ * an enrolled one, flagged `demo`; nothing is sent to the gateway. Returns the holder.
+ * Throws ApiError when the blob is not a usable identity.
+ */
+export async function importDemo(blob) {
+  const { sub, role, d, x } = blob && typeof blob === "object" ? blob : {};
+  if (typeof sub !== "string" || !SUBJECT.test(sub)) {
+    throw new ApiError("The demo link names no valid identity.");
+  }
+  if (!["patient", "provider", "auditor", "admin"].includes(role)) {
+    throw new ApiError("The demo link is for a role this page cannot hold.");
+  }
+  if (typeof d !== "string" || typeof x !== "string" || !KEY_PART.test(d) || !KEY_PART.test(x)) {
+    throw new ApiError("The demo link's key is malformed.");
+  }
+  const jwk = { kty: "OKP", crv: "Ed25519", x };
+  let privateKey;
+  try {
+    // Not extractable: once imported, no script (this page included) can read it back.
+    privateKey = await crypto.subtle.importKey("jwk", { ...jwk, d }, { name: "Ed25519" }, false, [
+      "sign",
+    ]);
+  } catch (e) {
+    throw new ApiError(`This browser cannot use the demo key (${e.message}).`);
+  }
+  const holder = {
+    sub,
+    role,
+    alg: "EdDSA",
+    jwk,
+    jkt: await thumbprint(jwk),
+    privateKey,
+    enrolled: new Date().toISOString(),
+    ledgerIndex: null,
+    demo: true,
+  };
+  await store.put(store.HOLDER, HOLDER_KEY, holder);
+  holderPromise = Promise.resolve(holder);
+  token = null;
+  return holder;
+}
+
 // -- tokens -------------------------------------------------------------------------------
 
 let token = null; // {value, renewAt}: memory only, by design

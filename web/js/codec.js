@@ -30,6 +30,17 @@ export const b64url = (bytes) =>
 
 export const b64urlJson = (value) => b64url(utf8(JSON.stringify(value)));
 
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+/** base64url, padded or not, to bytes; throws on anything else. */
+export function b64urlDecode(s) {
+  if (typeof s !== "string") throw new TypeError("malformed base64url");
+  const bare = s.replace(/=+$/, "");
+  if (!B64URL.test(bare) || bare.length % 4 === 1) throw new TypeError("malformed base64url");
+  const std = bare.replace(/-/g, "+").replace(/_/g, "/");
+  return b64decode(std + "=".repeat((4 - (std.length % 4)) % 4));
+}
+
 export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

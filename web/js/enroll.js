@@ -1,8 +1,11 @@
 // /enroll?invite=CODE (or the form): make a key pair here, redeem the invite, show who we
-// are now and where to go next.
+// are now and where to go next. /enroll?next=/me#demo=... (printed by `make demo`) keeps a
+// seeded demo identity instead, then goes on to `next`.
 
-import { api, enroll, forget, loadHolder } from "./auth.js";
+import { ApiError, api, enroll, forget, importDemo, loadHolder } from "./auth.js";
+import { b64urlDecode, fromUtf8 } from "./codec.js";
 import { byId, el, say } from "./dom.js";
+import { sameOriginPath } from "./page.js";
 
 const status = byId("status");
 const form = byId("enroll-form");
@@ -90,8 +93,82 @@ function takeInvite() {
   return invite;
 }
 
+// -- demo identities (`make demo`) --------------------------------------------------------
+
+/**
+ * The demo identity in this page's address (`#demo=<base64url JSON>`) and where to go then
+ * (`?next=`), or null. Both leave the address bar and history at once: the fragment holds a
+ * private key.
+ */
+function takeDemo() {
+  const demo = new URLSearchParams(location.hash.slice(1)).get("demo");
+  if (!demo) return null;
+  const next = new URLSearchParams(location.search).get("next");
+  history.replaceState(null, "", location.pathname);
+  return { demo, next };
+}
+
+function demoNotice(text, { ask = false } = {}) {
+  const card = byId("demo");
+  byId("demo-text").textContent = text;
+  byId("demo-actions").hidden = !ask;
+  card.hidden = false;
+}
+
+async function useDemo(blob, next) {
+  const target = next === null ? null : sameOriginPath(next);
+  say(status, "Keeping the demo identity in this browser…", "busy");
+  try {
+    const holder = await importDemo(blob);
+    // The key must work end to end before anything else relies on it.
+    const me = await api("/v1/me");
+    if (me.sub !== holder.sub) throw new ApiError("The gateway knows this demo key as someone else.");
+    showCurrent(holder);
+    demoNotice(
+      `This browser now holds the demo identity ${me.sub} (${me.role}). Its key came in ` +
+        "the demo link, so anyone with that link can act as it: use it to try telegate, " +
+        "never for real patients. Real users enroll from an invite, with a key made here.",
+    );
+    if (next !== null && target === null) {
+      say(status, `the link asks to continue to “${next}”, which is not a page of this site: not followed.`, "error");
+      return;
+    }
+    if (target !== null) {
+      say(status, `demo identity ${me.sub} kept; opening ${target}…`, "ok");
+      location.replace(target);
+      return;
+    }
+    say(status, `demo identity ${me.sub} (${me.role}) kept.`, "ok");
+  } catch (e) {
+    say(status, e.message, "error");
+  }
+}
+
+async function arriveDemo({ demo, next }, holder) {
+  let blob;
+  try {
+    blob = JSON.parse(fromUtf8(b64urlDecode(demo)));
+  } catch {
+    say(status, "the demo link is damaged: copy it again from the `make demo` output.", "error");
+    return;
+  }
+  if (holder && !holder.demo && holder.sub !== blob?.sub) {
+    // A real identity is never replaced without asking.
+    demoNotice(
+      `This link holds a demo identity (${blob?.sub ?? "?"}). This browser already holds ` +
+        `${holder.sub}; using the demo one replaces it here.`,
+      { ask: true },
+    );
+    byId("demo-use").addEventListener("click", () => useDemo(blob, next), { once: true });
+    say(status, "Press “Use the demo identity” to replace the identity this browser holds.");
+    return;
+  }
+  await useDemo(blob, next);
+}
+
 async function arrive() {
-  const invite = takeInvite();
+  const demo = takeDemo();
+  const invite = demo ? null : takeInvite();
   if (invite) input.value = invite;
   let holder = null;
   try {
@@ -101,6 +178,10 @@ async function arrive() {
     return;
   }
   showCurrent(holder);
+  if (demo) {
+    await arriveDemo(demo, holder);
+    return;
+  }
   if (!invite) return;
   form.hidden = false;
   if (!holder) submit();
