@@ -41,7 +41,8 @@ def _hardened(headers: Any) -> None:
 def test_every_page_and_module_exists() -> None:
     names = {p.relative_to(WEB_DIR).as_posix() for p in ASSETS}
     want = {"js/auth.js", "js/merkle.js", "js/note.js", "js/console.js", "js/enroll.js"}
-    want |= {"js/me.js", "js/call.js", "js/vitals.js", "js/pin.js", "js/page.js"}
+    want |= {"js/me.js", "js/access.js", "js/call.js", "js/provider.js", "js/vitals.js"}
+    want |= {"js/pin.js", "js/page.js"}
     assert want | {"css/site.css"} <= names
     assert {"console.html", "enroll.html", "me.html", "call.html"} <= {p.name for p in HTML}
 

@@ -11,8 +11,8 @@
 
 import { ApiError, api, loadHolder } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { localTime, needIdentity, showIdentity } from "./page.js";
-import { Series, cards } from "./vitals.js";
+import { needIdentity, showIdentity } from "./page.js";
+import { VitalsPanel, WaitingRoom } from "./provider.js";
 
 const sid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
 const LIVE = new Set(["admitted", "connected"]);
@@ -54,9 +54,8 @@ let pending = []; // candidates that came before their description
 let mediaState = ""; // the connection's state, as last shown
 let repairs = 0; // fresh offers made to recover from a failure
 
-const vitals = new Series(60);
-let vitalsStopped = false;
-let queueTimer = null;
+let room = null; // the provider's waiting room
+let vitals = null; // the provider's vitals panel
 
 /** Read-only diagnostics for people debugging a call (and for the browser tests). */
 const debug = {
@@ -73,10 +72,10 @@ const debug = {
     return pc?.connectionState ?? "none";
   },
   get vitals() {
-    return vitals.count;
+    return vitals?.series.count ?? 0;
   },
   get vitalsStopped() {
-    return vitalsStopped;
+    return vitals?.stopped ?? false;
   },
   offers: 0,
   restarts: 0,
@@ -132,7 +131,7 @@ setInterval(() => readStats().catch(() => {}), 1000);
 function finish(text) {
   if (ended) return;
   ended = true;
-  clearInterval(queueTimer);
+  room?.stop();
   closePc();
   for (const t of localStream?.getTracks() ?? []) t.stop();
   localVideo.srcObject = null;
@@ -144,9 +143,7 @@ function finish(text) {
   byId("end").disabled = true;
   byId("ended").hidden = false;
   say(status, text, "ok");
-  if (party === "provider" && !vitalsStopped && vitals.count) {
-    byId("vitals-state").textContent = "The call is over: these are the last values received.";
-  }
+  vitals?.callOver();
 }
 
 // -- media ---------------------------------------------------------------------------------------
@@ -387,13 +384,13 @@ async function onMessage(msg) {
       return onHello(msg);
     case "waiting":
       setCallState("waiting");
-      return refreshQueue();
+      return room?.refresh();
     case "admitted":
       setCallState("admitted");
       byId("waiting-room").hidden = true;
       say(status, "Admitted: connecting the call…", "busy");
       if (party === "patient") await offer(false);
-      return refreshQueue();
+      return room?.refresh();
     case "offer":
       return onOffer(msg);
     case "answer":
@@ -406,9 +403,9 @@ async function onMessage(msg) {
         msg.from === party ? "You ended the call." : `The ${msg.from ?? "other side"} ended the call.`,
       );
     case "vitals":
-      return onVitals(msg);
+      return vitals?.add(msg);
     case "vitals_stopped":
-      return onVitalsStopped();
+      return vitals?.stop();
     case "error":
       if (msg.error === NOT_CONNECTED) {
         // Nobody to answer our offer: take it back, the other side offers when it joins.
@@ -492,82 +489,6 @@ byId("end").addEventListener("click", async () => {
   }
 });
 
-// -- provider: the waiting room -------------------------------------------------------------------
-
-async function admit(s, button) {
-  button.disabled = true;
-  try {
-    await api(`/v1/sessions/${encodeURIComponent(s.id)}/admit`, { method: "POST" });
-    if (s.id !== sid) {
-      location.assign(`/call/${encodeURIComponent(s.id)}`);
-      return;
-    }
-    say(byId("queue-status"), `admitted ${s.patient}.`, "ok");
-  } catch (e) {
-    say(byId("queue-status"), e.message, "error");
-  }
-  button.disabled = false;
-  await refreshQueue();
-}
-
-async function refreshQueue() {
-  if (party !== "provider" || ended) return;
-  let waiting;
-  try {
-    ({ waiting } = await api("/v1/sessions/waiting"));
-  } catch (e) {
-    say(byId("queue-status"), e.message, "error");
-    return;
-  }
-  const items = waiting.map((s) => {
-    const here = s.id === sid;
-    const button = el("button", { type: "button" }, here ? "Admit" : "Admit and open");
-    button.setAttribute("aria-label", `Admit ${s.patient}${here ? "" : " (another call)"}`);
-    button.addEventListener("click", () => admit(s, button));
-    return el(
-      "li",
-      { "data-session": s.id, class: here ? "this-call" : "" },
-      el("span", { class: "queue-who" }, el("code", {}, s.patient)),
-      el("span", { class: "queue-when" }, here ? `this call · since ${localTime(s.updated)}` : `another call · since ${localTime(s.updated)}`),
-      button,
-    );
-  });
-  byId("queue-list").replaceChildren(
-    ...(items.length ? items : [el("li", { class: "none" }, "Nobody is waiting.")]),
-  );
-  byId("queue").dataset.count = String(waiting.length);
-  // In a call, an empty waiting room only takes the place of the patient's vitals.
-  byId("queue").hidden = LIVE.has(callState) && waiting.length === 0;
-}
-
-// -- provider: live vitals ----------------------------------------------------------------------------
-
-function onVitals(msg) {
-  if (party !== "provider" || ended) return;
-  if (session && msg.patient !== session.patient) return;
-  const panel = byId("vitals-panel");
-  vitals.add(Array.isArray(msg.readings) ? msg.readings : []);
-  byId("vitals-live").replaceChildren(...cards(vitals, localTime));
-  if (vitalsStopped) {
-    vitalsStopped = false;
-    byId("vitals-state").textContent = "The live stream resumed: the patient's consent allows it again.";
-  } else if (panel.dataset.state !== "live") {
-    byId("vitals-state").textContent = "Live from the patient's devices, with the patient's consent.";
-  }
-  panel.dataset.state = "live";
-  panel.dataset.count = String(vitals.count);
-}
-
-function onVitalsStopped() {
-  if (party !== "provider") return;
-  vitalsStopped = true;
-  const panel = byId("vitals-panel");
-  panel.dataset.state = "stopped";
-  byId("vitals-state").textContent =
-    "The live stream stopped: the patient withdrew consent. The values below are the last " +
-    "received and no longer update.";
-}
-
 // -- start ----------------------------------------------------------------------------------------------
 
 async function start() {
@@ -612,12 +533,10 @@ async function start() {
     return;
   }
   if (party === "provider") {
-    byId("queue").hidden = false;
-    byId("vitals-panel").hidden = false;
-    refreshQueue();
-    // The gateway also says when this call's patient arrives; other calls' patients only
-    // show up by asking.
-    queueTimer = setInterval(refreshQueue, 5000);
+    room = new WaitingRoom(sid, () => LIVE.has(callState));
+    vitals = new VitalsPanel(session.patient);
+    room.start();
+    vitals.show();
   }
   media = startMedia();
   connect();

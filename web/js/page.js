@@ -52,3 +52,11 @@ export function localTime(value) {
     `${pad(d.getHours())}:${pad(d.getMinutes())}`
   );
 }
+
+/** An identifier as code, or a dash when there is none. */
+export const idCode = (v) => (v ? el("code", {}, String(v)) : el("span", { class: "none" }, "—"));
+
+/** A table cell that, on a phone, shows its column's name beside its content. */
+export function cell(label, ...content) {
+  return el("td", { "data-label": label }, el("div", {}, ...content));
+}
