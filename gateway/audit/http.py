@@ -281,6 +281,7 @@ async def access_report(request: web.Request) -> web.Response:
                 "break_the_glass": bool(data.get("break_glass"))
                 or ev.get("type") == EventType.EMERGENCY_ACCESS,
                 "leaf_hash": row["leaf_hash"],
+                "leaf": row["leaf"],
                 "proof": row["proof"],
                 "event": ev,
             }

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ledger.events import EventType, commit, new_salt
 
-from ..appkeys import AUTHORITY, CONFIG, CONSENTS
+from ..appkeys import AUTHORITY, CONFIG, CONSENTS, VITALS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..errors import BadRequest, NotFound
@@ -99,6 +99,8 @@ async def revoke(request: web.Request) -> web.Response:
         request.app,
         event(request.app, EventType.CONSENT_REVOKED, p.sub, subject=p.sub, data={"consent": cid}),
     )
+    if VITALS in request.app:  # live vitals streams this consent allowed stop now
+        await request.app[VITALS].streamer.recheck(p.sub)
     return web.json_response({"id": cid, "revoked": now, "receipt": receipt.to_json()})
 
 

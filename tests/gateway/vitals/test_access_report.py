@@ -25,7 +25,9 @@ def _verify(report: dict[str, Any], vkey: str) -> None:
     cp = Checkpoint.parse(note.text)
     assert cp.size == report["size"]
     for a in report["accesses"]:
-        leaf = leaf_hash(rfc8785.dumps(a["event"]))
+        raw = base64.b64decode(a["leaf"])  # the exact leaf bytes, hashed as they are
+        assert raw == rfc8785.dumps(a["event"])
+        leaf = leaf_hash(raw)
         assert base64.b64decode(a["leaf_hash"]) == leaf
         proof = [base64.b64decode(h) for h in a["proof"]]
         verify_inclusion(a["index"], cp.size, leaf, proof, cp.root)

@@ -74,9 +74,10 @@ async def test_revoking_consent_stops_the_stream_at_once(
         world.client, "DELETE", f"/v1/consents/{consented['id']}", world.pat, world.pat_t
     )
     assert r.status in (200, 204), await r.text()
-    assert (await world.send(batch([hr(71, now - 2)]))).status == 201  # still stored
+    # The provider is told at the revocation, not at the next reading.
     stopped = await prov_ws.receive_json(timeout=5)
     assert stopped == {"type": "vitals_stopped", "reason": "consent"}
+    assert (await world.send(batch([hr(71, now - 2)]))).status == 201  # still stored
     await world.send(batch([hr(72, now - 1)]))
     await _nothing(prov_ws)
     refused = [
