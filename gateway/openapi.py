@@ -596,6 +596,23 @@ SPEC: dict[str, Any] = {
             }
         },
         "/v1/sessions": {
+            "get": {
+                "summary": "The caller's calls (patient or provider), most recently changed first",
+                "security": DPOP,
+                "parameters": [
+                    {"name": "active", "in": "query", "schema": {"enum": ["true", "false"]}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+                "responses": {
+                    "200": _json("sessions", {"type": "object", "required": ["sessions"]}),
+                    "400": _problem("malformed parameters"),
+                    **AUTH_ERRORS,
+                },
+            },
             "post": {
                 "summary": "Schedule a call (provider, with consent) or request one (patient)",
                 "security": DPOP,
@@ -613,7 +630,7 @@ SPEC: dict[str, Any] = {
                     **AUTH_ERRORS,
                     **BODY_ERRORS,
                 },
-            }
+            },
         },
         "/v1/sessions/waiting": {
             "get": {

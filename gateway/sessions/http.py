@@ -130,6 +130,23 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({**_view(s), "receipt": receipt.to_json()}, status=201)
 
 
+async def mine(request: web.Request) -> web.Response:
+    """The caller's calls, most recently changed first (``active=true``: not over yet)."""
+    p = authenticate(request)
+    p.require("provider", "patient")
+    active = request.query.get("active", "false")
+    if active not in ("true", "false"):
+        raise BadRequest("active is true or false")
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError as e:
+        raise BadRequest("limit is a number") from e
+    if not 1 <= limit <= 200:
+        raise BadRequest("limit is 1..200")
+    found = await asyncio.to_thread(request.app[SESSIONS].of_party, p.sub, limit, active == "true")
+    return web.json_response({"sessions": [_view(s) for s in found]})
+
+
 async def get(request: web.Request) -> web.Response:
     p = authenticate(request)
     s, _ = await _participant(request, p)
@@ -277,6 +294,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/sessions", create)
+    r.add_get("/v1/sessions", mine)
     r.add_get("/v1/sessions/waiting", waiting)
     r.add_get("/v1/sessions/{id}", get)
     r.add_post("/v1/sessions/{id}/ticket", ticket)

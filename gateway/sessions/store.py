@@ -66,6 +66,7 @@ class SessionStore:
             "updated INTEGER NOT NULL)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS sessions_provider ON sessions (provider, state)")
+        db.execute("CREATE INDEX IF NOT EXISTS sessions_patient ON sessions (patient, state)")
         self._db = db
         self._lock = threading.Lock()
 
@@ -94,6 +95,18 @@ class SessionStore:
             rows = self._db.execute(
                 "SELECT * FROM sessions WHERE provider = ? AND state = ? ORDER BY updated",
                 (provider, str(state)),
+            ).fetchall()
+        return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
+
+    def of_party(self, sub: str, limit: int, active_only: bool) -> list[CallSession]:
+        """The sessions ``sub`` takes part in, most recently changed first; with
+        ``active_only``, those not over yet (not ended, cancelled or no-show)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM sessions WHERE (patient = ? OR provider = ?) "
+                "AND (? = 0 OR state NOT IN ('ended', 'cancelled', 'no_show')) "
+                "ORDER BY updated DESC, id LIMIT ?",
+                (sub, sub, int(active_only), limit),
             ).fetchall()
         return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
 

@@ -247,3 +247,23 @@ async def test_no_show(k: Call) -> None:
     assert [e["session"] for e in await k.events("session.no_show")] == [sid]
     r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.prov, k.prov_t)
     assert r.status == 409
+
+
+async def test_each_party_lists_their_own_calls(k: Call) -> None:
+    first = await k.schedule()
+    second = await k.schedule()
+    await call(k.c, "POST", f"/v1/sessions/{first}/end", k.prov, k.prov_t)
+    for h, t in ((k.prov, k.prov_t), (k.pat, k.pat_t)):
+        r = await call(k.c, "GET", "/v1/sessions", h, t)
+        assert r.status == 200
+        ids = [s["id"] for s in (await r.json())["sessions"]]
+        assert sorted(ids) == sorted([first, second])
+        r = await call(k.c, "GET", "/v1/sessions?active=true", h, t)
+        assert [s["id"] for s in (await r.json())["sessions"]] == [second]
+    for q in ("active=yes", "limit=0", "limit=x", "limit=201"):
+        assert (await call(k.c, "GET", f"/v1/sessions?{q}", k.pat, k.pat_t)).status == 400
+    # Nobody else sees them: another patient's list is empty; an admin is refused.
+    r = await call(k.c, "GET", "/v1/sessions", k.other, k.other_t)
+    assert (await r.json())["sessions"] == []
+    r = await call(k.c, "GET", "/v1/sessions", k.adm, await get_token(k.c, k.adm))
+    assert r.status == 403
