@@ -167,7 +167,9 @@ def check_proof(
         claimed = htu_of(URL(str(htu)))
     except (ValueError, TypeError) as e:
         raise DPoPError("DPoP htu is not a URL") from e
-    if claimed != htu_of(url):
+    # Both sides through the same parse: yarl applies RFC 3986 6.2.2 percent-encoding
+    # normalisation when it builds a URL from text, so "pat%3A1" and "pat:1" compare equal.
+    if claimed != htu_of(URL(str(url))):
         raise DPoPError("DPoP proof is for another URL")
     if not isinstance(iat, int) or isinstance(iat, bool):
         raise DPoPError("DPoP iat missing")

@@ -112,3 +112,20 @@ async def test_a_forged_or_stolen_token_is_refused(
     thief = Holder()
     resp = await _send(world, method, path, thief, token, thief.dpop(method, url, token), dict(kw))
     assert resp.status == 401
+
+
+async def test_a_proof_for_the_percent_encoded_form_of_the_same_url_is_accepted(
+    clocked: tuple[World, Clock],
+) -> None:
+    # RFC 9449 4.3 compares normalised URIs (RFC 3986 6.2.2): a client that encodes the
+    # colon of a subject id in the path names the same resource.
+    world, _ = clocked
+    encoded = f"/v1/patients/{world.pat.sub.replace(':', '%3A')}/vitals"
+    url = str(world.client.make_url("/")).rstrip("/") + encoded
+    for path, htu in ((encoded, url), (encoded, url.replace("%3A", ":"))):
+        proof = world.pat.dpop("GET", htu, world.pat_t)
+        headers = {"Authorization": f"DPoP {world.pat_t}", "DPoP": proof}
+        from yarl import URL
+
+        resp = await world.client.get(URL(path, encoded=True), headers=headers)
+        assert resp.status == 200, (path, htu, await resp.text())
