@@ -63,6 +63,13 @@ class EventType(StrEnum):
     #: A witness refused this log's checkpoint (a fork or rollback of the log, or a
     #: misconfigured witness), or answered with a cosignature that does not verify.
     WITNESS_ALARM = "witness.alarm"
+    #: Another organization's attestation accepted by token exchange: that organization's
+    #: name, its issuance receipt (leaf, inclusion proof, witnessed checkpoint) and the
+    #: local id its subject acts under (docs/federation.md).
+    FEDERATION_ACCEPTED = "federation.accepted"
+    #: Another organization's attestation refused, with the reason; a fork of that
+    #: organization's log carries both of its checkpoints as evidence.
+    FEDERATION_REFUSED = "federation.refused"
 
 
 def format_time(t: dt.datetime) -> str:
