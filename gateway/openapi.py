@@ -289,7 +289,15 @@ SPEC: dict[str, Any] = {
         },
         "/oauth/token": {
             "post": {
-                "summary": "client_credentials with private_key_jwt and a DPoP proof",
+                "summary": "client_credentials with private_key_jwt and a DPoP proof, or a "
+                "peer organization's attestation exchanged (RFC 8693)",
+                "description": "`grant_type=client_credentials` needs `client_assertion_type` "
+                "and `client_assertion`; `resource` (RFC 8707) may name one peer organization "
+                "of the trust list the token is also for. With a trust list, "
+                "`grant_type=urn:ietf:params:oauth:grant-type:token-exchange` takes a peer's "
+                "`subject_token` (`subject_token_type` "
+                "`urn:ietf:params:oauth:token-type:access_token`) and its "
+                "`subject_token_receipt`; see docs/federation.md.",
                 "parameters": [DPOP_HEADER],
                 "requestBody": {
                     "required": True,
@@ -297,11 +305,7 @@ SPEC: dict[str, Any] = {
                         "application/x-www-form-urlencoded": {
                             "schema": {
                                 "type": "object",
-                                "required": [
-                                    "grant_type",
-                                    "client_assertion_type",
-                                    "client_assertion",
-                                ],
+                                "required": ["grant_type"],
                                 "properties": {
                                     k: {"type": "string"}
                                     for k in (
@@ -310,6 +314,12 @@ SPEC: dict[str, Any] = {
                                         "client_assertion",
                                         "scope",
                                         "client_id",
+                                        "resource",
+                                        "subject_token",
+                                        "subject_token_type",
+                                        "subject_token_receipt",
+                                        "requested_token_type",
+                                        "audience",
                                     )
                                 },
                             }
@@ -324,10 +334,13 @@ SPEC: dict[str, Any] = {
                             "required": ["access_token", "token_type", "expires_in"],
                         },
                     ),
-                    "400": _problem("malformed request, bad DPoP proof or scope"),
+                    "400": _problem(
+                        "malformed request, bad DPoP proof, scope or resource, or a peer's "
+                        "attestation refused (invalid_grant)"
+                    ),
                     "401": _problem("client authentication failed"),
                     "413": _problem("body too large"),
-                    "503": _problem("replay cache full"),
+                    "503": _problem("replay cache full, or a peer organization unreachable"),
                 },
             }
         },
@@ -369,7 +382,10 @@ SPEC: dict[str, Any] = {
                     {"name": "jti", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
-                    "200": _json("receipt", {"type": "object", "required": ["receipt"]}),
+                    "200": _json(
+                        "the receipt, and the leaf (base64) it proves",
+                        {"type": "object", "required": ["receipt", "entry"]},
+                    ),
                     "404": _problem("unknown, or not the caller's"),
                     **AUTH_ERRORS,
                 },

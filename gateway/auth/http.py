@@ -5,7 +5,9 @@ beside this one."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -37,11 +39,31 @@ from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
 from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
-__all__ = ["authenticate", "origin", "read_body", "read_json", "setup"]
+__all__ = [
+    "PEER_AUDIENCES",
+    "TOKEN_EXCHANGE",
+    "OAuthError",
+    "authenticate",
+    "origin",
+    "read_body",
+    "read_form",
+    "read_json",
+    "request_url",
+    "setup",
+]
 
 MAX_JSON = 16 * 1024
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300  # SMART Backend Services: exp no more than five minutes ahead
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 RFC 8693
+
+#: The RFC 8693 token exchange (gateway.federation), when a trust list is configured: it
+#: lives beside this module, which it builds on, so it is handed in rather than imported.
+TOKEN_EXCHANGE: web.AppKey[Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]] = (
+    web.AppKey("token_exchange")
+)
+#: Issuers of the trust list: the RFC 8707 resources a token may also be minted for.
+PEER_AUDIENCES = web.AppKey("peer_audiences", frozenset[str])
 
 
 class InvalidInvite(GatewayError):
@@ -70,7 +92,9 @@ def origin(request: web.Request) -> str:
     return configured.rstrip("/") if configured else str(request.url.origin())
 
 
-def _url(request: web.Request) -> URL:
+def request_url(request: web.Request) -> URL:
+    """This request's URL as the client addressed it (DPoP ``htu``): under the configured
+    public origin, or (development) as received."""
     configured = request.app[CONFIG].public_url
     if configured:
         return URL(configured.rstrip("/") + request.rel_url.path)
@@ -82,7 +106,7 @@ def authenticate(request: web.Request) -> Principal:
     auth = request.app[AUTHORITY]
     principal: Principal = auth.authenticate(
         request.method,
-        _url(request),
+        request_url(request),
         request.headers,
         request.headers.getall("DPoP", []),
         origin(request),
@@ -249,7 +273,8 @@ async def enroll(request: web.Request) -> web.Response:
 
 
 # -- the token endpoint ------------------------------------------------------------------
-async def _form(request: web.Request) -> dict[str, str]:
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A token endpoint form: each parameter once, bounded. Raises OAuthError."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
     if (request.content_length or 0) > MAX_JSON:
@@ -281,14 +306,19 @@ def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
 
 async def token(request: web.Request) -> web.Response:
     auth = request.app[AUTHORITY]
-    form = await _form(request)
+    form = await read_form(request)
+    exchange = request.app.get(TOKEN_EXCHANGE)
+    if form.get("grant_type") == TOKEN_EXCHANGE_GRANT and exchange is not None:
+        return await exchange(request, form)
     if form.get("grant_type") != "client_credentials":
-        raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+        grants = "client_credentials" + (" and token exchange" if exchange else "")
+        raise OAuthError("unsupported_grant_type", f"only {grants} is supported")
+    audience = _resource(request, form.get("resource"))
     if form.get("client_assertion_type") != ASSERTION_TYPE:
         raise OAuthError("invalid_client", "use private_key_jwt client authentication", 401)
     assertion = form.get("client_assertion", "")
     now = auth.now()
-    url = _url(request)
+    url = request_url(request)
     try:
         proof = check_proof(
             request.headers.getall("DPoP", []),
@@ -308,6 +338,10 @@ async def token(request: web.Request) -> web.Response:
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)
     if subject.revoked is not None or subject.id in auth.revoked_subjects:
         raise OAuthError("invalid_client", "this identity has been revoked", 401)
+    if "federation" in subject.attrs:
+        # A peer's provider holds no client credential here: each token is exchanged for a
+        # fresh one of its own organization, with its receipt (docs/federation.md).
+        raise OAuthError("invalid_client", "a peer's identity gets tokens by token exchange", 401)
     key = HolderKey.from_jwk(subject.jwk)
     if alg != key.alg:
         raise OAuthError("invalid_client", "client assertion algorithm does not match the key", 401)
@@ -357,6 +391,7 @@ async def token(request: web.Request) -> web.Response:
         origin(request),
         lambda ev: _record(request, ev),
         assertion=spent,
+        audience=audience,
     )
     resp = web.json_response(
         {
@@ -370,6 +405,16 @@ async def token(request: web.Request) -> web.Response:
     return resp
 
 
+def _resource(request: web.Request, resource: str | None) -> tuple[str, ...]:
+    """RFC 8707 2: the one resource a token is also for, a peer organization of the trust
+    list (its issuer); this gateway's own origin adds nothing. Raises invalid_target."""
+    if resource is None or resource.rstrip("/") == origin(request):
+        return ()
+    if resource in request.app.get(PEER_AUDIENCES, frozenset()):
+        return (resource,)
+    raise OAuthError("invalid_target", "resource is not a peer organization of this gateway")
+
+
 # -- receipts, introspection, status, revocation ---------------------------------------
 async def attestation_receipt(request: web.Request) -> web.Response:
     p = authenticate(request)
@@ -381,15 +426,25 @@ async def attestation_receipt(request: web.Request) -> web.Response:
         raise NotFound("no attestation with that id for this caller")
     # Proved against the newest checkpoint: as valid as the one issued with the token, and
     # it shows the issuance still stands in the log as it is now.
-    receipt = await asyncio.to_thread(request.app[LOG].receipt_for, rec.ledger_index)
-    return web.json_response({"jti": rec.jti, "sub": rec.sub, "receipt": receipt.to_json()})
+    ledger, i = request.app[LOG], rec.ledger_index
+    receipt = await asyncio.to_thread(ledger.receipt_for, i)
+    (entry,) = await asyncio.to_thread(ledger.store.read_entries, i, i + 1)
+    # The leaf itself: what a peer organization checks names this token (docs/federation.md).
+    return web.json_response(
+        {
+            "jti": rec.jti,
+            "sub": rec.sub,
+            "receipt": receipt.to_json(),
+            "entry": base64.b64encode(entry).decode(),
+        }
+    )
 
 
 async def introspect(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", "auditor", scope="introspect")
     auth = request.app[AUTHORITY]
-    form = await _form(request)
+    form = await read_form(request)
     try:
         claims = auth.verify_token(form.get("token", ""), origin(request))
     except Unauthorized:

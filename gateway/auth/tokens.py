@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,18 +134,28 @@ class Authority:
         origin: str,
         append: Append,
         assertion: str | None = None,
+        *,
+        audience: Sequence[str] = (),
+        not_after: int | None = None,
+        accepted: int | None = None,
     ) -> tuple[str, dict[str, Any], Receipt]:
         """Record the issuance on the ledger, then sign the token naming its leaf.
 
         ``assertion`` is the :func:`~gateway.auth.store.assertion_key` of the client
         assertion spent on it: the ledger event is the durable record of that spending.
+        ``audience``: peer organizations (RFC 8707 resources) the token is also meant for;
+        ``aud`` then lists this gateway and them, and so does the event, so that a peer can
+        see in the receipt that the issuance named it. ``not_after`` caps the expiry (a
+        token exchanged for a peer's never outlives the peer's). ``accepted`` is the leaf
+        index of the ``federation.accepted`` event a token exchange issues on.
         """
         now = self.now()
         jti = secrets.token_urlsafe(18)
         async with self._lock:
             idx = self._next_status
             self._next_status += 1
-        exp = now + self.lifetime
+        exp = now + self.lifetime if not_after is None else min(now + self.lifetime, not_after)
+        aud: str | list[str] = [origin, *audience] if audience else origin
         self.keys.refresh()
         key = self.keys.current
         event = stamped(
@@ -162,13 +172,15 @@ class Authority:
                 "scope": " ".join(sorted(scope)),
                 "status_idx": idx,
                 **({"assertion": assertion} if assertion else {}),
+                **({"aud": aud} if audience else {}),
+                **({"federation": accepted} if accepted is not None else {}),
             },
         )
         receipt = await append(event)
         claims: dict[str, Any] = {
             "iss": origin,
             "sub": subject.id,
-            "aud": origin,
+            "aud": aud,
             "iat": now,
             "nbf": now,
             "exp": exp,
