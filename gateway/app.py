@@ -49,6 +49,7 @@ from .consent import http as consent_http
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
 from .errors import Unavailable, problem_middleware
+from .federation.http import setup as federation_setup
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
 from .recorder import event, record
@@ -324,6 +325,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     vitals_http.setup(app)
     openapi.setup(app)
     pages.setup(app)
+    if config.trust_file:
+        # Peers' providers (docs/federation.md): the token exchange and RFC 8707 resources.
+        federation_setup(app, config.trust_file)
     if config.witness_config:
         # A witness for peers' logs in this process (docs/witness.md): C2SP tlog-witness
         # routes under /witness, plain text, outside /openapi.json like the pages.

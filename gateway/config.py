@@ -121,6 +121,9 @@ class Config:
     witness_backoff_max: float = 60.0
     #: A witness TOML file (docs/witness.md): host a witness for peers under ``/witness``.
     witness_config: str = ""
+    #: A trust list TOML file (docs/federation.md): peer organizations whose providers'
+    #: attestations this gateway accepts by token exchange. Needs ``public_url``.
+    trust_file: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
