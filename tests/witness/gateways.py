@@ -11,7 +11,7 @@ import asyncio
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,20 @@ def free_port() -> int:
 class WitnessServer:
     """One witness following ``origin`` signed by ``log_vkey``, with its own key and state."""
 
-    def __init__(self, root: Path, name: str, log_vkey: str, origin: str = ORIGIN) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        log_vkey: str,
+        origin: str = ORIGIN,
+        also: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """``also``: more logs to follow, as (origin, vkey) pairs (one witness for several
+        organizations' logs, as in the federation tests)."""
         self.config = WitnessConfig(
             name=name,
             data_dir=root / name.replace("/", "_"),
-            logs=(LogConfig(origin, (log_vkey,)),),
+            logs=(LogConfig(origin, (log_vkey,)), *(LogConfig(o, (k,)) for o, k in also)),
         )
         self.vkey = init_witness_key(self.config.key_path, name)[0].vkey
         self.port = free_port()
