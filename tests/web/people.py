@@ -123,16 +123,21 @@ def schedule(provider: Person, gw: LiveGateway, patient_sub: str) -> str:
     """The provider schedules a call from /me and opens it; returns the session id."""
     page = provider.page
     open_me(page, gw)
-    page.get_by_role("button", name=f"Schedule a call with {patient_sub}").click()
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith("/v1/sessions") and r.status == 201
+    ) as created:
+        page.get_by_role("button", name=f"Schedule a call with {patient_sub}").click()
+    sid = str(created.value.json()["id"])
     expect(page.locator("#patients-status")).to_contain_text("call scheduled")
-    page.locator("#call-list li", has_text=patient_sub).get_by_role(
-        "link", name="Open the call"
-    ).click()
+    # The patient may have other calls with this provider listed: open this one.
+    item = page.locator(f'#call-list li[data-session="{sid}"]')
+    expect(item).to_contain_text(patient_sub)
+    item.get_by_role("link", name="Open the call").click()
     page.wait_for_url(SESSION_URL)
     ready(page)
     match = SESSION_URL.search(page.url)
-    assert match is not None
-    return match.group(1)
+    assert match is not None and match.group(1) == sid
+    return sid
 
 
 # -- steps on /call ---------------------------------------------------------------------------

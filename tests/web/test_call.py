@@ -1,7 +1,8 @@
 """A whole call in two real browsers: consent on /me, the provider schedules, the patient
 waits, the provider admits, media flows both ways (decoded frames, from getStats), the
 patient's monitor streams vitals onto the provider's panel, a dropped signalling socket
-comes back with an ICE restart, and the call ends. Then: a revoked consent stops the panel."""
+comes back with an ICE restart, and the call ends (a past call on both sides' /me). Then: a
+revoked consent stops the panel."""
 
 from __future__ import annotations
 
@@ -169,6 +170,13 @@ def test_a_full_call_between_two_browsers(
         "session.ended",
     ):
         assert kind in types, (kind, types)
+    # Back on /me, the call is over for both: listed under the past calls, nothing to join.
+    for person in (pat, prov):
+        open_me(person.page, gateway)
+        expect(person.page.locator(f'#call-list li[data-session="{sid}"]')).to_have_count(0)
+        over = person.page.locator(f'#past-list li[data-session="{sid}"]')
+        expect(over).to_have_attribute("data-state", "ended")
+        expect(over.get_by_role("link")).to_have_count(0)
     pat.tab.assert_clean()
     prov.tab.assert_clean()
 

@@ -1,7 +1,8 @@
 """/me for a patient: consents given and revoked, the vitals their monitor sent (charts and a
 table), the access report with each line verified in the browser against the pinned log
 key (a forged line fails), and the calls providers scheduled. For a provider: the patients
-who consented and a call scheduled from there."""
+who consented and a call scheduled from there. For both: their calls as the gateway lists
+them (GET /v1/sessions), including calls the other side made and calls that are over."""
 
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ from tests.gateway.conftest import LiveGateway
 from tests.gateway.idclient import local_invite
 from tests.gateway.vitals.world import iso
 from tests.web.browser import PHONE
-from tests.web.people import NPI, Device, grant, open_me, patient, provider, revoke, schedule
+from tests.web.people import (
+    NPI,
+    SESSION_URL,
+    Device,
+    grant,
+    open_me,
+    patient,
+    provider,
+    revoke,
+    schedule,
+)
 
 
 def _vkey(gw: LiveGateway) -> str:
@@ -97,7 +108,7 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     expect(page.locator("#vital-table tbody tr")).to_have_count(28)
     expect(page.locator("#vitals-status")).to_contain_text("28 readings in the last day")
 
-    # The call the provider scheduled is listed, found through the access report.
+    # The call the provider scheduled (not from this browser) is listed by the gateway.
     listed = page.locator(f'#call-list li[data-session="{call["id"]}"]')
     expect(listed).to_contain_text(doctor.sub)
     expect(listed.get_by_role("link", name="Join the call")).to_have_attribute(
@@ -199,5 +210,71 @@ def test_the_provider_page_lists_consenting_patients(
     expect(prov.page.locator(f'#call-list li[data-session="{sid}"]')).to_contain_text("scheduled")
     expect(prov.page.locator("#waiting-list")).to_contain_text("Nobody is waiting")
     prov.page.screenshot(path=shots / "me-provider.png", full_page=True)
+    prov.tab.assert_clean()
+    pat.tab.assert_clean()
+
+
+def test_calls_are_the_gateways_list_of_ones_own(
+    chromium: Browser, gateway: LiveGateway, shots: Path
+) -> None:
+    """Neither page keeps calls of its own nor reads them from the access report: each side
+    sees the calls the other side made, and a call that is over moves to "Past calls"."""
+    prov = provider(chromium, gateway)
+    pat = patient(chromium, gateway)
+    blocked: list[str] = []
+
+    def no_report(route: Route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    pat.page.route("**/access-report*", no_report)
+    open_me(pat.page, gateway)
+    grant(pat.page, prov.sub, {"call"})
+    expect(pat.page.locator("#calls-status")).to_have_text("No upcoming calls.")
+
+    # The patient asks for a call: the provider's browser never saw it, its page lists it.
+    pat.page.get_by_label("Provider to ask").fill(prov.sub)
+    pat.page.get_by_role("button", name="Request the call").click()
+    expect(pat.page.locator("#calls-status")).to_contain_text("call requested")
+    requested = pat.page.locator("#call-list li").get_attribute("data-session")
+    assert requested and SESSION_URL.search(f"/call/{requested}")
+    open_me(prov.page, gateway)
+    mine = prov.page.locator(f'#call-list li[data-session="{requested}"]')
+    expect(mine).to_contain_text(f"With patient {pat.sub}")
+    expect(mine).to_have_attribute("data-state", "scheduled")
+
+    # The provider schedules another call, then cancels the requested one from its call page.
+    scheduled = schedule(prov, gateway, pat.sub)
+    prov.page.goto(f"{gateway.url}/call/{requested}")
+    prov.page.get_by_role("button", name="End call").click()
+    expect(prov.page.locator("#status")).to_contain_text("You ended the call")
+
+    # The patient's page, without an access report, lists the provider's call and moves the
+    # cancelled one to the past calls, with nothing left to join.
+    open_me(pat.page, gateway)
+    expect(pat.page.locator("#access-status")).to_have_attribute("data-kind", "error")
+    assert blocked
+    upcoming = pat.page.locator("#call-list li")
+    expect(upcoming).to_have_count(1)
+    expect(upcoming).to_have_attribute("data-session", scheduled)
+    expect(upcoming).to_contain_text(f"With provider {prov.sub}")
+    expect(upcoming.get_by_role("link", name="Join the call")).to_have_attribute(
+        "href", f"/call/{scheduled}"
+    )
+    expect(pat.page.locator("#calls-status")).to_have_text("1 upcoming call.")
+    past = pat.page.locator("#past-list li")
+    expect(pat.page.locator("#past-calls")).to_be_visible()
+    expect(past).to_have_count(1)
+    expect(past).to_have_attribute("data-session", requested)
+    expect(past).to_contain_text("cancelled")
+    expect(past.get_by_role("link")).to_have_count(0)
+    pat.page.get_by_text("Past calls").click()
+    pat.page.locator("#calls").screenshot(path=shots / "me-calls-patient.png")
+
+    # The provider's page agrees.
+    open_me(prov.page, gateway)
+    expect(prov.page.locator("#call-list li")).to_have_count(1)
+    expect(prov.page.locator("#call-list li")).to_have_attribute("data-session", scheduled)
+    expect(prov.page.locator("#past-list li")).to_have_attribute("data-session", requested)
     prov.tab.assert_clean()
     pat.tab.assert_clean()

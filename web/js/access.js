@@ -30,7 +30,6 @@ const ACTIONS = {
 let patient = null;
 let pin = { pinned: null, verifier: null };
 let access = { pages: [], next: null };
-let onSessions = () => {};
 
 /** Run `load`; what goes wrong is said on the report's status line. */
 async function guard(load) {
@@ -219,40 +218,23 @@ async function fetchAccess(cursor) {
   return api(`/v1/patients/${patient}/access-report${q}`);
 }
 
-/** Load the report from the start; returns the session ids it mentions. */
+/** Load the report from the start. */
 async function showAccess() {
   const page = await fetchAccess(null);
   access = { pages: [page], next: page.next };
   await renderAccess();
-  return sessionsIn(access.pages);
 }
 
-function sessionsIn(pages) {
-  const ids = [];
-  for (const p of pages) {
-    for (const a of p.accesses) {
-      const sid = a.event?.session;
-      if (typeof sid === "string" && /^[0-9a-f]{1,64}$/.test(sid) && !ids.includes(sid)) ids.unshift(sid);
-    }
-  }
-  return ids;
-}
-
-/**
- * Show the report of `sub` (this browser's patient) and its pin box. `sessions(ids)` is
- * told the call sessions the report mentions, each time it is loaded. Resolves once shown.
- */
-export async function showAccessReport(sub, sessions) {
+/** Show the report of `sub` (this browser's patient) and its pin box. Resolves once shown. */
+export async function showAccessReport(sub) {
   patient = sub;
-  onSessions = sessions;
   try {
     pin = await loadPin();
   } catch (e) {
     say(byId("access-status"), `the pinned key cannot be used: ${e.message}`, "error");
   }
   showPin();
-  const ids = await guard(showAccess);
-  await onSessions(ids ?? []);
+  await guard(showAccess);
 }
 
 byId("access-more").addEventListener("click", () =>
@@ -263,7 +245,4 @@ byId("access-more").addEventListener("click", () =>
     await renderAccess();
   }),
 );
-byId("access-refresh").addEventListener("click", async () => {
-  const ids = await guard(showAccess);
-  if (ids) await onSessions(ids);
-});
+byId("access-refresh").addEventListener("click", () => guard(showAccess));

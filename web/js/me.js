@@ -1,9 +1,9 @@
 // /me: a patient's calls, consents, vitals and access report (every line of which is checked
-// here against the pinned log key); for a provider, the patients who consented and the
-// waiting room.
+// here against the pinned log key); for a provider, their calls, the patients who consented
+// and the waiting room. Calls are the gateway's list of the caller's own (GET /v1/sessions).
 
 import { showAccessReport } from "./access.js";
-import { ApiError, api, loadHolder } from "./auth.js";
+import { api, loadHolder } from "./auth.js";
 import { byId, el, say } from "./dom.js";
 import { cell, idCode as code, localTime, needIdentity, showIdentity } from "./page.js";
 import * as store from "./store.js";
@@ -33,8 +33,6 @@ let vitalRows = [];
 
 // -- small helpers ---------------------------------------------------------------------
 
-const callsKey = () => `calls:${holder.sub}`;
-
 /** Run a section's loader; its errors go to that section's own status line. */
 async function section(name, load) {
   try {
@@ -54,16 +52,7 @@ function toLocalInput(date) {
 
 // -- calls ------------------------------------------------------------------------------
 
-/** Sessions this browser created or was told about: [{id, at}], newest first. */
-async function knownCalls() {
-  return (await store.get(store.SETTINGS, callsKey())) ?? [];
-}
-
-async function rememberCall(id) {
-  const list = (await knownCalls()).filter((c) => c.id !== id);
-  list.unshift({ id, at: new Date().toISOString() });
-  await store.put(store.SETTINGS, callsKey(), list.slice(0, 50));
-}
+const PAST_SHOWN = 20;
 
 function callItem(s) {
   const other = holder.sub === s.patient ? s.provider : s.patient;
@@ -85,20 +74,20 @@ function callItem(s) {
   );
 }
 
-/** Show every known session with its current state (each asked of the gateway). */
-async function showCalls(extraIds = []) {
-  const ids = [...new Set([...(await knownCalls()).map((c) => c.id), ...extraIds])].slice(0, 30);
-  const found = [];
-  for (const id of ids) {
-    try {
-      found.push(await api(`/v1/sessions/${encodeURIComponent(id)}`));
-    } catch (e) {
-      if (!(e instanceof ApiError && e.status === 404)) throw e;
-    }
-  }
-  found.sort((a, b) => b.updated - a.updated);
-  const upcoming = found.filter((s) => !FINAL.has(s.state));
-  const past = found.filter((s) => FINAL.has(s.state));
+/**
+ * The caller's own calls, as the gateway lists them (GET /v1/sessions, most recently
+ * changed first): every one not over yet, and the latest that are. Two questions, so that
+ * many past calls never push a scheduled one out of the list.
+ */
+async function showCalls() {
+  const [active, recent] = await Promise.all([
+    api("/v1/sessions?active=true&limit=200"),
+    api("/v1/sessions?limit=50"),
+  ]);
+  const upcoming = active.sessions;
+  const live = new Set(upcoming.map((s) => s.id));
+  // A call that ended between the two answers is shown once, as the first answer has it.
+  const past = recent.sessions.filter((s) => FINAL.has(s.state) && !live.has(s.id)).slice(0, PAST_SHOWN);
   byId("call-list").replaceChildren(...upcoming.map(callItem));
   byId("past-list").replaceChildren(...past.map(callItem));
   byId("past-calls").hidden = past.length === 0;
@@ -118,8 +107,7 @@ byId("request-form").addEventListener("submit", async (event) => {
     return;
   }
   await section("calls", async () => {
-    const s = await api("/v1/sessions", { method: "POST", json: { provider } });
-    await rememberCall(s.id);
+    await api("/v1/sessions", { method: "POST", json: { provider } });
     input.value = "";
     await showCalls();
     say(line, "call requested: join it when you are ready, the provider admits you.", "ok");
@@ -132,7 +120,6 @@ async function schedule(patient, button) {
   button.disabled = true;
   await section("patients", async () => {
     const s = await api("/v1/sessions", { method: "POST", json: { patient } });
-    await rememberCall(s.id);
     await showCalls();
     say(byId("patients-status"), `call scheduled with ${patient}.`, "ok");
     byId("call-list").querySelector(`[data-session="${s.id}"] a`)?.focus();
@@ -302,21 +289,21 @@ async function startPatient() {
   const until = new Date(Date.now() + 30 * 86_400_000);
   byId("until").value = toLocalInput(until);
   await Promise.all([
+    section("calls", showCalls),
     section("consents", showConsents),
     section("vitals", showVitals),
-    // Calls providers scheduled are found in the report: shown when it is (re)loaded.
-    showAccessReport(holder.sub, (ids) => section("calls", () => showCalls(ids))),
+    showAccessReport(holder.sub),
   ]);
 }
 
 async function startProvider() {
   byId("title").textContent = "My patients";
-  byId("calls-title").textContent = "Calls you scheduled";
   byId("calls-help").textContent =
-    "Open a call to see your waiting room there and admit the patient.";
+    "Calls you scheduled and calls patients asked you for. Open one to see your waiting " +
+    "room there and admit the patient.";
   byId("calls").hidden = false;
   byId("patients").hidden = false;
-  await Promise.all([section("patients", showPatients), section("calls", () => showCalls())]);
+  await Promise.all([section("patients", showPatients), section("calls", showCalls)]);
 }
 
 async function start() {
@@ -331,6 +318,8 @@ async function start() {
     return;
   }
   showIdentity(holder);
+  // Earlier versions of this page kept the ids of calls made here; the gateway lists them now.
+  store.remove(store.SETTINGS, `calls:${holder.sub}`).catch(() => {});
   if (holder.role === "patient") await startPatient();
   else if (holder.role === "provider") await startProvider();
   else {
