@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint pytest bench clean
+.PHONY: run demo demo-two-orgs test lint pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 ## a simulated device posting vitals; prints the links to open. Data in ./demo-data.
 demo: $(STAMP)
 	$(BIN)/python -m gateway.demo --data-dir demo-data
+
+## Two organizations (ports 8443 and 8444) witnessing each other, trusting each other's
+## providers: a provider of B scheduled a call with a patient of A. Data in ./demo-two-orgs.
+demo-two-orgs: $(STAMP)
+	$(BIN)/python -m gateway.demo --two-orgs --data-dir demo-two-orgs
 
 ## Lint, type-check, then run every test.
 test: lint pytest

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from .auth.jwk import thumbprint
 from .auth.store import IdentityStore, Invite
 from .client import ClientError, Credentials, Session, enroll
 
-__all__ = ["main"]
+__all__ = ["browser_link", "local_invite", "main", "post_vitals", "seed", "wait_ready"]
 
 NPI = "1234567893"  # a valid test NPI (Luhn with the 80840 prefix)
 ROLES = ("admin", "provider", "patient", "device", "auditor")
@@ -44,7 +44,7 @@ def _b64u(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def _wait_ready(server: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_ready(server: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -60,7 +60,7 @@ def _wait_ready(server: str, proc: subprocess.Popen[bytes], timeout: float = 30)
     raise SystemExit("the gateway did not become ready in time")
 
 
-def _local_invite(data_dir: Path, role: str) -> str:
+def local_invite(data_dir: Path, role: str) -> str:
     store = IdentityStore(data_dir / "identity.db")
     try:
         code, now = new_code(), int(time.time())
@@ -75,7 +75,7 @@ def seed(server: str, data_dir: Path) -> dict[str, Any]:
     scenario (ids, session, credential file paths)."""
     out = data_dir / "demo"
     out.mkdir(mode=0o700, exist_ok=True)
-    admin = enroll(server, _local_invite(data_dir, "admin"))
+    admin = enroll(server, local_invite(data_dir, "admin"))
     adm = Session(admin)
     creds = {"admin": admin}
 
@@ -188,6 +188,27 @@ def device_batches(creds: Credentials, seed_value: int | None = None) -> Iterato
         )
 
 
+def post_vitals(
+    creds: Credentials, interval: float, duration: float, stopped: Callable[[], bool]
+) -> None:
+    """Post a signed batch every ``interval`` seconds as the device, until ``stopped()`` or
+    (``duration`` > 0) that many seconds have passed."""
+    device = Session(creds)
+    started, sent, readings = time.monotonic(), 0, 0
+    for jws in device_batches(creds):
+        if stopped() or (duration and time.monotonic() - started >= duration):
+            break
+        try:
+            out = device.request("POST", "/v1/vitals", jws.encode(), "application/jose")
+            sent, readings = sent + 1, readings + int(out["count"])
+        except ClientError as e:
+            print(f"device: {e}", file=sys.stderr)
+        if sent % 10 == 1:
+            print(f"device: {sent} batches, {readings} readings posted", flush=True)
+        time.sleep(interval)
+    print(f"device: {sent} batches, {readings} readings posted; stopping", flush=True)
+
+
 def _serve(data_dir: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     """``telegate serve`` in a child process, its JSON log in ``<data_dir>/gateway.log``."""
     base = [sys.executable, "-m", "gateway.cli"]
@@ -199,7 +220,9 @@ def _serve(data_dir: Path, host: str, port: int) -> subprocess.Popen[bytes]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    p.add_argument(
+        "--data-dir", type=Path, help="default: demo-data (demo-two-orgs with --two-orgs)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8443)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between device batches")
@@ -209,7 +232,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="stop after this many seconds (0: run until Ctrl-C)",
     )
+    p.add_argument(
+        "--two-orgs",
+        action="store_true",
+        help="two organizations witnessing and trusting each other (docs/federation.md)",
+    )
+    p.add_argument("--port-b", type=int, help="with --two-orgs: the second one's port (port+1)")
     args = p.parse_args(argv)
+    if args.two_orgs:
+        # Imported here: the two-organization demo builds on this module's helpers.
+        from .federation.demo import run
+
+        args.data_dir = args.data_dir or Path("demo-two-orgs")
+        return run(args)
+    args.data_dir = args.data_dir or Path("demo-data")
     server = f"http://{args.host}:{args.port}"
     args.data_dir.mkdir(parents=True, exist_ok=True)
     proc = _serve(args.data_dir, args.host, args.port)
@@ -221,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        _wait_ready(server, proc)
+        wait_ready(server, proc)
         state = args.data_dir / "demo" / "scenario.json"
         scenario = json.loads(state.read_text()) if state.exists() else seed(server, args.data_dir)
         creds = {r: Credentials.load(args.data_dir / "demo" / f"{r}.json") for r in ROLES}
@@ -238,20 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "The links carry a demo key in their #fragment: keep them to yourself. Ctrl-C stops.\n",
             flush=True,
         )
-        device = Session(creds["device"])
-        started, sent, readings = time.monotonic(), 0, 0
-        for jws in device_batches(creds["device"]):
-            if stop or (args.duration and time.monotonic() - started >= args.duration):
-                break
-            try:
-                out = device.request("POST", "/v1/vitals", jws.encode(), "application/jose")
-                sent, readings = sent + 1, readings + int(out["count"])
-            except ClientError as e:
-                print(f"device: {e}", file=sys.stderr)
-            if sent % 10 == 1:
-                print(f"device: {sent} batches, {readings} readings posted", flush=True)
-            time.sleep(args.interval)
-        print(f"device: {sent} batches, {readings} readings posted; stopping", flush=True)
+        post_vitals(creds["device"], args.interval, args.duration, lambda: stop)
         return 0
     except KeyboardInterrupt:
         return 0
