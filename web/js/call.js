@@ -27,6 +27,10 @@ const STATE_WORDS = {
   no_show: "missed",
 };
 const NOT_CONNECTED = "the other party is not connected";
+// Diagnostic: /call/{session}?relay=1 sends media only through the TURN relay
+// (iceTransportPolicy "relay"), to check a TURN server, or a network that needs one.
+const RELAY_ONLY = new URLSearchParams(location.search).get("relay") === "1";
+const CANDIDATE_WORDS = { host: "direct", srflx: "public address", prflx: "public address", relay: "relay" };
 
 const status = byId("status");
 const remoteVideo = byId("remote-video");
@@ -77,6 +81,10 @@ const debug = {
   get vitalsStopped() {
     return vitals?.stopped ?? false;
   },
+  /** Media through the TURN relay only (the `?relay=1` diagnostic). */
+  relayOnly: RELAY_ONLY,
+  /** The selected candidate pair (getStats): {local, remote, protocol, relayProtocol}. */
+  route: null,
   offers: 0,
   restarts: 0,
   sockets: 0,
@@ -112,15 +120,50 @@ function setMedia(text) {
   document.body.dataset.media = text;
 }
 
-/** Once a second: what arrives (getStats), said next to the connection state. */
+/** The candidate pair ICE selected, from a getStats() report: {local, remote, protocol,
+ * relayProtocol}, the candidate types being "host", "srflx", "prflx" or "relay". */
+function selectedRoute(report) {
+  let pair = null;
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
+  });
+  if (!pair) {
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair ??= s;
+    });
+  }
+  const local = pair && report.get(pair.localCandidateId);
+  const remote = pair && report.get(pair.remoteCandidateId);
+  if (!local || !remote) return null;
+  return {
+    local: local.candidateType,
+    remote: remote.candidateType,
+    protocol: local.protocol,
+    relayProtocol: local.relayProtocol ?? null,
+  };
+}
+
+function routeText(route) {
+  if (!route) return RELAY_ONLY ? "TURN relay only (diagnostic)" : "—";
+  const words = (t) => CANDIDATE_WORDS[t] ?? t;
+  const via = route.local === "relay" || route.remote === "relay" ? "through a TURN relay" : "no relay";
+  const over = route.relayProtocol ? ` over ${route.relayProtocol}` : "";
+  return `${via} (this side: ${words(route.local)}${over}; other side: ${words(route.remote)})`;
+}
+
+/** Once a second: what arrives and by which route (getStats), said in the details. */
 async function readStats() {
   const p = pc;
   if (!p || p.connectionState !== "connected") return;
+  const report = await p.getStats();
+  if (p !== pc) return;
   let video = null;
-  (await p.getStats()).forEach((s) => {
+  report.forEach((s) => {
     if (s.type === "inbound-rtp" && s.kind === "video") video = s;
   });
-  if (p !== pc || !video) return;
+  debug.route = selectedRoute(report);
+  byId("route").textContent = routeText(debug.route);
+  if (!video) return;
   debug.framesDecoded = video.framesDecoded ?? 0;
   const size = video.frameWidth ? `${video.frameWidth}×${video.frameHeight}` : "no picture";
   const fps = video.framesPerSecond ? ` at ${Math.round(video.framesPerSecond)} fps` : "";
@@ -238,7 +281,14 @@ async function newPc() {
   closePc();
   pending = [];
   debug.framesDecoded = 0;
-  const p = new RTCPeerConnection({ iceServers: servers });
+  debug.route = null;
+  if (RELAY_ONLY && !servers.length) {
+    say(status, "relay only was asked for (?relay=1), but the gateway gave no TURN server.", "error");
+  }
+  const p = new RTCPeerConnection({
+    iceServers: servers,
+    iceTransportPolicy: RELAY_ONLY ? "relay" : "all",
+  });
   pc = p;
   for (const track of localStream?.getTracks() ?? []) p.addTrack(track, localStream);
   p.onicecandidate = ({ candidate }) => {
@@ -527,6 +577,7 @@ async function start() {
   );
   byId("remote-caption").textContent = party === "patient" ? "Your provider" : "Your patient";
   byId("call").hidden = false;
+  byId("route").textContent = routeText(null);
   setCallState(session.state);
   if (FINAL.has(session.state)) {
     finish("This call is over.");
