@@ -26,7 +26,7 @@ from typing import Any
 from ..auth.jwk import HolderKey, InvalidKey
 from ..errors import GatewayError
 
-__all__ = ["KeyContinuityBroken", "PinnedKey", "dump_jwks", "parse_jwks", "rotate"]
+__all__ = ["KeyContinuityBroken", "PinnedKey", "by_kid", "dump_jwks", "parse_jwks", "rotate"]
 
 MAX_KEYS = 32
 MAX_KID = 128
@@ -109,4 +109,5 @@ def dump_jwks(keys: Iterable[PinnedKey]) -> str:
 
 
 def by_kid(keys: Iterable[PinnedKey]) -> Mapping[str, PinnedKey]:
+    """The keys by ``kid`` (unique within a parsed set)."""
     return {k.kid: k for k in keys}

@@ -39,6 +39,7 @@ __all__ = [
     "local_subject_id",
     "parse_receipt",
     "peek_issuer",
+    "token_kid",
     "verify_foreign_token",
 ]
 
@@ -111,6 +112,7 @@ def peek_issuer(token: str) -> str:
 
 
 def token_kid(token: str) -> str:
+    """The ``kid`` a token's header names, unverified: only to choose the key."""
     kid = _b64_json("header", token).get("kid")
     if not isinstance(kid, str) or not 0 < len(kid) <= MAX_ID:
         raise Refused("bad_token", "subject_token has no kid")
