@@ -1,6 +1,11 @@
 """TURN credentials in coturn's REST API scheme ("TURN REST API", draft-uberti-behave-turn-rest):
-``username = "<expiry>:<subject>"`` and ``password = base64(HMAC-SHA1(secret, username))``,
-which coturn checks with ``use-auth-secret`` and the same ``static-auth-secret``."""
+``username = "<expiry>:<user>"`` and ``password = base64(HMAC-SHA1(secret, username))``,
+which coturn checks with ``use-auth-secret`` and the same ``static-auth-secret``.
+
+``<user>`` is a pseudonym of the subject, not its id: coturn writes usernames to its logs
+next to client addresses, and a patient id there would tie a patient to a network location
+for whoever reads the relay's logs. The pseudonym is stable per subject (coturn's per-user
+quotas still work) and only the gateway, holding the secret, can link it back."""
 
 from __future__ import annotations
 
@@ -13,13 +18,20 @@ from aiohttp import web
 from ..appkeys import AUTHORITY, CONFIG, TURN_SECRET
 from ..auth.http import authenticate
 
-__all__ = ["setup", "turn_credentials"]
+__all__ = ["setup", "turn_credentials", "turn_user"]
+
+
+def turn_user(secret: bytes, subject: str) -> str:
+    """The subject's pseudonym in TURN usernames (no ':' so coturn splits on the first)."""
+    return (
+        "u-" + hmac.new(secret, b"turn-user\n" + subject.encode(), hashlib.sha256).hexdigest()[:32]
+    )
 
 
 def turn_credentials(secret: bytes, subject: str, now: int, ttl: int) -> tuple[str, str, int]:
     """(username, password, expiry) valid for ``ttl`` seconds from ``now``."""
     expiry = now + ttl
-    username = f"{expiry}:{subject}"
+    username = f"{expiry}:{turn_user(secret, subject)}"
     # coturn computes HMAC-SHA1 over the username with the shared secret: SHA-1 is the
     # scheme's, used as a MAC (not for collision resistance).
     mac = hmac.new(secret, username.encode(), hashlib.sha1).digest()

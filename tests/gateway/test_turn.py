@@ -10,18 +10,20 @@ from typing import Any
 import pytest
 
 from gateway.config import Config
-from gateway.sessions.turn import turn_credentials
+from gateway.sessions.turn import turn_credentials, turn_user
 from tests.gateway.idclient import admin, call, get_token, invite_and_enroll
 
 
 def test_known_answer() -> None:
-    # username "<expiry>:<subject>", password base64(HMAC-SHA1(secret, username)).
+    # username "<expiry>:<pseudonym>", password base64(HMAC-SHA1(secret, username)).
     u, p, exp = turn_credentials(b"north", "pat:ab", 1_700_000_000, 600)
-    assert (u, exp) == ("1700000600:pat:ab", 1_700_000_600)
+    assert (u, exp) == ("1700000600:u-58a507a102f2b9c9909ee2f6aeed6f3e", 1_700_000_600)
     assert p == base64.b64encode(hmac.new(b"north", u.encode(), hashlib.sha1).digest()).decode()
-    # Computed independently with: printf '1700000600:pat:ab' |
-    #   openssl dgst -sha1 -hmac north -binary | base64
-    assert p == "0pVAKkxi8N91HerwVNgGPckmZyo="
+    # Computed independently with openssl:
+    #   printf 'turn-user\npat:ab' | openssl dgst -sha256 -hmac north   (first 32 hex digits)
+    #   printf '1700000600:u-58a507a102f2b9c9909ee2f6aeed6f3e' |
+    #     openssl dgst -sha1 -hmac north -binary | base64
+    assert p == "A7r4s4jp1puoGoCspGQMuPCFlzA="
 
 
 async def test_participants_get_credentials_others_do_not(client: Any, config: Config) -> None:
@@ -31,9 +33,11 @@ async def test_participants_get_credentials_others_do_not(client: Any, config: C
     r = await call(client, "GET", "/v1/turn-credentials", pat, token)
     assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
     body = await r.json()
-    expiry, subject = body["username"].split(":", 1)
-    assert subject == pat.sub and int(expiry) == body["expires"]
+    expiry, user = body["username"].split(":", 1)
     secret = (config.key_dir / "turn.secret").read_text().strip().encode()
+    # A stable pseudonym, never the subject id: coturn logs usernames beside addresses.
+    assert user == turn_user(secret, pat.sub) and int(expiry) == body["expires"]
+    assert pat.sub.split(":", 1)[1] not in body["username"]
     want = hmac.new(secret, body["username"].encode(), hashlib.sha1).digest()
     assert base64.b64decode(body["password"]) == want
     assert all(u.startswith("turn:") for u in body["uris"]) and body["uris"]
