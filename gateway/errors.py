@@ -16,6 +16,7 @@ from ledger.errors import (
     InvalidProof,
     InvalidTile,
     LedgerError,
+    LedgerUnavailable,
 )
 from ledger.errors import NotFound as LedgerNotFound
 
@@ -129,6 +130,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if e.status == 401 and "WWW-Authenticate" not in resp.headers:
             # RFC 9449 7.1: tell the client which scheme and algorithms to use.
             resp.headers["WWW-Authenticate"] = 'DPoP algs="EdDSA ES256"'
+        return resp
+    except LedgerUnavailable as e:
+        # Devices and clients retry: say so, and when (RFC 9110 15.6.4, 10.2.3).
+        log.error("ledger unavailable", extra={"fields": {"error": str(e)}})
+        resp = problem_response(
+            503, Unavailable.slug, Unavailable.title, "the ledger takes no appends now; retry later"
+        )
+        resp.headers["Retry-After"] = "5"
         return resp
     except LedgerError as e:
         for src, dst in _LEDGER_MAP:

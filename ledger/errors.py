@@ -9,6 +9,7 @@ __all__ = [
     "InvalidProof",
     "InvalidTile",
     "LedgerError",
+    "LedgerUnavailable",
     "NotFound",
     "StoreLocked",
     "VerificationFailed",
@@ -17,6 +18,11 @@ __all__ = [
 
 class LedgerError(Exception):
     """Root of every error raised by :mod:`ledger`."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The log takes no appends now: its writer is stopped or has failed. Worth retrying
+    later (after a restart); nothing of the refused entry was written."""
 
 
 class InvalidProof(LedgerError):

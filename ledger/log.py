@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import EntryTooLarge, InvalidCheckpoint, InvalidProof, LedgerError, NotFound
+from .errors import (
+    EntryTooLarge,
+    InvalidCheckpoint,
+    InvalidProof,
+    LedgerError,
+    LedgerUnavailable,
+    NotFound,
+)
 from .events import MAX_ENTRY_SIZE, Event
 from .merkle import (
     consistency_proof,
@@ -235,9 +242,9 @@ class Log:
         if len(entry) > MAX_ENTRY_SIZE:
             raise EntryTooLarge(f"entry is {len(entry)} bytes; the limit is {MAX_ENTRY_SIZE}")
         if self._failed is not None:
-            raise LedgerError("the ledger writer has failed") from self._failed
+            raise LedgerUnavailable("the ledger writer has failed") from self._failed
         if self._thread is None:
-            raise LedgerError("log is not started")
+            raise LedgerUnavailable("log is not started")
 
     def submit(self, entry: bytes) -> Future[Receipt]:
         """Queue an entry; the future resolves once it is durable and signed."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ledger.checkpoint import open_checkpoint
-from ledger.errors import EntryTooLarge, LedgerError, NotFound, StoreLocked
+from ledger.errors import EntryTooLarge, LedgerError, LedgerUnavailable, NotFound, StoreLocked
 from ledger.events import Event, EventType
 from ledger.log import Log, Receipt
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
@@ -111,7 +111,7 @@ def test_entry_limit(log: Log) -> None:
 def test_append_before_start_is_refused(tmp_path: Path, signer: Signer) -> None:
     lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
     try:
-        with pytest.raises(LedgerError, match="not started"):
+        with pytest.raises(LedgerUnavailable, match="not started"):
             lg.submit(b"x")
     finally:
         lg.close()
@@ -154,7 +154,7 @@ def test_writer_failure_reaches_every_waiter(tmp_path: Path, signer: Signer) -> 
     with pytest.raises(LedgerError, match="append failed"):
         lg.append_sync(b"lost?")
     assert not lg.healthy
-    with pytest.raises(LedgerError, match="failed"):
+    with pytest.raises(LedgerUnavailable, match="failed"):
         lg.submit(b"after")
     lg.close()
 

@@ -79,3 +79,18 @@ async def test_pending_batches_are_settled_on_the_next_start(
         assert again.status == 200
     finally:
         await client2.close()
+
+
+async def test_a_ledger_that_takes_no_appends_answers_503_with_retry_after(world: World) -> None:
+    from ledger.errors import LedgerUnavailable
+
+    intake = world.client.server.app[VITALS].intake
+
+    async def stopped(event: Any) -> Any:
+        raise LedgerUnavailable("the ledger writer has failed")
+
+    intake.append = stopped
+    b = batch([hr(70, time.time() - 5)], "later")
+    resp = await world.send(b)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert (await resp.json())["type"].endswith("/unavailable")
