@@ -7,6 +7,7 @@ can run nothing it did not ship with.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,7 +15,17 @@ from aiohttp import web
 
 __all__ = ["PAGES", "WEB_DIR", "setup"]
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+def _web_dir(package_file: str = __file__) -> Path:
+    """``web/`` beside the package (a checkout or an editable install), else where a wheel
+    installs it (pyproject ``data-files``: ``<prefix>/share/telegate/web``)."""
+    beside = Path(package_file).resolve().parent.parent / "web"
+    if beside.is_dir():
+        return beside
+    return Path(sys.prefix) / "share" / "telegate" / "web"
+
+
+WEB_DIR = _web_dir()
 #: Route -> file under web/. A page's JavaScript is in web/js, its styles in web/css.
 PAGES = {
     "/console": "console.html",
