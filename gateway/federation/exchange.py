@@ -8,8 +8,10 @@ keys (:mod:`.verify`); the receipt's leaf is the peer's record of this issuance;
 in the peer's log under a checkpoint signed by the peer's log key and cosigned by at least
 k of the witnesses this gateway requires for that peer (C2SP tlog-witness); and that
 checkpoint is consistent with the largest one accepted from the peer before (RFC 6962
-consistency proof, fetched from the peer). A peer caught with two histories under its key
-is refused from then on, and the two checkpoints are kept as evidence.
+consistency proof, fetched from the peer); and the peer has not revoked the token (its
+Token Status List, :mod:`.revocation`, which also follows the token issued here while it
+lives). A peer caught with two histories under its key is refused from then on, and the two
+checkpoints are kept as evidence.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from ..auth.jwk import InvalidKey
 from ..auth.store import IdentityStore, Subject
 from .keys import KeyContinuityBroken, PinnedKey, by_kid, dump_jwks, parse_jwks, rotate
 from .peers import CannotProve, PeerReader, Unreachable
+from .revocation import RETRY, Revocations, Revoke, StatusLists
 from .state import FederationState
+from .statuslist import MAX_TTL
 from .trust import Peer, TrustList
 from .verify import (
     ForeignToken,
@@ -77,10 +81,19 @@ class Federation:
         clock: Callable[[], float],
         skew: int,
         refetch: int = JWKS_REFETCH,
+        revoke: Revoke | None = None,
+        status_ttl: int = MAX_TTL,
+        status_retry: int = RETRY,
     ) -> None:
+        """``revoke`` revokes a token issued here by exchange once its peer revoked the
+        token it was issued for (:mod:`.revocation`); ``status_ttl`` caps how long a peer's
+        status list is used, ``status_retry`` how soon one is fetched again after a failure.
+        """
         self.trust, self.state, self.reader = trust, state, reader
         self.clock, self.skew, self.refetch = clock, skew, refetch
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        lists = StatusLists(reader, self._keys, skew=skew, max_ttl=status_ttl, retry=status_retry)
+        self.revocations = Revocations(trust, state, lists, skew=skew, revoke=revoke)
 
     def _lock(self, peer: Peer, what: str) -> asyncio.Lock:
         return self._locks.setdefault((peer.name, what), asyncio.Lock())
@@ -101,9 +114,10 @@ class Federation:
     async def accept(
         self, peer: Peer, token: str, receipt: str, jkt: str, audience: str
     ) -> Accepted:
-        """Check ``token`` (issued by ``peer``), its ``receipt`` and that ``jkt`` (the DPoP
-        proof's key) is the key the token is bound to. Raises Refused; the refusal's data
-        carries the ids known when it was raised (token jti, leaf index, checkpoint)."""
+        """Check ``token`` (issued by ``peer``), its ``receipt``, that ``jkt`` (the DPoP
+        proof's key) is the key the token is bound to, and that the peer has not revoked
+        it. Raises Refused; the refusal's data carries the ids known when it was raised
+        (token jti, leaf index, checkpoint, status list entry)."""
         now = int(self.clock())
         known: dict[str, object] = {}
         try:
@@ -120,6 +134,8 @@ class Federation:
             witnessed = self._witnessed(peer, r, entry, now)
             known["checkpoint"] = _summary(witnessed)
             await self.extends(peer, r.checkpoint, witnessed, now)
+            known["status_list"] = {"uri": t.status.uri, "idx": t.status.idx}
+            await self.revocations.check(peer, t.status, now)
         except Refused as e:
             e.data = {**known, **e.data}
             raise

@@ -1,6 +1,6 @@
-"""Reading from peer organizations: their JWKS (trust on first use) and consistency proofs
-between two of their checkpoints. The network edge of federation; nothing here decides
-whether to trust what it reads."""
+"""Reading from peer organizations: their JWKS (trust on first use), consistency proofs
+between two of their checkpoints, and their Token Status Lists. The network edge of
+federation; nothing here decides whether to trust what it reads."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ class PeerReader(Protocol):
     async def jwks(self, peer: Peer) -> Any: ...
 
     async def consistency(self, peer: Peer, old: int, new: int) -> list[bytes]: ...
+
+    async def status_list(self, peer: Peer, uri: str) -> str: ...
 
 
 class PeerClient:
@@ -88,6 +90,17 @@ class PeerClient:
         if len(proof) > MAX_PROOF or any(len(h) != HASH_SIZE for h in proof):
             raise Unreachable(f"{url}: not a consistency proof")
         return proof
+
+    async def status_list(self, peer: Peer, uri: str) -> str:
+        """The ``statuslist+jwt`` the peer serves at ``uri`` (a URL under its issuer, checked
+        by the caller; redirects are not followed), as text. Raises Unreachable."""
+        status, body = await self._get(uri)
+        if status != 200:
+            raise Unreachable(f"{uri}: HTTP {status}")
+        try:
+            return body.decode("ascii").strip()
+        except UnicodeDecodeError as e:
+            raise Unreachable(f"{uri}: not a compact JWS") from e
 
     async def close(self) -> None:
         if self._session is not None:

@@ -2,7 +2,9 @@
 
 Per peer log (by vkey): the largest checkpoint accepted from it, which every newer receipt
 must extend, and the evidence once it was caught signing two histories. Per peer issuer:
-the JWKS pinned on first use. WAL with ``synchronous=FULL``: a checkpoint forgotten in a
+the JWKS pinned on first use. Per token issued here by exchange, until it expires: the
+peer's token and status list entry it was issued for, which are re-checked while it lives
+(docs/federation.md). WAL with ``synchronous=FULL``: a checkpoint forgotten in a
 crash would let the peer show a fork of the period it covered.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FederationState"]
+from .verify import StatusRef
+
+__all__ = ["FederationState", "Link"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -31,7 +36,32 @@ CREATE TABLE IF NOT EXISTS pins (
     jwks TEXT NOT NULL,
     fetched INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS exchanged (
+    jti TEXT PRIMARY KEY,       -- a token issued here by exchange
+    sub TEXT NOT NULL,
+    status_idx INTEGER NOT NULL, -- its bit in this gateway's status list
+    exp INTEGER NOT NULL,
+    peer TEXT NOT NULL,
+    foreign_jti TEXT NOT NULL,
+    status_uri TEXT NOT NULL,   -- the peer token's status list entry
+    foreign_idx INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchanged_exp ON exchanged (exp);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A token this gateway issued by exchange, and the peer's token it was issued for: what
+    a revocation at the peer is followed by while this gateway's token lives."""
+
+    jti: str
+    sub: str
+    status_idx: int
+    exp: int
+    peer: str
+    foreign_jti: str
+    foreign: StatusRef
 
 
 class FederationState:
@@ -91,6 +121,29 @@ class FederationState:
                 "INSERT OR REPLACE INTO pins (issuer, jwks, fetched) VALUES (?, ?, ?)",
                 (issuer, jwks, fetched),
             )
+
+    def link(self, link: Link, expired: int) -> None:
+        """Keep ``link``; forget those whose tokens expired before ``expired``."""
+        row = (link.jti, link.sub, link.status_idx, link.exp, link.peer, link.foreign_jti)
+        with self._lock:
+            self._db.execute("DELETE FROM exchanged WHERE exp < ?", (expired,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO exchanged VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, link.foreign.uri, link.foreign.idx),
+            )
+
+    def links(self, expired: int) -> list[Link]:
+        """The links whose tokens expire at ``expired`` or later."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT jti, sub, status_idx, exp, peer, foreign_jti, status_uri, foreign_idx"
+                " FROM exchanged WHERE exp >= ?",
+                (expired,),
+            ).fetchall()
+        return [
+            Link(r[0], r[1], int(r[2]), int(r[3]), r[4], r[5], StatusRef(r[6], int(r[7])))
+            for r in rows
+        ]
 
     def close(self) -> None:
         with self._lock:

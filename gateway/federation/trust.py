@@ -131,6 +131,9 @@ class TrustList:
     def by_issuer(self, issuer: str) -> Peer | None:
         return next((p for p in self.peers if p.issuer == issuer), None)
 
+    def by_name(self, name: str) -> Peer | None:
+        return next((p for p in self.peers if p.name == name), None)
+
     @property
     def issuers(self) -> frozenset[str]:
         return frozenset(p.issuer for p in self.peers)

@@ -5,9 +5,11 @@ issuer: the key is chosen by ``kid`` among the peer's pinned keys and verifies o
 algorithm (RFC 8725 3.1), ``typ`` is ``at+jwt`` (RFC 9068 4), ``iss`` is the peer's issuer
 exactly (RFC 8725 3.8), ``aud`` names this gateway (RFC 8725 3.9, RFC 9068 4: a token minted
 for the peer itself is not accepted here), times with the configured skew, and it is
-DPoP-bound (``cnf.jkt``, RFC 9449 6). The receipt must show that the peer's log recorded
-this very issuance: the leaf is an ``attestation.issued`` event naming the token's ``jti``,
-subject, role, holder key, signing key, expiry and this gateway as an audience.
+DPoP-bound (``cnf.jkt``, RFC 9449 6). It names its bit in a Token Status List under the
+peer's issuer (``status.status_list``): a token cannot send this gateway to fetch from
+anywhere else. The receipt must show that the peer's log recorded this very issuance: the
+leaf is an ``attestation.issued`` event naming the token's ``jti``, subject, role, holder
+key, signing key, expiry and this gateway as an audience.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from yarl import URL
 
 from ledger.errors import LedgerError
 from ledger.events import Event, EventType
@@ -35,10 +38,12 @@ __all__ = [
     "FEDERATED_ROLES",
     "ForeignToken",
     "Refused",
+    "StatusRef",
     "check_issuance",
     "local_subject_id",
     "parse_receipt",
     "peek_issuer",
+    "status_ref",
     "token_kid",
     "verify_foreign_token",
 ]
@@ -49,6 +54,7 @@ FEDERATED_ROLES = frozenset({"provider"})
 MAX_TOKEN_SIZE = 8192
 MAX_RECEIPT_SIZE = 16 * 1024
 MAX_ID = 256
+MAX_URI = 512
 
 
 class Refused(GatewayError):
@@ -76,6 +82,14 @@ class Refused(GatewayError):
 
 
 @dataclass(frozen=True, slots=True)
+class StatusRef:
+    """Where a peer's attestation keeps its status: bit ``idx`` of the list at ``uri``."""
+
+    uri: str
+    idx: int
+
+
+@dataclass(frozen=True, slots=True)
 class ForeignToken:
     """The claims of a peer's attestation that were checked and that the exchange uses."""
 
@@ -88,6 +102,7 @@ class ForeignToken:
     exp: int
     ledger: int
     scope: frozenset[str]
+    status: StatusRef
 
 
 def _int(v: Any) -> int | None:
@@ -172,7 +187,42 @@ def verify_foreign_token(
     if role not in FEDERATED_ROLES:
         raise Refused("role", f"a {role} of {peer.name} is not accepted here: only providers are")
     scope = frozenset(str(c.get("scope", "")).split())
-    return ForeignToken(peer.issuer, sub, jti, role, jkt, kid, exp, ledger, scope)
+    status = status_ref(c, peer)
+    return ForeignToken(peer.issuer, sub, jti, role, jkt, kid, exp, ledger, scope, status)
+
+
+def _under(uri: str, issuer: str) -> bool:
+    if not uri.startswith(issuer + "/"):
+        return False
+    try:
+        u = URL(uri)
+    except (ValueError, TypeError):
+        return False
+    # The prefix already pins scheme, host and port; the parse checks that an HTTP client
+    # reads the same authority out of it (no userinfo, no fragment).
+    return (
+        u.is_absolute()
+        and u.user is None
+        and u.password is None
+        and not u.raw_fragment
+        and str(u.origin()) == issuer
+    )
+
+
+def status_ref(claims: Mapping[str, Any], peer: Peer) -> StatusRef:
+    """The status list entry a peer's attestation names. Raises Refused: ``bad_token``
+    (none, or malformed), ``status_uri`` (the list is not under the peer's issuer)."""
+    status = claims.get("status")
+    entry = status.get("status_list") if isinstance(status, dict) else None
+    idx = entry.get("idx") if isinstance(entry, dict) else None
+    uri = entry.get("uri") if isinstance(entry, dict) else None
+    if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0 or not isinstance(uri, str):
+        raise Refused("bad_token", "subject_token names no status list entry (status.status_list)")
+    if len(uri) > MAX_URI or not _under(uri, peer.issuer):
+        raise Refused(
+            "status_uri", f"subject_token's status list is not under {peer.name}'s issuer"
+        )
+    return StatusRef(uri, idx)
 
 
 def parse_receipt(text: str) -> tuple[Receipt, bytes]:
