@@ -13,6 +13,7 @@ made with the key the peer's token is bound to):
 Answer: a DPoP-bound local attestation for the provider's local id (``sub``), expiring no
 later than the peer's token. Every acceptance is a ``federation.accepted`` ledger event
 holding the peer's receipt; every refusal a ``federation.refused`` event with its reason.
+While the local attestation lives, the peer's revocations are followed (:mod:`.recheck`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from ..auth.http import (
 )
 from ..errors import ConfigError
 from ..recorder import event, record
+from .appkeys import FEDERATION, TRUST
 from .exchange import Accepted, Federation, local_subject
 from .peers import PeerClient
-from .state import FederationState
+from .recheck import recheck_middleware, revoker
+from .state import FederationState, Link
 from .trust import TrustList, load_trust_list
 from .verify import Refused
 
@@ -49,8 +52,6 @@ __all__ = ["FEDERATION", "setup"]
 
 log = logging.getLogger("telegate.federation")
 
-FEDERATION = web.AppKey("federation", Federation)
-TRUST = web.AppKey("trust_list", TrustList)
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (RFC 8693 3)
 GATEWAY_ACTOR = "gw:self"
 #: What a peer's provider may do here: never ``enroll`` (inviting this gateway's patients
@@ -123,6 +124,7 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
         fields = {k: v for k, v in data.items() if k != "evidence"}
         log.warning("federation refused", extra={"fields": fields})
         raise OAuthError(e.error, e.detail or e.title, e.status) from e
+    t = accepted.token
     at = await record(
         app,
         event(
@@ -139,9 +141,13 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
         proof.jkt,
         origin(request),
         lambda ev: record(app, ev),
-        not_after=accepted.token.exp,
+        not_after=t.exp,
         accepted=at.index,
     )
+    status_idx = claims["status"]["status_list"]["idx"]
+    name = accepted.peer.name
+    link = Link(claims["jti"], subject.id, status_idx, claims["exp"], name, t.jti, t.status)
+    await fed.revocations.follow(link, now)
     resp = web.json_response(
         {
             "access_token": access,
@@ -182,11 +188,14 @@ def _accepted_data(a: Accepted, first: bool) -> dict[str, Any]:
 
 
 async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    trust: TrustList = app[TRUST]
+    config, clock = app[CONFIG], app[CLOCK]
     state = await asyncio.to_thread(FederationState, Path(config.data_dir) / "federation.db")
     client = PeerClient()
-    app[FEDERATION] = Federation(trust, state, client, clock=app[CLOCK], skew=config.clock_skew)
+    fed = Federation(
+        app[TRUST], state, client, clock=clock, skew=config.clock_skew, revoke=revoker(app)
+    )
+    fed.revocations.load(await asyncio.to_thread(state.links, int(clock()) - config.clock_skew))
+    app[FEDERATION] = fed
     try:
         yield
     finally:
@@ -195,8 +204,10 @@ async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application, trust_file: str) -> TrustList:
-    """Accept the trust list's peers here: the token exchange at ``/oauth/token``, and
-    ``resource=<peer>`` on client_credentials. Raises ConfigError for a bad trust list."""
+    """Accept the trust list's peers here: the token exchange at ``/oauth/token``,
+    ``resource=<peer>`` on client_credentials, and the peers' revocations followed on every
+    request that presents a token issued by exchange. Raises ConfigError for a bad trust
+    list."""
     trust = load_trust_list(trust_file)
     public = app[CONFIG].public_url.rstrip("/")
     if not public:
@@ -206,5 +217,6 @@ def setup(app: web.Application, trust_file: str) -> TrustList:
     app[TRUST] = trust
     app[TOKEN_EXCHANGE] = exchange
     app[PEER_AUDIENCES] = trust.issuers
+    app.middlewares.append(recheck_middleware)
     app.cleanup_ctx.append(_federation_ctx)
     return trust
