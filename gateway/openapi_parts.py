@@ -40,7 +40,10 @@ DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": {"typ
 AUTH_ERRORS = {
     "401": _problem("missing, invalid, expired or revoked credentials"),
     "403": _problem("the caller's role or scope does not allow this"),
-    "503": _problem("replay cache full"),
+    "503": _problem(
+        "DPoP replay cache full, or (a peer organization's provider) the peer's token status "
+        "list is due and unreachable; see Retry-After"
+    ),
 }
 BODY_ERRORS = {
     "400": _problem("malformed body"),

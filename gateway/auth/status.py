@@ -6,9 +6,13 @@ DEFLATE-compressed with the ZLIB format and base64url-encoded into ``lst``.
 
 from __future__ import annotations
 
+import base64
+import re
 import zlib
 
-from .jwk import b64u, b64u_decode
+from .jwk import b64u
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 __all__ = ["StatusList"]
 
@@ -38,10 +42,19 @@ class StatusList:
 
     @classmethod
     def decode(cls, claim: dict[str, int | str], *, max_bytes: int = 1 << 20) -> StatusList:
-        if claim.get("bits") != 1 or not isinstance(claim.get("lst"), str):
+        """Parse a ``status_list`` claim. Raises ValueError for anything malformed or a list
+        that inflates beyond ``max_bytes`` (a deflate bomb)."""
+        lst = claim.get("lst")
+        if claim.get("bits") != 1 or not isinstance(lst, str):
             raise ValueError("only 1-bit status lists are supported")
+        # Deflate cannot compress below ~1/1032, so a longer lst cannot be a list we accept.
+        if len(lst) > max_bytes or not _B64URL.match(lst) or len(lst) % 4 == 1:
+            raise ValueError("status list lst is not base64url of a bounded size")
         d = zlib.decompressobj()
-        raw = d.decompress(b64u_decode(str(claim["lst"])), max_bytes)
+        try:
+            raw = d.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)), max_bytes)
+        except zlib.error as e:
+            raise ValueError("status list lst is not ZLIB data") from e
         if d.unconsumed_tail:
             raise ValueError("status list too large")
         out = cls()

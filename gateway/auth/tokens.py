@@ -313,6 +313,7 @@ class Authority:
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""
         now = self.now()
+        self.keys.refresh()  # a key rotated in by `telegate keys rotate` signs the list too
         key = self.keys.current
         claims = {
             "sub": f"{origin}/v1/status/{STATUS_LIST_ID}",

@@ -175,3 +175,32 @@ async def test_rotation_keeps_old_tokens_until_they_expire(world: World) -> None
     fresh = await get_token(w.client, w.pat)
     assert _real_kid(fresh) == new_key.kid
     assert (await call(w.client, "GET", "/v1/me", w.pat, fresh)).status == 200
+
+
+def test_a_large_status_list_round_trips_and_junk_is_a_value_error() -> None:
+    # Found by the federation work: lists over 4096 base64 characters were refused, with
+    # the wrong error type. 200,000 tokens with a random tenth revoked compress to ~10 KB.
+    import random
+
+    rng = random.Random(7)
+    sl = StatusList()
+    revoked = sorted(rng.sample(range(200_000), 20_000))
+    for i in revoked:
+        sl.set(i)
+    claim = sl.encode()
+    assert len(str(claim["lst"])) > 4096
+    back = StatusList.decode(claim)
+    assert [i for i in range(200_000) if back.get(i)] == revoked
+    for lst in ("not base64!", "A", b64u(b"not zlib at all")):
+        with pytest.raises(ValueError):
+            StatusList.decode({"bits": 1, "lst": lst})
+
+
+async def test_the_status_list_is_signed_by_a_key_rotated_in_on_disk(world: World) -> None:
+    # Found by the federation work: the list kept the old key until the next token issue.
+    cfg = world.config
+    keep = cfg.token_lifetime + cfg.clock_skew
+    ring = KeyRing.open(cfg.key_dir / "signing", world.now, alg=cfg.signing_alg, keep_seconds=keep)
+    new_key = ring.rotate(world.now)
+    sl = await (await world.client.get("/v1/status/1")).text()
+    assert jwt.get_unverified_header(sl)["kid"] == new_key.kid
