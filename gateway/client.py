@@ -142,16 +142,14 @@ class Session:
             headers={"typ": "dpop+jwt", "jwk": self.creds.jwk},
         )
 
-    def token(self) -> str:
-        if self._token is not None and time.time() < self._expires - 30:
-            return self._token
-        url = f"{self.server}/oauth/token"
+    def _assertion(self, token_endpoint: str) -> str:
+        """A single-use private_key_jwt client assertion for ``token_endpoint``."""
         now = int(time.time())
-        assertion = jwt.encode(
+        return jwt.encode(
             {
                 "iss": self.creds.sub,
                 "sub": self.creds.sub,
-                "aud": url,
+                "aud": token_endpoint,
                 "iat": now,
                 "exp": now + 120,
                 "jti": secrets.token_urlsafe(16),
@@ -159,6 +157,12 @@ class Session:
             self.creds.key,
             algorithm="EdDSA",
         )
+
+    def token(self) -> str:
+        if self._token is not None and time.time() < self._expires - 30:
+            return self._token
+        url = f"{self.server}/oauth/token"
+        assertion = self._assertion(url)
         form = urllib.parse.urlencode(
             {
                 "grant_type": "client_credentials",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sys
 import time
 import urllib.error
@@ -76,19 +75,8 @@ class FederatedSession(Session):
         self.sub = ""  # the id the peer gives this holder, known after the first exchange
 
     def _home_token(self) -> str:
-        url, now = f"{self.home}/oauth/token", int(time.time())
-        assertion = jwt.encode(
-            {
-                "iss": self.creds.sub,
-                "sub": self.creds.sub,
-                "aud": url,
-                "iat": now,
-                "exp": now + 120,
-                "jti": secrets.token_urlsafe(16),
-            },
-            self.creds.key,
-            algorithm="EdDSA",
-        )
+        url = f"{self.home}/oauth/token"
+        assertion = self._assertion(url)
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
