@@ -27,7 +27,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..recorder import event, record
-from .dpop import DPoPError, UseNonce, check_proof
+from .dpop import DPoPError, DPoPProof, UseNonce, check_proof
 from .enroll import (
     check_device_fields,
     check_invite_request,
@@ -113,6 +113,25 @@ def authenticate(request: web.Request) -> Principal:
     )
     request[PRINCIPAL] = principal
     return principal
+
+
+def token_request_proof(request: web.Request, auth: Authority, now: int) -> DPoPProof:
+    """The DPoP proof of a token request (there is no access token yet). A missing or stale
+    nonce raises OAuthError ``use_dpop_nonce`` carrying a fresh one (RFC 9449 8); any other
+    fault raises DPoPError, which each grant answers in its own way."""
+    try:
+        return check_proof(
+            request.headers.getall("DPoP", []),
+            method="POST",
+            url=request_url(request),
+            now=now,
+            window=auth.dpop_window,
+            skew=auth.skew,
+            nonces=auth.nonces,
+        )
+    except UseNonce as e:
+        nonce = {"DPoP-Nonce": e.headers["DPoP-Nonce"]}
+        raise OAuthError("use_dpop_nonce", e.detail or e.title, headers=nonce) from e
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -318,21 +337,8 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError("invalid_client", "use private_key_jwt client authentication", 401)
     assertion = form.get("client_assertion", "")
     now = auth.now()
-    url = request_url(request)
     try:
-        proof = check_proof(
-            request.headers.getall("DPoP", []),
-            method="POST",
-            url=url,
-            now=now,
-            window=auth.dpop_window,
-            skew=auth.skew,
-            nonces=auth.nonces,
-        )
-    except UseNonce as e:
-        # RFC 9449 8: the authorization server answers 400 use_dpop_nonce with the nonce.
-        nonce = {"DPoP-Nonce": e.headers["DPoP-Nonce"]}
-        raise OAuthError("use_dpop_nonce", e.detail or e.title, headers=nonce) from e
+        proof = token_request_proof(request, auth, now)
     except DPoPError as e:
         raise OAuthError("invalid_dpop_proof", e.detail or e.title) from e
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)

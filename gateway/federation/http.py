@@ -30,13 +30,13 @@ from aiohttp import web
 from ledger.events import EventType
 
 from ..appkeys import AUTHORITY, CLOCK, CONFIG
-from ..auth.dpop import DPoPError, UseNonce, check_proof
+from ..auth.dpop import DPoPError
 from ..auth.http import (
     PEER_AUDIENCES,
     TOKEN_EXCHANGE,
     OAuthError,
     origin,
-    request_url,
+    token_request_proof,
 )
 from ..errors import ConfigError
 from ..recorder import event, record
@@ -90,18 +90,7 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
     try:
         peer = fed.peer_of(token)
         try:
-            proof = check_proof(
-                request.headers.getall("DPoP", []),
-                method="POST",
-                url=request_url(request),
-                now=now,
-                window=auth.dpop_window,
-                skew=auth.skew,
-                nonces=auth.nonces,
-            )
-        except UseNonce as e:
-            nonce = {"DPoP-Nonce": e.headers["DPoP-Nonce"]}
-            raise OAuthError("use_dpop_nonce", e.detail or e.title, headers=nonce) from e
+            proof = token_request_proof(request, auth, now)
         except DPoPError as e:
             raise Refused("dpop", e.detail or e.title, error="invalid_dpop_proof") from e
         accepted = await fed.accept(peer, token, receipt_text, proof.jkt, origin(request))
