@@ -9,9 +9,9 @@
 //    the patient is polite (yields), the provider is not.
 // The provider also sees the waiting room and the patient's live vitals.
 
-import { ApiError, api, loadHolder } from "./auth.js";
+import { ApiError, api } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { needIdentity, showIdentity } from "./page.js";
+import { needIdentity, signedIn } from "./page.js";
 import { VitalsPanel, WaitingRoom } from "./provider.js";
 
 const sid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
@@ -546,17 +546,8 @@ async function start() {
     say(status, "This is not a call link.", "error");
     return;
   }
-  try {
-    holder = await loadHolder();
-  } catch (e) {
-    say(status, `cannot open this browser's key store (${e.message}).`, "error");
-    return;
-  }
-  if (!holder) {
-    needIdentity("This browser holds no telegate identity. Open your invite link to enroll it.");
-    return;
-  }
-  showIdentity(holder);
+  holder = await signedIn(status);
+  if (!holder) return;
   try {
     session = await api(`/v1/sessions/${encodeURIComponent(sid)}`);
   } catch (e) {

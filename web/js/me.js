@@ -3,9 +3,9 @@
 // and the waiting room. Calls are the gateway's list of the caller's own (GET /v1/sessions).
 
 import { showAccessReport } from "./access.js";
-import { api, loadHolder } from "./auth.js";
+import { api } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { cell, idCode as code, localTime, needIdentity, showIdentity } from "./page.js";
+import { cell, idCode as code, localTime, needIdentity, signedIn } from "./page.js";
 import * as store from "./store.js";
 import { Series, cards, nameOf, valueText } from "./vitals.js";
 
@@ -307,17 +307,8 @@ async function startProvider() {
 }
 
 async function start() {
-  try {
-    holder = await loadHolder();
-  } catch (e) {
-    say(status, `cannot open this browser's key store (${e.message}).`, "error");
-    return;
-  }
-  if (!holder) {
-    needIdentity("This browser holds no telegate identity. Open your invite link to enroll it.");
-    return;
-  }
-  showIdentity(holder);
+  holder = await signedIn(status);
+  if (!holder) return;
   // Earlier versions of this page kept the ids of calls made here; the gateway lists them now.
   store.remove(store.SETTINGS, `calls:${holder.sub}`).catch(() => {});
   if (holder.role === "patient") await startPatient();

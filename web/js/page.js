@@ -1,7 +1,8 @@
 // What the signed-in pages share: who this browser is, the demo-identity banner, the
 // "enroll first" card, and safe in-site links.
 
-import { byId, el } from "./dom.js";
+import { loadHolder } from "./auth.js";
+import { byId, el, say } from "./dom.js";
 
 /**
  * `next` as a path of this site ("/me", "/call/abc?x#y"), or null when it is anything
@@ -40,6 +41,26 @@ export function showIdentity(holder) {
 export function needIdentity(text) {
   byId("enrollment-text").textContent = text;
   byId("enrollment").hidden = false;
+}
+
+/**
+ * This browser's identity, shown in the header; or null, with the reason shown (the
+ * key store could not be opened: in `status`; no identity: the "enroll first" card).
+ */
+export async function signedIn(status) {
+  let holder;
+  try {
+    holder = await loadHolder();
+  } catch (e) {
+    say(status, `cannot open this browser's key store (${e.message}).`, "error");
+    return null;
+  }
+  if (!holder) {
+    needIdentity("This browser holds no telegate identity. Open your invite link to enroll it.");
+    return null;
+  }
+  showIdentity(holder);
+  return holder;
 }
 
 /** "2026-12-01 18:05" in the user's local time, from seconds or an ISO string. */
