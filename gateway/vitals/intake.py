@@ -26,6 +26,7 @@ from ..errors import BadRequest, Conflict, GatewayError
 from .batch import FHIR_CTY, Batch, Limits, check_readings, parse_native, verify_jws
 from .fhir import bundle_readings
 from .store import Erased, VitalsStore
+from .stream import Streamer
 
 __all__ = ["Gone", "Intake", "Prepared", "Vitals"]
 
@@ -275,4 +276,4 @@ class Vitals:
     """What the vitals endpoints use: the intake pipeline and the live stream."""
 
     intake: Intake
-    streamer: Any  # stream.Streamer (kept loose to avoid an import cycle through sessions)
+    streamer: Streamer
