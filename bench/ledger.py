@@ -514,6 +514,30 @@ def bench_appends(cfg: Config, tmp: Path, res: Results) -> None:
 
 
 # -- section 2: integration latency at a fixed offered load -------------------------------
+async def schedule(
+    rate: float,
+    total: int,
+    one: Callable[[int, float], Awaitable[None]],
+    tasks: set[asyncio.Task[None]],
+) -> tuple[float, float]:
+    """Start ``one(i, scheduled_time)`` for each of ``total`` operations at fixed intervals
+    of ``1/rate``, each in its own task (kept in ``tasks`` until done), never waiting for
+    earlier ones, so latency counts from the schedule (no coordinated omission). Returns
+    the start time and the largest lag behind schedule in starting one."""
+    t0, i, lag = now(), 0, 0.0
+    while i < total:
+        due = min(total, int((now() - t0) * rate) + 1)
+        while i < due:
+            sched = t0 + i / rate
+            lag = max(lag, now() - sched)
+            task = asyncio.create_task(one(i, sched))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+        await asyncio.sleep(max(0.0, t0 + i / rate - now()))
+    return t0, lag
+
+
 def open_loop(path: Path, rate: float, dur: float) -> dict[str, Any]:
     """Schedule ``rate * dur`` appends at fixed intervals, each in its own task."""
     total = int(rate * dur)
@@ -543,19 +567,7 @@ def open_loop(path: Path, rate: float, dur: float) -> dict[str, Any]:
         for i in range(200):  # warm-up
             await asyncio.wait_for(log.append(entry(10**9 + i)), STALL)
         batches.clear()
-        t0 = now()
-        i = 0
-        max_lag = 0.0
-        while i < total:
-            due = min(total, int((now() - t0) * rate) + 1)
-            while i < due:
-                sched = t0 + i / rate
-                max_lag = max(max_lag, now() - sched)
-                task = asyncio.create_task(one(i, sched))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-            await asyncio.sleep(max(0.0, t0 + i / rate - now()))
+        t0, max_lag = await schedule(rate, total, one, tasks)
         sent = now() - t0
         if tasks:
             _, still = await asyncio.wait(set(tasks), timeout=max(30.0, 4 * dur))

@@ -58,6 +58,7 @@ from bench.ledger import (
     pct,
     print_summary,
     progress,
+    schedule,
     status,
 )
 from bench.vitals import free_port, machine_busy, proc_cpu
@@ -304,17 +305,7 @@ async def open_loop(
         receipts.append((t, r.index))
         lat.append(t - sched)
 
-    t0, i, lag = now(), 0, 0.0
-    while i < total:
-        due = min(total, int((now() - t0) * rate) + 1)
-        while i < due:
-            sched = t0 + i / rate
-            lag = max(lag, now() - sched)
-            task = asyncio.create_task(one(i, sched))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            i += 1
-        await asyncio.sleep(max(0.0, t0 + i / rate - now()))
+    t0, lag = await schedule(rate, total, one, tasks)
     if tasks:
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     end = max((t for t, _ in receipts), default=now())
