@@ -17,7 +17,18 @@ from ledger.note import ALG_COSIGNATURE_V1, Verifier
 
 from .errors import ConfigError
 
-__all__ = ["Config", "WitnessPeer", "parse_witnesses"]
+__all__ = [
+    "VITALS_FUTURE_SKEW_CAP",
+    "VITALS_MAX_AGE_CAP",
+    "Config",
+    "WitnessPeer",
+    "parse_witnesses",
+]
+
+#: Caps on the vitals time window. The vitals read path relies on them to bound the
+#: arrival times it searches for a range of reading times, whatever a deployment set.
+VITALS_MAX_AGE_CAP = 90 * 86400
+VITALS_FUTURE_SKEW_CAP = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +171,9 @@ class Config:
         if not 1 <= self.vitals_max_readings <= 10_000:
             raise ConfigError("vitals_max_readings must be 1..10000")
         # The read path relies on these caps to bound the arrival-time window it searches.
-        if not 60 <= self.vitals_max_age <= 90 * 86400:
+        if not 60 <= self.vitals_max_age <= VITALS_MAX_AGE_CAP:
             raise ConfigError("vitals_max_age must be 60 s .. 90 days")
-        if not 0 <= self.vitals_future_skew <= 3600:
+        if not 0 <= self.vitals_future_skew <= VITALS_FUTURE_SKEW_CAP:
             raise ConfigError("vitals_future_skew must be 0..3600 seconds")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")

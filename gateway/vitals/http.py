@@ -15,6 +15,7 @@ from ledger.events import EventType
 from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, VITALS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_body, read_json
+from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..recorder import event
 from .batch import parse_time
@@ -29,9 +30,6 @@ JOSE = "application/jose"
 MAX_LIMIT = 10_000
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
 REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-# Bounds of the received-time window searched for a reading time range: readings are
-# accepted at most this far ahead of, or behind, their arrival (Config caps both).
-FUTURE_MAX, AGE_MAX = 3600, 90 * 86400
 
 
 async def post_vitals(request: web.Request) -> web.Response:
@@ -95,8 +93,10 @@ async def get_vitals(request: web.Request) -> web.Response:
     await request.app[CONSENT_GUARD].authorize(p, pid, "vitals.read", "treatment")
     store = request.app[VITALS].intake.store
     since, until = q["since"], q["until"]
-    lo = int(since.timestamp()) - FUTURE_MAX if since else 0
-    hi = int(until.timestamp()) + AGE_MAX if until else 2**62
+    # A reading is accepted at most the skew cap before, and the age cap after, its time:
+    # so its arrival lies in this window, whatever the configuration was when it came.
+    lo = int(since.timestamp()) - VITALS_FUTURE_SKEW_CAP if since else 0
+    hi = int(until.timestamp()) + VITALS_MAX_AGE_CAP if until else 2**62
     after = q["after"]
     fetch = q["limit"] + 1  # every batch has a reading, so this many fill a page
     try:
@@ -116,11 +116,12 @@ async def get_vitals(request: web.Request) -> web.Response:
                 full = True
                 break
             last = (meta.seq, i)
-            t = parse_time(r["time"])
             if q["code"] and r["code"] != q["code"]:
                 continue
-            if (since and t < since) or (until and t > until):
-                continue
+            if since or until:
+                t = parse_time(r["time"])
+                if (since and t < since) or (until and t > until):
+                    continue
             signed[f"{meta.device}/{meta.batch_id}"] = content["jws"]
             rows.append(
                 {
