@@ -151,9 +151,8 @@ class Intake:
         salt = new_salt()
         t = int(now)
         try:
-            tag = self.store.tag(patient, payload, t)
             content = {"readings": list(readings), "jws": jws, "salt": salt.hex()}
-            nonce, ct = self.store.seal(patient, device.id, batch_id, content, t)
+            tag, nonce, ct = self.store.seal(patient, device.id, batch_id, payload, content, t)
         except Erased as e:
             raise Gone("this patient's data was erased; the device cannot post for them") from e
         event = stamped(

@@ -114,13 +114,6 @@ class VitalsStore:
             self._keys.popitem(last=False)
         return key
 
-    def tag(self, patient: str, payload: bytes, now: int) -> bytes:
-        """What identifies a batch's content for idempotency: HMAC under the patient's key,
-        so it means nothing once the key is erased. Raises Erased."""
-        with self._lock:
-            key = self._key(patient, now, create=True)
-        return hmac.new(key, payload, hashlib.sha256).digest()
-
     # -- batches -----------------------------------------------------------------
     def find(self, device: str, batch_id: str) -> StoredBatch | None:
         with self._lock:
@@ -132,14 +125,23 @@ class VitalsStore:
         return None if row is None else StoredBatch(*row)
 
     def seal(
-        self, patient: str, device: str, batch_id: str, content: dict[str, Any], now: int
-    ) -> tuple[bytes, bytes]:
-        """(nonce, ciphertext) of a batch's content under the patient's key. Raises Erased."""
+        self,
+        patient: str,
+        device: str,
+        batch_id: str,
+        payload: bytes,
+        content: dict[str, Any],
+        now: int,
+    ) -> tuple[bytes, bytes, bytes]:
+        """(tag, nonce, ciphertext) of a batch under the patient's key (created on first
+        use). The tag identifies the signed ``payload`` for idempotency: an HMAC under the
+        patient's key, so it means nothing once the key is erased. Raises Erased."""
         with self._lock:
             key = self._key(patient, now, create=True)
+        tag = hmac.new(key, payload, hashlib.sha256).digest()
         nonce = os.urandom(12)
         plain = json.dumps(content, separators=(",", ":")).encode()
-        return nonce, AESGCM(key).encrypt(nonce, plain, _aad(patient, device, batch_id))
+        return tag, nonce, AESGCM(key).encrypt(nonce, plain, _aad(patient, device, batch_id))
 
     def commit(
         self, rows: list[tuple[Any, ...]], indexed: list[tuple[int, str, str]]
