@@ -99,8 +99,7 @@ async def revoke(request: web.Request) -> web.Response:
         request.app,
         event(request.app, EventType.CONSENT_REVOKED, p.sub, subject=p.sub, data={"consent": cid}),
     )
-    if VITALS in request.app:  # live vitals streams this consent allowed stop now
-        await request.app[VITALS].streamer.recheck(p.sub)
+    await request.app[VITALS].streamer.recheck(p.sub)  # live streams it allowed stop now
     return web.json_response({"id": cid, "revoked": now, "receipt": receipt.to_json()})
 
 
