@@ -84,11 +84,13 @@ def seed(server: str, data_dir: Path) -> dict[str, Any]:
 
     creds["provider"] = enroll(server, invite("provider", npi=NPI))
     creds["patient"] = enroll(server, invite("patient"))
+    # The patient registers their own monitor: a device reports into the patient's record,
+    # so only the patient, or a provider holding their `devices` consent, may invite one.
+    own = Session(creds["patient"]).post_json(
+        "/v1/invites", {"role": "device", "patient": creds["patient"].sub}
+    )
     creds["device"] = enroll(
-        server,
-        invite("device", patient=creds["patient"].sub),
-        serial="DEMO-0001",
-        model="telegate demo monitor",
+        server, str(own["invite"]), serial="DEMO-0001", model="telegate demo monitor"
     )
     creds["auditor"] = enroll(server, invite("auditor"))
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 86400))

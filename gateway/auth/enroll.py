@@ -19,10 +19,14 @@ __all__ = [
     "npi_valid",
 ]
 
-#: inviter role -> roles it may invite.
+#: inviter role -> roles it may invite. A device invite names its patient and is an access
+#: to that patient: besides this rule it needs the patient themself or their ``devices``
+#: consent to the inviter, at invite and at redemption (``http.create_invite``, ``enroll``).
+#: Admins keep the rule but hold no consent (grants name providers), so theirs are refused.
 INVITE_RULES: dict[str, frozenset[str]] = {
     "admin": frozenset({"admin", "provider", "auditor", "patient", "device"}),
     "provider": frozenset({"patient", "device"}),
+    "patient": frozenset({"device"}),
 }
 
 _TEXT = re.compile(r"^[\w .,'@/:+()-]{1,128}$")

@@ -17,7 +17,8 @@ from yarl import URL
 from ledger.events import Event, EventType, commit, new_salt
 from ledger.log import Receipt
 
-from ..appkeys import AUTHORITY, CONFIG, LOG, PRINCIPAL
+from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, LOG, PRINCIPAL
+from ..consent.guard import Party
 from ..errors import (
     BadRequest,
     Conflict,
@@ -32,6 +33,7 @@ from .enroll import (
     check_device_fields,
     check_invite_request,
     hash_code,
+    is_subject_id,
     new_code,
     new_subject_id,
 )
@@ -195,7 +197,7 @@ async def smart_configuration(request: web.Request) -> web.Response:
 # -- invites and enrollment -----------------------------------------------------------
 async def create_invite(request: web.Request) -> web.Response:
     p = authenticate(request)
-    p.require("admin", "provider", scope="enroll")
+    p.require("admin", "provider", "patient", scope="enroll")
     body = await read_json(request)
     role, attrs = check_invite_request(p.role, body)
     auth = request.app[AUTHORITY]
@@ -207,6 +209,11 @@ async def create_invite(request: web.Request) -> web.Response:
     ttl = body.get("ttl", 86400)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= max_ttl:
         raise BadRequest(f"ttl must be 60..{max_ttl} seconds")
+    if role == "device":
+        # A device writes into its patient's record: registering one is an access to the
+        # patient, so it takes the patient themself or their `devices` consent (recorded
+        # as consent.used / consent.refused), checked last so a bad request records nothing.
+        await request.app[CONSENT_GUARD].authorize(p, attrs["patient"], "devices", "treatment")
     now = auth.now()
     code = new_code()
     invite = Invite(role, p.sub, now, now + ttl, attrs)
@@ -232,6 +239,18 @@ async def create_invite(request: web.Request) -> web.Response:
     )
 
 
+async def _inviter(auth: Authority, invite: Invite) -> Party:
+    """Who made ``invite``, as they stand now. An invite carries its maker's authority:
+    once the maker is revoked it is void (InvalidInvite). A local bootstrap invite
+    (``cli:local``) has no enrolled maker and no role."""
+    if not is_subject_id(invite.created_by):
+        return Party(invite.created_by, "local")
+    s = await asyncio.to_thread(auth.store.subject, invite.created_by)
+    if s is None or s.revoked is not None or s.id in auth.revoked_subjects:
+        raise InvalidInvite()
+    return Party(s.id, s.role)
+
+
 async def enroll(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
@@ -253,10 +272,26 @@ async def enroll(request: web.Request) -> web.Response:
         attrs.update(check_device_fields(body))
     if await asyncio.to_thread(auth.store.subject_by_jkt, key.jkt) is not None:
         raise Conflict("this key is already enrolled")
+    inviter = await _inviter(auth, pending)
+    decision = None
+    if pending.role == "device":
+        # The consent that allowed the invite must still stand when the device takes it
+        # up: a revocation or expiry in between stops the enrollment (the invite stays
+        # unspent, and works again if the patient consents again). The use was recorded
+        # when the invite was made; a refusal now is recorded as any other.
+        patient = str(pending.attrs["patient"])
+        target = await asyncio.to_thread(auth.store.subject, patient)
+        if target is None or target.revoked is not None or patient in auth.revoked_subjects:
+            raise InvalidInvite()  # no device reports for a patient who has left
+        decision = await request.app[CONSENT_GUARD].authorize(
+            inviter, patient, "devices", "treatment", record_use=False
+        )
     invite = await asyncio.to_thread(auth.store.redeem_invite, hash_code(code), now)
     if invite is None:
         raise InvalidInvite()
     data: dict[str, Any] = {"role": invite.role, "jkt": key.jkt, "invited_by": invite.created_by}
+    if decision is not None and decision.ref is not None:
+        data["consent"] = decision.ref
     # Off-ledger values get a salted commitment on the ledger; the salt stays here.
     for field in ("npi", "serial", "display_name"):
         if field in attrs:

@@ -44,7 +44,7 @@ STATUS_LIST_ID = "1"
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "admin": ("enroll", "revoke", "introspect", "erase"),
     "provider": ("enroll", "call", "vitals.read"),
-    "patient": ("call", "consent", "vitals.read"),
+    "patient": ("call", "consent", "enroll", "vitals.read"),  # enroll: their own devices
     "device": ("vitals.write",),
     "auditor": ("audit", "introspect"),
 }

@@ -6,21 +6,45 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ledger.events import Event, EventType
 from ledger.log import Receipt
 
-from ..auth.tokens import Forbidden, Principal
+from ..auth.tokens import Forbidden
 from ..clock import stamped
 from .store import ConsentStore
 
-__all__ = ["SCOPES", "ConsentGuard", "Decision"]
+__all__ = ["SCOPES", "Actor", "ConsentGuard", "Decision", "Party"]
 
-#: What a patient can grant.
-SCOPES = ("call", "vitals.read", "vitals.stream")
+#: What a patient can grant. ``devices``: register a monitoring device that reports into
+#: the patient's record (docs/compliance.md, "Consent scopes").
+SCOPES = ("call", "vitals.read", "vitals.stream", "devices")
 ROLE_GRANTEE = "role:provider"
+#: Scopes break-the-glass does not reach: a device registered in an emergency would go on
+#: writing into the record long after the emergency window closed.
+NOT_IN_EMERGENCY = frozenset({"devices"})
 
 Append = Callable[[Event], Awaitable[Receipt]]
+
+
+class Actor(Protocol):
+    """Whoever asks: the authenticated caller (``Principal``), or a ``Party`` acting
+    through something it left behind (the inviter of a device invite being redeemed)."""
+
+    @property
+    def sub(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """An actor who is not this request's caller, as the identity store knows them."""
+
+    sub: str
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +86,7 @@ class ConsentGuard:
         """Append a consent event decided elsewhere (the live vitals stream)."""
         return await self.append(self._event(kind, actor, patient, data, session))
 
-    async def decide(self, who: Principal, patient: str, scope: str) -> Decision | None:
+    async def decide(self, who: Actor, patient: str, scope: str) -> Decision | None:
         """What would allow ``who`` to use ``scope`` on ``patient`` right now, if anything.
         Reads the store every time, so a revocation takes effect at once."""
         if who.sub == patient:
@@ -74,19 +98,29 @@ class ConsentGuard:
         for c in consents:
             if c.active(now) and scope in c.scopes:
                 return Decision("consent", c.id)
+        if scope in NOT_IN_EMERGENCY:
+            return None
         em = await asyncio.to_thread(self.store.emergency, who.sub, patient, now)
         return Decision("break_the_glass", em.id) if em else None
 
     async def authorize(
-        self, who: Principal, patient: str, scope: str, purpose: str = "treatment"
+        self,
+        who: Actor,
+        patient: str,
+        scope: str,
+        purpose: str = "treatment",
+        *,
+        record_use: bool = True,
     ) -> Decision:
-        """Allow or refuse (Forbidden), recording either on the ledger."""
+        """Allow or refuse (Forbidden), recording either on the ledger. ``record_use=False``
+        re-checks an access whose use is already recorded (a device invite being redeemed):
+        only a refusal is recorded."""
         decision = await self.decide(who, patient, scope)
         data: dict[str, object] = {"scope": scope, "purpose": purpose}
         if decision is None:
             await self.append(self._event(EventType.CONSENT_REFUSED, who.sub, patient, data))
             raise Forbidden(f"no consent from this patient for {scope!r}")
-        if decision.basis != "self":
+        if decision.basis != "self" and record_use:
             if decision.basis == "consent":
                 data["consent"] = decision.ref
             else:

@@ -109,8 +109,10 @@ def seed(a: Org, b: Org, out: Path) -> dict[str, Any]:
 
     creds["a-patient"] = enroll(a.url, invite(a_adm, "patient"))
     patient = creds["a-patient"].sub
+    # The patient registers their own monitor (an admin may not: docs/compliance.md).
+    a_pat = Session(creds["a-patient"])
     creds["a-device"] = enroll(
-        a.url, invite(a_adm, "device", patient=patient), serial="DEMO-0002", model="monitor"
+        a.url, invite(a_pat, "device", patient=patient), serial="DEMO-0002", model="monitor"
     )
     creds["a-auditor"] = enroll(a.url, invite(a_adm, "auditor"))
     creds["b-provider"] = enroll(b.url, invite(b_adm, "provider", npi=NPI))

@@ -219,6 +219,8 @@ async def test_export_is_auditor_only_and_recorded(client: Any, config: Config) 
 
 
 async def test_patient_access_report(client: Any, config: Config) -> None:
+    import datetime as dt
+
     from fhir.resources.R4B.bundle import Bundle
 
     adm, adm_token, aud, aud_token, _ = await _setup(client, config)
@@ -226,7 +228,19 @@ async def test_patient_access_report(client: Any, config: Config) -> None:
     prov_token = await get_token(client, prov)
     pat = await invite_and_enroll(client, prov, prov_token, "patient")
     pat_token = await get_token(client, pat)
-    # The provider registers a device for the patient: an action on the patient's record.
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = await call(
+        client,
+        "POST",
+        "/v1/consents",
+        pat,
+        pat_token,
+        json={"grantee": prov.sub, "scopes": ["devices"], "until": until},
+    )
+    assert r.status == 201, await r.text()
+    consent = (await r.json())["id"]
+    # The provider registers a device for the patient, on the patient's `devices` consent:
+    # an action on the patient's record.
     await invite_and_enroll(
         client,
         prov,
@@ -241,6 +255,8 @@ async def test_patient_access_report(client: Any, config: Config) -> None:
     report = await r.json()
     who = {(a["who"], a["role"], a["action"]) for a in report["accesses"]}
     assert (prov.sub, "provider", "identity.invite_created") in who
+    used = [a for a in report["accesses"] if a["action"] == "consent.used"]
+    assert [(a["who"], a["consent"]) for a in used] == [(prov.sub, consent)]
     assert all(a["who"] != pat.sub for a in report["accesses"])
     _verify_page(
         {"checkpoint": report["checkpoint"], "size": report["size"], "rows": report["accesses"]},

@@ -201,3 +201,38 @@ async def test_patients_own_data_needs_no_consent(w: World) -> None:
     assert d.basis == "self"
     # Nothing is recorded for a patient reading their own data through the guard.
     assert await w.events("consent.used") == []
+
+
+async def test_devices_is_a_scope_a_patient_grants(w: World) -> None:
+    """Registering a monitoring device is its own scope: granted like the others, and no
+    other scope stands in for it."""
+    assert (await w.grant(w.prov.sub, ["call", "vitals.read", "vitals.stream"])).status == 201
+    with pytest.raises(Forbidden):
+        await w.authorize(w.prov, "provider", "devices")
+    r = await w.grant(w.prov.sub, ["devices"])
+    assert r.status == 201, await r.text()
+    consent = await r.json()
+    assert consent["scopes"] == ["devices"]
+    d = await w.authorize(w.prov, "provider", "devices")
+    assert (d.basis, d.ref) == ("consent", consent["id"])
+    used = (await w.events("consent.used"))[-1]
+    assert used["data"] == {"scope": "devices", "purpose": "treatment", "consent": consent["id"]}
+
+
+async def test_break_the_glass_does_not_register_devices(w: World) -> None:
+    """An emergency opens the record for reading, not for a device that would go on
+    writing into it after the emergency is over."""
+    r = await call(
+        w.client,
+        "POST",
+        "/v1/emergency-access",
+        w.prov,
+        w.prov_t,
+        json={"patient": w.pat.sub, "reason": "collapsed at home, needs a monitor"},
+    )
+    assert r.status == 201, await r.text()
+    assert (await w.authorize(w.prov, "provider", "vitals.read")).flagged
+    with pytest.raises(Forbidden):
+        await w.authorize(w.prov, "provider", "devices")
+    refused = (await w.events("consent.refused"))[-1]
+    assert refused["actor"] == w.prov.sub and refused["data"]["scope"] == "devices"

@@ -30,10 +30,11 @@ async def test_every_role_enrolls_gets_a_token_and_calls(
     pat = await invite_and_enroll(
         client, prov, prov_token, "patient", Holder(alg), display_name="Ada Lovelace"
     )
+    # The patient registers their own monitor (a provider would need their consent).
     dev = await invite_and_enroll(
         client,
-        prov,
-        prov_token,
+        pat,
+        await get_token(client, pat),
         "device",
         Holder(alg),
         enroll_extra={"serial": "SN-1", "model": "Oxi 2"},

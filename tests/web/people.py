@@ -18,7 +18,6 @@ from gateway.auth.jwk import thumbprint
 from gateway.client import Credentials, Session
 from gateway.client import enroll as enroll_api
 from tests.gateway.conftest import LiveGateway
-from tests.gateway.idclient import local_invite
 from tests.gateway.vitals.world import iso
 from tests.web.browser import DESKTOP, Tab, enroll, open_tab, ready
 
@@ -47,14 +46,21 @@ def provider(browser: Browser, gw: LiveGateway, viewport: ViewportSize = DESKTOP
 
 
 class Device:
-    """The patient's home monitor: enrolled through an admin's invite naming the patient,
-    posting device-signed batches through the real ``POST /v1/vitals``."""
+    """The patient's home monitor: enrolled through an invite the patient makes from their
+    own browser (their key never leaves it), posting device-signed batches through the real
+    ``POST /v1/vitals``."""
 
-    def __init__(self, gw: LiveGateway, patient_sub: str) -> None:
-        admin = enroll_api(gw.url, local_invite(gw.data_dir, "admin"))
-        code = Session(admin).post_json("/v1/invites", {"role": "device", "patient": patient_sub})
+    def __init__(self, gw: LiveGateway, patient: Person) -> None:
+        code = patient.page.evaluate(
+            """async (sub) => {
+              const { api } = await import("/web/js/auth.js");
+              const body = { role: "device", patient: sub };
+              return (await api("/v1/invites", { method: "POST", json: body })).invite;
+            }""",
+            patient.sub,
+        )
         self.creds: Credentials = enroll_api(
-            gw.url, str(code["invite"]), serial="WEB-0001", model="telegate test monitor"
+            gw.url, str(code), serial="WEB-0001", model="telegate test monitor"
         )
         self.session = Session(self.creds)
 
@@ -104,7 +110,7 @@ def open_me(page: Page, gw: LiveGateway) -> None:
 def grant(page: Page, grantee: str, scopes: set[str]) -> None:
     """On /me: give ``grantee`` a consent with exactly ``scopes``; waits until it is listed."""
     page.get_by_label("Provider id", exact=True).fill(grantee)
-    for scope in ("call", "vitals.read", "vitals.stream"):
+    for scope in ("call", "vitals.read", "vitals.stream", "devices"):
         box = page.locator(f'#grant-form input[value="{scope}"]')
         box.set_checked(scope in scopes)
     page.get_by_role("button", name="Give consent").click()

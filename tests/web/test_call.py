@@ -76,7 +76,7 @@ def test_a_full_call_between_two_browsers(
 ) -> None:
     prov = provider(chromium, gateway)
     pat = patient(chromium, gateway)
-    device = Device(gateway, pat.sub)
+    device = Device(gateway, pat)
 
     open_me(pat.page, gateway)
     grant(pat.page, prov.sub, {"call", "vitals.stream"})
@@ -187,7 +187,7 @@ def test_a_revoked_consent_stops_the_providers_vitals_panel(
     # Both on phones this time.
     prov = provider(chromium, gateway, PHONE)
     pat = patient(chromium, gateway, PHONE)
-    device = Device(gateway, pat.sub)
+    device = Device(gateway, pat)
     open_me(pat.page, gateway)
     grant(pat.page, prov.sub, {"call", "vitals.stream"})
     sid = schedule(prov, gateway, pat.sub)

@@ -62,11 +62,13 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     pat = patient(chromium, gateway)
     page = pat.page
     doctor = enroll_api(gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI))
-    _monitor_history(Device(gateway, pat.sub))
+    _monitor_history(Device(gateway, pat))
 
     open_me(page, gateway)
     expect(page.locator("#who")).to_have_text(f"{pat.sub} · patient")
-    grant(page, doctor.sub, {"call", "vitals.read"})
+    grant(page, doctor.sub, {"call", "vitals.read", "devices"})
+    mine = page.locator("#consent-table tbody tr", has_text=doctor.sub)
+    expect(mine).to_contain_text("register monitoring devices for me")
     grant(page, "role:provider", {"call"})
     revoke(page, "every provider")
     states = page.locator("#consent-table tbody tr").evaluate_all(
@@ -77,10 +79,12 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     revoked = page.locator("#consent-table tbody tr[data-state=revoked]")
     expect(revoked.get_by_role("button")).to_have_count(0)
 
-    # The provider uses the consent, schedules a call, and declares an emergency.
+    # The provider uses the consent, schedules a call, registers a monitor, and declares an
+    # emergency.
     as_doctor = Session(doctor)
     assert len(as_doctor.get_json(f"/v1/patients/{pat.sub}/vitals")["readings"]) == 28
     call = as_doctor.post_json("/v1/sessions", {"patient": pat.sub})
+    as_doctor.post_json("/v1/invites", {"role": "device", "patient": pat.sub})
     as_doctor.post_json(
         "/v1/emergency-access",
         {"patient": pat.sub, "reason": "patient found unresponsive at home visit"},
@@ -130,6 +134,8 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     texts = [text for _, text in lines]
     assert any("used your consent to see your data" in t and doctor.sub in t for t in texts)
     assert any("scheduled a call with you" in t for t in texts)
+    registered = "used your consent to register a monitoring device for you"
+    assert any(registered in t and doctor.sub in t for t in texts)
     glass = page.locator("#access-table tbody tr.glass-row")
     expect(glass).to_have_count(1)
     expect(glass).to_contain_text("Emergency access (break-the-glass)")

@@ -26,6 +26,16 @@ const ACTIONS = {
   "attestation.revoked": "revoked a credential of yours",
   "patient.erased": "erased your stored vitals",
 };
+// A consent is used (or refused) for one scope: registering a device is not seeing data.
+const DEVICE_ACTIONS = {
+  "consent.used": "used your consent to register a monitoring device for you",
+  "consent.refused": "was refused registering a monitoring device for you",
+};
+
+function actionWords(row) {
+  const words = row.scope === "devices" ? DEVICE_ACTIONS[row.action] : undefined;
+  return words ?? ACTIONS[row.action] ?? String(row.action);
+}
 
 let patient = null;
 let pin = { pinned: null, verifier: null };
@@ -113,6 +123,7 @@ function described(row) {
     purpose: data.purpose ?? null,
     consent: data.consent ?? null,
     break_the_glass: Boolean(data.break_glass) || ev.type === "consent.emergency_access",
+    scope: data.scope ?? null,
   };
   const differs = Object.keys(said).filter((k) => k in row && (row[k] ?? null) !== said[k]);
   return { said, differs };
@@ -147,7 +158,7 @@ function accessRow({ row, inclusion: checked }, signature) {
     { "data-index": row.index, "data-state": state, class: `row-${state}${row.break_the_glass ? " glass-row" : ""}` },
     cell("When", localTime(row.time)),
     cell("Who", code(row.who), ` (${row.role})`),
-    cell("What", ACTIONS[row.action] ?? String(row.action)),
+    cell("What", actionWords(row)),
     cell("Why", row.purpose ? String(row.purpose) : el("span", { class: "none" }, "—")),
     cell("Basis", basis),
     cell(

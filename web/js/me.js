@@ -13,6 +13,7 @@ const SCOPE_WORDS = {
   call: "video calls",
   "vitals.read": "read stored vitals",
   "vitals.stream": "live vitals in calls",
+  devices: "register monitoring devices for me",
 };
 const FINAL = new Set(["ended", "cancelled", "no_show"]);
 const STATE_WORDS = {

@@ -6,6 +6,7 @@ event that never contains the credential."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import secrets
@@ -105,11 +106,14 @@ async def _role_holder(w: World, role: str) -> tuple[Holder, str]:
     enroll_extra = None
     if role == "provider":
         extra["npi"] = NPI
+    by, by_token = w.adm, w.adm_token
     if role == "device":
+        # The patient registers their own device (an admin holds no consent to do it).
         extra["patient"] = w.pat.sub
         enroll_extra = DEVICE_FIELDS
+        by, by_token = w.pat, w.pat_token
     h = await invite_and_enroll(
-        w.client, w.adm, w.adm_token, role, w.holder(), enroll_extra=enroll_extra, **extra
+        w.client, by, by_token, role, w.holder(), enroll_extra=enroll_extra, **extra
     )
     return h, await get_token(w.client, h)
 
@@ -277,7 +281,7 @@ DEVICE_FIELD_ERRORS = {
 @pytest.mark.parametrize("case", list(DEVICE_FIELD_ERRORS))
 async def test_device_enrollment_needs_device_fields(world: World, case: str) -> None:
     w = world
-    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    resp = await _invite(w, w.pat, w.pat_token, role="device", patient=w.pat.sub)
     code = (await resp.json())["invite"]
     body = {"invite": code, "jwk": w.holder().jwk, **DEVICE_FIELD_ERRORS[case]}
     await problem(await w.client.post("/v1/enroll", json=body), 400, "bad-request")
@@ -285,10 +289,221 @@ async def test_device_enrollment_needs_device_fields(world: World, case: str) ->
 
 async def test_refused_device_enrollment_does_not_burn_the_invite(world: World) -> None:
     w = world
-    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    resp = await _invite(w, w.pat, w.pat_token, role="device", patient=w.pat.sub)
     code = (await resp.json())["invite"]
     h = w.holder()
     bad = {"invite": code, "jwk": h.jwk, "serial": "<x>", "model": "Oxi 2"}
     await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
     good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk, **DEVICE_FIELDS})
     assert good.status == 201, await good.text()
+
+
+# -- registering a device is an access to its patient -------------------------------------
+# A device writes into its patient's record, so inviting one takes the patient themself or
+# the patient's `devices` consent to the inviter, at invite time and again at redemption;
+# each refusal is a consent.refused event about the patient (in their access report).
+
+
+async def _provider(w: World) -> tuple[Holder, str]:
+    h = await invite_and_enroll(w.client, w.adm, w.adm_token, "provider", w.holder(), npi=NPI)
+    return h, await get_token(w.client, h)
+
+
+async def _patient(w: World) -> tuple[Holder, str]:
+    h = await invite_and_enroll(w.client, w.adm, w.adm_token, "patient", w.holder())
+    return h, await get_token(w.client, h)
+
+
+def _until(w: World, seconds: int) -> str:
+    t = dt.datetime.fromtimestamp(w.now + seconds, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _consent(w: World, grantee: str, scopes: list[str], seconds: int = 3600) -> str:
+    body = {"grantee": grantee, "scopes": scopes, "until": _until(w, seconds)}
+    resp = await call(w.client, "POST", "/v1/consents", w.pat, w.pat_token, json=body)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def _revoke_consent(w: World, consent: str) -> None:
+    resp = await call(w.client, "DELETE", f"/v1/consents/{consent}", w.pat, w.pat_token)
+    assert resp.status == 200, await resp.text()
+
+
+async def _enroll_device(w: World, code: str, h: Holder | None = None) -> ClientResponse:
+    body = {"invite": code, "jwk": (h or w.holder()).jwk, **DEVICE_FIELDS}
+    return await w.client.post("/v1/enroll", json=body)
+
+
+async def _types(w: World, before: int) -> list[str]:
+    return [e["type"] for e, _ in await entries(w.client, before)]
+
+
+async def _refused_device_invite(w: World, by: Holder, token: str, patient: str) -> None:
+    """403, one consent.refused about ``patient`` naming ``by``, and no invite made."""
+    before = await ledger_size(w.client)
+    resp = await _invite(w, by, token, role="device", patient=patient)
+    await problem(resp, 403, "forbidden")
+    new = [e for e, _ in await entries(w.client, before)]
+    assert [e["type"] for e in new] == ["consent.refused", "auth.refused"], new
+    refused = new[0]
+    assert (refused["actor"], refused["subject"]) == (by.sub, patient)
+    assert refused["data"] == {"scope": "devices", "purpose": "treatment"}
+
+
+async def test_provider_without_consent_cannot_register_a_device(world: World) -> None:
+    """The attack: no consent, no relationship, yet a device reporting into A's record."""
+    w = world
+    prov, prov_t = await _provider(w)
+    await _refused_device_invite(w, prov, prov_t, w.pat.sub)
+    # Consent to everything else is not consent to register devices.
+    await _consent(w, prov.sub, ["call", "vitals.read", "vitals.stream"])
+    await _refused_device_invite(w, prov, prov_t, w.pat.sub)
+
+
+async def test_provider_with_devices_consent_registers_a_device(world: World) -> None:
+    w = world
+    prov, prov_t = await _provider(w)
+    consent = await _consent(w, prov.sub, ["devices"])
+    before = await ledger_size(w.client)
+    resp = await _invite(w, prov, prov_t, role="device", patient=w.pat.sub)
+    assert resp.status == 201, await resp.text()
+    new = [e for e, _ in await entries(w.client, before)]
+    assert [e["type"] for e in new] == ["consent.used", "identity.invite_created"]
+    assert new[0]["data"] == {"scope": "devices", "purpose": "treatment", "consent": consent}
+    assert new[0]["actor"] == new[1]["actor"] == prov.sub
+    # Redeemed while the consent stands: the enrollment names the consent it relied on,
+    # and the use is not recorded a second time.
+    before = await ledger_size(w.client)
+    enrolled = await _enroll_device(w, (await resp.json())["invite"])
+    assert enrolled.status == 201, await enrolled.text()
+    new = [e for e, _ in await entries(w.client, before)]
+    assert [e["type"] for e in new] == ["identity.enrolled"]
+    data = new[0]["data"]
+    assert (data["patient"], data["invited_by"], data["consent"]) == (w.pat.sub, prov.sub, consent)
+    # The patient's access report shows who registered it, on what consent.
+    report = await call(
+        w.client, "GET", f"/v1/patients/{w.pat.sub}/access-report", w.pat, w.pat_token
+    )
+    rows = [(a["who"], a["action"], a["consent"]) for a in (await report.json())["accesses"]]
+    assert (prov.sub, "consent.used", consent) in rows
+    assert (prov.sub, "identity.invite_created", None) in rows
+
+
+async def test_consent_revoked_before_redemption_stops_the_enrollment(world: World) -> None:
+    w = world
+    prov, prov_t = await _provider(w)
+    consent = await _consent(w, prov.sub, ["devices"])
+    resp = await _invite(w, prov, prov_t, role="device", patient=w.pat.sub)
+    assert resp.status == 201, await resp.text()
+    code = (await resp.json())["invite"]
+    await _revoke_consent(w, consent)
+    before = await ledger_size(w.client)
+    await problem(await _enroll_device(w, code), 403, "forbidden")
+    new = [e for e, _ in await entries(w.client, before)]
+    assert [e["type"] for e in new] == ["consent.refused", "auth.refused"], new
+    assert (new[0]["actor"], new[0]["subject"]) == (prov.sub, w.pat.sub)
+    assert new[0]["data"]["scope"] == "devices"
+    # Not burnt by the refusal: a fresh consent lets the same invite through.
+    await _consent(w, prov.sub, ["devices"])
+    assert (await _enroll_device(w, code)).status == 201
+
+
+async def test_expired_consent_registers_nothing(world: World) -> None:
+    w = world
+    prov, prov_t = await _provider(w)
+    await _consent(w, prov.sub, ["devices"], seconds=600)
+    resp = await _invite(w, prov, prov_t, role="device", patient=w.pat.sub)
+    assert resp.status == 201, await resp.text()
+    code = (await resp.json())["invite"]
+    w.clock.t += 600  # the consent ends; the invite (24 h) does not
+    await problem(await _enroll_device(w, code), 403, "forbidden")
+    prov_t = await get_token(w.client, prov)
+    await _refused_device_invite(w, prov, prov_t, w.pat.sub)
+
+
+async def test_another_providers_consent_does_not_count(world: World) -> None:
+    w = world
+    prov, _ = await _provider(w)
+    other, other_t = await _provider(w)
+    await _consent(w, prov.sub, ["devices"])
+    await _refused_device_invite(w, other, other_t, w.pat.sub)
+
+
+async def test_consent_covers_only_the_patient_who_gave_it(world: World) -> None:
+    w = world
+    prov, prov_t = await _provider(w)
+    await _consent(w, prov.sub, ["devices"])
+    other, _ = await _patient(w)
+    await _refused_device_invite(w, prov, prov_t, other.sub)
+
+
+async def test_patient_registers_their_own_device(world: World) -> None:
+    w = world
+    before = await ledger_size(w.client)
+    resp = await _invite(w, w.pat, w.pat_token, role="device", patient=w.pat.sub)
+    assert resp.status == 201, await resp.text()
+    # The patient's own action: no consent is used, so none is recorded.
+    assert await _types(w, before) == ["identity.invite_created"]
+    enrolled = await _enroll_device(w, (await resp.json())["invite"])
+    assert enrolled.status == 201, await enrolled.text()
+    assert (await enrolled.json())["role"] == "device"
+
+
+async def test_patient_cannot_register_a_device_for_another_patient(world: World) -> None:
+    w = world
+    other, _ = await _patient(w)
+    await _refused_device_invite(w, w.pat, w.pat_token, other.sub)
+
+
+async def test_admin_cannot_register_a_device_for_a_patient(world: World) -> None:
+    """Admins operate the gateway; they are not the patient's clinicians and hold no consent
+    (grants name providers), so they register no devices: the patient or a consented
+    provider does."""
+    w = world
+    await _refused_device_invite(w, w.adm, w.adm_token, w.pat.sub)
+    body = {"grantee": w.adm.sub, "scopes": ["devices"], "until": _until(w, 3600)}
+    resp = await call(w.client, "POST", "/v1/consents", w.pat, w.pat_token, json=body)
+    await problem(resp, 400, "bad-request")
+
+
+async def test_invite_of_a_revoked_inviter_is_void(world: World) -> None:
+    """An invite carries its maker's authority: once the maker is revoked it enrolls no
+    one, whatever it was for."""
+    w = world
+    prov, prov_t = await _provider(w)
+    await _consent(w, prov.sub, ["devices"])
+    device = await _invite(w, prov, prov_t, role="device", patient=w.pat.sub)
+    patient = await _invite(w, prov, prov_t, role="patient")
+    assert device.status == patient.status == 201
+    resp = await call(
+        w.client,
+        "POST",
+        "/v1/revocations",
+        w.adm,
+        w.adm_token,
+        json={"sub": prov.sub, "reason": "key_compromise"},
+    )
+    assert resp.status == 200, await resp.text()
+    await problem(await _enroll_device(w, (await device.json())["invite"]), 400, "invalid-invite")
+    resp = await _enroll_raw(w, (await patient.json())["invite"], w.holder().jwk)
+    await problem(resp, 400, "invalid-invite")
+
+
+async def test_no_device_enrolls_for_a_revoked_patient(world: World) -> None:
+    w = world
+    prov, prov_t = await _provider(w)
+    await _consent(w, prov.sub, ["devices"])
+    resp = await _invite(w, prov, prov_t, role="device", patient=w.pat.sub)
+    assert resp.status == 201, await resp.text()
+    revoked = await call(
+        w.client,
+        "POST",
+        "/v1/revocations",
+        w.adm,
+        w.adm_token,
+        json={"sub": w.pat.sub, "reason": "left_the_practice"},
+    )
+    assert revoked.status == 200, await revoked.text()
+    await problem(await _enroll_device(w, (await resp.json())["invite"]), 400, "invalid-invite")

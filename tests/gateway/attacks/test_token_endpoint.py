@@ -295,8 +295,8 @@ async def test_device_cannot_get_provider_scopes(world: World) -> None:
     w = world
     dev = await invite_and_enroll(
         w.client,
-        w.adm,
-        w.adm_token,
+        w.pat,
+        w.pat_token,
         "device",
         w.holder("ES256"),
         enroll_extra=DEVICE_FIELDS,

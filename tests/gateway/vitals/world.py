@@ -1,5 +1,5 @@
-"""A small world for vitals tests: an admin, a patient with a registered device, another
-patient with theirs, a provider; helpers to sign batches and make readings."""
+"""A small world for vitals tests: an admin, a patient with a device they registered,
+another patient with theirs, a provider; helpers to sign batches and make readings."""
 
 from __future__ import annotations
 
@@ -72,10 +72,12 @@ class World:
         return self
 
     async def device(self, patient: Holder, alg: str = "EdDSA") -> Holder:
+        """A monitor the patient registers themself (their own action: no consent needed;
+        an admin may not, and a provider needs the patient's ``devices`` consent)."""
         return await invite_and_enroll(
             self.client,
-            self.adm,
-            self.adm_t,
+            patient,
+            await get_token(self.client, patient),
             "device",
             holder=Holder(alg),
             enroll_extra=DEVICE,
