@@ -26,7 +26,8 @@ from .vitals.openapi import PATHS as VITALS_PATHS
 __all__ = ["SPEC", "assemble", "setup"]
 
 DESCRIPTION = (
-    "Telemedicine session authentication and audit gateway. Every error is RFC 9457 problem+json."
+    "Telemedicine session authentication and audit gateway. Every error is RFC 9457 "
+    "problem+json. FHIR outputs are FHIR R4 (4.0.1) resources (application/fhir+json)."
 )
 
 SERVICE_PATHS: dict[str, Any] = {

@@ -81,6 +81,12 @@ _ENROLL = {
                 "jwk": {"type": "object"},
                 "serial": STRING,
                 "model": STRING,
+                "display_name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 100,
+                    "description": "the holder's display name, when the invite carries none",
+                },
             },
         }
     ),

@@ -18,8 +18,8 @@ from ..openapi_parts import (
 
 __all__ = ["PATHS", "SCOPES"]
 
-#: What a patient can grant.
-SCOPES = ["call", "vitals.read", "vitals.stream"]
+#: What a patient can grant. ``devices``: registering a monitoring device for the patient.
+SCOPES = ["call", "vitals.read", "vitals.stream", "devices"]
 
 PATHS: dict[str, Any] = {
     "/v1/consents": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.consent.guard import SCOPES
 from gateway.openapi import SERVICE_PATHS, SPEC, assemble
 from tests.conftest import need
 
@@ -96,6 +98,34 @@ def test_every_reference_resolves() -> None:
         node = SPEC
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
+
+
+def test_fhir_version_is_said_once_in_the_info() -> None:
+    assert "FHIR R4 (4.0.1)" in SPEC["info"]["description"]
+    assert json.dumps(SPEC).count("4.0.1") == 1
+
+
+def test_every_enumeration_of_consent_scopes_has_them_all() -> None:
+    enums = [
+        n["enum"] for n in _walk(SPEC) if isinstance(n, dict) and "vitals.read" in n.get("enum", [])
+    ]
+    assert enums
+    for enum in enums:
+        # Registering a monitoring device for a patient needs the patient's consent.
+        assert "devices" in enum
+        assert set(SCOPES) <= set(enum)
+
+
+def test_enrollment_takes_an_optional_display_name() -> None:
+    schema = SPEC["paths"]["/v1/enroll"]["post"]["requestBody"]["content"]["application/json"]
+    body = schema["schema"]
+    assert body["properties"]["display_name"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "description": "the holder's display name, when the invite carries none",
+    }
+    assert "display_name" not in body["required"]
 
 
 def test_schemathesis_finds_no_500_and_no_schema_break(live_gateway: Any, tmp_path: Path) -> None:
