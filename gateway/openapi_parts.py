@@ -1,6 +1,6 @@
 """What every area's OpenAPI paths share: the response and body builders, the DPoP security
 requirement, the error responses common to many operations, and the components
-(``Problem``, the ``DPoP`` scheme) that ``gateway.openapi`` serves once.
+(``Problem``, the ``DPoP`` scheme, the shared responses) that ``gateway.openapi`` serves once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ __all__ = [
     "COMPONENTS",
     "DPOP",
     "DPOP_HEADER",
+    "MALFORMED",
     "PROBLEM",
+    "RATE_LIMITED",
     "STRING",
     "UINT",
     "json_body",
@@ -62,16 +64,23 @@ def uint_query(name: str, required: bool, desc: str) -> dict[str, Any]:
 DPOP: list[dict[str, list[str]]] = [{"DPoP": []}]
 DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": STRING}
 
+# The gateway derives its own URL from the Host header (DPoP htu, issuer, discovery), so any
+# operation that authenticates or names its origin can refuse a malformed one. Operations that
+# describe a 400 of their own keep it: the answer is the same problem+json.
+MALFORMED = {"400": {"$ref": "#/components/responses/Malformed"}}
+# Per-source limit on anonymous refusals: any request that would end in one can get this.
+RATE_LIMITED = {"429": {"$ref": "#/components/responses/RateLimited"}}
 AUTH_ERRORS = {
     "401": problem("missing, invalid, expired or revoked credentials"),
     "403": problem("the caller's role or scope does not allow this"),
+    **RATE_LIMITED,
     "503": problem(
         "DPoP replay cache full, or (a peer organization's provider) the peer's token status "
         "list is due and unreachable; see Retry-After"
     ),
 }
 BODY_ERRORS = {
-    "400": problem("malformed body"),
+    **MALFORMED,
     "413": problem("body too large"),
     "415": problem("wrong content type"),
 }
@@ -97,5 +106,24 @@ COMPONENTS: dict[str, Any] = {
                 "detail": {"type": "string"},
             },
         }
+    },
+    "responses": {
+        "Malformed": problem(
+            "malformed request: a malformed Host header, or a body that is not valid (not "
+            "JSON, nested too deep, a number too large, a field missing or of the wrong type)"
+        ),
+        "RateLimited": {
+            **problem(
+                "too many refused requests from this source (per-source rate limit on "
+                "anonymous refusals); retry after Retry-After seconds"
+            ),
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before retrying (RFC 9110 10.2.3)",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            },
+        },
     },
 }

@@ -11,6 +11,8 @@ from ..openapi_parts import (
     BODY_ERRORS,
     DPOP,
     DPOP_HEADER,
+    MALFORMED,
+    RATE_LIMITED,
     STRING,
     json_body,
     json_reply,
@@ -66,6 +68,7 @@ _TOKEN = {
         ),
         "401": problem("client authentication failed"),
         "413": problem("body too large"),
+        **RATE_LIMITED,
         "503": problem("replay cache full, or a peer organization unreachable"),
     },
 }
@@ -97,6 +100,8 @@ _ENROLL = {
         ),
         "409": problem("key already enrolled"),
         **BODY_ERRORS,
+        # An unknown, used or expired invite is an anonymous refusal.
+        **RATE_LIMITED,
     },
 }
 
@@ -117,6 +122,7 @@ PATHS: dict[str, Any] = {
             "summary": "SMART Backend Services discovery",
             "responses": {
                 "200": json_reply("SMART configuration", {"type": "object"}),
+                **MALFORMED,
             },
         }
     },
@@ -180,6 +186,7 @@ PATHS: dict[str, Any] = {
                 ),
                 "404": problem("unknown, or not the caller's"),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         }
     },
@@ -193,6 +200,7 @@ PATHS: dict[str, Any] = {
                     "content": {"application/statuslist+jwt": {"schema": STRING}},
                 },
                 "404": problem("no such list"),
+                **MALFORMED,
             },
         }
     },
@@ -225,6 +233,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply("caller", {"type": "object", "required": ["sub", "role"]}),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         }
     },

@@ -9,6 +9,7 @@ from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
     DPOP,
+    MALFORMED,
     STRING,
     json_body,
     json_reply,
@@ -49,6 +50,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply("consents", {"type": "object", "required": ["consents"]}),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         },
     },
@@ -61,6 +63,7 @@ PATHS: dict[str, Any] = {
                 "200": json_reply("revoked, with the ledger receipt", {"type": "object"}),
                 "404": problem("no such consent for this patient"),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         }
     },

@@ -9,6 +9,8 @@ from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
     DPOP,
+    MALFORMED,
+    RATE_LIMITED,
     STRING,
     json_body,
     json_reply,
@@ -31,7 +33,7 @@ def _session_op(summary: str, ok: str = "the session", conflict: str | None = No
         "summary": summary,
         "security": DPOP,
         "parameters": [path_param("id")],
-        "responses": {**responses, **AUTH_ERRORS},
+        "responses": {**responses, **AUTH_ERRORS, **MALFORMED},
     }
 
 
@@ -46,6 +48,7 @@ PATHS: dict[str, Any] = {
                     {"type": "object", "required": ["username", "password", "ttl", "uris"]},
                 ),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         }
     },
@@ -87,6 +90,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply("sessions waiting", {"type": "object"}),
                 **AUTH_ERRORS,
+                **MALFORMED,
             },
         }
     },
@@ -123,6 +127,8 @@ PATHS: dict[str, Any] = {
                 "101": {"description": "switching to WebSocket"},
                 "403": problem("unknown, spent or expired ticket"),
                 "400": problem("not a WebSocket request"),
+                # A refused ticket is an anonymous refusal.
+                **RATE_LIMITED,
             },
         }
     },

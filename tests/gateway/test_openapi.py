@@ -116,6 +116,36 @@ def test_every_enumeration_of_consent_scopes_has_them_all() -> None:
         assert set(SCOPES) <= set(enum)
 
 
+def _operations() -> Any:
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            yield f"{method.upper()} {path}", op
+
+
+# Operations that refuse without a credential to name the caller, besides the DPoP ones.
+ANONYMOUS_REFUSALS = {"POST /v1/enroll", "POST /oauth/token", "GET /v1/sessions/{id}/ws"}
+RATE_LIMITED = {"$ref": "#/components/responses/RateLimited"}
+
+
+def test_every_operation_that_can_refuse_anonymously_can_be_rate_limited() -> None:
+    refusing = {name for name, op in _operations() if "security" in op} | ANONYMOUS_REFUSALS
+    limited = {name for name, op in _operations() if op["responses"].get("429") == RATE_LIMITED}
+    assert limited == refusing
+    retry = SPEC["components"]["responses"]["RateLimited"]["headers"]["Retry-After"]
+    assert retry["required"] is True
+    assert "application/problem+json" in SPEC["components"]["responses"]["RateLimited"]["content"]
+
+
+def test_every_operation_that_authenticates_can_refuse_a_malformed_request() -> None:
+    """The gateway derives its URL from the Host header to check a DPoP proof."""
+    for name, op in _operations():
+        if "security" in op:
+            assert "400" in op["responses"], name
+    malformed = SPEC["components"]["responses"]["Malformed"]["description"]
+    assert "Host" in malformed
+    assert "too deep" in malformed
+
+
 def test_enrollment_takes_an_optional_display_name() -> None:
     schema = SPEC["paths"]["/v1/enroll"]["post"]["requestBody"]["content"]["application/json"]
     body = schema["schema"]
