@@ -21,7 +21,9 @@ from ..openapi_parts import (
 __all__ = ["PATHS"]
 
 
-def _session_op(summary: str, ok: str = "the session", conflict: str | None = None) -> Any:
+def _session_op(
+    summary: str, ok: str = "the session", conflict: str | None = None
+) -> dict[str, Any]:
     """An authenticated operation on one call session, addressed by its id."""
     responses: dict[str, Any] = {
         "200": json_reply(ok, {"type": "object"}),
