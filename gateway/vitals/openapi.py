@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..openapi_parts import AUTH_ERRORS, BODY_ERRORS, DPOP, _body, _json, _problem
+from ..openapi_parts import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    DPOP,
+    json_body,
+    json_reply,
+    path_param,
+    problem,
+)
 from .codes import BP_PANEL, CODES
 
 __all__ = ["PATHS"]
 
-_PATIENT = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PATIENT = path_param("id")
 _CODES = sorted([*CODES, BP_PANEL])
 
 PATHS: dict[str, Any] = {
@@ -23,16 +31,16 @@ PATHS: dict[str, Any] = {
                 "content": {"application/jose": {"schema": {"type": "string"}}},
             },
             "responses": {
-                "201": _json(
+                "201": json_reply(
                     "accepted: batch id, count and the ledger receipt",
                     {"type": "object", "required": ["batch_id", "count", "receipt"]},
                 ),
-                "200": _json(
+                "200": json_reply(
                     "a repeat of an accepted batch: its first receipt", {"type": "object"}
                 ),
-                "409": _problem("this batch id was accepted before with other content"),
-                "410": _problem("the patient's data was erased"),
-                "422": _problem("readings refused; errors lists each one by position"),
+                "409": problem("this batch id was accepted before with other content"),
+                "410": problem("the patient's data was erased"),
+                "422": problem("readings refused; errors lists each one by position"),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
             },
@@ -81,9 +89,9 @@ PATHS: dict[str, Any] = {
                         "application/fhir+json": {"schema": {"type": "object"}},
                     },
                 },
-                "400": _problem("malformed parameters"),
-                "404": _problem("no such patient"),
-                "410": _problem("the patient's data was erased"),
+                "400": problem("malformed parameters"),
+                "404": problem("no such patient"),
+                "410": problem("the patient's data was erased"),
                 **AUTH_ERRORS,
             },
         }
@@ -93,7 +101,7 @@ PATHS: dict[str, Any] = {
             "summary": "Crypto-shred a patient's vitals (admin, with a recorded reason code)",
             "security": DPOP,
             "parameters": [_PATIENT],
-            "requestBody": _body(
+            "requestBody": json_body(
                 {
                     "type": "object",
                     "required": ["reason"],
@@ -112,9 +120,9 @@ PATHS: dict[str, Any] = {
                 }
             ),
             "responses": {
-                "200": _json("erased: batch count and the ledger receipt", {"type": "object"}),
-                "404": _problem("no such patient"),
-                "409": _problem("already erased"),
+                "200": json_reply("erased: batch count and the ledger receipt", {"type": "object"}),
+                "404": problem("no such patient"),
+                "409": problem("already erased"),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
             },

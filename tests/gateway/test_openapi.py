@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import re
 import shutil
@@ -10,19 +12,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.openapi import SPEC
+from gateway.consent.guard import SCOPES
+from gateway.openapi import SERVICE_PATHS, SPEC, assemble
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _routes(app: web.Application) -> set[tuple[str, str]]:
-    out = set()
+def _api_routes(app: web.Application) -> list[tuple[str, str, web.AbstractRoute]]:
+    """(method, OpenAPI path, route) of every API route."""
+    out = []
     for route in app.router.routes():
         if route.method == "HEAD" or (route.name or "").startswith("page:"):
             continue  # browser pages (gateway.pages) are not API
@@ -33,8 +38,12 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
             continue
         # aiohttp's "{path:.+}" style becomes OpenAPI's "{path}".
         path = path.replace("{path:.+}", "{path}")
-        out.add((route.method.lower(), path))
+        out.append((route.method.lower(), path, route))
     return out
+
+
+def _routes(app: web.Application) -> set[tuple[str, str]]:
+    return {(m, p) for m, p, _ in _api_routes(app)}
 
 
 def test_every_route_is_documented_and_nothing_else(config: Config) -> None:
@@ -47,6 +56,106 @@ async def test_served_spec_is_the_module_spec(client: TestClient[Any, Any]) -> N
     resp = await client.get("/openapi.json")
     assert await resp.json() == SPEC
     assert SPEC["openapi"].startswith("3.1")
+
+
+def _area_paths(handler_module: str) -> Any:
+    """The paths the area of a handler's module describes (its ``openapi.PATHS``)."""
+    if handler_module in ("gateway.app", "gateway.openapi"):
+        return SERVICE_PATHS
+    if handler_module == "gateway.ledger_api":
+        return importlib.import_module("gateway.ledger_openapi").PATHS
+    package = handler_module.rsplit(".", 1)[0]
+    return importlib.import_module(f"{package}.openapi").PATHS
+
+
+def test_each_area_describes_its_own_routes(config: Config) -> None:
+    """A route is described beside it (gateway/<area>/openapi.py), not somewhere else."""
+    for method, path, route in _api_routes(create_app(config)):
+        owner = _area_paths(route.handler.__module__)
+        assert method in owner.get(path, {}), (method, path, route.handler.__module__)
+
+
+def test_two_areas_cannot_describe_one_path() -> None:
+    one = {"/x": {"get": {"responses": {}}}}
+    with pytest.raises(ValueError, match="/x"):
+        assemble((one, {"/x": {"post": {"responses": {}}}}))
+
+
+def _walk(node: Any) -> Any:
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def test_every_reference_resolves() -> None:
+    refs = {n["$ref"] for n in _walk(SPEC) if isinstance(n, dict) and "$ref" in n}
+    assert refs
+    for ref in refs:
+        node = SPEC
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+
+
+def test_fhir_version_is_said_once_in_the_info() -> None:
+    assert "FHIR R4 (4.0.1)" in SPEC["info"]["description"]
+    assert json.dumps(SPEC).count("4.0.1") == 1
+
+
+def test_every_enumeration_of_consent_scopes_has_them_all() -> None:
+    enums = [
+        n["enum"] for n in _walk(SPEC) if isinstance(n, dict) and "vitals.read" in n.get("enum", [])
+    ]
+    assert enums
+    for enum in enums:
+        # Registering a monitoring device for a patient needs the patient's consent.
+        assert "devices" in enum
+        assert set(SCOPES) <= set(enum)
+
+
+def _operations() -> Any:
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            yield f"{method.upper()} {path}", op
+
+
+# Operations that refuse without a credential to name the caller, besides the DPoP ones.
+ANONYMOUS_REFUSALS = {"POST /v1/enroll", "POST /oauth/token", "GET /v1/sessions/{id}/ws"}
+RATE_LIMITED = {"$ref": "#/components/responses/RateLimited"}
+
+
+def test_every_operation_that_can_refuse_anonymously_can_be_rate_limited() -> None:
+    refusing = {name for name, op in _operations() if "security" in op} | ANONYMOUS_REFUSALS
+    limited = {name for name, op in _operations() if op["responses"].get("429") == RATE_LIMITED}
+    assert limited == refusing
+    retry = SPEC["components"]["responses"]["RateLimited"]["headers"]["Retry-After"]
+    assert retry["required"] is True
+    assert "application/problem+json" in SPEC["components"]["responses"]["RateLimited"]["content"]
+
+
+def test_every_operation_that_authenticates_can_refuse_a_malformed_request() -> None:
+    """The gateway derives its URL from the Host header to check a DPoP proof."""
+    for name, op in _operations():
+        if "security" in op:
+            assert "400" in op["responses"], name
+    malformed = SPEC["components"]["responses"]["Malformed"]["description"]
+    assert "Host" in malformed
+    assert "too deep" in malformed
+
+
+def test_enrollment_takes_an_optional_display_name() -> None:
+    schema = SPEC["paths"]["/v1/enroll"]["post"]["requestBody"]["content"]["application/json"]
+    body = schema["schema"]
+    assert body["properties"]["display_name"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "description": "the holder's display name, when the invite carries none",
+    }
+    assert "display_name" not in body["required"]
 
 
 def test_schemathesis_finds_no_500_and_no_schema_break(live_gateway: Any, tmp_path: Path) -> None:

@@ -1,0 +1,240 @@
+"""OpenAPI paths of identity (``gateway.auth.http``): discovery, invites and enrollment, the
+token endpoint (with a peer organization's token exchange, docs/federation.md),
+introspection, receipts, the status list and revocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..openapi_parts import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    DPOP,
+    DPOP_HEADER,
+    MALFORMED,
+    RATE_LIMITED,
+    STRING,
+    json_body,
+    json_reply,
+    path_param,
+    problem,
+)
+
+__all__ = ["PATHS"]
+
+
+def _form(required: str, *fields: str) -> dict[str, Any]:
+    """A required x-www-form-urlencoded body of string fields."""
+    schema = {
+        "type": "object",
+        "required": [required],
+        "properties": {k: {"type": "string"} for k in (required, *fields)},
+    }
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+
+
+_TOKEN = {
+    "summary": "client_credentials with private_key_jwt and a DPoP proof, or a "
+    "peer organization's attestation exchanged (RFC 8693)",
+    "description": "`grant_type=client_credentials` needs `client_assertion_type` "
+    "and `client_assertion`; `resource` (RFC 8707) may name one peer organization "
+    "of the trust list the token is also for. With a trust list, "
+    "`grant_type=urn:ietf:params:oauth:grant-type:token-exchange` takes a peer's "
+    "`subject_token` (`subject_token_type` "
+    "`urn:ietf:params:oauth:token-type:access_token`) and its "
+    "`subject_token_receipt`; see docs/federation.md.",
+    "parameters": [DPOP_HEADER],
+    "requestBody": _form(
+        "grant_type",
+        "client_assertion_type",
+        "client_assertion",
+        "scope",
+        "client_id",
+        "resource",
+        "subject_token",
+        "subject_token_type",
+        "subject_token_receipt",
+        "requested_token_type",
+        "audience",
+    ),
+    "responses": {
+        "200": json_reply(
+            "a DPoP-bound access token",
+            {"type": "object", "required": ["access_token", "token_type", "expires_in"]},
+        ),
+        "400": problem(
+            "malformed request, bad DPoP proof, scope or resource, or a peer's "
+            "attestation refused (invalid_grant)"
+        ),
+        "401": problem("client authentication failed"),
+        "413": problem("body too large"),
+        **RATE_LIMITED,
+        "503": problem("replay cache full, or a peer organization unreachable"),
+    },
+}
+
+_ENROLL = {
+    "summary": "Redeem an invite with the holder's public JWK (EdDSA or ES256)",
+    "requestBody": json_body(
+        {
+            "type": "object",
+            "required": ["invite", "jwk"],
+            "properties": {
+                "invite": STRING,
+                "jwk": {"type": "object"},
+                "serial": STRING,
+                "model": STRING,
+                "display_name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 100,
+                    "description": "the holder's display name, when the invite carries none",
+                },
+            },
+        }
+    ),
+    "responses": {
+        "201": json_reply(
+            "the new subject id and the ledger receipt",
+            {"type": "object", "required": ["sub", "role", "receipt"]},
+        ),
+        "409": problem("key already enrolled"),
+        **BODY_ERRORS,
+        # An unknown, used or expired invite is an anonymous refusal.
+        **RATE_LIMITED,
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/.well-known/jwks.json": {
+        "get": {
+            "summary": "The gateway's attestation signing keys (JWKS)",
+            "responses": {
+                "200": {
+                    "description": "JWK set",
+                    "content": {"application/jwk-set+json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+    "/.well-known/smart-configuration": {
+        "get": {
+            "summary": "SMART Backend Services discovery",
+            "responses": {
+                "200": json_reply("SMART configuration", {"type": "object"}),
+                **MALFORMED,
+            },
+        }
+    },
+    "/v1/invites": {
+        "post": {
+            "summary": "Create a single-use invite (admin: any; provider: patient, device)",
+            "security": DPOP,
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["role"],
+                    "properties": {
+                        "role": {"enum": ["admin", "provider", "patient", "device", "auditor"]},
+                        "npi": STRING,
+                        "patient": STRING,
+                        "display_name": STRING,
+                        "ttl": {"type": "integer"},
+                    },
+                }
+            ),
+            "responses": {
+                "201": json_reply(
+                    "the invite code (shown once) and the ledger receipt",
+                    {"type": "object", "required": ["invite", "receipt"]},
+                ),
+                **AUTH_ERRORS,
+                **BODY_ERRORS,
+            },
+        }
+    },
+    "/v1/enroll": {"post": _ENROLL},
+    "/oauth/token": {"post": _TOKEN},
+    "/oauth/introspect": {
+        "post": {
+            "summary": "RFC 7662 token introspection (admin, auditor)",
+            "security": DPOP,
+            "requestBody": _form("token"),
+            "responses": {
+                "200": json_reply(
+                    "RFC 7662 answer",
+                    {
+                        "type": "object",
+                        "required": ["active"],
+                        "properties": {"active": {"type": "boolean"}},
+                    },
+                ),
+                **AUTH_ERRORS,
+                **BODY_ERRORS,
+            },
+        }
+    },
+    "/v1/attestations/{jti}/receipt": {
+        "get": {
+            "summary": "The ledger receipt of an attestation's issuance",
+            "security": DPOP,
+            "parameters": [path_param("jti")],
+            "responses": {
+                "200": json_reply(
+                    "the receipt, and the leaf (base64) it proves",
+                    {"type": "object", "required": ["receipt", "entry"]},
+                ),
+                "404": problem("unknown, or not the caller's"),
+                **AUTH_ERRORS,
+                **MALFORMED,
+            },
+        }
+    },
+    "/v1/status/{list}": {
+        "get": {
+            "summary": "Token Status List (JWT form)",
+            "parameters": [path_param("list")],
+            "responses": {
+                "200": {
+                    "description": "status list token",
+                    "content": {"application/statuslist+jwt": {"schema": STRING}},
+                },
+                "404": problem("no such list"),
+                **MALFORMED,
+            },
+        }
+    },
+    "/v1/revocations": {
+        "post": {
+            "summary": "Revoke an attestation (jti) or a whole subject (sub) (admin)",
+            "security": DPOP,
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["reason"],
+                    "properties": {"jti": STRING, "sub": STRING, "reason": STRING},
+                }
+            ),
+            "responses": {
+                "200": json_reply(
+                    "revoked status indexes and the ledger receipt",
+                    {"type": "object", "required": ["revoked", "receipt"]},
+                ),
+                "404": problem("no such token or subject"),
+                **AUTH_ERRORS,
+                **BODY_ERRORS,
+            },
+        }
+    },
+    "/v1/me": {
+        "get": {
+            "summary": "The authenticated caller",
+            "security": DPOP,
+            "responses": {
+                "200": json_reply("caller", {"type": "object", "required": ["sub", "role"]}),
+                **AUTH_ERRORS,
+                **MALFORMED,
+            },
+        }
+    },
+}

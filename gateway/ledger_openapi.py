@@ -1,0 +1,127 @@
+"""OpenAPI paths of the ledger's HTTP face (``gateway.ledger_api``): checkpoint, vkey,
+C2SP tlog-tiles, proofs and entries. Public: no credentials, no PHI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .openapi_parts import UINT, json_reply, problem, text_reply, uint_query
+
+__all__ = ["PATHS"]
+
+B64 = {"type": "string", "contentEncoding": "base64"}
+TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
+
+
+def _proof(required: list[str], fields: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": fields}
+    return json_reply("proof", schema)
+
+
+PATHS: dict[str, Any] = {
+    "/ledger/checkpoint": {
+        "get": {
+            "summary": "Newest C2SP checkpoint (signed note)",
+            "description": "With witnesses configured: the newest checkpoint cosigned by "
+            "the witness quorum, their tlog-cosignature lines appended to the log's "
+            "signature, or the newest checkpoint until one is.",
+            "responses": {"200": text_reply("signed note, text/plain")},
+        }
+    },
+    "/ledger/vkey": {
+        "get": {"summary": "The log's C2SP verifier key", "responses": {"200": text_reply("vkey")}}
+    },
+    "/ledger/tile/{path}": {
+        "get": {
+            "summary": "C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle "
+            "`entries/<N>[.p/<W>]`",
+            "parameters": [
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": TILE_PATH},
+                    "description": "tile path below /ledger/tile/ (contains '/')",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "tile bytes",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                "400": problem("malformed tile path"),
+                "404": problem("beyond the tree"),
+            },
+        }
+    },
+    "/ledger/proof/inclusion": {
+        "get": {
+            "summary": "RFC 6962 inclusion proof of a leaf",
+            "parameters": [
+                uint_query("index", True, "leaf index"),
+                uint_query("size", False, "tree size (default: newest)"),
+            ],
+            "responses": {
+                "200": _proof(
+                    ["index", "size", "leaf_hash", "proof"],
+                    {
+                        "index": {"type": "integer"},
+                        "size": {"type": "integer"},
+                        "leaf_hash": B64,
+                        "proof": {"type": "array", "items": B64},
+                    },
+                ),
+                "400": problem("malformed parameters"),
+                "404": problem("size beyond the tree"),
+            },
+        }
+    },
+    "/ledger/proof/consistency": {
+        "get": {
+            "summary": "RFC 6962 consistency proof between two tree sizes",
+            "parameters": [
+                uint_query("old", True, "older size"),
+                uint_query("new", False, "newer size (default: newest)"),
+            ],
+            "responses": {
+                "200": _proof(
+                    ["old", "new", "proof"],
+                    {
+                        "old": {"type": "integer"},
+                        "new": {"type": "integer"},
+                        "proof": {"type": "array", "items": B64},
+                    },
+                ),
+                "400": problem("malformed parameters"),
+                "404": problem("size beyond the tree"),
+            },
+        }
+    },
+    "/ledger/entries/{index}": {
+        "get": {
+            "summary": "One ledger entry (its leaf bytes, hash and parsed event)",
+            "parameters": [{"name": "index", "in": "path", "required": True, "schema": UINT}],
+            "responses": {
+                "200": json_reply(
+                    "entry",
+                    {
+                        "type": "object",
+                        "required": ["index", "leaf_hash", "data"],
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "leaf_hash": B64,
+                            "data": B64,
+                            "event": {"type": "object"},
+                        },
+                    },
+                ),
+                "400": problem("malformed index"),
+                "404": problem("beyond the tree"),
+            },
+        }
+    },
+}
