@@ -75,6 +75,10 @@ _TOKEN = {
 
 _ENROLL = {
     "summary": "Redeem an invite with the holder's public JWK (EdDSA or ES256)",
+    "description": (
+        "A device invite needs its patient's devices consent to the inviter still standing "
+        "at redemption; an invite whose maker or patient has been revoked is invalid-invite."
+    ),
     "requestBody": json_body(
         {
             "type": "object",
@@ -98,6 +102,7 @@ _ENROLL = {
             "the new subject id and the ledger receipt",
             {"type": "object", "required": ["sub", "role", "receipt"]},
         ),
+        "403": problem("the consent that allowed this device invite no longer stands"),
         "409": problem("key already enrolled"),
         **BODY_ERRORS,
         # An unknown, used or expired invite is an anonymous refusal.
@@ -128,7 +133,11 @@ PATHS: dict[str, Any] = {
     },
     "/v1/invites": {
         "post": {
-            "summary": "Create a single-use invite (admin: any; provider: patient, device)",
+            "summary": (
+                "Create a single-use invite (admin: admin, provider, patient, auditor; "
+                "provider: patient, or a device with the patient's devices consent; "
+                "patient: their own device)"
+            ),
             "security": DPOP,
             "requestBody": json_body(
                 {
