@@ -15,7 +15,7 @@ from ledger.events import Event, EventType
 from ledger.merkle import inclusion_proofs_for, leaf_hash
 from ledger.note import parse_note
 
-from ..appkeys import AUDIT_INDEX, LOG
+from ..appkeys import AUDIT_INDEX, AUTHORITY, CONSENTS, LOG
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate
 from ..auth.tokens import Forbidden
@@ -63,6 +63,17 @@ def _int(q: Any, name: str, default: int, lo: int, hi: int) -> int:
 
 def _read_events(store: Any, idxs: list[int]) -> list[bytes]:
     return [store.read_entries(i, i + 1)[0] for i in idxs]
+
+
+def _revocations(store: Any, events: list[dict[str, Any]]) -> dict[str, int | None]:
+    """When each consent granted in ``events`` was revoked (None: not revoked)."""
+    out: dict[str, int | None] = {}
+    for ev in events:
+        data = ev.get("data")
+        if ev.get("type") == "consent.granted" and isinstance(data, dict):
+            c = store.get(str(data.get("consent")))
+            out[str(data.get("consent"))] = c.revoked if c is not None else None
+    return out
 
 
 async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
@@ -198,8 +209,13 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         if fmt == "jsonl":
             proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
         out: list[bytes] = []
-        for k, (i, raw) in enumerate(zip(idxs, raws, strict=True)):
-            event = json.loads(raw)
+        events = [json.loads(raw) for raw in raws]
+        revoked: dict[str, int | None] = {}
+        if fmt == "fhir":
+            # Consents are exported as they stand now: revoked or expired ones inactive.
+            revoked = await asyncio.to_thread(_revocations, request.app[CONSENTS], events)
+            now = request.app[AUTHORITY].now()
+        for k, (i, raw, event) in enumerate(zip(idxs, raws, events, strict=True)):
             if not filters.matches(event):
                 continue
             lh = _b64(leaf_hash(raw))
@@ -216,7 +232,9 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 out.append(",".join(cells).encode() + b"\r\n")
             else:
                 resources = [audit_event(i, lh, event)]
-                for extra in (consent_resource(event), provenance_resource(i, event)):
+                cid = str(event.get("data", {}).get("consent"))
+                consent = consent_resource(event, now=now, revoked=revoked.get(cid))
+                for extra in (consent, provenance_resource(i, event)):
                     if extra is not None:
                         resources.append(extra)
                 for res in resources:
