@@ -1,8 +1,10 @@
-"""Ledger events as FHIR AuditEvent resources, following IHE Basic Audit Log Patterns (BALP).
+"""Ledger events as FHIR R4 (4.0.1) AuditEvent, Consent and Provenance resources, following
+IHE Basic Audit Log Patterns (BALP).
 
 Built as plain dicts (a page of thousands is serialised while streaming); the tests validate
-every resource with ``fhir.resources`` (R4B, whose AuditEvent is R4's). Identifiers only:
-the ledger holds no PHI, so neither does an export.
+every resource with ``fhir.resources``' R4B models, which for these resources are R4's
+(R4B changed only the subscription, medication-definition and evidence modules). Identifiers
+only: the ledger holds no PHI, so neither does an export.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate
 from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
+from ..fhir_version import FHIR_JSON
 from ..recorder import record
 from .fhir import audit_event, consent_resource, provenance_resource
 from .index import Filters, IndexMismatch, epoch_ms
@@ -155,7 +156,7 @@ EXPORT_PAGE = 1000
 _CONTENT = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
-    "fhir": "application/fhir+json",
+    "fhir": FHIR_JSON,
 }
 _CSV_FIELDS = ("time", "type", "actor", "subject", "session")
 
@@ -316,7 +317,7 @@ async def access_report(request: web.Request) -> web.Response:
                 {"resource": audit_event(a["index"], a["leaf_hash"], a["event"])} for a in accesses
             ],
         }
-        return web.json_response(bundle, content_type="application/fhir+json")
+        return web.json_response(bundle, content_type=FHIR_JSON)
     return web.json_response(
         {
             "patient": patient,

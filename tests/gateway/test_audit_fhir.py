@@ -184,3 +184,13 @@ def test_the_patient_entity_is_a_person_in_the_patient_role_and_others_are_not()
     prov = audit_event(1, "aGFzaA==", {**event, "subject": "prov:1"})["entity"][1]
     assert pat["role"]["code"] == "1" and pat["type"]["code"] == "1"
     assert prov["role"]["code"] != "1"
+
+
+async def test_fhir_responses_name_r4(w: World) -> None:
+    r, _ = await _fhir_export(w, "type=consent.granted")
+    assert r.content_type == "application/fhir+json"
+    assert "fhirVersion=4.0" in r.headers["Content-Type"].replace(" ", "")
+    r = await call(
+        w.client, "GET", f"/v1/patients/{w.pat.sub}/access-report?format=fhir", w.pat, w.pat_t
+    )
+    assert r.status == 200 and "fhirVersion=4.0" in r.headers["Content-Type"].replace(" ", "")

@@ -147,6 +147,8 @@ async def test_reads_as_fhir_validate_and_carry_the_vital_signs_profiles(world: 
     assert (await send_fhir(world, b)).status == 201
     resp = await world.read(world.pat, world.pat_t, format="fhir")
     assert resp.status == 200 and resp.content_type == "application/fhir+json"
+    # R4, as the profile URLs claimed: the media type says so (R4 http.html, fhirVersion).
+    assert "fhirVersion=4.0" in resp.headers["Content-Type"].replace(" ", "")
     out = await resp.json()
     parsed = Bundle.model_validate(out)
     assert parsed.type == "searchset" and out["total"] == 3
