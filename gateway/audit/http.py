@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,8 @@ from .fhir import audit_event, consent_resource, provenance_resource
 from .index import Filters, IndexMismatch, epoch_ms
 
 __all__ = ["setup"]
+
+logger = logging.getLogger("telegate.audit")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -171,29 +174,17 @@ def _csv_cell(value: Any) -> str:
     return text
 
 
-async def audit_export(request: web.Request) -> web.StreamResponse:
-    """Stream every matching event as JSON Lines (with proofs), CSV or a FHIR Bundle of
-    AuditEvents, one index page at a time: nothing is loaded whole into memory."""
-    p = authenticate(request)
-    p.require("auditor", scope="audit")
-    q = request.query
-    fmt = q.get("format", "jsonl")
-    if fmt not in _CONTENT:
-        raise BadRequest("format must be jsonl, csv or fhir")
-    filters = _filters(q)
+async def _write_export(
+    request: web.Request,
+    resp: web.StreamResponse,
+    fmt: str,
+    filters: Filters,
+    note: bytes,
+    size: int,
+) -> None:
+    """Every matching row, one index page at a time, in ``fmt``."""
     log = request.app[LOG]
     index = request.app[AUDIT_INDEX]
-    note, size = await _checkpoint_and_index(request.app)
-    data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
-    receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": _CONTENT[fmt],
-            "Telegate-Checkpoint-Size": str(size),
-            "Telegate-Query-Ledger-Index": str(receipt.index),
-        }
-    )
-    await resp.prepare(request)
     if fmt == "jsonl":
         await resp.write(json.dumps({"checkpoint": note.decode(), "size": size}).encode() + b"\n")
     elif fmt == "csv":
@@ -247,6 +238,39 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
             break
     if fmt == "fhir":
         await resp.write(b"]}")
+
+
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    """Stream every matching event as JSON Lines (with proofs), CSV or a FHIR Bundle of
+    AuditEvents, one index page at a time: nothing is loaded whole into memory."""
+    p = authenticate(request)
+    p.require("auditor", scope="audit")
+    q = request.query
+    fmt = q.get("format", "jsonl")
+    if fmt not in _CONTENT:
+        raise BadRequest("format must be jsonl, csv or fhir")
+    filters = _filters(q)
+    note, size = await _checkpoint_and_index(request.app)
+    data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
+    receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": _CONTENT[fmt],
+            "Telegate-Checkpoint-Size": str(size),
+            "Telegate-Query-Ledger-Index": str(receipt.index),
+        }
+    )
+    await resp.prepare(request)
+    try:
+        await _write_export(request, resp, fmt, filters, note, size)
+    except Exception:
+        # The 200 and part of the body are already sent, so no problem+json can follow. Cut
+        # the connection before the final chunk: the client sees a truncated export (an
+        # error), never a complete-looking one, and is not left waiting for the rest.
+        logger.exception("export failed while streaming")
+        if request.transport is not None:
+            request.transport.close()
+        return resp
     await resp.write_eof()
     return resp
 

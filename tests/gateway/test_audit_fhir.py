@@ -194,3 +194,27 @@ async def test_fhir_responses_name_r4(w: World) -> None:
         w.client, "GET", f"/v1/patients/{w.pat.sub}/access-report?format=fhir", w.pat, w.pat_t
     )
     assert r.status == 200 and "fhirVersion=4.0" in r.headers["Content-Type"].replace(" ", "")
+
+
+async def test_an_export_that_fails_midway_is_cut_not_left_hanging(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: an error after the 200 was sent left the client waiting forever for the
+    rest of a Bundle (the problem+json the middleware built could not be sent)."""
+    import asyncio
+
+    import aiohttp
+
+    import gateway.audit.http as audit_http
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug while mapping a row")
+
+    aud = await invite_and_enroll(w.client, w.adm, w.adm_t, "auditor")
+    aud.clock = w.clock
+    token = await get_token(w.client, aud)
+    monkeypatch.setattr(audit_http, "audit_event", broken)
+    r = await call(w.client, "GET", "/v1/audit/export?format=fhir", aud, token)
+    assert r.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await asyncio.wait_for(r.read(), 10)
