@@ -801,7 +801,8 @@ def format_limit(gw: Gateway, fmt_name: str, lo: int, n: int) -> float:
     from gateway.audit.http import _CSV_FIELDS, _b64, _csv_cell
     from ledger.merkle import inclusion_proofs_for, leaf_hash
 
-    consent_resource = getattr(fhir, "consent_resource", lambda event: None)
+    consent_resource = getattr(fhir, "consent_resource", lambda event, **kw: None)
+    at = int(time.time())  # consents judged as of the run, as the export judges them
 
     store, size = gw.log.store, gw.log.size
     t0 = now()
@@ -817,7 +818,7 @@ def format_limit(gw: Gateway, fmt_name: str, lo: int, n: int) -> float:
             lh = _b64(leaf_hash(raw))
             if fmt_name.startswith("fhir"):  # as audit_export: an AuditEvent, + a Consent
                 resources = [fhir.audit_event(i, lh, event)]
-                grant = consent_resource(event)
+                grant = consent_resource(event, now=at, revoked=None)
                 if grant is not None:
                     resources.append(grant)
                 done += len(resources) - 1

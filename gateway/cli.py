@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .observability import configure_logging
 
     config = _config(args)
+    config.check_serving()
     configure_logging(config.log_level)
     init_log_key(config.key_dir, config.log_origin)
     url = f"http://{config.host}:{config.port}/"

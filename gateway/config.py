@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import os
 import tomllib
@@ -75,6 +76,15 @@ def parse_witnesses(raw: Any) -> tuple[WitnessPeer, ...]:
     ):
         return tuple(WitnessPeer(str(t["url"]), str(t["vkey"])) for t in raw)
     raise ConfigError("witnesses: a string of URL=VKEY items or [[witnesses]] url/vkey tables")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name (or "", every address): it may resolve anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +202,17 @@ class Config:
             raise ConfigError("witness_rate must be 0.01..1000 submissions a second")
         if not 0.01 <= self.witness_backoff_max <= 3600:
             raise ConfigError("witness_backoff_max must be 0.01..3600 seconds")
+
+    def check_serving(self) -> None:
+        """Raises ConfigError when this is unsafe to serve: listening beyond loopback with no
+        ``public_url``, token ``iss``/``aud`` and DPoP ``htu`` would follow whatever Host
+        header a client sends. On loopback (development, ``make demo``) that is harmless."""
+        if self.public_url or _is_loopback(self.host):
+            return
+        raise ConfigError(
+            f"listening on {self.host or 'every address'!r} (not loopback) needs the public "
+            "origin: set TELEGATE_PUBLIC_URL (or public_url), e.g. https://gw.example"
+        )
 
     @property
     def quorum(self) -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures. ``VECTORS`` is ../shared/vectors relative to the repository root."""
+"""Shared fixtures. ``VECTORS`` is tests/vectors: third-party test data kept in the
+repository (sources and licences in its README), so a fresh clone runs every test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "vectors"
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -26,6 +26,7 @@ import yaml
 from gateway import cli
 from gateway.app import _turn_secret, create_app
 from gateway.config import Config
+from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -203,6 +204,15 @@ def test_compose_sets_only_real_settings_with_valid_values() -> None:
     config = Config.load(env=env)
     # Production needs a fixed public origin (token iss/aud, DPoP htu): never "per request".
     assert config.public_url.startswith(("https://", "http://"))
+
+
+def test_the_image_serves_beyond_loopback_only_with_compose_s_public_url() -> None:
+    # The image listens on 0.0.0.0: alone it must refuse to serve (iss/aud and DPoP htu
+    # would follow the request's Host); compose supplies TELEGATE_PUBLIC_URL.
+    image = image_env(final_stage(instructions()))
+    with pytest.raises(ConfigError, match="TELEGATE_PUBLIC_URL"):
+        Config.load(env={**image, "TELEGATE_PUBLIC_URL": ""}).check_serving()
+    Config.load(env=gateway_env()).check_serving()
 
 
 def test_published_port_is_the_gateway_port() -> None:

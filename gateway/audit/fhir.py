@@ -1,8 +1,10 @@
-"""Ledger events as FHIR AuditEvent resources, following IHE Basic Audit Log Patterns (BALP).
+"""Ledger events as FHIR R4 (4.0.1) AuditEvent, Consent and Provenance resources, following
+IHE Basic Audit Log Patterns (BALP).
 
 Built as plain dicts (a page of thousands is serialised while streaming); the tests validate
-every resource with ``fhir.resources`` (R4B, whose AuditEvent is R4's). Identifiers only:
-the ledger holds no PHI, so neither does an export.
+every resource with ``fhir.resources``' R4B models, which for these resources are R4's
+(R4B changed only the subscription, medication-definition and evidence modules). Identifiers
+only: the ledger holds no PHI, so neither does an export.
 """
 
 from __future__ import annotations
@@ -18,47 +20,130 @@ TELEGATE_TYPE = "urn:telegate:event-type"
 SUBJECT_SYSTEM = "urn:telegate:subject"
 LEDGER_SYSTEM = "urn:telegate:ledger-index"
 
-# BALP action codes: C create, R read, U update, D delete, E execute.
+# BALP action codes: C create, R read, U update, D delete, E execute. Every kind of event
+# is named here (a test over EventType fails for a kind added without one); the fallback E
+# is for kinds written by a newer gateway than this one.
 _ACTION = {
+    "gateway.started": "E",
+    "gateway.stopped": "E",
     "identity.enrolled": "C",
     "identity.invite_created": "C",
-    "attestation.issued": "C",
+    # DICOM 110114 User Authentication (the type below) is an execute, as BALP reuses it.
+    "attestation.issued": "E",
     "attestation.revoked": "U",
     "consent.granted": "C",
     "consent.revoked": "U",
+    "consent.emergency_access": "C",
+    "session.scheduled": "C",
+    "session.waiting": "U",
+    "session.admitted": "U",
+    "session.connected": "U",
+    "session.media_bound": "U",
+    "session.ended": "U",
+    "session.cancelled": "U",
+    "session.no_show": "U",
     "vitals.batch": "C",
     "patient.erased": "D",
-    "audit.query": "R",
+    # BALP Query and DICOM 110112 Query are executes, not reads.
+    "audit.query": "E",
     "auth.refused": "E",
+    "witness.alarm": "E",
+    "federation.accepted": "E",
+    "federation.refused": "E",
+}
+#: A consent use (or refusal) is a read of the patient's data for these scopes; ``call``
+#: opens a session, which is its own create.
+_READ_SCOPES = frozenset({"vitals.read", "vitals.stream"})
+_CONSENT_CHECK = frozenset({"consent.used", "consent.refused"})
+#: The system working as meant, refusing (BALP outcome 4, minor failure).
+_FAILED = frozenset({"auth.refused", "consent.refused", "federation.refused"})
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+_RESTFUL = {"C": "create", "R": "read", "U": "update", "D": "delete"}
+# The recorded purpose as a v3 PurposeOfUse code (BALP purposeOfEvent).
+PURPOSE_OF_USE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_PURPOSE = {
+    "treatment": ("TREAT", "treatment"),
+    "emergency": ("ETREAT", "Emergency Treatment"),
+    "break_the_glass": ("ETREAT", "Emergency Treatment"),
+    "payment": ("HPAYMT", "healthcare payment"),
+    "operations": ("HOPERAT", "healthcare operations"),
+    "research": ("HRESCH", "healthcare research"),
+    "public_health": ("PUBHLTH", "public health"),
+    "patient_request": ("PATRQT", "patient requested"),
 }
 # DICOM audit event ids where one fits (BALP profiles reuse them).
 _DICOM = {
     "auth.refused": ("110114", "User Authentication"),
     "attestation.issued": ("110114", "User Authentication"),
+    "federation.accepted": ("110114", "User Authentication"),
+    "federation.refused": ("110114", "User Authentication"),
     "audit.query": ("110112", "Query"),
     "gateway.started": ("110100", "Application Activity"),
     "gateway.stopped": ("110100", "Application Activity"),
 }
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 
 
 def _ref(value: str) -> dict[str, Any]:
     return {"identifier": {"system": SUBJECT_SYSTEM, "value": value}}
 
 
+def _action(kind: str, data: dict[str, Any]) -> str:
+    if kind in _CONSENT_CHECK:
+        return "R" if data.get("scope") in _READ_SCOPES else "E"
+    return _ACTION.get(kind, "E")
+
+
+def _purpose(kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """purposeOfEvent from what the ledger recorded; an emergency access (or a use that
+    relied on one) is emergency treatment whatever purpose was named."""
+    if kind == "consent.emergency_access" or data.get("break_glass"):
+        key: Any = "emergency"
+    else:
+        key = data.get("purpose")
+    if key not in _PURPOSE:
+        return []
+    code, display = _PURPOSE[key]
+    return [{"coding": [{"system": PURPOSE_OF_USE, "code": code, "display": display}]}]
+
+
+def _subject_entity(subject: str) -> dict[str, Any]:
+    """BALP's patient entity (Person in the Patient role); other subjects are users, and
+    devices system objects."""
+    prefix = subject.split(":", 1)[0]
+    if prefix == "pat":
+        etype, role = ("1", "Person"), ("1", "Patient")
+    elif prefix == "dev":
+        etype, role = ("2", "System Object"), ("4", "Domain Resource")
+    else:
+        etype, role = ("1", "Person"), ("6", "User")
+    return {
+        "what": _ref(subject),
+        "type": {"system": ENTITY_TYPE, "code": etype[0], "display": etype[1]},
+        "role": {"system": OBJECT_ROLE, "code": role[0], "display": role[1]},
+    }
+
+
 def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[str, Any]:
-    """One ledger event as a FHIR AuditEvent (BALP shape)."""
+    """One ledger event as a FHIR R4 AuditEvent (IHE BALP shape)."""
     kind = str(event.get("type", ""))
     raw = event.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     code, display = _DICOM.get(kind, ("rest", "RESTful Operation"))
     system = DCM if kind in _DICOM else EVENT_TYPE
-    failed = kind == "auth.refused"
+    failed = kind in _FAILED
+    action = _action(kind, data)
+    subtype = [{"system": TELEGATE_TYPE, "code": kind}]
+    if system == EVENT_TYPE and action in _RESTFUL:
+        # BALP's rest events name the RESTful interaction they stand for.
+        subtype.append({"system": RESTFUL, "code": _RESTFUL[action]})
     res: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": f"ledger-{index}",
         "type": {"system": system, "code": code, "display": display},
-        "subtype": [{"system": TELEGATE_TYPE, "code": kind}],
-        "action": _ACTION.get(kind, "E"),
+        "subtype": subtype,
+        "action": action,
         "recorded": event.get("time"),
         # 0 success, 4 minor failure (a refused request is the system working as meant).
         "outcome": "4" if failed else "0",
@@ -71,17 +156,11 @@ def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[s
             }
         ],
     }
+    purpose = _purpose(kind, data)
+    if purpose:
+        res["purposeOfEvent"] = purpose
     if event.get("subject"):
-        res["entity"].append(
-            {
-                "what": _ref(str(event["subject"])),
-                "role": {
-                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
-                    "code": "1",
-                    "display": "Patient" if str(event["subject"]).startswith("pat:") else "Person",
-                },
-            }
-        )
+        res["entity"].append(_subject_entity(str(event["subject"])))
     if event.get("session"):
         res["entity"].append(
             {
@@ -96,22 +175,30 @@ def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[s
             {"what": {"identifier": {"value": f"urn:ietf:params:oauth:jti:{data['jti']}"}}}
         )
     if failed:
-        res["outcomeDesc"] = str(data.get("problem", "refused"))
+        res["outcomeDesc"] = str(data.get("problem", data.get("reason", "refused")))
     return res
 
 
-def consent_resource(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A ``consent.granted`` event as a FHIR Consent (the grant as recorded; a later
-    revocation is its own event and AuditEvent)."""
+def _stamp(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def consent_resource(
+    event: dict[str, Any], *, now: int, revoked: int | None
+) -> dict[str, Any] | None:
+    """A ``consent.granted`` event as a FHIR Consent with its status as of ``now`` (epoch
+    seconds): ``inactive`` (R4 ConsentState) once revoked at ``revoked`` or expired, with
+    ``provision.period.end`` when it stopped. The revocation also stays its own AuditEvent."""
     if event.get("type") != "consent.granted":
         return None
     raw = event.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    until = dt.datetime.fromtimestamp(int(data.get("until", 0)), dt.UTC)
+    until = int(data.get("until", 0))
+    end = min(until, revoked) if revoked is not None else until
     return {
         "resourceType": "Consent",
         "id": f"consent-{data.get('consent')}",
-        "status": "active",
+        "status": "active" if revoked is None and now < until else "inactive",
         "scope": {
             "coding": [
                 {
@@ -136,7 +223,7 @@ def consent_resource(event: dict[str, Any]) -> dict[str, Any] | None:
         },
         "provision": {
             "type": "permit",
-            "period": {"end": until.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "period": {"start": event.get("time"), "end": _stamp(end)},
             "actor": [
                 {
                     "role": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -15,16 +16,19 @@ from ledger.events import Event, EventType
 from ledger.merkle import inclusion_proofs_for, leaf_hash
 from ledger.note import parse_note
 
-from ..appkeys import AUDIT_INDEX, LOG
+from ..appkeys import AUDIT_INDEX, AUTHORITY, CONSENTS, LOG
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate
 from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
+from ..fhir_version import FHIR_JSON
 from ..recorder import record
 from .fhir import audit_event, consent_resource, provenance_resource
 from .index import Filters, IndexMismatch, epoch_ms
 
 __all__ = ["setup"]
+
+logger = logging.getLogger("telegate.audit")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -63,6 +67,17 @@ def _int(q: Any, name: str, default: int, lo: int, hi: int) -> int:
 
 def _read_events(store: Any, idxs: list[int]) -> list[bytes]:
     return [store.read_entries(i, i + 1)[0] for i in idxs]
+
+
+def _revocations(store: Any, events: list[dict[str, Any]]) -> dict[str, int | None]:
+    """When each consent granted in ``events`` was revoked (None: not revoked)."""
+    out: dict[str, int | None] = {}
+    for ev in events:
+        data = ev.get("data")
+        if ev.get("type") == "consent.granted" and isinstance(data, dict):
+            c = store.get(str(data.get("consent")))
+            out[str(data.get("consent"))] = c.revoked if c is not None else None
+    return out
 
 
 async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
@@ -144,7 +159,7 @@ EXPORT_PAGE = 1000
 _CONTENT = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
-    "fhir": "application/fhir+json",
+    "fhir": FHIR_JSON,
 }
 _CSV_FIELDS = ("time", "type", "actor", "subject", "session")
 
@@ -159,29 +174,17 @@ def _csv_cell(value: Any) -> str:
     return text
 
 
-async def audit_export(request: web.Request) -> web.StreamResponse:
-    """Stream every matching event as JSON Lines (with proofs), CSV or a FHIR Bundle of
-    AuditEvents, one index page at a time: nothing is loaded whole into memory."""
-    p = authenticate(request)
-    p.require("auditor", scope="audit")
-    q = request.query
-    fmt = q.get("format", "jsonl")
-    if fmt not in _CONTENT:
-        raise BadRequest("format must be jsonl, csv or fhir")
-    filters = _filters(q)
+async def _write_export(
+    request: web.Request,
+    resp: web.StreamResponse,
+    fmt: str,
+    filters: Filters,
+    note: bytes,
+    size: int,
+) -> None:
+    """Every matching row, one index page at a time, in ``fmt``."""
     log = request.app[LOG]
     index = request.app[AUDIT_INDEX]
-    note, size = await _checkpoint_and_index(request.app)
-    data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
-    receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": _CONTENT[fmt],
-            "Telegate-Checkpoint-Size": str(size),
-            "Telegate-Query-Ledger-Index": str(receipt.index),
-        }
-    )
-    await resp.prepare(request)
     if fmt == "jsonl":
         await resp.write(json.dumps({"checkpoint": note.decode(), "size": size}).encode() + b"\n")
     elif fmt == "csv":
@@ -198,8 +201,13 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         if fmt == "jsonl":
             proofs = await asyncio.to_thread(inclusion_proofs_for, idxs, size, log.store.read_nodes)
         out: list[bytes] = []
-        for k, (i, raw) in enumerate(zip(idxs, raws, strict=True)):
-            event = json.loads(raw)
+        events = [json.loads(raw) for raw in raws]
+        revoked: dict[str, int | None] = {}
+        if fmt == "fhir":
+            # Consents are exported as they stand now: revoked or expired ones inactive.
+            revoked = await asyncio.to_thread(_revocations, request.app[CONSENTS], events)
+            now = request.app[AUTHORITY].now()
+        for k, (i, raw, event) in enumerate(zip(idxs, raws, events, strict=True)):
             if not filters.matches(event):
                 continue
             lh = _b64(leaf_hash(raw))
@@ -216,7 +224,9 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 out.append(",".join(cells).encode() + b"\r\n")
             else:
                 resources = [audit_event(i, lh, event)]
-                for extra in (consent_resource(event), provenance_resource(i, event)):
+                cid = str(event.get("data", {}).get("consent"))
+                consent = consent_resource(event, now=now, revoked=revoked.get(cid))
+                for extra in (consent, provenance_resource(i, event)):
                     if extra is not None:
                         resources.append(extra)
                 for res in resources:
@@ -228,6 +238,39 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
             break
     if fmt == "fhir":
         await resp.write(b"]}")
+
+
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    """Stream every matching event as JSON Lines (with proofs), CSV or a FHIR Bundle of
+    AuditEvents, one index page at a time: nothing is loaded whole into memory."""
+    p = authenticate(request)
+    p.require("auditor", scope="audit")
+    q = request.query
+    fmt = q.get("format", "jsonl")
+    if fmt not in _CONTENT:
+        raise BadRequest("format must be jsonl, csv or fhir")
+    filters = _filters(q)
+    note, size = await _checkpoint_and_index(request.app)
+    data = {"filters": filters.describe(), "export": fmt, "checkpoint_size": size}
+    receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": _CONTENT[fmt],
+            "Telegate-Checkpoint-Size": str(size),
+            "Telegate-Query-Ledger-Index": str(receipt.index),
+        }
+    )
+    await resp.prepare(request)
+    try:
+        await _write_export(request, resp, fmt, filters, note, size)
+    except Exception:
+        # The 200 and part of the body are already sent, so no problem+json can follow. Cut
+        # the connection before the final chunk: the client sees a truncated export (an
+        # error), never a complete-looking one, and is not left waiting for the rest.
+        logger.exception("export failed while streaming")
+        if request.transport is not None:
+            request.transport.close()
+        return resp
     await resp.write_eof()
     return resp
 
@@ -298,7 +341,7 @@ async def access_report(request: web.Request) -> web.Response:
                 {"resource": audit_event(a["index"], a["leaf_hash"], a["event"])} for a in accesses
             ],
         }
-        return web.json_response(bundle, content_type="application/fhir+json")
+        return web.json_response(bundle, content_type=FHIR_JSON)
     return web.json_response(
         {
             "patient": patient,

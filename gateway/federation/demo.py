@@ -26,7 +26,7 @@ from typing import Any
 
 from ..auth.keys import KeyRing
 from ..client import Credentials, Session, enroll
-from ..demo import NPI, browser_link, local_invite, post_vitals, wait_ready
+from ..demokit import NPI, browser_link, local_invite, post_vitals, wait_ready
 from ..ledger_keys import init_log_key
 from ..witness.keys import init_witness_key
 from .client import FederatedSession

@@ -23,17 +23,22 @@ UCUM = "http://unitsofmeasure.org"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 SUBJECT_SYSTEM = "urn:telegate:subject"
 BATCH_SYSTEM = "urn:telegate:vitals-batch"
-# FHIR R4 vital signs profiles (http://hl7.org/fhir/R4/observation-vitalsigns.html).
+# FHIR R4 (4.0.1) vital signs profiles (https://hl7.org/fhir/R4/observation-vitalsigns.html):
+# each fixes one LOINC coding in Observation.code. 59408-5 (SpO2 by pulse oximetry) is a more
+# specific code that may stand beside the oxygensat profile's 2708-6, never replace it.
 PROFILE = "http://hl7.org/fhir/StructureDefinition/"
-_PROFILES = {
-    "8867-4": "heartrate",
-    "59408-5": "oxygensat",
-    "2708-6": "oxygensat",
-    "8310-5": "bodytemp",
-    "9279-1": "resprate",
-    "29463-7": "bodyweight",
-    BP_PANEL: "bp",
+VITALSIGNS = PROFILE + "vitalsigns"
+_PROFILES: dict[str, tuple[str, str]] = {
+    "8867-4": ("heartrate", "8867-4"),
+    "59408-5": ("oxygensat", "2708-6"),
+    "2708-6": ("oxygensat", "2708-6"),
+    "8310-5": ("bodytemp", "8310-5"),
+    "9279-1": ("resprate", "9279-1"),
+    "29463-7": ("bodyweight", "29463-7"),
+    BP_PANEL: ("bp", BP_PANEL),
 }
+#: Codes of the table outside the vital-signs value set: laboratory results, no profile.
+_LABORATORY = frozenset({"15074-8"})
 STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
@@ -112,8 +117,8 @@ def bundle_readings(payload: bytes) -> tuple[str, list[Any], str | None]:
     return batch_id, readings, subjects.pop() if subjects else None
 
 
-def _ident(value: str) -> dict[str, Any]:
-    return {"identifier": {"system": SUBJECT_SYSTEM, "value": value}}
+def _ref(kind: str, value: str) -> dict[str, Any]:
+    return {"type": kind, "identifier": {"system": SUBJECT_SYSTEM, "value": value}}
 
 
 def _quantity_out(code: str, value: float) -> dict[str, Any]:
@@ -121,31 +126,45 @@ def _quantity_out(code: str, value: float) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
-def _concept(code: str) -> dict[str, Any]:
+def _coding(code: str) -> dict[str, Any]:
     display = BP_PANEL_DISPLAY if code == BP_PANEL else CODES[code].display
-    return {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display}
+    return {"system": LOINC, "code": code, "display": display}
+
+
+def _concept(code: str) -> dict[str, Any]:
+    coding = _coding(code)
+    codings = [coding]
+    fixed = _PROFILES.get(code, ("", code))[1]
+    if fixed != code:
+        # The profile's own coding first: a reader that knows only the profile finds it.
+        codings.insert(0, _coding(fixed))
+    return {"coding": codings, "text": coding["display"]}
 
 
 def observation(
     reading: dict[str, Any], patient: str, device: str, batch_id: str, i: int
 ) -> dict[str, Any]:
-    """One stored reading as an Observation (vital-signs profile where one applies)."""
+    """One stored reading as an Observation, claiming the R4 vital-signs profiles it meets
+    (the base profile for every vital sign, plus the code's own profile where R4 has one)."""
     code = reading["code"]
     rid = hashlib.sha256(f"{device}\n{batch_id}\n{i}".encode()).hexdigest()[:40]
-    kind = "laboratory" if code == "15074-8" else "vital-signs"
+    kind = "laboratory" if code in _LABORATORY else "vital-signs"
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid,
         "status": "final",
         "category": [{"coding": [{"system": CATEGORY, "code": kind}]}],
         "code": _concept(code),
-        "subject": _ident(patient),
+        "subject": _ref("Patient", patient),
         "effectiveDateTime": reading["time"],
-        "device": _ident(device),
+        "device": _ref("Device", device),
         "identifier": [{"system": BATCH_SYSTEM, "value": f"{batch_id}/{i}"}],
     }
-    if code in _PROFILES:
-        obs["meta"] = {"profile": [PROFILE + "vitalsigns", PROFILE + _PROFILES[code]]}
+    if kind == "vital-signs":
+        profiles = [VITALSIGNS]
+        if code in _PROFILES:
+            profiles.append(PROFILE + _PROFILES[code][0])
+        obs["meta"] = {"profile": profiles}
     if code == BP_PANEL:
         obs["component"] = [
             {"code": _concept(c["code"]), "valueQuantity": _quantity_out(c["code"], c["value"])}

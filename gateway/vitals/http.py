@@ -17,6 +17,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_body, read_json
 from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
+from ..fhir_version import FHIR_JSON
 from ..recorder import event
 from .batch import parse_time
 from .codes import BP_PANEL, CODES
@@ -144,7 +145,7 @@ async def get_vitals(request: web.Request) -> web.Response:
             bundle["link"] = [
                 {"relation": "next", "url": f"{request.rel_url.path}?after={next_cursor}"}
             ]
-        return web.json_response(bundle, content_type="application/fhir+json")
+        return web.json_response(bundle, content_type=FHIR_JSON)
     for r in rows:
         del r["_idx"]
     return web.json_response(

@@ -141,3 +141,33 @@ def test_unknown_setting_in_file(tmp_path: Path) -> None:
 def test_main_returns_error_code_for_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "show", "--data-dir", "/nonexistent-telegate"]) == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.1.2.3", "gw.internal", "2001:db8::1"])
+def test_serving_beyond_loopback_needs_a_public_url(host: str) -> None:
+    # Without it, token iss/aud and DPoP htu would follow whatever Host a client sends.
+    with pytest.raises(ConfigError, match="TELEGATE_PUBLIC_URL"):
+        Config(host=host).check_serving()
+    Config(host=host, public_url="https://gw.example").check_serving()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST"])
+def test_serving_on_loopback_needs_no_public_url(host: str) -> None:
+    Config(host=host).check_serving()
+
+
+def test_serve_refuses_to_start_beyond_loopback_without_a_public_url(tmp_path: Path) -> None:
+    env = {"TELEGATE_PUBLIC_URL": "", "TELEGATE_DATA_DIR": str(tmp_path / "d")}
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--host", "0.0.0.0", "--port", "9"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert r.returncode == 1, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: ") and "TELEGATE_PUBLIC_URL" in line
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert not (tmp_path / "d").exists()  # refused before creating anything

@@ -43,3 +43,16 @@ def test_the_demo_seeds_everyone_and_the_device_posts_signed_vitals(tmp_path: Pa
     again = subprocess.run([*cmd, "--duration", "0.5"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((data / "demo" / "scenario.json").read_text()) == scenario
+
+
+def test_the_two_demos_do_not_import_each_other() -> None:
+    # Both build on gateway.demokit. The federation demo used to import the single-org one,
+    # which imports it back for --two-orgs: a cycle. Now each loads without the other.
+    def loaded(module: str, other: str) -> str:
+        code = f"import sys, {module}; print({other!r} in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert loaded("gateway.federation.demo", "gateway.demo") == "False"
+    assert loaded("gateway.demo", "gateway.federation.demo") == "False"

@@ -1,4 +1,4 @@
-"""Every RFC 6962 vector in ../shared/vectors/rfc6962 (transparency-dev/merkle testdata)."""
+"""Every RFC 6962 vector in tests/vectors/rfc6962 (transparency-dev/merkle testdata)."""
 
 from __future__ import annotations
 
@@ -56,5 +56,9 @@ def test_vector_counts() -> None:
     assert len(list((RFC6962 / "consistency").rglob("*.json"))) > 50
 
 
-def test_vectors_path_is_relative_to_repo() -> None:
-    assert Path(__file__).resolve().parents[2].parent / "shared" / "vectors" == VECTORS
+def test_vectors_are_inside_the_repository() -> None:
+    # A fresh clone has nothing beside it: the vectors live in the repository itself.
+    repo = Path(__file__).resolve().parents[2]
+    assert repo / "tests" / "vectors" == VECTORS and VECTORS.is_relative_to(repo)
+    assert (VECTORS / "README.md").is_file()
+    assert (RFC6962 / "LICENSE-Apache-2.0").is_file()

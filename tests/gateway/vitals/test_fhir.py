@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.gateway.vitals.world import World, iso, sign
 
 LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
@@ -145,6 +147,8 @@ async def test_reads_as_fhir_validate_and_carry_the_vital_signs_profiles(world: 
     assert (await send_fhir(world, b)).status == 201
     resp = await world.read(world.pat, world.pat_t, format="fhir")
     assert resp.status == 200 and resp.content_type == "application/fhir+json"
+    # R4, as the profile URLs claimed: the media type says so (R4 http.html, fhirVersion).
+    assert "fhirVersion=4.0" in resp.headers["Content-Type"].replace(" ", "")
     out = await resp.json()
     parsed = Bundle.model_validate(out)
     assert parsed.type == "searchset" and out["total"] == 3
@@ -188,3 +192,145 @@ async def test_the_audit_export_has_a_provenance_per_batch_without_the_signature
     sig = base64.urlsafe_b64decode(jws.rsplit(".", 1)[1] + "==")
     assert p.entity[0].what.identifier.value == hashlib.sha256(sig).hexdigest()
     assert jws.rsplit(".", 1)[1] not in await r.text()
+
+
+# What each FHIR R4 (4.0.1) vital-signs profile requires of an Observation, written out from
+# https://hl7.org/fhir/R4/observation-vitalsigns.html and the profile pages it links to:
+# the LOINC coding the profile fixes, the UCUM codes its value set allows, and for the
+# blood-pressure panel the components it requires (each 1..1, in mm[Hg]). Every profile also
+# derives from the base vitalsigns profile: status, the vital-signs category, a subject that is
+# a Patient, effective[x], and a value or components carrying UCUM quantities.
+R4_PROFILE = "http://hl7.org/fhir/StructureDefinition/"
+R4_VITAL_SIGNS: dict[str, dict[str, Any]] = {
+    "vitalspanel": {"code": "85353-1"},
+    "resprate": {"code": "9279-1", "units": {"/min"}},
+    "heartrate": {"code": "8867-4", "units": {"/min"}},
+    "oxygensat": {"code": "2708-6", "units": {"%"}},
+    "bodytemp": {"code": "8310-5", "units": {"Cel", "[degF]"}},
+    "bodyheight": {"code": "8302-2", "units": {"cm", "[in_i]"}},
+    "headcircum": {"code": "9843-4", "units": {"cm", "[in_i]"}},
+    "bodyweight": {"code": "29463-7", "units": {"kg", "g", "[lb_av]"}},
+    "bmi": {"code": "39156-5", "units": {"kg/m2"}},
+    "bp": {"code": "85354-9", "components": {"8480-6": {"mm[Hg]"}, "8462-4": {"mm[Hg]"}}},
+}
+VITALSIGNS = R4_PROFILE + "vitalsigns"
+VS_CATEGORY = ("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs")
+
+
+def _loincs(concept: dict[str, Any]) -> set[str]:
+    return {c["code"] for c in concept.get("coding", []) if c.get("system") == LOINC}
+
+
+def _check_quantity(q: Any, units: set[str] | None, where: str) -> None:
+    assert isinstance(q, dict), f"{where}: no valueQuantity"
+    assert isinstance(q.get("value"), int | float), f"{where}: no value"
+    assert q.get("system") == UCUM, f"{where}: quantity system is not UCUM"
+    assert isinstance(q.get("unit"), str) and q.get("code"), f"{where}: unit and code required"
+    if units is not None:
+        assert q["code"] in units, f"{where}: {q['code']!r} is not one of {sorted(units)}"
+
+
+def check_vital_signs_profiles(o: dict[str, Any]) -> None:
+    """Raise AssertionError naming the first requirement of a claimed R4 vital-signs profile
+    that ``o`` misses; also fail when ``o`` carries a profile's code without claiming it."""
+    claimed = set(o.get("meta", {}).get("profile", []))
+    codes = _loincs(o["code"])
+    categories = {(c.get("system"), c.get("code")) for k in o["category"] for c in k["coding"]}
+    for name, rule in R4_VITAL_SIGNS.items():
+        url = R4_PROFILE + name
+        if rule["code"] in codes:
+            assert url in claimed, f"carries {rule['code']} but does not claim {url}"
+        if url not in claimed:
+            continue
+        assert VITALSIGNS in claimed, f"{url} derives from {VITALSIGNS}: claim both"
+        assert rule["code"] in codes, f"{url} requires the LOINC coding {rule['code']}"
+        if "components" in rule:
+            comps = {next(iter(_loincs(c["code"]))): c for c in o.get("component", [])}
+            for ccode, units in rule["components"].items():
+                assert ccode in comps, f"{url} requires the component {ccode}"
+                _check_quantity(comps[ccode].get("valueQuantity"), units, f"{url} {ccode}")
+        elif "units" in rule:
+            _check_quantity(o.get("valueQuantity"), rule["units"], url)
+    if VITALSIGNS in claimed:
+        assert VS_CATEGORY in categories, "vitalsigns requires the vital-signs category"
+        assert o.get("status") in {"registered", "preliminary", "final", "amended"} | {
+            "corrected",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        }
+        subject = o.get("subject") or {}
+        assert subject.get("type") == "Patient" or str(subject.get("reference", "")).startswith(
+            "Patient/"
+        ), "vitalsigns requires subject: Reference(Patient)"
+        assert o.get("effectiveDateTime") or o.get("effectivePeriod"), "effective[x] is 1..1"
+        assert "valueQuantity" in o or o.get("component") or o.get("dataAbsentReason")
+    else:
+        assert VS_CATEGORY not in categories, "vital-signs category without the vitalsigns profile"
+        assert not any(p.startswith(R4_PROFILE) for p in claimed), claimed
+
+
+def _reading_of(code: str) -> dict[str, Any]:
+    from gateway.vitals.codes import BP_PANEL, CODES
+
+    t = "2026-12-01T09:30:00.000Z"
+    if code == BP_PANEL:
+        parts = (("8480-6", 120.0), ("8462-4", 80.0))
+        comps = [{"code": c, "unit": CODES[c].unit, "value": v} for c, v in parts]
+        return {"code": code, "time": t, "components": comps}
+    c = CODES[code]
+    return {"code": code, "unit": c.unit, "value": round((c.low + c.high) / 2, 1), "time": t}
+
+
+def _table() -> list[str]:
+    from gateway.vitals.codes import BP_PANEL, CODES
+
+    return [*CODES, BP_PANEL]
+
+
+@pytest.mark.parametrize("code", _table())
+def test_every_code_in_the_table_meets_the_r4_profiles_it_claims(code: str) -> None:
+    from fhir.resources.R4B.observation import Observation
+
+    from gateway.vitals.fhir import observation
+
+    o = observation(_reading_of(code), "pat:p1", "dev:d1", "b1", 0)
+    Observation.model_validate(o)
+    check_vital_signs_profiles(o)
+
+
+def test_spo2_by_pulse_oximetry_carries_the_oxygensat_coding() -> None:
+    from gateway.vitals.fhir import observation
+
+    o = observation(_reading_of("59408-5"), "pat:p1", "dev:d1", "b1", 0)
+    assert [c["code"] for c in o["code"]["coding"]] == ["2708-6", "59408-5"]
+    assert R4_PROFILE + "oxygensat" in o["meta"]["profile"]
+
+
+def test_glucose_claims_no_vital_signs_profile() -> None:
+    from gateway.vitals.fhir import observation
+
+    o = observation(_reading_of("15074-8"), "pat:p1", "dev:d1", "b1", 0)
+    assert "meta" not in o
+    assert o["category"][0]["coding"][0]["code"] == "laboratory"
+
+
+def test_the_profile_check_catches_what_the_profiles_require() -> None:
+    """The checker itself: each requirement it enforces is seen to fail once."""
+    from gateway.vitals.fhir import observation
+
+    def broken(code: str, change: Any) -> None:
+        o = observation(_reading_of(code), "pat:p1", "dev:d1", "b1", 0)
+        change(o)
+        with pytest.raises(AssertionError):
+            check_vital_signs_profiles(o)
+
+    broken("59408-5", lambda o: o["code"].update(coding=o["code"]["coding"][1:]))
+    broken("8867-4", lambda o: o["valueQuantity"].update(code="beats/min"))
+    broken("8867-4", lambda o: o["valueQuantity"].update(system="urn:x"))
+    broken("85354-9", lambda o: o["component"].pop())
+    broken("8310-5", lambda o: o.pop("effectiveDateTime"))
+    broken("8310-5", lambda o: o["subject"].pop("type", None))
+    broken("29463-7", lambda o: o["meta"]["profile"].remove(VITALSIGNS))
+    broken("29463-7", lambda o: o.pop("meta"))
+    broken("15074-8", lambda o: o.update(meta={"profile": [R4_PROFILE + "bodyweight"]}))
