@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from ..jsonio import loads
 from ..recorder import event, record
 from .dpop import DPoPError, DPoPProof, UseNonce, check_proof
 from .enroll import (
@@ -152,13 +153,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The JSON body, through the gateway's bounded decoder. Raises UnsupportedMediaType,
+    PayloadTooLarge, or InvalidJSON (400) for malformed, too deep or out-of-range JSON."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
-    raw = await read_body(request, MAX_JSON)
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise BadRequest("body is not valid JSON") from e
+    return loads(await read_body(request, MAX_JSON), "the body")
 
 
 async def _record(request: web.Request, event: Event) -> Receipt:

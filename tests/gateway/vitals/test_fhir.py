@@ -3,6 +3,7 @@ reads come back as a searchset Bundle that validates with fhir.resources."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -54,7 +55,7 @@ def bundle(batch_id: str, *observations: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def send_fhir(world: World, b: dict[str, Any]) -> Any:
+async def send_fhir(world: World, b: dict[str, Any] | bytes) -> Any:
     return await world.send(b, cty="fhir+json")
 
 
@@ -188,3 +189,19 @@ async def test_the_audit_export_has_a_provenance_per_batch_without_the_signature
     sig = base64.urlsafe_b64decode(jws.rsplit(".", 1)[1] + "==")
     assert p.entity[0].what.identifier.value == hashlib.sha256(sig).hexdigest()
     assert jws.rsplit(".", 1)[1] not in await r.text()
+
+
+async def test_a_value_quantity_of_hundreds_of_digits_is_refused_not_a_500(world: World) -> None:
+    b = bundle("huge", obs("8867-4", "/min", 10**400, time.time() - 5))
+    resp = await send_fhir(world, b)
+    assert resp.status in (400, 422), await resp.text()
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_a_deeply_nested_bundle_is_a_400_not_a_500(world: World) -> None:
+    o = obs("8867-4", "/min", 64, time.time() - 5)
+    payload = json.dumps(bundle("deep", o)).encode()
+    payload = payload[:-1] + b', "extension": ' + b"[" * 2500 + b"]" * 2500 + b"}"
+    resp = await send_fhir(world, payload)
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
