@@ -226,7 +226,12 @@ async def _relay(
         data = loads(msg, "the message")
     except ValueError:
         data = None
-    if not isinstance(data, dict) or data.get("type") not in RELAYED:
+    # A non-string type ({"type": []}) is unhashable: a TypeError that closed the socket.
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("type"), str)
+        or data["type"] not in RELAYED
+    ):
         await ws.send_json({"type": "error", "error": "malformed message"})
         return
     current = await current_session(app, s.id)

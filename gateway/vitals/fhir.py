@@ -55,7 +55,7 @@ def _reading(obs: Any) -> dict[str, Any]:
     """One Observation as a raw reading (validated afterwards like any other)."""
     if not isinstance(obs, dict) or obs.get("resourceType") != "Observation":
         raise ValueError("each entry is an Observation")
-    if obs.get("status") not in STATUSES:
+    if not isinstance(obs.get("status"), str) or obs["status"] not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(sorted(STATUSES))}")
     code = _loinc(obs.get("code"))
     if code is None:

@@ -90,8 +90,12 @@ async def test_oversized_form_to_token_endpoint(world: World) -> None:
         ("application/json", b'{"role": ' + b"[" * 2500 + b"]" * 2500 + b"}", 400),
         ("application/json", b'{"role": "patient", "ttl": NaN}', 400),
         ("application/json", b'{"role": "patient", "ttl": 1' + b"0" * 400 + b"}", 400),
+        ("application/json", b'{"role": []}', 400),  # `[] in a dict` is a TypeError
     ],
-    ids=["text-plain", "form", "not-json", "not-utf8", "array", "string", "deep", "nan", "huge"],
+    ids=[
+        *("text-plain", "form", "not-json", "not-utf8", "array", "string"),
+        *("deep", "nan", "huge", "unhashable"),
+    ],
 )
 async def test_malformed_bodies(
     world: World, path: str, content_type: str, data: bytes, status: int

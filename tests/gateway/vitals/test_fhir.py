@@ -205,3 +205,12 @@ async def test_a_deeply_nested_bundle_is_a_400_not_a_500(world: World) -> None:
     resp = await send_fhir(world, payload)
     assert resp.status == 400, await resp.text()
     assert resp.content_type == "application/problem+json"
+
+
+async def test_a_status_that_is_not_a_string_is_refused_by_entry(world: World) -> None:
+    # A list looked up in the set of statuses was a TypeError: a 500.
+    b = bundle("status-list", obs("8867-4", "/min", 64, time.time() - 5, status=[]))
+    resp = await send_fhir(world, b)
+    body = await resp.json()
+    assert resp.status == 422, body
+    assert body["errors"][0]["pointer"] == "/entry/0/resource"
