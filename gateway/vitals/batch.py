@@ -175,6 +175,8 @@ def _components(raw: Any) -> list[dict[str, Any]]:
     for c in raw:
         if not isinstance(c, dict) or set(c) - COMPONENT_KEYS:
             raise ValueError("a component has code, unit and value")
+        if c.get("code") not in BP_COMPONENTS:  # any other code is not in the table: KeyError
+            raise ValueError(f"{BP_PANEL} has two components: {' and '.join(BP_COMPONENTS)}")
         out.append(_value(str(c.get("code")), c.get("unit"), c.get("value")))
     by_code = {c["code"]: c for c in out}
     if sorted(by_code) != sorted(BP_COMPONENTS):

@@ -193,3 +193,12 @@ def test_times_that_are_not_rfc_3339_instants_are_refused_naming_the_form(stamp:
     # not RFC 3339. The detail names the form, never Python's "Invalid isoformat string".
     (error,) = refused({**one("8867-4", "/min", 70), "time": stamp})
     assert "RFC 3339" in error["detail"] and "isoformat" not in error["detail"]
+
+
+@pytest.mark.parametrize("code", ["1234-5", "8867-4", None, ["8480-6"]])
+def test_a_blood_pressure_component_outside_the_panel_is_refused(code: Any) -> None:
+    # Looked up in the table as it came: a KeyError (500) for a code not in it.
+    reading = bp(120, 80, NOW - 10)
+    reading["components"][0]["code"] = code
+    (error,) = refused(reading)
+    assert "two components" in error["detail"]
