@@ -31,7 +31,7 @@ MAX_LIMIT = 10_000
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
 REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
-CURSOR = re.compile(r"([0-9]{1,18})(?:\.([0-9]{0,6}))?", re.ASCII)
+CURSOR = re.compile(r"([0-9]{1,18})(?:\.(-?[0-9]{1,6})?)?", re.ASCII)  # as in the openapi
 
 
 async def post_vitals(request: web.Request) -> web.Response:
