@@ -23,8 +23,9 @@ from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
 from ..fhir_version import FHIR_JSON
 from ..recorder import record
+from ..rfc3339 import time_param
 from .fhir import audit_event, consent_resource, provenance_resource
-from .index import Filters, IndexMismatch, epoch_ms
+from .index import Filters, IndexMismatch
 
 __all__ = ["setup"]
 
@@ -49,10 +50,7 @@ def _filters(q: Any) -> Filters:
     for name, key in (("since", "since_ms"), ("until", "until_ms")):
         v = q.get(name)
         if v is not None:
-            try:
-                values[key] = epoch_ms(v)
-            except ValueError as e:
-                raise BadRequest(f"{name!r} must be an RFC 3339 time with a zone") from e
+            values[key] = int(time_param(v, name).timestamp() * 1000)
     return Filters(**values)
 
 

@@ -81,7 +81,7 @@ def check_invite_request(inviter_role: str, body: Any) -> tuple[str, dict[str, A
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     role = body.get("role")
-    if role not in ROLE_PREFIX:
+    if not isinstance(role, str) or role not in ROLE_PREFIX:  # [] in a dict: TypeError
         raise BadRequest("role must be one of admin, provider, patient, device, auditor")
     if role not in INVITE_RULES.get(inviter_role, frozenset()):
         raise Forbidden(f"a {inviter_role} may not invite a {role}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from ..jsonio import loads
 from ..recorder import event, record
 from .dpop import DPoPError, DPoPProof, UseNonce, check_proof
 from .enroll import (
@@ -88,19 +89,37 @@ class OAuthError(GatewayError):
         self.status = status
 
 
+# RFC 9110 7.2: Host is uri-host [":" port]; a reg-name (ASCII; IDNs arrive as A-labels)
+# or a bracketed IP literal. Anything else is refused rather than handed to yarl.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def _as_received(request: web.Request) -> URL:
+    """This request's URL built from its Host header. Raises BadRequest when the Host is
+    missing, empty or not ``host[:port]`` (yarl would raise ValueError: a 500)."""
+    if not _HOST.fullmatch(request.host):
+        raise BadRequest("the Host header must be host[:port]")
+    try:
+        return request.url
+    except ValueError as e:  # a port above 65535
+        raise BadRequest("the Host header must be host[:port]") from e
+
+
 def origin(request: web.Request) -> str:
-    """The gateway's public origin: configured, or (development) this request's."""
+    """The gateway's public origin: configured, or (development) this request's. Raises
+    BadRequest for a malformed Host header when none is configured."""
     configured = request.app[CONFIG].public_url
-    return configured.rstrip("/") if configured else str(request.url.origin())
+    return configured.rstrip("/") if configured else str(_as_received(request).origin())
 
 
 def request_url(request: web.Request) -> URL:
     """This request's URL as the client addressed it (DPoP ``htu``): under the configured
-    public origin, or (development) as received."""
+    public origin, or (development) as received. Raises BadRequest for a malformed Host
+    header when no public origin is configured."""
     configured = request.app[CONFIG].public_url
     if configured:
         return URL(configured.rstrip("/") + request.rel_url.path)
-    return request.url
+    return _as_received(request)
 
 
 def authenticate(request: web.Request) -> Principal:
@@ -154,13 +173,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The JSON body, through the gateway's bounded decoder. Raises UnsupportedMediaType,
+    PayloadTooLarge, or InvalidJSON (400) for malformed, too deep or out-of-range JSON."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
-    raw = await read_body(request, MAX_JSON)
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise BadRequest("body is not valid JSON") from e
+    return loads(await read_body(request, MAX_JSON), "the body")
 
 
 async def _record(request: web.Request, event: Event) -> Receipt:

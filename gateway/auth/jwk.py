@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import GatewayError
+from ..jsonio import loads
 
 __all__ = [
     "ALGORITHMS",
@@ -75,7 +76,7 @@ def unverified_part(jws: str, part: int, limit: int = 2048) -> dict[str, Any]:
     if len(segments) != 3 or len(segments[part]) > limit:
         raise InvalidKey("malformed JWS")
     try:
-        value = json.loads(b64u_decode(segments[part]))
+        value = loads(b64u_decode(segments[part]), "the JWS segment")
     except ValueError as e:
         raise InvalidKey("malformed JWS") from e
     if not isinstance(value, dict):

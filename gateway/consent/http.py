@@ -5,7 +5,6 @@ ledger event."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import secrets
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..errors import BadRequest, NotFound
 from ..recorder import event, record
+from ..rfc3339 import time_param
 from .guard import ROLE_GRANTEE, SCOPES
 from .store import Consent, Emergency
 
@@ -61,10 +61,7 @@ async def grant(request: web.Request) -> web.Response:
     ):
         raise BadRequest(f"scopes is a non-empty list of {', '.join(SCOPES)}")
     now = auth.now()
-    try:
-        end = int(dt.datetime.fromisoformat(str(until).replace("Z", "+00:00")).timestamp())
-    except ValueError as e:
-        raise BadRequest("until is an RFC 3339 time, e.g. 2026-12-31T23:59:59Z") from e
+    end = int(time_param(until, "until").timestamp())
     if not now < end <= now + MAX_CONSENT_DAYS * 86400:
         raise BadRequest(f"until must be in the future and within {MAX_CONSENT_DAYS} days")
     c = Consent(

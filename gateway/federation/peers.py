@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any, Protocol
 
 import aiohttp
 
 from ledger.merkle import HASH_SIZE
 
+from ..jsonio import loads
 from .trust import Peer
 
 __all__ = ["CannotProve", "PeerClient", "PeerReader", "Unreachable"]
@@ -69,7 +69,7 @@ class PeerClient:
         if status != 200:
             raise Unreachable(f"{url}: HTTP {status}")
         try:
-            return json.loads(body)
+            return loads(body, url)
         except ValueError as e:
             raise Unreachable(f"{url}: not JSON") from e
 
@@ -83,7 +83,7 @@ class PeerClient:
         if status != 200:
             raise Unreachable(f"{url}: HTTP {status}")
         try:
-            doc = json.loads(body)
+            doc = loads(body, url)
             proof = [base64.b64decode(h, validate=True) for h in doc["proof"]]
         except (ValueError, KeyError, TypeError, binascii.Error) as e:
             raise Unreachable(f"{url}: not a consistency proof") from e

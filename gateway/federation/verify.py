@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from ledger.log import Receipt
 
 from ..auth.jwk import InvalidKey, unverified_part
 from ..errors import GatewayError
+from ..jsonio import loads
 from .keys import PinnedKey
 from .trust import Peer
 
@@ -231,7 +231,7 @@ def parse_receipt(text: str) -> tuple[Receipt, bytes]:
     if len(text) > MAX_RECEIPT_SIZE:
         raise Refused("receipt_malformed", "subject_token_receipt is too large")
     try:
-        doc = json.loads(text)
+        doc = loads(text, "subject_token_receipt")
         receipt = Receipt.from_json(doc["receipt"])
         entry = base64.b64decode(doc["entry"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error, LedgerError) as e:

@@ -5,7 +5,6 @@ has not been admitted."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..auth.tokens import Forbidden, Principal
 from ..errors import BadRequest, Conflict, NotFound
+from ..jsonio import loads
 from ..recorder import event, record
 from .signalling import MAX_MESSAGE, RELAYED, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
@@ -223,10 +223,15 @@ async def _relay(
 ) -> None:
     app = request.app
     try:
-        data = json.loads(msg)
+        data = loads(msg, "the message")
     except ValueError:
         data = None
-    if not isinstance(data, dict) or data.get("type") not in RELAYED:
+    # A non-string type ({"type": []}) is unhashable: a TypeError that closed the socket.
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("type"), str)
+        or data["type"] not in RELAYED
+    ):
         await ws.send_json({"type": "error", "error": "malformed message"})
         return
     current = await current_session(app, s.id)

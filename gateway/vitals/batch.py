@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from ledger.events import format_time
 
 from ..auth.jwk import HolderKey, InvalidKey, b64u_decode, b64u_strict, unverified_part
 from ..errors import BadRequest, GatewayError
+from ..jsonio import loads
+from ..rfc3339 import parse_time
 from .codes import BP_COMPONENTS, BP_PANEL, CODES, UnitError, normalise
 
 __all__ = [
@@ -142,21 +143,18 @@ def verify_jws(jws: str, key: HolderKey) -> tuple[dict[str, Any], bytes]:
     return header, payload
 
 
-def parse_time(value: Any) -> dt.datetime:
-    """An RFC 3339 date-time with an explicit offset. Raises ValueError."""
-    if not isinstance(value, str) or len(value) > 40 or "T" not in value.upper():
-        raise ValueError("time must be an RFC 3339 date-time such as 2026-12-01T09:30:00Z")
-    t = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise ValueError("time needs an offset (Z or +hh:mm)")
-    return t.astimezone(dt.UTC)
-
-
 def _number(value: Any) -> float:
-    # bool is an int in Python, and NaN/Infinity parse from JSON: neither is a reading.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # bool is an int in Python, and NaN/Infinity parse from JSON: neither is a reading. An
+    # int too large for a float is refused here too (float() would raise OverflowError).
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("value must be a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError("value must be a finite number")
+    return number
 
 
 def _value(code: str, unit: Any, value: Any) -> dict[str, Any]:
@@ -177,6 +175,8 @@ def _components(raw: Any) -> list[dict[str, Any]]:
     for c in raw:
         if not isinstance(c, dict) or set(c) - COMPONENT_KEYS:
             raise ValueError("a component has code, unit and value")
+        if c.get("code") not in BP_COMPONENTS:  # any other code is not in the table: KeyError
+            raise ValueError(f"{BP_PANEL} has two components: {' and '.join(BP_COMPONENTS)}")
         out.append(_value(str(c.get("code")), c.get("unit"), c.get("value")))
     by_code = {c["code"]: c for c in out}
     if sorted(by_code) != sorted(BP_COMPONENTS):
@@ -241,10 +241,7 @@ def check_readings(
 
 def parse_native(payload: bytes) -> tuple[str, Any, dict[str, Any]]:
     """batch_id, raw readings and the rest of a ``vitals+json`` payload."""
-    try:
-        body = json.loads(payload)
-    except ValueError as e:
-        raise BadRequest("the JWS payload is not JSON") from e
+    body = loads(payload, "the JWS payload")
     if not isinstance(body, dict) or set(body) - {"batch_id", "patient", "device", "readings"}:
         raise BadRequest("the payload has batch_id, readings and optionally patient, device")
     batch_id = body.get("batch_id")

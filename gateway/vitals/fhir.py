@@ -9,10 +9,10 @@ dicts; the tests validate them with ``fhir.resources``.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from ..errors import BadRequest
+from ..jsonio import loads
 from .batch import BATCH_ID, InvalidBatch
 from .codes import BP_PANEL, BP_PANEL_DISPLAY, CODES
 
@@ -60,7 +60,7 @@ def _reading(obs: Any) -> dict[str, Any]:
     """One Observation as a raw reading (validated afterwards like any other)."""
     if not isinstance(obs, dict) or obs.get("resourceType") != "Observation":
         raise ValueError("each entry is an Observation")
-    if obs.get("status") not in STATUSES:
+    if not isinstance(obs.get("status"), str) or obs["status"] not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(sorted(STATUSES))}")
     code = _loinc(obs.get("code"))
     if code is None:
@@ -82,10 +82,7 @@ def _reading(obs: Any) -> dict[str, Any]:
 def bundle_readings(payload: bytes) -> tuple[str, list[Any], str | None]:
     """batch_id (the Bundle's identifier), raw readings and the subject named, if any.
     Raises BadRequest for a malformed Bundle, InvalidBatch naming each bad Observation."""
-    try:
-        bundle = json.loads(payload)
-    except ValueError as e:
-        raise BadRequest("the JWS payload is not JSON") from e
+    bundle = loads(payload, "the JWS payload")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("a fhir+json payload is a FHIR Bundle")
     if bundle.get("type") not in ("collection", "batch", "transaction"):

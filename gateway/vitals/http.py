@@ -19,7 +19,7 @@ from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..fhir_version import FHIR_JSON
 from ..recorder import event
-from .batch import parse_time
+from ..rfc3339 import parse_time, time_param
 from .codes import BP_PANEL, CODES
 from .fhir import observation, searchset
 from .intake import Gone
@@ -31,6 +31,8 @@ JOSE = "application/jose"
 MAX_LIMIT = 10_000
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
 REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
+CURSOR = re.compile(r"([0-9]{1,18})(?:\.(-?[0-9]{1,6})?)?", re.ASCII)  # as in the openapi
 
 
 async def post_vitals(request: web.Request) -> web.Response:
@@ -67,19 +69,17 @@ def _query(request: web.Request) -> dict[str, Any]:
     if code is not None and code not in CODES and code != BP_PANEL:
         raise BadRequest("code is one of the accepted LOINC vital-sign codes")
     out["code"] = code
-    try:
-        out["since"] = parse_time(q["since"]) if "since" in q else None
-        out["until"] = parse_time(q["until"]) if "until" in q else None
-    except ValueError as e:
-        raise BadRequest(f"since/until: {e}") from e
-    try:
-        out["limit"] = int(q.get("limit", "1000"))
-        seq, _, idx = q.get("after", "0.-1").partition(".")
-        out["after"] = (int(seq), int(idx or -1))
-    except ValueError as e:
-        raise BadRequest("limit is a number; after is the 'next' cursor of a previous page") from e
-    if not 1 <= out["limit"] <= MAX_LIMIT:
-        raise BadRequest(f"limit is 1..{MAX_LIMIT}")
+    out["since"] = time_param(q["since"], "since") if "since" in q else None
+    out["until"] = time_param(q["until"], "until") if "until" in q else None
+    limit = q.get("limit", "1000")
+    if not LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIMIT:
+        raise BadRequest(f"limit is an integer 1..{MAX_LIMIT}")
+    out["limit"] = int(limit)
+    # Digits only, and few of them: a cursor becomes an SQLite integer (64-bit).
+    cursor = CURSOR.fullmatch(q.get("after", "0"))
+    if cursor is None:
+        raise BadRequest("after is the 'next' cursor of a previous page")
+    out["after"] = (int(cursor[1]), int(cursor[2] or -1))
     out["format"] = q.get("format", "json")
     if out["format"] not in ("json", "fhir"):
         raise BadRequest("format is json or fhir")

@@ -186,6 +186,25 @@ async def test_consent_end_must_be_future_and_bounded(w: World, seconds: int) ->
     assert (await w.grant(w.prov.sub, ["call"], seconds=seconds)).status == 400
 
 
+@pytest.mark.parametrize(
+    "until",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "YESTERDAY", "WEEK", 1e300],
+)
+async def test_consent_end_is_an_rfc_3339_instant(w: World, until: Any) -> None:
+    import datetime as dt
+
+    if until == "WEEK":  # tomorrow as an ISO 8601 week date: fromisoformat took it
+        y, wk, d = (
+            dt.datetime.fromtimestamp(w.clock.t, dt.UTC) + dt.timedelta(days=1)
+        ).isocalendar()
+        until = f"{y}-W{wk:02d}-{d}T12:00:00Z"
+    body = {"grantee": w.prov.sub, "scopes": ["call"], "until": until}
+    r = await call(w.client, "POST", "/v1/consents", w.pat, w.pat_t, json=body)
+    detail = (await r.json())["detail"]
+    assert r.status == 400 and r.content_type == "application/problem+json", detail
+    assert detail.startswith("until must be an RFC 3339 date-time"), detail
+
+
 async def test_only_the_granting_patient_revokes(w: World) -> None:
     consent = await (await w.grant(w.prov.sub, ["call"])).json()
     r = await call(w.client, "DELETE", f"/v1/consents/{consent['id']}", w.other, w.other_t)

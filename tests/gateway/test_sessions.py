@@ -172,6 +172,21 @@ async def test_malformed_messages_and_sdp_without_fingerprint(k: Call) -> None:
     await prov_ws.close()
 
 
+async def test_hostile_json_messages_get_an_error_reply_and_the_socket_stays_open(
+    k: Call,
+) -> None:
+    sid = await k.schedule()
+    ws = await k.ws(sid, await k.ticket(sid, k.pat, k.pat_t))
+    # 2,500 levels: json.loads raised RecursionError, which closed the socket.
+    # {"type": []}: a list looked up in a set is a TypeError, which closed the socket too.
+    for bad in ("[" * 2500 + "]" * 2500, '{"type": []}', '{"type": "offer", "sdp": NaN}'):
+        await ws.send_str(bad)
+        reply = await ws.receive_json(timeout=5)
+        assert reply == {"type": "error", "error": "malformed message"}, reply
+    assert not ws.closed
+    await ws.close()
+
+
 async def test_ticket_abuse_is_refused(k: Call) -> None:
     sid = await k.schedule()
     t = await k.ticket(sid, k.pat, k.pat_t)

@@ -86,8 +86,16 @@ async def test_oversized_form_to_token_endpoint(world: World) -> None:
         ("application/json", b"\xff\xfe", 400),
         ("application/json", b"[]", 400),
         ("application/json", b'"role"', 400),
+        # Python's json recurses once a level: 2,500 levels ended in RecursionError (500).
+        ("application/json", b'{"role": ' + b"[" * 2500 + b"]" * 2500 + b"}", 400),
+        ("application/json", b'{"role": "patient", "ttl": NaN}', 400),
+        ("application/json", b'{"role": "patient", "ttl": 1' + b"0" * 400 + b"}", 400),
+        ("application/json", b'{"role": []}', 400),  # `[] in a dict` is a TypeError
     ],
-    ids=["text-plain", "form", "not-json", "not-utf8", "array", "string"],
+    ids=[
+        *("text-plain", "form", "not-json", "not-utf8", "array", "string"),
+        *("deep", "nan", "huge", "unhashable"),
+    ],
 )
 async def test_malformed_bodies(
     world: World, path: str, content_type: str, data: bytes, status: int
@@ -243,3 +251,20 @@ async def test_auditor_introspection(world: World) -> None:
         w.client, "POST", "/oauth/introspect", aud, aud_token2, data={"token": w.pat_token}
     )
     assert await r.json() == {"active": False}
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:notaport", "127.0.0.1:99999", "", "user@127.0.0.1", "a b"]
+)
+@pytest.mark.parametrize("path", ["/v1/me", "/.well-known/smart-configuration"])
+async def test_a_malformed_host_header_is_a_400_not_a_500(
+    world: World, path: str, host: str
+) -> None:
+    # Without TELEGATE_PUBLIC_URL the origin comes from Host, which yarl cannot parse.
+    w = world
+    assert not w.config.public_url
+    headers = {"Host": host, "Authorization": f"DPoP {w.pat_token}"}
+    headers["DPoP"] = w.pat.dpop("GET", w.url(path), w.pat_token)
+    resp = await w.client.get(path, headers=headers)
+    body = await problem(resp, 400)
+    assert "Host" in body["detail"]

@@ -29,6 +29,7 @@ from tests.gateway.attacks.world import (
     unsigned,
 )
 from tests.gateway.idclient import (
+    b64u,
     get_token,
     invite_and_enroll,
     token_response,
@@ -238,6 +239,17 @@ async def test_token_endpoint_attack(world: World, case: str) -> None:
         await assert_nothing_recorded(w.client, before)
     # The patient can still get a token the ordinary way.
     assert (await token_response(w.client, w.pat)).status == 200
+
+
+async def test_a_deeply_nested_client_assertion_is_a_401_not_a_500(world: World) -> None:
+    # The unverified claims (read to find the client's key) allow 4 KiB of base64url:
+    # 1,500 nested arrays, and json.loads raised RecursionError.
+    w = world
+    claims = b"[" * 1500 + b"]" * 1500
+    assertion = f"{b64u(b'{}')}.{b64u(claims)}.{b64u(b'x' * 64)}"
+    resp = await token_request(w.client, token_form(assertion), _dpop_tok(w))
+    body = await problem(resp, 401, "oauth-error")
+    assert body["error"] == "invalid_client"
 
 
 async def test_client_assertion_replay_is_refused(world: World) -> None:

@@ -3,6 +3,7 @@ reads come back as a searchset Bundle that validates with fhir.resources."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -56,7 +57,7 @@ def bundle(batch_id: str, *observations: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def send_fhir(world: World, b: dict[str, Any]) -> Any:
+async def send_fhir(world: World, b: dict[str, Any] | bytes) -> Any:
     return await world.send(b, cty="fhir+json")
 
 
@@ -334,3 +335,28 @@ def test_the_profile_check_catches_what_the_profiles_require() -> None:
     broken("29463-7", lambda o: o["meta"]["profile"].remove(VITALSIGNS))
     broken("29463-7", lambda o: o.pop("meta"))
     broken("15074-8", lambda o: o.update(meta={"profile": [R4_PROFILE + "bodyweight"]}))
+
+
+async def test_a_value_quantity_of_hundreds_of_digits_is_refused_not_a_500(world: World) -> None:
+    b = bundle("huge", obs("8867-4", "/min", 10**400, time.time() - 5))
+    resp = await send_fhir(world, b)
+    assert resp.status in (400, 422), await resp.text()
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_a_deeply_nested_bundle_is_a_400_not_a_500(world: World) -> None:
+    o = obs("8867-4", "/min", 64, time.time() - 5)
+    payload = json.dumps(bundle("deep", o)).encode()
+    payload = payload[:-1] + b', "extension": ' + b"[" * 2500 + b"]" * 2500 + b"}"
+    resp = await send_fhir(world, payload)
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_a_status_that_is_not_a_string_is_refused_by_entry(world: World) -> None:
+    # A list looked up in the set of statuses was a TypeError: a 500.
+    b = bundle("status-list", obs("8867-4", "/min", 64, time.time() - 5, status=[]))
+    resp = await send_fhir(world, b)
+    body = await resp.json()
+    assert resp.status == 422, body
+    assert body["errors"][0]["pointer"] == "/entry/0/resource"

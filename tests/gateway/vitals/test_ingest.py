@@ -179,3 +179,31 @@ async def test_non_base64url_segments_and_short_es256_signatures_are_refused(wor
     resp = await world.post(f"{head}.{payload}.{sig[:40]}", dev, tok)
     assert resp.status == 400
     assert (await resp.json())["type"].endswith("/invalid-signature")
+
+
+async def test_hostile_json_in_a_signed_batch_is_a_400_not_a_500(world: World) -> None:
+    # Python's json recurses once a level: about a thousand levels end in RecursionError.
+    deep = b'{"batch_id":"deep","readings":' + b"[" * 2500 + b"]" * 2500 + b"}"
+    for payload in (
+        deep,
+        b'{"batch_id":"nan","readings":[{"code":"8867-4","unit":"/min","value":NaN}]}',
+        b'{"batch_id":"inf","readings":[{"code":"8867-4","unit":"/min","value":1e999}]}',
+    ):
+        resp = await world.send(payload)
+        assert resp.status == 400, await resp.text()
+        assert resp.content_type == "application/problem+json"
+
+
+async def test_an_integer_of_hundreds_of_digits_is_refused_not_a_500(world: World) -> None:
+    reading = {**hr(70, time.time() - 5), "value": 10**400}
+    resp = await world.send(batch([reading]))
+    assert resp.status in (400, 422), await resp.text()
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_reading_times_beyond_utc_are_refused_not_a_500(world: World) -> None:
+    for stamp in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        resp = await world.send(batch([{**hr(70, time.time()), "time": stamp}]))
+        body = await resp.json()
+        assert resp.status == 422, body
+        assert "RFC 3339" in body["errors"][0]["detail"]

@@ -227,3 +227,23 @@ async def test_a_reader_checks_the_device_signature_with_the_device_key_alone(wo
     for name, jws in body["signed"].items():
         sig = base64.urlsafe_b64decode(jws.rsplit(".", 1)[1] + "==")
         assert events[name.split("/", 1)[1]]["data"]["sig_hash"] == hashlib.sha256(sig).hexdigest()
+
+
+async def test_out_of_range_times_and_cursors_are_a_400_naming_the_parameter(
+    world: World,
+) -> None:
+    await _seed(world, 1)
+    for q, name in (
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
+        ({"until": "9999-12-31T23:59:59-14:00"}, "until"),
+        ({"since": "YESTERDAY"}, "since"),
+        ({"after": "99999999999999999999.0"}, "after"),
+        ({"after": "1.99999999999999999999"}, "after"),
+        ({"after": " 1.0"}, "after"),
+        ({"limit": "1_0"}, "limit"),
+    ):
+        resp = await world.read(world.pat, world.pat_t, **q)
+        body = await resp.json()
+        assert resp.status == 400, (q, body)
+        assert resp.content_type == "application/problem+json"
+        assert name in body["detail"] and "isoformat" not in body["detail"], body

@@ -175,3 +175,30 @@ def test_batch_limits() -> None:
 def test_the_same_code_at_the_same_time_twice_is_refused() -> None:
     errors = refused(one("8867-4", "/min", 70), one("8867-4", "/min", 71))
     assert [e["index"] for e in errors] == [1]
+
+
+def test_an_integer_too_large_for_a_float_is_refused_by_position() -> None:
+    # float(10**400) raises OverflowError: the reading is refused, not the request crashed.
+    errors = refused(one("8867-4", "/min", 70), one("8867-4", "/min", 10**400, NOW - 20))
+    assert [e["index"] for e in errors] == [1]
+    assert errors[0]["detail"] == "value must be a finite number"
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-W49-1T10:00:00Z", "YESTERDAY"],
+)
+def test_times_that_are_not_rfc_3339_instants_are_refused_naming_the_form(stamp: str) -> None:
+    # The first two parse, then overflow when converted to UTC; the third is ISO 8601 but
+    # not RFC 3339. The detail names the form, never Python's "Invalid isoformat string".
+    (error,) = refused({**one("8867-4", "/min", 70), "time": stamp})
+    assert "RFC 3339" in error["detail"] and "isoformat" not in error["detail"]
+
+
+@pytest.mark.parametrize("code", ["1234-5", "8867-4", None, ["8480-6"]])
+def test_a_blood_pressure_component_outside_the_panel_is_refused(code: Any) -> None:
+    # Looked up in the table as it came: a KeyError (500) for a code not in it.
+    reading = bp(120, 80, NOW - 10)
+    reading["components"][0]["code"] = code
+    (error,) = refused(reading)
+    assert "two components" in error["detail"]
