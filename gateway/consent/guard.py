@@ -29,6 +29,8 @@ class Decision:
 
     basis: str
     ref: str | None = None
+    #: When the consent or the emergency access ends by itself (None: the patient themself).
+    until: int | None = None
 
     @property
     def flagged(self) -> bool:
@@ -73,9 +75,9 @@ class ConsentGuard:
         consents = await asyncio.to_thread(self.store.matching, patient, (who.sub, ROLE_GRANTEE))
         for c in consents:
             if c.active(now) and scope in c.scopes:
-                return Decision("consent", c.id)
+                return Decision("consent", c.id, c.until)
         em = await asyncio.to_thread(self.store.emergency, who.sub, patient, now)
-        return Decision("break_the_glass", em.id) if em else None
+        return Decision("break_the_glass", em.id, em.until) if em else None
 
     async def authorize(
         self, who: Principal, patient: str, scope: str, purpose: str = "treatment"
