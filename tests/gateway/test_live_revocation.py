@@ -288,3 +288,17 @@ async def test_a_reconnect_closes_the_socket_it_replaces(w: World) -> None:
     assert (await again.receive_json(timeout=5))["type"] == "offer"
     await again.close()
     await pat_ws.close()
+
+
+async def test_a_no_show_closes_the_waiting_room_sockets(w: World) -> None:
+    await w.grant(["call"])
+    r = await call(w.client, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
+    sid = str((await r.json())["id"])
+    prov_ws = await w.ws(sid, w.prov, w.prov_t)
+    pat_ws = await w.ws(sid, w.pat, w.pat_t)
+    assert (await prov_ws.receive_json(timeout=5))["type"] == "waiting"
+    r = await call(w.client, "POST", f"/v1/sessions/{sid}/no-show", w.prov, w.prov_t)
+    assert r.status == 200, await r.text()
+    [bye] = await until_closed(pat_ws, 1000)
+    assert (bye["type"], bye["state"]) == ("bye", "no_show")
+    assert await until_closed(prov_ws, 1000) == []
