@@ -10,6 +10,7 @@ the close code), receive no further vitals, relay nothing more, and a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -105,8 +106,16 @@ async def assert_cut_off(w: World, sid: str, pat_ws: Any) -> None:
     assert reply == {"type": "error", "error": "the other party is not connected"}
 
 
-async def closed_events(w: World, sid: str) -> list[dict[str, Any]]:
-    return [e for e in await w.events("session.socket_closed") if e["session"] == sid]
+async def closed_events(w: World, sid: str, wait_for: int = 0) -> list[dict[str, Any]]:
+    """The session's ``session.socket_closed`` events; with ``wait_for``, up to 5 s for
+    that many (a close by a deadline is recorded just after the socket closes, with no
+    request to wait on)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [e for e in await w.events("session.socket_closed") if e["session"] == sid]
+        if len(found) >= wait_for or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 async def revoke(w: World, body: dict[str, Any]) -> None:
@@ -253,7 +262,7 @@ async def test_a_break_the_glass_stream_stops_when_the_emergency_ends(w: World) 
     assert got[-1]["reason"] == "emergency_ended"
     refused = [e for e in await w.events("consent.refused") if e["session"] == sid]
     assert [e["data"]["ended"] for e in refused] == ["expired"]
-    [ev] = await closed_events(w, sid)
+    [ev] = await closed_events(w, sid, wait_for=1)
     assert (ev["data"]["closed"], ev["data"]["basis"]) == ("emergency_ended", "break_the_glass")
     await pat_ws.close()
 
