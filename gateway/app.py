@@ -28,6 +28,8 @@ from .appkeys import (
     CONSENT_GUARD,
     CONSENTS,
     HUB,
+    INVALIDATIONS,
+    LIVE,
     LOG,
     METRICS,
     SESSIONS,
@@ -48,13 +50,16 @@ from .config import Config
 from .consent import http as consent_http
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .deadlines import Deadlines
 from .errors import Unavailable, problem_middleware
 from .federation.http import setup as federation_setup
+from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
 from .observability import Metrics, observe_middleware
 from .recorder import event, record
 from .sessions import http as sessions_http
 from .sessions import turn
+from .sessions.live import LiveAccess
 from .sessions.signalling import Hub, Tickets
 from .sessions.store import SessionStore
 from .vitals import http as vitals_http
@@ -251,13 +256,29 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
     settled = await intake.reconcile()  # batches or erasures a crash left half-done
     if settled:
         log.warning("settled pending vitals records", extra={"fields": {"count": settled}})
+    deadlines = Deadlines(app[CLOCK])
     streamer = Streamer(
-        app[HUB], app[CONSENT_GUARD], lambda sid: sessions_http.current_session(app, sid)
+        app[HUB],
+        app[CONSENT_GUARD],
+        lambda sid: sessions_http.current_session(app, sid),
+        deadlines,
     )
     app[VITALS] = Vitals(intake, streamer)
+    live = app[LIVE] = LiveAccess(
+        hub=app[HUB],
+        streamer=streamer,
+        guard=app[CONSENT_GUARD],
+        session=lambda sid: sessions_http.current_session(app, sid),
+        end_call=lambda sid, why: sessions_http.end_call(app, sid, why),
+        append=lambda ev: record(app, ev),
+        deadlines=deadlines,
+    )
+    stop = app[INVALIDATIONS].subscribe(live.hear)
     try:
         yield
     finally:
+        stop()
+        await deadlines.close()
         await intake.close()
 
 
@@ -305,6 +326,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[CONFIG] = config
     app[METRICS] = m
     app[CLOCK] = clock
+    # In-process: one gateway process. Several replicas need a Redis implementation of
+    # the same protocol (gateway/invalidation.py).
+    app[INVALIDATIONS] = LocalInvalidations()
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
     app.cleanup_ctx.append(_identity_ctx)

@@ -13,7 +13,9 @@ from .auth.tokens import Authority, Principal
 from .config import Config
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .invalidation import Invalidations
 from .observability import Metrics
+from .sessions.live import LiveAccess
 from .sessions.signalling import Hub, Tickets
 from .sessions.store import SessionStore
 from .vitals.intake import Vitals
@@ -26,6 +28,8 @@ __all__ = [
     "CONSENTS",
     "CONSENT_GUARD",
     "HUB",
+    "INVALIDATIONS",
+    "LIVE",
     "LOG",
     "METRICS",
     "PRINCIPAL",
@@ -46,6 +50,10 @@ CONSENTS = web.AppKey("consents", ConsentStore)
 SESSIONS = web.AppKey("sessions", SessionStore)
 TICKETS = web.AppKey("tickets", Tickets)
 HUB = web.AppKey("hub", Hub)
+#: Where revocations are published, so that live access that depended on them ends.
+INVALIDATIONS: web.AppKey[Invalidations] = web.AppKey("invalidations")
+#: Ends live sockets and streams when what allowed them ends.
+LIVE = web.AppKey("live", LiveAccess)
 #: coturn's static-auth-secret, from <data_dir>/keys/turn.secret.
 TURN_SECRET = web.AppKey("turn_secret", bytes)
 CONSENT_GUARD = web.AppKey("consent_guard", ConsentGuard)

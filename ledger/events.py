@@ -56,6 +56,9 @@ class EventType(StrEnum):
     SESSION_ENDED = "session.ended"
     SESSION_CANCELLED = "session.cancelled"
     SESSION_NO_SHOW = "session.no_show"
+    #: The gateway closed a party's signalling socket because what allowed it ended (a
+    #: revocation, a consent, a break-the-glass access); ``data.closed`` says which.
+    SESSION_SOCKET_CLOSED = "session.socket_closed"
     VITALS_BATCH = "vitals.batch"
     PATIENT_ERASED = "patient.erased"
     AUDIT_QUERY = "audit.query"

@@ -17,7 +17,7 @@ from yarl import URL
 from ledger.events import Event, EventType, commit, new_salt
 from ledger.log import Receipt
 
-from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, LOG, PRINCIPAL
+from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, INVALIDATIONS, LOG, PRINCIPAL
 from ..consent.guard import Party
 from ..errors import (
     BadRequest,
@@ -27,6 +27,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from ..invalidation import Invalidation, Kind
 from ..jsonio import loads
 from ..recorder import event, record
 from .dpop import DPoPError, DPoPProof, UseNonce, check_proof
@@ -562,6 +563,13 @@ async def revoke(request: web.Request) -> web.Response:
         request,
         event(request.app, EventType.ATTESTATION_REVOKED, p.sub, subject=subject, data=data),
     )
+    # Refused from now on at every request; live sockets opened with it end now.
+    news = (
+        Invalidation(Kind.TOKEN, jti=str(target)[:64], reason=reason)
+        if subject is None
+        else Invalidation(Kind.SUBJECT, sub=subject, reason=reason)
+    )
+    await request.app[INVALIDATIONS].publish(news)
     return web.json_response({"revoked": indexes, "receipt": receipt.to_json()})
 
 

@@ -53,6 +53,8 @@ class Decision:
 
     basis: str
     ref: str | None = None
+    #: When the consent or the emergency access ends by itself (None: the patient themself).
+    until: int | None = None
 
     @property
     def flagged(self) -> bool:
@@ -97,11 +99,11 @@ class ConsentGuard:
         consents = await asyncio.to_thread(self.store.matching, patient, (who.sub, ROLE_GRANTEE))
         for c in consents:
             if c.active(now) and scope in c.scopes:
-                return Decision("consent", c.id)
+                return Decision("consent", c.id, c.until)
         if scope in NOT_IN_EMERGENCY:
             return None
         em = await asyncio.to_thread(self.store.emergency, who.sub, patient, now)
-        return Decision("break_the_glass", em.id) if em else None
+        return Decision("break_the_glass", em.id, em.until) if em else None
 
     async def authorize(
         self,

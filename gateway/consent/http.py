@@ -12,10 +12,11 @@ from aiohttp import web
 
 from ledger.events import EventType, commit, new_salt
 
-from ..appkeys import AUTHORITY, CONFIG, CONSENTS, VITALS
+from ..appkeys import AUTHORITY, CONFIG, CONSENTS, INVALIDATIONS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..errors import BadRequest, NotFound
+from ..invalidation import Invalidation, Kind
 from ..recorder import event, record
 from ..rfc3339 import time_param
 from .guard import ROLE_GRANTEE, SCOPES
@@ -96,7 +97,9 @@ async def revoke(request: web.Request) -> web.Response:
         request.app,
         event(request.app, EventType.CONSENT_REVOKED, p.sub, subject=p.sub, data={"consent": cid}),
     )
-    await request.app[VITALS].streamer.recheck(p.sub)  # live streams it allowed stop now
+    # Live streams and calls it allowed, with no other basis, stop now.
+    news = Invalidation(Kind.CONSENT, patient=p.sub, grantee=c.grantee, reason="consent_revoked")
+    await request.app[INVALIDATIONS].publish(news)
     return web.json_response({"id": cid, "revoked": now, "receipt": receipt.to_json()})
 
 

@@ -19,10 +19,11 @@ from aiohttp.typedefs import Handler
 
 from ledger.events import EventType
 
-from ..appkeys import AUTHORITY
+from ..appkeys import AUTHORITY, INVALIDATIONS
 from ..auth.jwk import InvalidKey, unverified_part
 from ..auth.tokens import MAX_TOKEN_SIZE
 from ..errors import GatewayError
+from ..invalidation import Invalidation, Kind
 from ..recorder import event, record
 from .appkeys import FEDERATION
 from .exchange import Federation
@@ -87,7 +88,7 @@ def revoker(app: web.Application) -> Revoke:
         rec = await asyncio.to_thread(auth.store.token, link.jti)
         auth.status.set(link.status_idx)  # refused from now on, before anything is written
         if rec is not None and rec.revoked is not None:
-            return  # revoked here already: by an admin here, or before a restart
+            return  # revoked here already (by an admin here, who ended its sockets then)
         data = {
             "target": "token",
             "reason": reason,
@@ -101,5 +102,8 @@ def revoker(app: web.Application) -> Revoke:
         await record(app, ev)
         await asyncio.to_thread(auth.store.revoke_token, link.jti, auth.now())
         log.warning("revoked a token after its peer did", extra={"fields": data})
+        # Sockets opened with the token end now, as after a revocation by an admin here.
+        news = Invalidation(Kind.TOKEN, sub=link.sub, jti=link.jti, reason=reason)
+        await app[INVALIDATIONS].publish(news)
 
     return revoke

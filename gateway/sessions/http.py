@@ -12,17 +12,25 @@ from aiohttp import WSMsgType, web
 
 from ledger.events import Event, EventType
 
-from ..appkeys import AUTHORITY, CONSENT_GUARD, HUB, SESSIONS, TICKETS
+from ..appkeys import AUTHORITY, CONSENT_GUARD, HUB, LIVE, PRINCIPAL, SESSIONS, TICKETS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
-from ..auth.tokens import Forbidden, Principal
+from ..auth.store import TokenRecord
+from ..auth.tokens import Authority, Forbidden, Principal
 from ..errors import BadRequest, Conflict, NotFound
 from ..jsonio import loads
 from ..recorder import event, record
-from .signalling import MAX_MESSAGE, RELAYED, fingerprints
+from .live import CLOSE_FORBIDDEN
+from .signalling import MAX_MESSAGE, RELAYED, Ticket, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
 
-__all__ = ["setup"]
+__all__ = ["current_session", "end_call", "setup"]
+
+GATEWAY_ACTOR = "gw:self"
+#: A socket of a call that is over is closed after its ``bye``: nothing can be relayed.
+CLOSE_OVER = 1000
+#: A socket replaced by the same party's reconnect.
+CLOSE_REPLACED = 4409
 
 _EVENT = {
     State.SCHEDULED: EventType.SESSION_SCHEDULED,
@@ -58,7 +66,9 @@ async def _event(
     )
 
 
-async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> CallSession:
+async def _move(
+    app: web.Application, s: CallSession, to: State, actor: str, why: str | None = None
+) -> CallSession:
     try:
         moved = await asyncio.to_thread(app[SESSIONS].move, s.id, to, app[AUTHORITY].now())
     except BadTransition as e:
@@ -67,8 +77,34 @@ async def _move(app: web.Application, s: CallSession, to: State, actor: str) -> 
         app[HUB].current.pop(moved.id, None)  # reloaded from the store if ever asked again
     else:
         app[HUB].current[moved.id] = moved
-    await _event(app, _EVENT[to], actor, moved, {"from": str(s.state)})
+    data = {"from": str(s.state)} | ({"closed": why} if why else {})
+    await _event(app, _EVENT[to], actor, moved, data)
     return moved
+
+
+async def _close_room(app: web.Application, sid: str) -> None:
+    """Close the sockets of a call that is over (after its ``bye``). Not recorded: the
+    call's last transition is."""
+    hub = app[HUB]
+    for party, peer in list(hub.sessions.get(sid, {}).items()):
+        await hub.drop(sid, party, peer, CLOSE_OVER, "session over")
+
+
+async def end_call(app: web.Application, sid: str, why: str) -> None:
+    """End a call for the gateway (its provider lost the right to it: ``why``), tell the
+    sockets still open and close them."""
+    s = await current_session(app, sid)
+    if s is None or s.state in FINAL:
+        return
+    to = State.ENDED if s.state in (State.ADMITTED, State.CONNECTED) else State.CANCELLED
+    try:
+        moved = await _move(app, s, to, GATEWAY_ACTOR, why)
+    except Conflict:
+        return  # moved by someone else meanwhile: over already
+    bye = {"type": "bye", "from": "gateway", "state": str(moved.state), "reason": why}
+    for who in ("patient", "provider"):
+        await app[HUB].send(sid, who, bye)
+    await _close_room(app, sid)
 
 
 async def current_session(app: web.Application, sid: str) -> CallSession | None:
@@ -191,6 +227,7 @@ async def end(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     for who in ("patient", "provider"):
         await hub.send(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
+    await _close_room(request.app, s.id)
     return web.json_response(_view(moved))
 
 
@@ -203,6 +240,7 @@ async def no_show(request: web.Request) -> web.Response:
     await request.app[HUB].send(
         s.id, "patient", {"type": "bye", "from": party, "state": str(moved.state)}
     )
+    await _close_room(request.app, s.id)
     return web.json_response(_view(moved))
 
 
@@ -267,24 +305,55 @@ async def _relay(
         await _move(app, current, State.CONNECTED, sub)
 
 
+def _stands(auth: Authority, t: Ticket, rec: TokenRecord | None) -> bool:
+    """Whether the attestation a ticket is bound to still stands: known, its holder's, not
+    revoked (store, status list), its subject not revoked, not expired. In memory but for
+    ``rec``, so that it can be asked again with no await between it and ``Hub.join``."""
+    return (
+        rec is not None
+        and rec.sub == t.sub
+        and rec.revoked is None
+        and not auth.status.get(rec.status_idx)
+        and t.sub not in auth.revoked_subjects
+        and auth.now() < rec.exp + auth.skew
+    )
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     sid = request.match_info["id"]
     code = request.query.get("ticket", "")
+    auth = request.app[AUTHORITY]
     t = request.app[TICKETS].redeem(code, sid) if len(code) <= 64 else None
     s = await asyncio.to_thread(request.app[SESSIONS].get, sid) if t is not None else None
     party = s.party(t.sub) if (s is not None and t is not None) else None
-    if s is None or t is None or party is None or s.state in FINAL:
+    rec = await asyncio.to_thread(auth.store.token, t.jti) if t is not None else None
+    if t is not None and not _stands(auth, t, rec):
+        # A ticket outlives nothing: the refusal (recorded by the middleware) names whose.
+        role = rec.role if rec is not None else ""
+        request[PRINCIPAL] = Principal(t.sub, role, frozenset(), t.jti, t.jkt)
+        party = None
+    if s is None or t is None or rec is None or party is None or s.state in FINAL:
         raise Forbidden("unknown, spent or expired ticket for this session")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
-    hub = request.app[HUB]
-    peer = hub.join(s.id, party, ws, t.sub)
+    if not _stands(auth, t, rec):
+        # Revoked while the socket opened: joined now, it could miss the invalidation.
+        await _refuse(request.app, s, t.sub, "revoked")
+        await ws.close(code=CLOSE_FORBIDDEN, message=b"revoked")
+        return ws
+    hub, live = request.app[HUB], request.app[LIVE]
+    peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti)
     try:
+        if replaced is not None:
+            await replaced.ws.close(code=CLOSE_REPLACED, message=b"replaced")
+        await live.opened(s, party, peer, rec.exp + auth.skew)
         if party == "patient" and s.state == State.SCHEDULED:
             s = await _move(request.app, s, State.WAITING, t.sub)
             await hub.send(s.id, "provider", {"type": "waiting", "session": s.id})
         await ws.send_json({"type": "hello", "party": party, "state": str(s.state)})
         async for msg in ws:
+            if peer.closed is not None:
+                break  # closed by the gateway while this message was on its way
             if msg.type != WSMsgType.TEXT:
                 continue
             if not hub.allow(peer):
@@ -293,6 +362,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await _relay(request, s, party, t.sub, ws, msg.data)
     finally:
         hub.leave(s.id, party, peer)
+        live.closed(s.id, party)
     return ws
 
 

@@ -7,6 +7,7 @@ never sees it and the socket stays open.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Hub", "Ticket", "Tickets", "fingerprints"]
+__all__ = ["Hub", "Peer", "Ticket", "Tickets", "fingerprints"]
 
 MAX_MESSAGE = 64 * 1024
 RELAYED = frozenset({"offer", "answer", "candidate", "bye"})
@@ -72,11 +73,15 @@ class Tickets:
 
 
 @dataclass
-class _Peer:
+class Peer:
     ws: web.WebSocketResponse
     sub: str
+    #: The attestation the socket's ticket was bound to: a revocation of it ends the socket.
+    jti: str = ""
     window_start: float = 0.0
     count: int = 0
+    #: Why the gateway closed this socket (``revoked``, ``consent``, ...), once it has.
+    closed: str | None = None
 
 
 @dataclass
@@ -84,17 +89,26 @@ class Hub:
     """Live sockets by session and party; a per-socket message rate limit."""
 
     rate: int = 50  # messages per second per socket
-    sessions: dict[str, dict[str, _Peer]] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Peer]] = field(default_factory=dict)
     #: Sessions with a live room, as last moved (see sessions.http.current_session).
     current: dict[str, Any] = field(default_factory=dict)
 
-    def join(self, session: str, party: str, ws: web.WebSocketResponse, sub: str) -> _Peer:
-        peer = _Peer(ws, sub)
-        # A reconnect with a fresh ticket replaces the party's old socket.
-        self.sessions.setdefault(session, {})[party] = peer
-        return peer
+    def join(
+        self, session: str, party: str, ws: web.WebSocketResponse, sub: str, jti: str = ""
+    ) -> tuple[Peer, Peer | None]:
+        """The new peer, and the one it replaced, if any. A reconnect with a fresh ticket
+        replaces the party's old socket; the caller closes that one (left open, it would
+        go on relaying beside the new one)."""
+        peer = Peer(ws, sub, jti)
+        room = self.sessions.setdefault(session, {})
+        old = room.get(party)
+        room[party] = peer
+        if old is not None and old.closed is None:
+            old.closed = "replaced"
+            return peer, old
+        return peer, None
 
-    def leave(self, session: str, party: str, peer: _Peer) -> None:
+    def leave(self, session: str, party: str, peer: Peer) -> None:
         room = self.sessions.get(session, {})
         if room.get(party) is peer:
             del room[party]
@@ -102,11 +116,36 @@ class Hub:
             self.sessions.pop(session, None)
             self.current.pop(session, None)
 
-    def other(self, session: str, party: str) -> _Peer | None:
+    def peers(self) -> list[tuple[str, str, Peer]]:
+        """Every live socket: (session, party, peer)."""
+        return [(sid, party, p) for sid, room in self.sessions.items() for party, p in room.items()]
+
+    async def drop(
+        self,
+        session: str,
+        party: str,
+        peer: Peer,
+        code: int,
+        why: str,
+        farewell: dict[str, Any] | None = None,
+    ) -> bool:
+        """Close a socket for a reason (after a last message, if given); False if it was not
+        live any more. From the first line on, nothing else is sent to or relayed from it."""
+        if peer.closed is not None or self.sessions.get(session, {}).get(party) is not peer:
+            return False
+        peer.closed = why
+        self.leave(session, party, peer)
+        if farewell is not None and not peer.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await peer.ws.send_json(farewell)
+        await peer.ws.close(code=code, message=why.encode())
+        return True
+
+    def other(self, session: str, party: str) -> Peer | None:
         room = self.sessions.get(session, {})
         return room.get("provider" if party == "patient" else "patient")
 
-    def allow(self, peer: _Peer) -> bool:
+    def allow(self, peer: Peer) -> bool:
         now = time.monotonic()
         if now - peer.window_start >= 1.0:
             peer.window_start, peer.count = now, 0
@@ -116,7 +155,7 @@ class Hub:
     async def send(self, session: str, party: str, message: dict[str, Any]) -> bool:
         room = self.sessions.get(session, {})
         peer = room.get(party)
-        if peer is None or peer.ws.closed:
+        if peer is None or peer.ws.closed or peer.closed is not None:
             return False
         await peer.ws.send_json(message)
         return True

@@ -1,10 +1,14 @@
 """Live vitals in a call: each accepted reading goes to the provider of an admitted call
 with the patient, while the patient's ``vitals.stream`` consent allows it.
 
-Consent is read again before every push, so a revocation stops the stream at the very next
-reading; the provider's page is told (``vitals_stopped``). The start and the stop of a
-stream are ledger events (``consent.used`` / ``consent.refused`` with the session), not
-every push: one batch would otherwise mean one event per provider per reading.
+Consent is read again before every push, and a revocation stops the stream at once
+(:meth:`Streamer.recheck`, run by ``gateway.sessions.live`` when it hears the revocation). A
+stream allowed until a time (a break-the-glass access, a consent's ``until``) stops at that
+time, not at the next reading: the basis's end is a deadline (:mod:`gateway.deadlines`). The
+provider's page is told (``vitals_stopped``, with the reason ``consent`` or ``expired``).
+The start and the stop of a stream are ledger events (``consent.used`` /
+``consent.refused`` with the session), not every push: one batch would otherwise mean one
+event per provider per reading.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 from ledger.events import EventType
 
 from ..auth.tokens import Principal
-from ..consent.guard import ConsentGuard
+from ..consent.guard import ConsentGuard, Decision
+from ..deadlines import Deadlines
 from ..sessions.signalling import Hub
 from ..sessions.store import CallSession, State
 
@@ -31,35 +36,57 @@ class Streamer:
         hub: Hub,
         guard: ConsentGuard,
         session: Callable[[str], Awaitable[CallSession | None]],
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.hub = hub
         self.guard = guard
         self.session = session
-        #: Sessions whose provider is being sent this patient's vitals right now.
-        self.streaming: set[str] = set()
+        self.deadlines = deadlines
+        #: Sessions whose provider is being sent this patient's vitals right now, and what
+        #: allows it.
+        self.streaming: dict[str, Decision] = {}
 
     async def _entitled(self, sid: str, s: CallSession, patient: str) -> bool:
         """Whether the session's provider may see the patient's live vitals now. Records
         the start of a stream (``consent.used``) and its stop (``consent.refused``, and a
         ``vitals_stopped`` message to the provider)."""
         if s.state not in LIVE:
-            self.streaming.discard(sid)
+            self.stop(sid)
             return False
         who = Principal(s.provider, "provider", frozenset(), "", "")
         decision = await self.guard.decide(who, patient, SCOPE)
         data: dict[str, object] = {"scope": SCOPE, "purpose": "treatment"}
         if decision is None:
-            if sid in self.streaming:
-                self.streaming.discard(sid)
+            was = self.streaming.get(sid)
+            if was is not None:
+                self.stop(sid)
+                now = self.guard.clock()
+                why = "expired" if was.until is not None and was.until <= now else "consent"
+                data["ended"] = why
                 await self.guard.record(EventType.CONSENT_REFUSED, s.provider, patient, data, sid)
-                stopped = {"type": "vitals_stopped", "reason": "consent"}
-                await self.hub.send(sid, "provider", stopped)
+                await self.hub.send(sid, "provider", {"type": "vitals_stopped", "reason": why})
             return False
         if sid not in self.streaming:
-            self.streaming.add(sid)
             data["consent" if decision.basis == "consent" else "break_glass"] = decision.ref
             await self.guard.record(EventType.CONSENT_USED, s.provider, patient, data, sid)
+        self.streaming[sid] = decision
+        if self.deadlines is not None and decision.until is not None:
+            self.deadlines.set(("vitals", sid), decision.until, lambda: self._due(sid))
         return True
+
+    async def _due(self, sid: str) -> None:
+        """The basis of a stream ends now: stop it unless another one allows it."""
+        s = await self.session(sid)
+        if s is None or "provider" not in self.hub.sessions.get(sid, {}):
+            self.stop(sid)
+        elif sid in self.streaming:
+            await self._entitled(sid, s, s.patient)
+
+    def stop(self, sid: str) -> None:
+        """Forget a stream (its socket is gone, or its basis): nothing more is sent."""
+        self.streaming.pop(sid, None)
+        if self.deadlines is not None:
+            self.deadlines.cancel(("vitals", sid))
 
     async def _live(self, patient: str) -> list[tuple[str, CallSession]]:
         out = []

@@ -27,6 +27,13 @@ const STATE_WORDS = {
   no_show: "missed",
 };
 const NOT_CONNECTED = "the other party is not connected";
+// Why the gateway ended a call (the `reason` of its `bye`; web/README.md).
+const ENDED_BECAUSE = {
+  revoked: "an identity or access token in it was revoked",
+  consent: "the patient withdrew consent to this call",
+  consent_expired: "the consent to this call ran out",
+  emergency_ended: "the emergency access ended",
+};
 // Diagnostic: /call/{session}?relay=1 sends media only through the TURN relay
 // (iceTransportPolicy "relay"), to check a TURN server, or a network that needs one.
 const RELAY_ONLY = new URLSearchParams(location.search).get("relay") === "1";
@@ -449,6 +456,10 @@ async function onMessage(msg) {
       return onCandidate(msg);
     case "bye":
       setCallState(msg.state ?? "ended");
+      if (Object.hasOwn(ENDED_BECAUSE, msg.reason ?? "")) {
+        // The gateway closed a socket: a revocation, a consent, an emergency access ended.
+        return finish(`The call was ended: ${ENDED_BECAUSE[msg.reason]}.`);
+      }
       return finish(
         msg.from === party ? "You ended the call." : `The ${msg.from ?? "other side"} ended the call.`,
       );

@@ -30,6 +30,7 @@ const EVENT_TYPES = [
   "session.ended",
   "session.cancelled",
   "session.no_show",
+  "session.socket_closed",
   "vitals.batch",
   "patient.erased",
   "audit.query",

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import WSMsgType
 
 from tests.gateway.idclient import call
 from tests.gateway.vitals.world import World, batch, bp, hr
@@ -77,9 +78,11 @@ async def test_revoking_consent_stops_the_stream_at_once(
     # The provider is told at the revocation, not at the next reading.
     stopped = await prov_ws.receive_json(timeout=5)
     assert stopped == {"type": "vitals_stopped", "reason": "consent"}
+    # The consent also allowed the call: that ends too (tests/gateway/test_live_revocation.py).
+    assert (await prov_ws.receive_json(timeout=5))["reason"] == "consent"
     assert (await world.send(batch([hr(71, now - 2)]))).status == 201  # still stored
     await world.send(batch([hr(72, now - 1)]))
-    await _nothing(prov_ws)
+    assert (await prov_ws.receive(timeout=5)).type == WSMsgType.CLOSE
     refused = [
         e for e in await world.events("consent.refused") if e["data"]["scope"] == "vitals.stream"
     ]
@@ -123,6 +126,6 @@ async def test_no_stream_before_admission_or_for_another_patient(
     await call(world.client, "POST", f"/v1/sessions/{sid}/end", world.pat, world.pat_t)
     assert (await prov_ws.receive_json(timeout=5))["type"] == "bye"
     await world.send(batch([hr(71, time.time())]))
-    await _nothing(prov_ws)
+    assert (await prov_ws.receive(timeout=5)).type == WSMsgType.CLOSE  # nothing but the close
     await prov_ws.close()
     await pat_ws.close()
