@@ -30,10 +30,12 @@ _ACTION = {
     "patient.erased": "D",
     "audit.query": "R",
     "auth.refused": "E",
+    "auth.refused_summary": "E",
 }
 # DICOM audit event ids where one fits (BALP profiles reuse them).
 _DICOM = {
     "auth.refused": ("110114", "User Authentication"),
+    "auth.refused_summary": ("110114", "User Authentication"),
     "attestation.issued": ("110114", "User Authentication"),
     "audit.query": ("110112", "Query"),
     "gateway.started": ("110100", "Application Activity"),
@@ -52,7 +54,7 @@ def audit_event(index: int, leaf_hash_b64: str, event: dict[str, Any]) -> dict[s
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     code, display = _DICOM.get(kind, ("rest", "RESTful Operation"))
     system = DCM if kind in _DICOM else EVENT_TYPE
-    failed = kind == "auth.refused"
+    failed = kind in ("auth.refused", "auth.refused_summary")
     res: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": f"ledger-{index}",
