@@ -119,7 +119,11 @@ class Refusals:
             try:
                 await asyncio.wait_for(self._stop.wait(), poll)
             except TimeoutError:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:
+                    # Keep flushing later windows; what was counted stays for the next try.
+                    log.exception("flushing refusal summaries failed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -20,6 +20,7 @@ import pytest
 from gateway.app import create_app
 from gateway.auth.refusals import REFUSALS
 from gateway.auth.sources import KEY_FILE, pseudonym_of
+from gateway.auth.tally import Refusal, Tally
 from gateway.cli import main
 from gateway.config import Config
 from gateway.errors import ConfigError
@@ -276,3 +277,20 @@ def test_the_pseudonym_is_keyed_stable_and_not_the_address(
 def test_refusal_limits_are_validated(over: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         Config(**over)
+
+
+def test_a_window_boundary_hands_no_fresh_burst_and_idle_sources_are_forgotten() -> None:
+    kind = Refusal("/v1/me", "GET", 401, "unauthorized")
+    t = Tally(window=60, max_sources=10, rate=0.1, burst=3)
+    for _ in range(3):
+        t.count("a", kind, 59.0)
+    t.count("b", kind, 59.0)
+    assert t.retry_after("a", 59.0) == pytest.approx(10.0)
+    # The window closes at 60: a is still limited (its bucket refills at 0.1/s), and b,
+    # one token short, is kept too until its bucket is full again.
+    assert t.retry_after("a", 60.0) == pytest.approx(9.0)
+    assert [(s.source, s.total) for s in t.close_due(60.0)] == [("a", 3), ("b", 1)]
+    assert t.tracked == 2
+    # By the end of the next window both buckets are full: both are forgotten.
+    assert t.close_due(120.0) == [] and t.tracked == 0
+    assert t.retry_after("a", 120.0) is None
