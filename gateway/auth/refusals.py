@@ -207,10 +207,17 @@ async def refusals_ctx(app: web.Application) -> AsyncIterator[None]:
         await refusals.flush_all()
 
 
+#: Methods recorded as sent; any other is recorded as OTHER. A client chooses the method
+#: freely (up to the request line's 8 KiB), and what a client chooses must not set the
+#: size of a ledger entry or the number of rows in a summary.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _kind(request: web.Request, status: int, problem: str, error: str = "") -> Refusal:
     info = request.match_info
     route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-    return Refusal(route, request.method, status, problem, error)
+    method = request.method if request.method in _METHODS else "OTHER"
+    return Refusal(route, method, status, problem, error)
 
 
 def note_anonymous(request: web.Request, status: int, problem: str, error: str = "") -> None:

@@ -294,3 +294,24 @@ def test_a_window_boundary_hands_no_fresh_burst_and_idle_sources_are_forgotten()
     # By the end of the next window both buckets are full: both are forgotten.
     assert t.close_due(120.0) == [] and t.tracked == 0
     assert t.retry_after("a", 120.0) is None
+
+
+async def test_what_a_client_chooses_does_not_size_a_summary(
+    aiohttp_client: Any, config: Config
+) -> None:
+    w = await _flood_world(aiohttp_client, config, refusal_burst=1)
+    before = await ledger_size(w.client)
+    assert (await w.client.get("/v1/me")).status == 401
+    # Limited now: 200 requests with unusual methods and long paths, each answered 429.
+    methods = ("PROPFIND", "MKCOL", "LOCK", "PURGE", "REPORT")
+    for i in range(200):
+        r = await w.client.request(methods[i % 5], f"/{'p' * 2000}/{i}")
+        assert r.status == 429
+    _close_window(w)
+    assert await w.client.server.app[REFUSALS].flush() == 1
+    [(event, raw)] = await entries(w.client, before)
+    assert len(raw) < 1024, len(raw)
+    assert _counts(event["data"]) == {
+        ("/v1/me", "GET", 401, "unauthorized", ""): 1,
+        ("unmatched", "OTHER", 429, "too-many-requests", ""): 200,
+    }
