@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from collections import Counter
 from typing import Any
 
@@ -69,10 +70,11 @@ def _counts(summary: dict[str, Any]) -> Counter[tuple[str, str, int, str, str]]:
 
 
 async def test_a_thousand_anonymous_refusals_are_one_ledger_entry(
-    aiohttp_client: Any, config: Config
+    aiohttp_client: Any, config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     w = await _flood_world(aiohttp_client, config, refusal_burst=10_000)
     before = await ledger_size(w.client)
+    caplog.set_level(logging.WARNING, "telegate.auth")
     jwk = Holder().jwk
     for i in range(1000):
         if i % 4 == 0:
@@ -84,8 +86,15 @@ async def test_a_thousand_anonymous_refusals_are_one_ledger_entry(
         else:
             r = await w.client.get("/v1/me", headers={"Authorization": f"DPoP forged-{i}"})
             await problem(r, 401, "unauthorized")
-    # Nothing written while the window is open...
+    # Nothing written while the window is open, but the operator was told at once, once.
     assert await ledger_size(w.client) == before
+    started = [r for r in caplog.records if r.getMessage() == "anonymous refusals from a source"]
+    assert len(started) == 1
+    assert started[0].fields == {  # type: ignore[attr-defined]
+        "source": pseudonym_of(_key(w), "127.0.0.1"),
+        "route": "/v1/enroll",
+        "problem": "invalid-invite",
+    }
     _close_window(w)
     assert await w.client.server.app[REFUSALS].flush() == 1
     assert await ledger_size(w.client) == before + 1
