@@ -130,26 +130,29 @@ class Refusals:
 
     async def _write(self, summaries: list[Summary]) -> int:
         async with self._lock:
-            self._pending += summaries
-            written = 0
-            while self._pending:
-                s = self._pending[0]
-                try:
-                    await self.write(summary_event(s))
-                except LedgerError as e:
-                    # Kept for the next flush; bounded to a few windows' worth, then the
-                    # oldest are dropped, loudly, with their counts in the log.
-                    cap = 4 * (self.tally.max_sources + 1)
-                    for lost in self._pending[:-cap]:
-                        log.error("refusal summary lost", extra={"fields": _fields(lost)})
-                    self._pending = self._pending[-cap:]
-                    log.error(
-                        "could not record refusal summaries", extra={"fields": {"error": str(e)}}
-                    )
-                    break
-                self._pending.pop(0)
-                written += 1
-            return written
+            batch, self._pending = self._pending + summaries, []
+            # All at once, so the ledger's writer commits them in a few groups rather than
+            # one commit per source.
+            results = await asyncio.gather(
+                *(self.write(summary_event(s)) for s in batch), return_exceptions=True
+            )
+            failed = [
+                (s, r) for s, r in zip(batch, results, strict=True) if isinstance(r, Exception)
+            ]
+            if failed:
+                # Kept for the next flush; bounded to a few windows' worth, then the oldest
+                # are dropped, loudly, with their counts in the log.
+                cap = 4 * (self.tally.max_sources + 1)
+                kept = [s for s, _ in failed]
+                for lost in kept[:-cap]:
+                    log.error("refusal summary lost", extra={"fields": _fields(lost)})
+                self._pending = kept[-cap:]
+                error = str(failed[0][1])
+                log.error("could not record refusal summaries", extra={"fields": {"error": error}})
+            for r in results:
+                if isinstance(r, BaseException) and not isinstance(r, Exception):
+                    raise r  # cancellation and the like are not ours to swallow
+            return len(batch) - len(failed)
 
 
 def _fields(s: Summary) -> dict[str, object]:

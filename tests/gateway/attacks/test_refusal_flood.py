@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.auth.refusals import REFUSALS
+from gateway.auth.refusals import REFUSALS, Refusals
 from gateway.auth.sources import KEY_FILE, pseudonym_of
 from gateway.auth.tally import Refusal, Tally
 from gateway.cli import main
 from gateway.config import Config
 from gateway.errors import ConfigError
+from ledger.errors import LedgerUnavailable
+from ledger.events import Event
 from ledger.store import SQLiteStore
 from tests.gateway.idclient import Holder, call, enroll, local_invite
 
@@ -162,6 +164,7 @@ async def test_a_source_over_its_rate_gets_429_and_no_work_is_done(
 ) -> None:
     # Loopback is limited like any other source: nothing exempts 127.0.0.1.
     w = await _flood_world(aiohttp_client, config, refusal_rate=0.5, refusal_burst=3)
+    _close_window(w)  # start at a window's start: the 4 s this test moves stay in one window
     before = await ledger_size(w.client)
     for _ in range(3):
         assert (await w.client.get("/v1/me")).status == 401
@@ -324,3 +327,25 @@ async def test_what_a_client_chooses_does_not_size_a_summary(
         ("/v1/me", "GET", 401, "unauthorized", ""): 1,
         ("unmatched", "OTHER", 429, "too-many-requests", ""): 200,
     }
+
+
+async def test_summaries_the_ledger_could_not_take_are_written_on_the_next_flush() -> None:
+    written: list[dict[str, Any]] = []
+    down = True
+
+    async def write(event: Event) -> None:
+        if down:
+            raise LedgerUnavailable("the writer is down")
+        written.append(event.to_dict())
+
+    clock = FakeClock()
+    tally = Tally(window=60, max_sources=10, rate=1.0, burst=10)
+    refusals = Refusals(tally, b"k" * 32, (), clock, write)
+    refusals.note("src:a", Refusal("/v1/me", "GET", 401, "unauthorized"))
+    refusals.note("src:b", Refusal("/v1/me", "GET", 401, "unauthorized"))
+    clock.t += 60
+    assert await refusals.flush() == 0 and written == []
+    down = False
+    assert await refusals.flush() == 2
+    assert sorted(e["data"]["source"] for e in written) == ["src:a", "src:b"]
+    assert await refusals.flush_all() == 0  # nothing written twice
