@@ -43,7 +43,7 @@ from .auth import http as auth_http
 from .auth.dpop import NonceSource, ReplayCache
 from .auth.keys import KeyRing
 from .auth.recovery import ASSERTION_LIFETIME, rebuild_issuance
-from .auth.refusals import refusal_middleware
+from .auth.refusals import refusal_middleware, refusals_ctx
 from .auth.store import IdentityStore
 from .auth.tokens import Authority
 from .config import Config
@@ -330,6 +330,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     # the same protocol (gateway/invalidation.py).
     app[INVALIDATIONS] = LocalInvalidations()
     app.cleanup_ctx.append(_ledger_ctx)
+    # Right after the ledger: anonymous refusals are flushed to it before it closes.
+    app.cleanup_ctx.append(refusals_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
     app.cleanup_ctx.append(_identity_ctx)
     app.cleanup_ctx.append(_audit_ctx)

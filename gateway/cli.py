@@ -304,6 +304,22 @@ def cmd_witness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    """Print ``<address> <pseudonym>`` per address: what ``auth.refused_summary`` and
+    ``auth.refused`` events name as ``source`` for it (docs/audit.md). Needs the key
+    directory of the gateway that wrote them."""
+    from .auth.sources import load_pseudonym_key, pseudonym_of
+
+    key = load_pseudonym_key(_config(args).key_dir, create=False)
+    for address in args.address:
+        try:
+            print(address, pseudonym_of(key, address))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -370,6 +386,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     au.add_argument("--max-rows", type=int, default=100_000)
     au.set_defaults(func=cmd_audit)
+
+    ps = sub.add_parser(
+        "pseudonym", help="the ledger's pseudonym of an IP address (anonymous refusals)"
+    )
+    ps.add_argument("address", nargs="+", help="IPv4 or IPv6 address (an IPv6 one: its /64)")
+    data_dir(ps)
+    ps.set_defaults(func=cmd_pseudonym)
 
     w = sub.add_parser("witness", help="run a C2SP tlog-witness that cosigns other logs")
     w.add_argument("action", choices=["init", "serve"], help="init: create the key, print vkey")

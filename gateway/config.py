@@ -16,6 +16,7 @@ from typing import Any
 from ledger.errors import LedgerError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier
 
+from .auth.sources import parse_networks
 from .errors import ConfigError
 
 __all__ = [
@@ -145,6 +146,18 @@ class Config:
     #: A trust list TOML file (docs/federation.md): peer organizations whose providers'
     #: attestations this gateway accepts by token exchange. Needs ``public_url``.
     trust_file: str = ""
+    #: Refusals of anonymous callers are counted per source and window of this many
+    #: seconds, one ``auth.refused_summary`` ledger entry per source a window.
+    refusal_window: int = 60
+    #: Most sources counted apart in one window; further ones share an ``other`` entry.
+    refusal_max_sources: int = 1000
+    #: Token bucket on each source's anonymous refusals: refill a second, and burst.
+    #: Beyond it the source is answered 429 with Retry-After. Loopback is not exempt.
+    refusal_rate: float = 1.0
+    refusal_burst: int = 60
+    #: Reverse proxies (addresses or CIDR networks, comma-separated) whose
+    #: X-Forwarded-For names the source; empty: the TCP peer is the source.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -188,6 +201,7 @@ class Config:
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
         self._check_witnessing()
+        self._check_refusals()
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -213,6 +227,17 @@ class Config:
             f"listening on {self.host or 'every address'!r} (not loopback) needs the public "
             "origin: set TELEGATE_PUBLIC_URL (or public_url), e.g. https://gw.example"
         )
+
+    def _check_refusals(self) -> None:
+        if not 1 <= self.refusal_window <= 3600:
+            raise ConfigError("refusal_window must be 1..3600 seconds")
+        if not 1 <= self.refusal_max_sources <= 1_000_000:
+            raise ConfigError("refusal_max_sources must be 1..1000000")
+        if not 0.001 <= self.refusal_rate <= 10_000:
+            raise ConfigError("refusal_rate must be 0.001..10000 refusals a second")
+        if not 1 <= self.refusal_burst <= 1_000_000:
+            raise ConfigError("refusal_burst must be 1..1000000")
+        parse_networks(self.trusted_proxies)
 
     @property
     def quorum(self) -> int:

@@ -63,6 +63,10 @@ class EventType(StrEnum):
     PATIENT_ERASED = "patient.erased"
     AUDIT_QUERY = "audit.query"
     AUTH_REFUSED = "auth.refused"
+    #: Refusals of callers nobody authenticated, counted per source and time window: one
+    #: entry per source (a keyed pseudonym of its address) and window, with exact counts
+    #: by route, method, status and problem (gateway.auth.refusals, docs/audit.md).
+    AUTH_REFUSED_SUMMARY = "auth.refused_summary"
     #: A witness refused this log's checkpoint (a fork or rollback of the log, or a
     #: misconfigured witness), or answered with a cosignature that does not verify.
     WITNESS_ALARM = "witness.alarm"

@@ -50,13 +50,16 @@ _ACTION = {
     "witness.alarm": "E",
     "federation.accepted": "E",
     "federation.refused": "E",
+    "auth.refused_summary": "E",
 }
 #: A consent use (or refusal) is a read of the patient's data for these scopes; ``call``
 #: opens a session, which is its own create.
 _READ_SCOPES = frozenset({"vitals.read", "vitals.stream"})
 _CONSENT_CHECK = frozenset({"consent.used", "consent.refused"})
 #: The system working as meant, refusing (BALP outcome 4, minor failure).
-_FAILED = frozenset({"auth.refused", "consent.refused", "federation.refused"})
+_FAILED = frozenset(
+    {"auth.refused", "auth.refused_summary", "consent.refused", "federation.refused"}
+)
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
 _RESTFUL = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 # The recorded purpose as a v3 PurposeOfUse code (BALP purposeOfEvent).
@@ -74,6 +77,7 @@ _PURPOSE = {
 # DICOM audit event ids where one fits (BALP profiles reuse them).
 _DICOM = {
     "auth.refused": ("110114", "User Authentication"),
+    "auth.refused_summary": ("110114", "User Authentication"),
     "attestation.issued": ("110114", "User Authentication"),
     "federation.accepted": ("110114", "User Authentication"),
     "federation.refused": ("110114", "User Authentication"),

@@ -40,6 +40,7 @@ from .enroll import (
     new_subject_id,
 )
 from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
+from .refusals import CALLER
 from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
 
@@ -435,6 +436,9 @@ async def token(request: web.Request) -> web.Response:
     spent = assertion_key(subject.id, jti)
     if not await asyncio.to_thread(auth.store.use_client_jti, spent, exp, now):
         raise OAuthError("invalid_client", "client assertion was already used", 401)
+    # The client has proven its key with a fresh, single-use assertion: from here on its
+    # refusals are its own ledger events, not anonymous counts.
+    request[CALLER] = subject.id
     if not auth.spend(proof, now):
         raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
     allowed = frozenset(ROLE_SCOPES[subject.role])

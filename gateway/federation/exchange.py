@@ -120,6 +120,9 @@ class Federation:
         (token jti, leaf index, checkpoint, status list entry)."""
         now = int(self.clock())
         known: dict[str, object] = {}
+        # Until the caller has shown a token the peer signed and a DPoP proof with its key,
+        # it is anyone: its refusals are counted, not each put on the ledger (Refused.bound).
+        bound = False
         try:
             keys = await self._keys(peer, token_kid(token), now)
             t = verify_foreign_token(token, peer, keys, audience, now, self.skew)
@@ -128,6 +131,7 @@ class Federation:
                 raise Refused(
                     "dpop", "the DPoP key is not the token's cnf.jkt", error="invalid_dpop_proof"
                 )
+            bound = True
             r, entry = parse_receipt(receipt)
             known["leaf_index"] = r.index
             check_issuance(r, entry, t, audience)
@@ -138,6 +142,7 @@ class Federation:
             await self.revocations.check(peer, t.status, now)
         except Refused as e:
             e.data = {**known, **e.data}
+            e.bound = bound
             raise
         return Accepted(peer, t, r, entry, witnessed)
 

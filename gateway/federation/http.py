@@ -38,6 +38,7 @@ from ..auth.http import (
     origin,
     token_request_proof,
 )
+from ..auth.refusals import note_anonymous, recorded_elsewhere
 from ..errors import ConfigError
 from ..recorder import event, record
 from .appkeys import FEDERATION, TRUST
@@ -86,7 +87,7 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
     token, receipt_text, asked = _params(request, form)
     now = auth.now()
     fed = app[FEDERATION]
-    peer = None
+    peer, bound = None, False
     try:
         peer = fed.peer_of(token)
         try:
@@ -94,6 +95,7 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
         except DPoPError as e:
             raise Refused("dpop", e.detail or e.title, error="invalid_dpop_proof") from e
         accepted = await fed.accept(peer, token, receipt_text, proof.jkt, origin(request))
+        bound = True
         scope = asked & accepted.token.scope
         if not scope:
             raise Refused("scope", f"the token's scope grants none of {' '.join(sorted(asked))}")
@@ -106,9 +108,15 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
         if subject.id in auth.revoked_subjects:
             raise Refused("revoked_here", "this identity has been revoked at this gateway")
     except Refused as e:
+        if not (bound or e.bound):
+            # Nobody shown to hold a peer's attestation yet: counted, not logged one by one
+            # (anyone can send these at request rate; docs/audit.md).
+            note_anonymous(request, e.status, e.slug, e.reason)
+            raise OAuthError(e.error, e.detail or e.title, e.status) from e
         data: dict[str, Any] = {"reason": e.reason, **e.data}
         if peer is not None:
             data["peer"] = peer.name
+        recorded_elsewhere(request)
         await record(app, event(app, EventType.FEDERATION_REFUSED, GATEWAY_ACTOR, data=data))
         fields = {k: v for k, v in data.items() if k != "evidence"}
         log.warning("federation refused", extra={"fields": fields})

@@ -64,6 +64,9 @@ class Refused(GatewayError):
     status = 400
     slug = "federation-refused"
     title = "Attestation of a peer organization refused"
+    #: Raised after the caller proved it holds the peer's attestation (signature and DPoP
+    #: key checked): its refusal is a ledger event of its own, not an anonymous count.
+    bound = False
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import LOG
 from gateway.auth.keys import KeyRing
+from gateway.auth.refusals import REFUSALS
 from gateway.config import Config, WitnessPeer
 from gateway.witness.keys import init_witness_key
 from ledger.checkpoint import NotWitnessed, verify_witnessed
@@ -224,13 +225,45 @@ async def exchange(a: Client, holder: Holder, token: str, receipt: str) -> dict[
     return body
 
 
+#: Refusals raised before the caller showed a token the peer signed and a DPoP proof made
+#: with its key: anyone can send those, so they are counted (``auth.refused_summary``),
+#: not each a ``federation.refused`` event. ``dpop`` and ``peer_unreachable`` happen on
+#: either side of that line: their callers say which.
+COUNTED = frozenset(
+    {"malformed", "unknown_issuer", "unknown_key", "bad_token", "audience", "expired"}
+    | {"not_yet_valid", "role", "key_continuity", "bad_jwks", "status_uri"}
+)
+
+
 async def refused(
-    org: Org, resp: ClientResponse, reason: str, error: str = "invalid_grant", status: int = 400
+    org: Org,
+    resp: ClientResponse,
+    reason: str,
+    error: str = "invalid_grant",
+    status: int = 400,
+    *,
+    counted: bool | None = None,
 ) -> dict[str, Any]:
-    """Assert the exchange was refused with ``error`` and recorded with ``reason``; the
-    ``federation.refused`` event's data."""
+    """Assert the exchange was refused with ``error`` and recorded with ``reason``: the
+    ``federation.refused`` event's data or, for a refusal of anyone (``COUNTED``), the row
+    of the summary that counts it once, after flushing the counts."""
     body = await resp.json()
     assert (resp.status, body.get("error")) == (status, error), body
+    if reason in COUNTED if counted is None else counted:
+        before = len(org.events("federation.refused"))
+        await org.c.server.app[REFUSALS].flush_all()
+        assert len(org.events("federation.refused")) == before
+        summary = org.events("auth.refused_summary")[-1]["data"]
+        [row] = [r for r in summary["counts"] if r["problem"] == "federation-refused"]
+        assert row == {
+            "route": "/oauth/token",
+            "method": "POST",
+            "status": status,
+            "problem": "federation-refused",
+            "error": reason,
+            "count": 1,
+        }, summary
+        return dict(row)
     last = org.events("federation.refused")[-1]["data"]
     assert last["reason"] == reason, last
     return dict(last)

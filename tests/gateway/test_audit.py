@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.auth.refusals import REFUSALS
 from gateway.cli import main
 from gateway.config import Config
 from ledger.checkpoint import open_checkpoint
@@ -192,22 +193,31 @@ async def test_fhir_export_validates_as_auditevents(client: Any, config: Config)
     from fhir.resources.R4B.auditevent import AuditEvent
     from fhir.resources.R4B.bundle import Bundle
 
-    _, _, aud, token, pat = await _setup(client, config)
-    # A refusal too, so an auth.refused AuditEvent is in the bundle.
+    adm, adm_token, aud, token, pat = await _setup(client, config)
+    # Refusals too: an authenticated caller's (auth.refused) and an anonymous one's, counted
+    # and flushed as a summary (auth.refused_summary).
+    assert (await call(client, "GET", "/v1/audit/export", adm, adm_token)).status == 403
     assert (await client.get("/v1/me")).status == 401
+    await client.server.app[REFUSALS].flush_all()
     r = await _export(client, aud, token, "format=fhir")
     assert r.content_type == "application/fhir+json"
     bundle = Bundle.model_validate_json(await r.text())
     events = [e.resource for e in bundle.entry or []]
     assert events and all(isinstance(e, AuditEvent) for e in events)
     kinds = {e.subtype[0].code for e in events}
-    assert {"gateway.started", "identity.enrolled", "attestation.issued", "auth.refused"} <= kinds
+    assert {
+        "gateway.started",
+        "identity.enrolled",
+        "attestation.issued",
+        "auth.refused",
+        "auth.refused_summary",
+    } <= kinds
     issued = [e for e in events if e.subtype[0].code == "attestation.issued"]
     ids = [[ent.what.identifier.value for ent in e.entity if ent.what.identifier] for e in issued]
     assert all(any(v.startswith("urn:ietf:params:oauth:jti:") for v in v_) for v_ in ids)
     assert any(pat.sub in v_ for v_ in ids)
-    refused = next(e for e in events if e.subtype[0].code == "auth.refused")
-    assert refused.outcome == "4"
+    refused = [e for e in events if e.subtype[0].code.startswith("auth.refused")]
+    assert len(refused) == 2 and all(e.outcome == "4" for e in refused)
 
 
 async def test_export_is_auditor_only_and_recorded(client: Any, config: Config) -> None:

@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.consent.guard import SCOPES
 from gateway.openapi import SERVICE_PATHS, SPEC, assemble
 from tests.conftest import need
+from tests.gateway.conftest import LiveGateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,7 +159,22 @@ def test_enrollment_takes_an_optional_display_name() -> None:
     assert "display_name" not in body["required"]
 
 
-def test_schemathesis_finds_no_500_and_no_schema_break(live_gateway: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def fuzzed_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A live gateway that does not rate-limit refusals: the fuzzer is one anonymous source
+    sending thousands of refused requests, which the default limit rightly answers 429
+    after a burst (tests/gateway/attacks/test_refusal_flood.py). This run tests the
+    schema, not the limit."""
+    monkeypatch.setenv("TELEGATE_REFUSAL_BURST", "1000000")
+    gw = LiveGateway(tmp_path / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def test_schemathesis_finds_no_500_and_no_schema_break(fuzzed_gateway: Any, tmp_path: Path) -> None:
+    live_gateway = fuzzed_gateway
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     need(st is not None, "schemathesis (pip install -e '.[dev]')")
     assert st is not None

@@ -234,6 +234,9 @@ async def test_token_endpoint_attack(world: World, case: str) -> None:
             problem="oauth-error",
             error=error,
             credentials=tuple(c for c in (assertion,) if len(c) > 10),
+            # A scope is refused to a client that proved its key: its own event. Everything
+            # else here is refused before anyone is authenticated: counted in a summary.
+            actor=w.pat.sub if error == "invalid_scope" else "anonymous",
         )
     else:
         await assert_nothing_recorded(w.client, before)
@@ -327,6 +330,7 @@ async def test_device_cannot_get_provider_scopes(world: World) -> None:
             status=400,
             problem="oauth-error",
             error="invalid_scope",
+            actor=dev.sub,
         )
     token = await get_token(w.client, dev)
     assert claims_of(token)["scope"] == "vitals.write"

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from gateway.app import create_app
+from gateway.auth.refusals import REFUSALS
 from gateway.config import Config
 from tests.gateway.idclient import (
     Client,
@@ -166,13 +167,30 @@ async def assert_refusal_recorded(
     actor: str = "anonymous",
     error: str | None = None,
 ) -> dict[str, Any]:
-    """Exactly one new ledger event, an auth.refused naming the refusal, and no credential
-    anywhere on the ledger (nor a JWT credential's signature)."""
+    """The refusal on the ledger, and no credential anywhere on it (nor a JWT credential's
+    signature). An authenticated caller's refusal: exactly one new ``auth.refused`` event
+    naming it. An anonymous one: nothing written at once; flushing the refusal counts
+    writes one ``auth.refused_summary`` that counts exactly this refusal."""
+    # The gateway's flusher may write a window's summary whenever the test clock passes
+    # a window's end: summaries are told apart, never assumed absent.
     new = await entries(client, before)
-    assert [e["type"] for e, _ in new] == ["auth.refused"], [e["type"] for e, _ in new]
-    event = new[0][0]
-    assert event["actor"] == actor
-    data = event["data"]
+    if actor == "anonymous":
+        assert "auth.refused" not in [e["type"] for e, _ in new], new
+        await flush_refusals(client)
+        new = await entries(client, before)
+        assert {e["type"] for e, _ in new} == {"auth.refused_summary"}, new
+        summaries = [e["data"] for e, _ in new]
+        assert all(s["source"].startswith("src:") for s in summaries), summaries
+        assert sum(s["total"] for s in summaries) == 1, summaries
+        [data] = [row for s in summaries for row in s["counts"]]
+        assert data["count"] == 1
+        assert "error" in data or error is None
+    else:
+        kinds = [e["type"] for e, _ in new if e["type"] != "auth.refused_summary"]
+        assert kinds == ["auth.refused"], kinds
+        event = next(e for e, _ in new if e["type"] == "auth.refused")
+        assert event["actor"] == actor
+        data = event["data"]
     assert data["route"] == route
     assert data["method"] == method
     assert data["status"] == status
@@ -185,6 +203,11 @@ async def assert_refusal_recorded(
         if cred.count(".") == 2 and len(cred.rsplit(".", 1)[1]) >= 16:
             assert cred.rsplit(".", 1)[1].encode() not in raw
     return dict(data)
+
+
+async def flush_refusals(client: Client) -> None:
+    """Write the anonymous refusals counted so far (as a clean shutdown does)."""
+    await client.server.app[REFUSALS].flush_all()
 
 
 async def assert_nothing_recorded(client: Client, before: int) -> None:
