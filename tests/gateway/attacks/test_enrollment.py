@@ -292,3 +292,76 @@ async def test_refused_device_enrollment_does_not_burn_the_invite(world: World) 
     await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
     good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk, **DEVICE_FIELDS})
     assert good.status == 201, await good.text()
+
+
+# -- a self-declared display name -------------------------------------------------------------
+NAME_ERRORS: dict[str, Any] = {
+    "markup": "<img src=x onerror=alert(1)>",
+    "looks-like-an-id": "prov:" + "0" * 32,
+    "right-to-left-override": "Jane \u202eeoD",
+    "control-character": "Jane\x00Doe",
+    "blank": "   ",
+    "too-long": "J" * 129,
+    "not-a-string": ["Jane"],
+}
+
+
+@pytest.mark.parametrize("case", list(NAME_ERRORS))
+async def test_a_bad_self_declared_name_is_refused_without_burning_the_invite(
+    world: World, case: str
+) -> None:
+    w = world
+    code = await _new_invite(w)
+    h = w.holder()
+    before = await ledger_size(w.client)
+    bad = {"invite": code, "jwk": h.jwk, "display_name": NAME_ERRORS[case]}
+    await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
+    await assert_nothing_recorded(w.client, before)
+    good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk})
+    assert good.status == 201, await good.text()
+
+
+@pytest.mark.parametrize("invite", ["named", "device"])
+async def test_no_self_declared_name_where_the_invite_says_who_it_is(
+    world: World, invite: str
+) -> None:
+    """A named invite keeps the name its inviter gave; a device is named by its model."""
+    w = world
+    if invite == "named":
+        code, extra = await _new_invite(w, display_name="Ada Lovelace"), {}
+    else:
+        resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+        code, extra = (await resp.json())["invite"], DEVICE_FIELDS
+    h = w.holder()
+    bad = {"invite": code, "jwk": h.jwk, "display_name": "Dr Jane Doe", **extra}
+    await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
+    good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk, **extra})
+    assert good.status == 201, await good.text()
+
+
+async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_is_no_oracle(
+    world: World,
+) -> None:
+    w = world
+    nameless, named = await _new_invite(w), await _new_invite(w, display_name="Ada Lovelace")
+    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    device = (await resp.json())["invite"]
+    spent = await _new_invite(w)
+    assert (await _enroll_raw(w, spent, w.holder().jwk)).status == 201
+    before = await ledger_size(w.client)
+
+    async def asks(code: str) -> Any:
+        r = await w.client.post("/v1/enroll/check", json={"invite": code})
+        assert r.status == 200, await r.text()
+        return (await r.json())["asks"]
+
+    assert await asks(nameless) == ["display_name"]
+    assert await asks(named) == [] and await asks(device) == []
+    # Unknown, spent and overlong codes get the nameless invite's answer, byte for byte.
+    for code in ("inv_" + "A" * 43, spent, "x" * 500):
+        assert await asks(code) == ["display_name"]
+    await assert_nothing_recorded(w.client, before)
+    # Checking spends nothing.
+    assert (await _enroll_raw(w, nameless, w.holder().jwk)).status == 201
+    r = await w.client.post("/v1/enroll/check", json={"code": nameless})
+    await problem(r, 400, "bad-request")
