@@ -302,8 +302,8 @@ async def enroll(request: web.Request) -> web.Response:
 async def enroll_check(request: web.Request) -> web.Response:
     """What the enrollment page must ask before redeeming ``invite`` (nothing is spent):
     ``{"asks": ["display_name"]}`` unless the invite names its holder or enrolls a device.
-    An unknown, used or expired code gets the answer of a nameless person's invite, so
-    this tells nothing about codes one does not hold."""
+    An unknown, used or expired code gets enrollment's one invalid-invite problem: nothing
+    about the invite (role, inviter, name) is said to anyone without a live code."""
     body = await read_json(request)
     code = body.get("invite") if isinstance(body, dict) else None
     if not isinstance(code, str):
@@ -314,7 +314,9 @@ async def enroll_check(request: web.Request) -> web.Response:
         if len(code) <= 128
         else None
     )
-    named = pending is not None and ("display_name" in pending.attrs or pending.role == "device")
+    if pending is None:
+        raise InvalidInvite()
+    named = "display_name" in pending.attrs or pending.role == "device"
     return web.json_response({"asks": [] if named else ["display_name"]})
 
 

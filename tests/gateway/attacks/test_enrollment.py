@@ -339,7 +339,7 @@ async def test_no_self_declared_name_where_the_invite_says_who_it_is(
     assert good.status == 201, await good.text()
 
 
-async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_is_no_oracle(
+async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_spends_nothing(
     world: World,
 ) -> None:
     w = world
@@ -357,10 +357,24 @@ async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_is_no_orac
 
     assert await asks(nameless) == ["display_name"]
     assert await asks(named) == [] and await asks(device) == []
-    # Unknown, spent and overlong codes get the nameless invite's answer, byte for byte.
-    for code in ("inv_" + "A" * 43, spent, "x" * 500):
-        assert await asks(code) == ["display_name"]
     await assert_nothing_recorded(w.client, before)
+    # Unknown, spent and overlong codes get enrollment's one refusal, recorded as enrollment
+    # records it (without the code): nothing about any invite is said.
+    bodies = []
+    for code in ("inv_" + "A" * 43, spent, "x" * 500):
+        before = await ledger_size(w.client)
+        r = await w.client.post("/v1/enroll/check", json={"invite": code})
+        bodies.append(await problem(r, 400, "invalid-invite"))
+        await assert_refusal_recorded(
+            w.client,
+            before,
+            route="/v1/enroll/check",
+            method="POST",
+            status=400,
+            problem="invalid-invite",
+            credentials=(code,),
+        )
+    assert all(b == bodies[0] for b in bodies), bodies
     # Checking spends nothing.
     assert (await _enroll_raw(w, nameless, w.holder().jwk)).status == 201
     r = await w.client.post("/v1/enroll/check", json={"code": nameless})
