@@ -81,3 +81,42 @@ export const idCode = (v) => (v ? el("code", {}, String(v)) : el("span", { class
 export function cell(label, ...content) {
   return el("td", { "data-label": label }, el("div", {}, ...content));
 }
+
+/**
+ * The `names` object of an answer ({id: display name}), or an empty one: a name is only
+ * ever a string the gateway chose to show to this caller. Several answers merge into one.
+ */
+export function namesOf(...answers) {
+  const out = new Map();
+  for (const a of answers) {
+    const names = a && typeof a.names === "object" && a.names !== null ? a.names : {};
+    for (const [id, name] of Object.entries(names)) {
+      if (typeof name === "string" && name) out.set(id, name);
+    }
+  }
+  return out;
+}
+
+/**
+ * A person (or device) as people read it: their name, with the id as smaller secondary
+ * text; the id alone when the gateway gave no name. Names are text nodes (never HTML): a
+ * name is whatever its owner typed.
+ */
+export function person(id, names) {
+  if (!id) return el("span", { class: "none" }, "—");
+  const name = names?.get(String(id));
+  if (!name) return el("code", { class: "person-id" }, String(id));
+  return el(
+    "span",
+    { class: "person", "data-id": String(id) },
+    el("span", { class: "person-name" }, name),
+    " ",
+    el("code", { class: "person-id" }, String(id)),
+  );
+}
+
+/** The same in one line of plain text, for labels and status lines: "Dr Jane Doe (prov:…)". */
+export function personText(id, names) {
+  const name = names?.get(String(id));
+  return name ? `${name} (${id})` : String(id);
+}
