@@ -226,3 +226,6 @@ async def test_a_self_declared_name_is_kept_and_committed_like_an_invited_one(
     for part in (name, "O\u2019Brien", declared.strip()):
         assert part.encode() not in raw
     assert store.display_names([pat.sub, adm.sub, "pat:" + "0" * 32]) == {pat.sub: name}
+    # A page's worth of ids and more, in one query: past SQLite's bound-variable limit.
+    many = [f"pat:{i:032x}" for i in range(40_000)] + [pat.sub]
+    assert store.display_names(many) == {pat.sub: name}
