@@ -70,7 +70,9 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     _monitor_history(Device(gateway, pat.sub))
 
     open_me(page, gateway)
-    expect(page.locator("#who")).to_have_text(f"{pat.sub} · patient")
+    # Signed in as the name said at enrollment, the id beside it.
+    expect(page.locator("#who")).to_have_text(f"{pat.name} {pat.sub} · patient")
+    shows_person(page.locator("#who"), pat.name, pat.sub)
     grant(page, doctor.sub, {"call", "vitals.read"})
     grant(page, "role:provider", {"call"})
     revoke(page, "every provider")

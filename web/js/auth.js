@@ -201,6 +201,7 @@ export async function enroll(invite, fields = {}) {
   const holder = {
     sub: out.sub,
     role: out.role,
+    name: typeof out.display_name === "string" ? out.display_name : null,
     alg,
     jwk,
     jkt,

@@ -24,7 +24,9 @@ export function sameOriginPath(next) {
 /** Fill the header's "signed in as" and, for a `make demo` identity, say so plainly. */
 export function showIdentity(holder) {
   const who = byId("who");
-  if (who) who.textContent = `${holder.sub} · ${holder.role}`;
+  // The name said at enrollment (kept with the key), else the id alone.
+  const own = new Map(typeof holder.name === "string" && holder.name ? [[holder.sub, holder.name]] : []);
+  if (who) who.replaceChildren(person(holder.sub, own), ` · ${holder.role}`);
   if (!holder.demo || byId("demo-banner")) return;
   const banner = el(
     "p",
