@@ -45,8 +45,10 @@ def seed(server: str, data_dir: Path) -> dict[str, Any]:
     def invite(role: str, **kw: Any) -> str:
         return str(adm.post_json("/v1/invites", {"role": role, **kw})["invite"])
 
-    creds["provider"] = enroll(server, invite("provider", npi=NPI))
-    creds["patient"] = enroll(server, invite("patient"))
+    # Made-up names, so the pages show people: the provider's comes with the invite, the
+    # patient says theirs at enrollment.
+    creds["provider"] = enroll(server, invite("provider", npi=NPI, display_name="Dr Jane Demo"))
+    creds["patient"] = enroll(server, invite("patient"), display_name="Alex Demo")
     # The patient registers their own monitor: a device reports into the patient's record,
     # so only the patient, or a provider holding their `devices` consent, may invite one.
     own = Session(creds["patient"]).post_json(
@@ -55,7 +57,7 @@ def seed(server: str, data_dir: Path) -> dict[str, Any]:
     creds["device"] = enroll(
         server, str(own["invite"]), serial="DEMO-0001", model="telegate demo monitor"
     )
-    creds["auditor"] = enroll(server, invite("auditor"))
+    creds["auditor"] = enroll(server, invite("auditor", display_name="Ann Demo Auditor"))
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 86400))
     provider = creds["provider"].sub
     consent = Session(creds["patient"]).post_json(

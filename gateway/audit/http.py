@@ -19,6 +19,7 @@ from ledger.note import parse_note
 from ..appkeys import AUDIT_INDEX, AUTHORITY, CONSENTS, LOG
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate
+from ..auth.names import names_of
 from ..auth.tokens import Forbidden
 from ..errors import BadRequest, NotFound, Unavailable
 from ..fhir_version import FHIR_JSON
@@ -142,11 +143,15 @@ async def audit_events(request: web.Request) -> web.Response:
         "cursor": after,
     }
     receipt = await record(request.app, Event.now(EventType.AUDIT_QUERY, p.sub, data=data))
+    # Compliance staff see who each row's actor and subject are; beside the rows, not in
+    # them: a row is the proved event, byte for byte.
+    people = (r["event"].get(k) for r in rows for k in ("actor", "subject"))
     return web.json_response(
         {
             "checkpoint": note.decode(),
             "size": size,
             "rows": rows,
+            "names": await names_of(request.app, people),
             "next": nxt,
             "query_receipt": receipt.to_json(),
         }
@@ -340,12 +345,16 @@ async def access_report(request: web.Request) -> web.Response:
             ],
         }
         return web.json_response(bundle, content_type=FHIR_JSON)
+    # Named: those who used the record (to the patient, nobody else); an auditor also
+    # sees whose report it is.
+    people = [a["who"] for a in accesses] + ([patient] if p.role == "auditor" else [])
     return web.json_response(
         {
             "patient": patient,
             "checkpoint": note.decode(),
             "size": size,
             "accesses": accesses,
+            "names": await names_of(request.app, people),
             "next": nxt,
             "query_receipt": receipt.to_json(),
         }

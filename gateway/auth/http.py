@@ -40,6 +40,7 @@ from .enroll import (
     new_subject_id,
 )
 from .jwk import ALGORITHMS, HolderKey, InvalidKey, unverified_part
+from .names import check_display_name
 from .refusals import CALLER
 from .store import Invite, Subject, assertion_key
 from .tokens import ROLE_SCOPES, STATUS_LIST_ID, Authority, Principal, Unauthorized
@@ -289,6 +290,12 @@ async def enroll(request: web.Request) -> web.Response:
     attrs = dict(pending.attrs)
     if pending.role == "device":
         attrs.update(check_device_fields(body))
+    if "display_name" in body:
+        # Only when the invite names nobody, and never a device (its model names it):
+        # committed on the ledger below exactly like an invite-carried name.
+        if "display_name" in attrs or pending.role == "device":
+            raise BadRequest("this invite already says who you are: send no display_name")
+        attrs["display_name"] = check_display_name(body["display_name"])
     if await asyncio.to_thread(auth.store.subject_by_jkt, key.jkt) is not None:
         raise Conflict("this key is already enrolled")
     inviter = await _inviter(auth, pending)
@@ -337,12 +344,34 @@ async def enroll(request: web.Request) -> web.Response:
             "sub": sid,
             "client_id": sid,
             "role": invite.role,
+            "display_name": attrs.get("display_name"),
             "jkt": key.jkt,
             "token_endpoint": f"{base}/oauth/token",
             "receipt": receipt.to_json(),
         },
         status=201,
     )
+
+
+async def enroll_check(request: web.Request) -> web.Response:
+    """What the enrollment page must ask before redeeming ``invite`` (nothing is spent):
+    ``{"asks": ["display_name"]}`` unless the invite names its holder or enrolls a device.
+    An unknown, used or expired code gets enrollment's one invalid-invite problem: nothing
+    about the invite (role, inviter, name) is said to anyone without a live code."""
+    body = await read_json(request)
+    code = body.get("invite") if isinstance(body, dict) else None
+    if not isinstance(code, str):
+        raise BadRequest("send the invite code")
+    auth = request.app[AUTHORITY]
+    pending = (
+        await asyncio.to_thread(auth.store.peek_invite, hash_code(code), auth.now())
+        if len(code) <= 128
+        else None
+    )
+    if pending is None:
+        raise InvalidInvite()
+    named = "display_name" in pending.attrs or pending.role == "device"
+    return web.json_response({"asks": [] if named else ["display_name"]})
 
 
 # -- the token endpoint ------------------------------------------------------------------
@@ -590,6 +619,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/.well-known/smart-configuration", smart_configuration)
     r.add_post("/v1/invites", create_invite)
     r.add_post("/v1/enroll", enroll)
+    r.add_post("/v1/enroll/check", enroll_check)
     r.add_post("/oauth/token", token)
     r.add_post("/oauth/introspect", introspect)
     r.add_get("/v1/attestations/{jti}/receipt", attestation_receipt)

@@ -15,6 +15,7 @@ from ledger.events import EventType, commit, new_salt
 from ..appkeys import AUTHORITY, CONFIG, CONSENTS, INVALIDATIONS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
+from ..auth.names import names_of
 from ..errors import BadRequest, NotFound
 from ..invalidation import Invalidation, Kind
 from ..recorder import event, record
@@ -106,15 +107,21 @@ async def revoke(request: web.Request) -> web.Response:
 async def list_consents(request: web.Request) -> web.Response:
     p = authenticate(request)
     store = request.app[CONSENTS]
+    now = request.app[AUTHORITY].now()
     if p.role == "patient":
         found = await asyncio.to_thread(store.of_patient, p.sub)
+        # The providers the patient chose, whatever became of the consent since.
+        named = [c.grantee for c in found]
     elif p.role == "provider":
         found = await asyncio.to_thread(store.naming, (p.sub, ROLE_GRANTEE))
+        # A patient is named to a provider they consented to by name, while it lasts; a
+        # consent to every provider makes no relation with this one.
+        named = [c.patient for c in found if c.grantee == p.sub and c.active(now)]
     else:
         p.require("patient", "provider")
-        found = []
-    now = request.app[AUTHORITY].now()
-    return web.json_response({"consents": [_view(c, now) for c in found]})
+        found, named = [], []
+    names = await names_of(request.app, named)
+    return web.json_response({"consents": [_view(c, now) for c in found], "names": names})
 
 
 async def emergency(request: web.Request) -> web.Response:

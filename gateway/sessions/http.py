@@ -15,6 +15,7 @@ from ledger.events import Event, EventType
 from ..appkeys import AUTHORITY, CONSENT_GUARD, HUB, LIVE, PRINCIPAL, SESSIONS, TICKETS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
+from ..auth.names import names_of
 from ..auth.store import TokenRecord
 from ..auth.tokens import Authority, Forbidden, Principal
 from ..errors import BadRequest, Conflict, NotFound
@@ -180,20 +181,24 @@ async def mine(request: web.Request) -> web.Response:
     if not 1 <= limit <= 200:
         raise BadRequest("limit is 1..200")
     found = await asyncio.to_thread(request.app[SESSIONS].of_party, p.sub, limit, active == "true")
-    return web.json_response({"sessions": [_view(s) for s in found]})
+    # The caller is a party of each: both parties of a call may see each other's names.
+    names = await names_of(request.app, (x for s in found for x in (s.patient, s.provider)))
+    return web.json_response({"sessions": [_view(s) for s in found], "names": names})
 
 
 async def get(request: web.Request) -> web.Response:
     p = authenticate(request)
     s, _ = await _participant(request, p)
-    return web.json_response(_view(s))
+    names = await names_of(request.app, (s.patient, s.provider))
+    return web.json_response({**_view(s), "names": names})
 
 
 async def waiting(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("provider")
     found = await asyncio.to_thread(request.app[SESSIONS].of_provider, p.sub, State.WAITING)
-    return web.json_response({"waiting": [_view(s) for s in found]})
+    names = await names_of(request.app, (s.patient for s in found))
+    return web.json_response({"waiting": [_view(s) for s in found], "names": names})
 
 
 async def ticket(request: web.Request) -> web.Response:

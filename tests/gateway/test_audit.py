@@ -293,6 +293,55 @@ async def test_patient_access_report(client: Any, config: Config) -> None:
     assert page["rows"][0]["event"]["actor"] == pat.sub
 
 
+async def test_names_beside_the_access_report_and_the_console_rows(
+    client: Any, config: Config
+) -> None:
+    """A patient's report names those who used the record, nobody else; an auditor's
+    console page names each row's actor and subject (a device by its model). The rows stay
+    the proved events: no name is in them, nor on the ledger."""
+    adm, adm_token, aud, aud_token, _ = await _setup(client, config)
+    doe = await invite_and_enroll(
+        client, adm, adm_token, "provider", npi="1234567893", display_name="Dr Jane Doe"
+    )
+    doe_token = await get_token(client, doe)
+    roe = await invite_and_enroll(
+        client, adm, adm_token, "provider", npi="1234567893", display_name="Dr John Roe"
+    )
+    await get_token(client, roe)  # busy elsewhere: never touches this patient
+    pat = await invite_and_enroll(
+        client, doe, doe_token, "patient", enroll_extra={"display_name": "Ada Lovelace"}
+    )
+    pat_token = await get_token(client, pat)
+    dev = await invite_and_enroll(
+        client,
+        doe,
+        doe_token,
+        "device",
+        patient=pat.sub,
+        enroll_extra={"serial": "SN-9", "model": "Cuff 3"},
+    )
+    r = await call(client, "GET", f"/v1/patients/{pat.sub}/access-report", pat, pat_token)
+    report = await r.json()
+    assert {a["who"] for a in report["accesses"]} == {doe.sub}
+    assert report["names"] == {doe.sub: "Dr Jane Doe"}
+    assert "Dr John Roe" not in await r.text()
+    assert all("Dr Jane Doe" not in str(a) for a in report["accesses"])
+
+    r = await call(client, "GET", f"/v1/patients/{pat.sub}/access-report", aud, aud_token)
+    assert (await r.json())["names"] == {doe.sub: "Dr Jane Doe", pat.sub: "Ada Lovelace"}
+
+    page = await _page(client, aud, aud_token, f"subject={pat.sub}")
+    people = {r["event"].get(k) for r in page["rows"] for k in ("actor", "subject")}
+    assert {doe.sub, pat.sub, dev.sub} <= people
+    assert page["names"] == {doe.sub: "Dr Jane Doe", pat.sub: "Ada Lovelace", dev.sub: "Cuff 3"}
+    for row in page["rows"]:
+        leaf = base64.b64decode(row["leaf"])
+        assert b"Jane" not in leaf and b"Lovelace" not in leaf and b"Cuff" not in leaf
+    # A page with no named person names nobody.
+    page = await _page(client, aud, aud_token, "type=gateway.started")
+    assert page["names"] == {}
+
+
 async def test_fhir_export_has_a_consent_for_each_grant(client: Any, config: Config) -> None:
     import datetime as dt
 

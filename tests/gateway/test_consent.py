@@ -35,10 +35,19 @@ class World:
         self.adm, self.adm_t = await admin(c, config.data_dir)
         for h in (self.adm,):
             h.clock = self.clock
-        self.prov = await invite_and_enroll(c, self.adm, self.adm_t, "provider", npi=NPI)
-        self.prov2 = await invite_and_enroll(c, self.adm, self.adm_t, "provider", npi=NPI)
-        self.pat = await invite_and_enroll(c, self.adm, self.adm_t, "patient")
-        self.other = await invite_and_enroll(c, self.adm, self.adm_t, "patient")
+        # Providers named by their invites, patients by themselves at enrollment.
+        self.prov = await invite_and_enroll(
+            c, self.adm, self.adm_t, "provider", npi=NPI, display_name="Dr Jane Doe"
+        )
+        self.prov2 = await invite_and_enroll(
+            c, self.adm, self.adm_t, "provider", npi=NPI, display_name="Dr John Roe"
+        )
+        self.pat = await invite_and_enroll(
+            c, self.adm, self.adm_t, "patient", enroll_extra={"display_name": "Ada Lovelace"}
+        )
+        self.other = await invite_and_enroll(
+            c, self.adm, self.adm_t, "patient", enroll_extra={"display_name": "Grace Hopper"}
+        )
         for h in (self.prov, self.prov2, self.pat, self.other):
             h.clock = self.clock
         self.prov_t = await get_token(c, self.prov)
@@ -129,6 +138,31 @@ async def test_lists(w: World) -> None:
     assert other["consents"] == []
     r = await call(w.client, "GET", "/v1/consents", w.adm, w.adm_t)
     assert r.status == 403
+
+
+async def test_lists_name_the_people_each_side_has_a_relation_with(w: World) -> None:
+    """The patient sees the providers they consented to (revoked or not); a provider sees
+    the patients whose active consent names them, and nobody for a consent to every
+    provider or one that is over."""
+    named = await (await w.grant(w.prov.sub, ["call"])).json()
+    await w.grant("role:provider", ["vitals.read"])
+    mine = await (await call(w.client, "GET", "/v1/consents", w.pat, w.pat_t)).json()
+    assert mine["names"] == {w.prov.sub: "Dr Jane Doe"}
+    prov = await (await call(w.client, "GET", "/v1/consents", w.prov, w.prov_t)).json()
+    assert len(prov["consents"]) == 2 and prov["names"] == {w.pat.sub: "Ada Lovelace"}
+    # Another provider sees the role-wide consent, not who gave it.
+    prov2 = await (await call(w.client, "GET", "/v1/consents", w.prov2, w.prov2_t)).json()
+    assert [c["patient"] for c in prov2["consents"]] == [w.pat.sub]
+    assert prov2["names"] == {} and "Ada" not in str(prov2)
+    other = await (await call(w.client, "GET", "/v1/consents", w.other, w.other_t)).json()
+    assert other == {"consents": [], "names": {}}
+    # Revoked: the provider no longer sees the name; the patient still sees whom it named.
+    r = await call(w.client, "DELETE", f"/v1/consents/{named['id']}", w.pat, w.pat_t)
+    assert r.status == 200
+    prov = await (await call(w.client, "GET", "/v1/consents", w.prov, w.prov_t)).json()
+    assert prov["names"] == {}
+    mine = await (await call(w.client, "GET", "/v1/consents", w.pat, w.pat_t)).json()
+    assert mine["names"] == {w.prov.sub: "Dr Jane Doe"}
 
 
 async def test_break_the_glass_is_flagged_time_boxed_and_recorded(w: World, config: Config) -> None:

@@ -8,10 +8,12 @@ from typing import Any
 import jwt
 import pytest
 
+from gateway.appkeys import AUTHORITY
 from gateway.config import Config
+from ledger.events import commit
 from ledger.log import Receipt
 from ledger.note import Verifier
-from tests.gateway.idclient import Holder, admin, call, get_token, invite_and_enroll
+from tests.gateway.idclient import Holder, admin, call, enroll, get_token, invite_and_enroll
 
 NPI = "1234567893"
 
@@ -195,3 +197,36 @@ async def test_issuance_rows_lost_in_a_crash_are_rebuilt_from_the_ledger(
     assert (await r.json())["receipt"]["index"] == claims["ledger"]
     fresh = jwt.decode(await get_token(c, h), options={"verify_signature": False})
     assert fresh["status"]["status_list"]["idx"] > claims["status"]["status_list"]["idx"]
+
+
+async def test_a_self_declared_name_is_kept_and_committed_like_an_invited_one(
+    client: Any, config: Config
+) -> None:
+    """An invite without a name lets the person say theirs: trimmed and normalized, kept
+    in the identity store with its salt, only its salted commitment on the ledger."""
+    adm, adm_token = await admin(client, config.data_dir)
+    declared = "  Zoe\u0308   O\u2019Brien "  # a decomposed ë and a run of spaces
+    name = "Zo\u00eb O\u2019Brien"
+    pat = Holder()
+    resp = await call(client, "POST", "/v1/invites", adm, adm_token, json={"role": "patient"})
+    body = await enroll(client, (await resp.json())["invite"], pat, display_name=declared)
+    assert body["display_name"] == name
+    store = client.server.app[AUTHORITY].store
+    subject = store.subject(pat.sub)
+    assert subject.attrs["display_name"] == name
+    size = (await (await client.get("/readyz")).json())["ledger_size"]
+    raw, enrolled = b"", None
+    for i in range(size):
+        e = await (await client.get(f"/ledger/entries/{i}")).json()
+        raw += base64.b64decode(e["data"])
+        if e["event"]["type"] == "identity.enrolled" and e["event"]["actor"] == pat.sub:
+            enrolled = e["event"]
+    assert enrolled is not None
+    salt = bytes.fromhex(subject.attrs["display_name_salt"])
+    assert enrolled["data"]["display_name_commitment"] == commit(salt, name)
+    for part in (name, "O\u2019Brien", declared.strip()):
+        assert part.encode() not in raw
+    assert store.display_names([pat.sub, adm.sub, "pat:" + "0" * 32]) == {pat.sub: name}
+    # A page's worth of ids and more, in one query: past SQLite's bound-variable limit.
+    many = [f"pat:{i:032x}" for i in range(40_000)] + [pat.sub]
+    assert store.display_names(many) == {pat.sub: name}

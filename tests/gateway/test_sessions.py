@@ -30,16 +30,27 @@ def sdp(fp: str | None) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def _named(named: bool, name: str) -> dict[str, str]:
+    return {"display_name": name} if named else {}
+
+
 class Call:
     def __init__(self, client: Any) -> None:
         self.c = client
 
-    async def setup(self, config: Config, consent: bool = True) -> Call:
+    async def setup(self, config: Config, consent: bool = True, named: bool = False) -> Call:
         c = self.c
         self.adm, adm_t = await admin(c, config.data_dir)
-        self.prov = await invite_and_enroll(c, self.adm, adm_t, "provider", npi=NPI)
-        self.pat = await invite_and_enroll(c, self.adm, adm_t, "patient")
-        self.other = await invite_and_enroll(c, self.adm, adm_t, "patient")
+        # Named: the provider's name comes in the invite, the patients declare their own.
+        prov_name = {"display_name": "Dr Jane Doe"} if named else {}
+        self.prov = await invite_and_enroll(c, self.adm, adm_t, "provider", npi=NPI, **prov_name)
+        self.pat = await invite_and_enroll(
+            c, self.adm, adm_t, "patient", enroll_extra=_named(named, "Ada Lovelace")
+        )
+        self.other = await invite_and_enroll(
+            c, self.adm, adm_t, "patient", enroll_extra=_named(named, "Grace Hopper")
+        )
+        self.adm_t = adm_t
         self.prov_t = await get_token(c, self.prov)
         self.pat_t = await get_token(c, self.pat)
         self.other_t = await get_token(c, self.other)
@@ -282,3 +293,47 @@ async def test_each_party_lists_their_own_calls(k: Call) -> None:
     assert (await r.json())["sessions"] == []
     r = await call(k.c, "GET", "/v1/sessions", k.adm, await get_token(k.c, k.adm))
     assert r.status == 403
+
+
+async def test_the_parties_of_a_call_see_each_others_names_and_nobody_else_does(
+    client: Any, config: Config
+) -> None:
+    k = await Call(client).setup(config, named=True)
+    doe, ada = "Dr Jane Doe", "Ada Lovelace"
+    both = {k.prov.sub: doe, k.pat.sub: ada}
+    sid = await k.schedule()
+    for h, t in ((k.prov, k.prov_t), (k.pat, k.pat_t)):
+        listed = await (await call(k.c, "GET", "/v1/sessions", h, t)).json()
+        # Names beside the rows, the rows themselves unchanged: ids only.
+        assert listed["names"] == both
+        assert set(listed["sessions"][0]) == {
+            "id",
+            "patient",
+            "provider",
+            "state",
+            "created",
+            "updated",
+        }
+        one = await (await call(k.c, "GET", f"/v1/sessions/{sid}", h, t)).json()
+        assert one["names"] == both
+    pat_ws = await k.ws(sid, await k.ticket(sid, k.pat, k.pat_t))
+    waiting = await (await call(k.c, "GET", "/v1/sessions/waiting", k.prov, k.prov_t)).json()
+    assert [s["id"] for s in waiting["waiting"]] == [sid]
+    assert waiting["names"] == {k.pat.sub: ada}
+
+    # Another patient, and another provider, have no relation to either: nothing new.
+    other = await (await call(k.c, "GET", "/v1/sessions", k.other, k.other_t)).json()
+    assert other == {"sessions": [], "names": {}}
+    prov2 = await invite_and_enroll(
+        k.c, k.adm, k.adm_t, "provider", npi=NPI, display_name="Dr John Roe"
+    )
+    prov2_t = await get_token(k.c, prov2)
+    for path in ("/v1/sessions", "/v1/sessions/waiting"):
+        body = await (await call(k.c, "GET", path, prov2, prov2_t)).json()
+        assert body["names"] == {} and doe not in str(body) and ada not in str(body)
+    for h, t in ((prov2, prov2_t), (k.other, k.other_t)):
+        r = await call(k.c, "GET", f"/v1/sessions/{sid}", h, t)
+        assert r.status == 404
+        text = await r.text()
+        assert doe not in text and ada not in text
+    await pat_ws.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
 from tests.gateway.conftest import LiveGateway
 from tests.gateway.idclient import local_invite
@@ -45,12 +45,30 @@ def open_tab(browser: Browser, viewport: ViewportSize | None = None) -> Tab:
 PREFIX = {"admin": "adm:", "auditor": "aud:", "patient": "pat:", "provider": "prov:"}
 
 
-def enroll(tab: Tab, gw: LiveGateway, role: str = "auditor", **attrs: Any) -> str:
-    """Open an invite link (``attrs`` go into the invite); returns the subject id shown."""
+#: The name each role says it has when its invite carries none (the page asks for one).
+NAMES = {
+    "admin": "Adam Admin",
+    "auditor": "Ann Auditor",
+    "patient": "Pat Patient",
+    "provider": "Dr Jane Doe",
+}
+
+
+def enroll(
+    tab: Tab, gw: LiveGateway, role: str = "auditor", name: str | None = None, **attrs: Any
+) -> str:
+    """Open an invite link (``attrs`` go into the invite) and, when the page asks (the
+    invite names nobody), say ``name`` (else the role's in NAMES); returns the subject id."""
     code = local_invite(gw.data_dir, role, **attrs)
     page = tab.page
     page.goto(f"{gw.url}/enroll?invite={code}")
+    if "display_name" not in attrs:
+        field = page.get_by_label("Your name")
+        expect(field).to_be_focused()
+        field.fill(name or NAMES[role])
+        field.press("Enter")
     expect(page.locator("#done")).to_be_visible()
+    expect(page.locator("#name")).to_have_text(attrs.get("display_name") or name or NAMES[role])
     expect(page.locator("#role")).to_have_text(role)
     expect(page.locator("#status")).to_contain_text("enrolled as")
     # The single-use code does not stay in the address bar or history.
@@ -58,6 +76,28 @@ def enroll(tab: Tab, gw: LiveGateway, role: str = "auditor", **attrs: Any) -> st
     sub = page.locator("#sub").inner_text()
     assert sub.startswith(PREFIX[role])
     return sub
+
+
+def shows_person(where: Locator, name: str, sub: str) -> None:
+    """``where`` names ``sub`` as a person reads it: the name as text (never markup), the
+    id beside it as secondary text (smaller, in the muted colour)."""
+    who = where.locator(f'.person[data-id="{sub}"]').first
+    expect(who.locator(".person-name")).to_have_text(name)
+    expect(who.locator(".person-id")).to_have_text(sub)
+    looks = who.evaluate(
+        """e => [".person-name", ".person-id"].map((c) => {
+            const s = getComputedStyle(e.querySelector(c));
+            return [parseFloat(s.fontSize), s.color];
+        })"""
+    )
+    (name_size, name_colour), (id_size, id_colour) = looks
+    assert id_size < name_size and id_colour != name_colour, looks
+
+
+def shows_no_name(where: Locator, sub: str) -> None:
+    """``where`` shows ``sub`` by its id alone: the gateway gave this viewer no name."""
+    expect(where.locator(".person-id", has_text=sub).first).to_be_visible()
+    expect(where.locator(f'.person[data-id="{sub}"]')).to_have_count(0)
 
 
 def ready(page: Page) -> None:
@@ -118,7 +158,8 @@ def rows(page: Page) -> list[dict[str, str]]:
                 "index": tr.get_attribute("data-index") or "",
                 "state": tr.get_attribute("data-state") or "",
                 "type": cells[2].strip(),
-                "actor": cells[3].strip(),
+                # The actor's id: the secondary text under a name, or all there is.
+                "actor": " ".join(tr.locator("td").nth(3).locator("code").all_inner_texts()),
                 "verification": cells[6],
             }
         )

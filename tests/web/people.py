@@ -19,7 +19,7 @@ from gateway.client import Credentials, Session
 from gateway.client import enroll as enroll_api
 from tests.gateway.conftest import LiveGateway
 from tests.gateway.vitals.world import iso
-from tests.web.browser import DESKTOP, Tab, enroll, open_tab, ready
+from tests.web.browser import DESKTOP, NAMES, Tab, enroll, open_tab, ready
 
 NPI = "1234567893"  # passes the Luhn check with the 80840 prefix
 SESSION_URL = re.compile(r"/call/([0-9a-f]{32})$")
@@ -29,20 +29,38 @@ SESSION_URL = re.compile(r"/call/([0-9a-f]{32})$")
 class Person:
     tab: Tab
     sub: str
+    name: str
 
     @property
     def page(self) -> Page:
         return self.tab.page
 
+    @property
+    def label(self) -> str:
+        """How the pages name this person in a button's label: "Dr Jane Doe (prov:…)"."""
+        return f"{self.name} ({self.sub})"
 
-def patient(browser: Browser, gw: LiveGateway, viewport: ViewportSize = DESKTOP) -> Person:
+
+def patient(
+    browser: Browser,
+    gw: LiveGateway,
+    viewport: ViewportSize = DESKTOP,
+    name: str = NAMES["patient"],
+) -> Person:
+    """A patient enrolled from a nameless invite: they give their name on the page."""
     tab = open_tab(browser, viewport)
-    return Person(tab, enroll(tab, gw, "patient"))
+    return Person(tab, enroll(tab, gw, "patient", name), name)
 
 
-def provider(browser: Browser, gw: LiveGateway, viewport: ViewportSize = DESKTOP) -> Person:
+def provider(
+    browser: Browser,
+    gw: LiveGateway,
+    viewport: ViewportSize = DESKTOP,
+    name: str = NAMES["provider"],
+) -> Person:
+    """A provider whose invite carries their name, as an admin writes it."""
     tab = open_tab(browser, viewport)
-    return Person(tab, enroll(tab, gw, "provider", npi=NPI))
+    return Person(tab, enroll(tab, gw, "provider", npi=NPI, display_name=name), name)
 
 
 class Device:
@@ -129,10 +147,11 @@ def schedule(provider: Person, gw: LiveGateway, patient_sub: str) -> str:
     """The provider schedules a call from /me and opens it; returns the session id."""
     page = provider.page
     open_me(page, gw)
+    row = page.locator(f'#patient-table tr[data-patient="{patient_sub}"]')
     with page.expect_response(
         lambda r: r.request.method == "POST" and r.url.endswith("/v1/sessions") and r.status == 201
     ) as created:
-        page.get_by_role("button", name=f"Schedule a call with {patient_sub}").click()
+        row.get_by_role("button", name="Schedule a call with").click()
     sid = str(created.value.json()["id"])
     expect(page.locator("#patients-status")).to_contain_text("call scheduled")
     # The patient may have other calls with this provider listed: open this one.

@@ -15,7 +15,7 @@ from typing import Any
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
 from tests.gateway.conftest import LiveGateway
-from tests.web.browser import PHONE, ready
+from tests.web.browser import PHONE, ready, shows_person
 from tests.web.people import (
     Device,
     Person,
@@ -96,10 +96,16 @@ def test_a_full_call_between_two_browsers(
     # The gateway tells the provider's page; the waiting list shows the patient.
     queued = prov.page.locator(f'#queue-list li[data-session="{sid}"]')
     expect(queued).to_contain_text(pat.sub)
+    shows_person(queued, pat.name, pat.sub)
+    # Each side's call page names the other, the id under the name.
+    shows_person(prov.page.locator("#call-info"), pat.name, pat.sub)
+    shows_person(pat.page.locator("#call-info"), prov.name, prov.sub)
+    expect(pat.page.locator("#remote-caption")).to_have_text(prov.name)
+    expect(prov.page.locator("#remote-caption")).to_have_text(pat.name)
     expect(prov.page.locator("#status")).to_contain_text("in the waiting room")
     prov.page.screenshot(path=shots / "call-provider-waiting-list.png")
 
-    queued.get_by_role("button", name=f"Admit {pat.sub}").click()
+    queued.get_by_role("button", name=f"Admit {pat.label}").click()
     for person in (pat, prov):
         wait_debug(person.page, "t.pcState === 'connected'")
     expect(pat.page.locator("#waiting-room")).to_be_hidden()
@@ -207,7 +213,7 @@ def test_a_revoked_consent_stops_the_providers_vitals_panel(
     # The patient withdraws consent on /me, in another tab of the same browser.
     me = pat.tab.context.new_page()
     open_me(me, gateway)
-    revoke(me, prov.sub)
+    revoke(me, prov.label)
     expect(me.locator("#consent-table tbody tr", has_text=prov.sub)).to_have_attribute(
         "data-state", "revoked"
     )

@@ -144,7 +144,7 @@ def test_a_browser_call_relayed_through_coturn(
         assert person.page.evaluate("() => window.__telegate.relayOnly") is True
     expect(pat.page.locator("#waiting-room")).to_be_visible()
     prov.page.locator(f'#queue-list li[data-session="{sid}"]').get_by_role(
-        "button", name=f"Admit {pat.sub}"
+        "button", name=f"Admit {pat.label}"
     ).click()
 
     for person in (pat, prov):

@@ -12,8 +12,11 @@ from typing import Any
 
 from playwright.sync_api import Browser, Route, expect
 
+from gateway.client import Session
+from gateway.client import enroll as enroll_api
 from ledger.note import Signer
 from tests.gateway.conftest import LiveGateway
+from tests.gateway.idclient import local_invite
 from tests.web.browser import (
     PHONE,
     enroll,
@@ -24,6 +27,7 @@ from tests.web.browser import (
     rows,
     search,
     shown,
+    shows_person,
     wait_shown,
 )
 
@@ -295,4 +299,39 @@ def test_no_secret_in_web_storage_and_the_private_key_cannot_be_exported(
     assert found["sub"] == sub and "d" not in found["jwk"]
     # No token anywhere persistent: JWTs start with base64url("{"), "eyJ".
     assert "eyJ" not in found["stored"]
+    tab.assert_clean()
+
+
+def test_rows_name_their_actor_and_subject_with_the_id_beside(
+    chromium: Browser, gateway: LiveGateway, shots: Path
+) -> None:
+    """Compliance staff see who each row's actor and subject are: the name as text (a name
+    is whatever its owner typed), the verified id under it; a device by its model."""
+    xss = "<img src=x onerror=alert(1)>"
+    doctor = enroll_api(
+        gateway.url,
+        local_invite(gateway.data_dir, "provider", npi="1234567893", display_name=xss),
+    )
+    invited = Session(doctor).post_json("/v1/invites", {"role": "patient"})
+    pat = enroll_api(gateway.url, str(invited["invite"]), display_name="Ada Lovelace")
+    # The doctor registers the patient's monitor: a row with the doctor as actor.
+    device_invite = Session(doctor).post_json("/v1/invites", {"role": "device", "patient": pat.sub})
+    device = enroll_api(gateway.url, str(device_invite["invite"]), serial="SN-7", model="Cuff 3")
+
+    tab = open_tab(chromium, PHONE)
+    page = tab.page
+    enroll(tab, gateway)
+    open_console(page, gateway)
+    pin(page, vkey(gateway))
+    search(page, subject=pat.sub)
+    found = rows(page)
+    assert found and {r["state"] for r in found} == {"ok"}
+    table = page.locator("#rows tbody")
+    invite_row = table.locator("tr", has_text="identity.invite_created").first
+    shows_person(invite_row.locator("td").nth(3), xss, doctor.sub)
+    shows_person(invite_row.locator("td").nth(4), "Ada Lovelace", pat.sub)
+    device_row = table.locator("tr", has=page.locator(f'.person[data-id="{device.sub}"]')).first
+    shows_person(device_row, "Cuff 3", device.sub)
+    expect(page.locator("img")).to_have_count(0)
+    page.locator("#results").screenshot(path=shots / "console-names-phone.png")
     tab.assert_clean()

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, expect
 from gateway.client import Credentials
 from gateway.demo import browser_link, seed
 from tests.gateway.conftest import LiveGateway
-from tests.web.browser import PHONE, enroll, open_tab, ready
+from tests.web.browser import PHONE, enroll, open_tab, ready, shows_person
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,9 @@ def test_the_patient_link_lands_on_me_as_that_patient(
     expect(page.locator(f'#call-list li[data-session="{demo["session"]}"]')).to_contain_text(
         "scheduled"
     )
+    # The demo's people have names: the patient sees who their provider is.
+    shows_person(page.locator("#consent-table"), "Dr Jane Demo", provider)
+    shows_person(page.locator("#call-list"), "Dr Jane Demo", provider)
     page.screenshot(path=shots / "me-demo-patient-phone.png", full_page=True)
     tab.assert_clean()
     # The link was replaced in history by /me: "back" leaves the site, it does not reopen it.

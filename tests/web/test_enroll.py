@@ -20,8 +20,9 @@ def test_a_bad_invite_is_explained_and_a_typed_code_enrolls(
     page = tab.page
     page.goto(f"{gateway.url}/enroll?invite=not-a-real-invite")
     status = page.locator("#status")
-    # The gateway's problem+json, in words.
+    # The gateway's problem+json, in words, before anyone is asked for a name.
     expect(status).to_have_text("Error: The invite is unknown, used or expired (HTTP 400)")
+    expect(page.locator("#name-field")).to_be_hidden()
     expect(page.locator("#done")).to_be_hidden()
     page.screenshot(path=shots / "enroll-refused-phone.png", full_page=True)
 
@@ -34,10 +35,13 @@ def test_a_bad_invite_is_explained_and_a_typed_code_enrolls(
     # Typed by hand and submitted from the keyboard.
     page.goto(f"{gateway.url}/enroll")
     ready(page)
-    code = local_invite(gateway.data_dir, "auditor")
+    code = local_invite(gateway.data_dir, "auditor", display_name="Ann Auditor")
     page.get_by_label("Invite code").fill(code)
     page.get_by_label("Invite code").press("Enter")
     expect(page.locator("#done")).to_be_visible()
+    # The invite said who this is: no name was asked.
+    expect(page.locator("#name-field")).to_be_hidden()
+    expect(page.locator("#name")).to_have_text("Ann Auditor")
     expect(page.locator("#role")).to_have_text("auditor")
     tab.assert_clean()
 
@@ -78,7 +82,12 @@ def test_an_enrolled_browser_asks_before_replacing_and_can_forget(
     expect(page.get_by_label("Invite code")).to_have_value(code)
     assert code not in page.url
     page.get_by_role("button", name="Enroll", exact=True).click()
+    # The invite names nobody: the page asks, then enrolls.
+    expect(page.get_by_label("Your name")).to_be_focused()
+    page.get_by_label("Your name").fill("Ann Auditor")
+    page.get_by_role("button", name="Enroll", exact=True).click()
     expect(page.locator("#done")).to_be_visible()
+    expect(page.locator("#name")).to_have_text("Ann Auditor")
     second = page.locator("#sub").inner_text()
     assert second != first
 
@@ -163,4 +172,35 @@ def test_a_browser_without_ed25519_keys_enrolls_with_p256(
     )
     assert key[:4] == ["ES256", "ECDSA", "P-256", False]
     assert sorted(key[4]) == ["crv", "kty", "x", "y"]
+    tab.assert_clean()
+
+
+def test_an_invite_without_a_name_asks_for_one(
+    chromium: Browser, gateway: LiveGateway, shots: Path
+) -> None:
+    """The page asks for the name the invite does not carry; a refused name spends nothing
+    and brings the person back to the name; the name kept is the trimmed one."""
+    tab = open_tab(chromium, PHONE)
+    page = tab.page
+    code = local_invite(gateway.data_dir, "patient")
+    page.goto(f"{gateway.url}/enroll#invite={code}")
+    name = page.get_by_label("Your name")
+    expect(name).to_be_focused()
+    expect(page.locator("#status")).to_contain_text("Enter your name")
+    expect(page.locator("#done")).to_be_hidden()
+    page.screenshot(path=shots / "enroll-asks-name-phone.png", full_page=True)
+
+    page.get_by_role("button", name="Enroll", exact=True).click()
+    expect(page.locator("#status")).to_have_text("Error: enter your name first.")
+    name.fill("<b>Pat</b>")
+    name.press("Enter")
+    expect(page.locator("#status")).to_contain_text("display_name must be")
+    expect(name).to_be_focused()
+
+    name.fill("  Zoe\u0308   O\u2019Brien ")
+    name.press("Enter")
+    expect(page.locator("#done")).to_be_visible()
+    expect(page.locator("#name")).to_have_text("Zo\u00eb O\u2019Brien")
+    expect(page.locator("#role")).to_have_text("patient")
+    page.screenshot(path=shots / "enroll-done-named-phone.png", full_page=True)
     tab.assert_clean()

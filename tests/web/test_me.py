@@ -18,7 +18,7 @@ from gateway.client import enroll as enroll_api
 from tests.gateway.conftest import LiveGateway
 from tests.gateway.idclient import local_invite
 from tests.gateway.vitals.world import iso
-from tests.web.browser import PHONE
+from tests.web.browser import PHONE, shows_no_name, shows_person
 from tests.web.people import (
     NPI,
     SESSION_URL,
@@ -30,6 +30,9 @@ from tests.web.people import (
     revoke,
     schedule,
 )
+
+#: A name is whatever its owner typed (here, what an invite carried): shown as text, never run.
+XSS = "<img src=x onerror=alert(1)>"
 
 
 def _vkey(gw: LiveGateway) -> str:
@@ -61,11 +64,15 @@ def _monitor_history(device: Device) -> None:
 def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) -> None:
     pat = patient(chromium, gateway)
     page = pat.page
-    doctor = enroll_api(gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI))
+    doctor = enroll_api(
+        gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI, display_name=XSS)
+    )
     _monitor_history(Device(gateway, pat))
 
     open_me(page, gateway)
-    expect(page.locator("#who")).to_have_text(f"{pat.sub} · patient")
+    # Signed in as the name said at enrollment, the id beside it.
+    expect(page.locator("#who")).to_have_text(f"{pat.name} {pat.sub} · patient")
+    shows_person(page.locator("#who"), pat.name, pat.sub)
     grant(page, doctor.sub, {"call", "vitals.read", "devices"})
     mine = page.locator("#consent-table tbody tr", has_text=doctor.sub)
     expect(mine).to_contain_text("register monitoring devices for me")
@@ -78,6 +85,11 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     # The revoked consent offers nothing more to do.
     revoked = page.locator("#consent-table tbody tr[data-state=revoked]")
     expect(revoked.get_by_role("button")).to_have_count(0)
+    # The consent names the doctor, with the id under the name; the name is text only.
+    given = page.locator("#consent-table tbody tr[data-state=active] td").first
+    shows_person(given, XSS, doctor.sub)
+    revoke_doctor = f"Revoke the consent for {XSS} ({doctor.sub})"
+    expect(page.get_by_role("button", name=revoke_doctor)).to_be_visible()
 
     # The provider uses the consent, schedules a call, registers a monitor, and declares an
     # emergency.
@@ -115,6 +127,7 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     # The call the provider scheduled (not from this browser) is listed by the gateway.
     listed = page.locator(f'#call-list li[data-session="{call["id"]}"]')
     expect(listed).to_contain_text(doctor.sub)
+    shows_person(listed, XSS, doctor.sub)
     expect(listed.get_by_role("link", name="Join the call")).to_have_attribute(
         "href", f"/call/{call['id']}"
     )
@@ -133,6 +146,10 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     assert lines and {state for state, _ in lines} == {"ok"}, lines
     texts = [text for _, text in lines]
     assert any("used your consent to see your data" in t and doctor.sub in t for t in texts)
+    used = report.filter(has_text="used your consent to see your data").first
+    shows_person(used, XSS, doctor.sub)
+    # Not one name anywhere on the page became markup.
+    expect(page.locator("img")).to_have_count(0)
     assert any("scheduled a call with you" in t for t in texts)
     registered = "used your consent to register a monitoring device for you"
     assert any(registered in t and doctor.sub in t for t in texts)
@@ -203,17 +220,26 @@ def test_the_provider_page_lists_consenting_patients(
     chromium: Browser, gateway: LiveGateway, shots: Path
 ) -> None:
     prov = provider(chromium, gateway)
-    pat = patient(chromium, gateway)
+    pat = patient(chromium, gateway, name="Ada Lovelace")
+    # Another patient consents to every provider: no relation with this one, no name.
+    anyone = patient(chromium, gateway, name="Grace Hopper")
+    open_me(anyone.page, gateway)
+    grant(anyone.page, "role:provider", {"vitals.read"})
     open_me(pat.page, gateway)
     grant(pat.page, prov.sub, {"vitals.read"})
+    shows_person(pat.page.locator("#consent-table"), prov.name, prov.sub)
     open_me(prov.page, gateway)
     row = prov.page.locator(f'#patient-table tr[data-patient="{pat.sub}"]')
+    shows_person(row, "Ada Lovelace", pat.sub)
+    shows_no_name(prov.page.locator(f'#patient-table tr[data-patient="{anyone.sub}"]'), anyone.sub)
+    expect(prov.page.locator("#patients")).not_to_contain_text("Grace Hopper")
     # Without consent to calls there is nothing to schedule.
-    expect(row.get_by_role("button", name=f"Schedule a call with {pat.sub}")).to_be_disabled()
+    expect(row.get_by_role("button", name=f"Schedule a call with {pat.label}")).to_be_disabled()
     grant(pat.page, prov.sub, {"call"})
     sid = schedule(prov, gateway, pat.sub)
     open_me(prov.page, gateway)
     expect(prov.page.locator(f'#call-list li[data-session="{sid}"]')).to_contain_text("scheduled")
+    shows_person(prov.page.locator(f'#call-list li[data-session="{sid}"]'), "Ada Lovelace", pat.sub)
     expect(prov.page.locator("#waiting-list")).to_contain_text("Nobody is waiting")
     prov.page.screenshot(path=shots / "me-provider.png", full_page=True)
     prov.tab.assert_clean()
@@ -246,7 +272,7 @@ def test_calls_are_the_gateways_list_of_ones_own(
     assert requested and SESSION_URL.search(f"/call/{requested}")
     open_me(prov.page, gateway)
     mine = prov.page.locator(f'#call-list li[data-session="{requested}"]')
-    expect(mine).to_contain_text(f"With patient {pat.sub}")
+    expect(mine).to_contain_text(f"With patient {pat.name} {pat.sub}")
     expect(mine).to_have_attribute("data-state", "scheduled")
 
     # The provider schedules another call, then cancels the requested one from its call page.
@@ -263,7 +289,7 @@ def test_calls_are_the_gateways_list_of_ones_own(
     upcoming = pat.page.locator("#call-list li")
     expect(upcoming).to_have_count(1)
     expect(upcoming).to_have_attribute("data-session", scheduled)
-    expect(upcoming).to_contain_text(f"With provider {prov.sub}")
+    expect(upcoming).to_contain_text(f"With provider {prov.name} {prov.sub}")
     expect(upcoming.get_by_role("link", name="Join the call")).to_have_attribute(
         "href", f"/call/{scheduled}"
     )

@@ -5,7 +5,7 @@
 import { checkPage } from "./audit.js";
 import { api } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { cell, idCode as code, localTime } from "./page.js";
+import { cell, idCode as code, localTime, namesOf, person } from "./page.js";
 import { checkHistory, loadPin, savePin, servedVkey } from "./pin.js";
 
 // What an access-report row's event type means, said to the patient.
@@ -129,7 +129,7 @@ function described(row) {
   return { said, differs };
 }
 
-function accessRow({ row, inclusion: checked }, signature) {
+function accessRow({ row, inclusion: checked }, signature, names) {
   const { said, differs } = described(row);
   const inclusion = differs.length
     ? {
@@ -157,7 +157,9 @@ function accessRow({ row, inclusion: checked }, signature) {
     "tr",
     { "data-index": row.index, "data-state": state, class: `row-${state}${row.break_the_glass ? " glass-row" : ""}` },
     cell("When", localTime(row.time)),
-    cell("Who", code(row.who), ` (${row.role})`),
+    // The name is the gateway's word beside the row (names are never on the ledger); the id
+    // under it is what the verified event says.
+    cell("Who", person(row.who, names), el("span", { class: "role" }, ` (${row.role})`)),
     cell("What", actionWords(row)),
     cell("Why", row.purpose ? String(row.purpose) : el("span", { class: "none" }, "—")),
     cell("Basis", basis),
@@ -185,12 +187,13 @@ async function verifyPage(page) {
 async function renderAccess() {
   const rows = [];
   let last = null;
+  const names = namesOf(...access.pages);
   for (const page of access.pages) {
     last = await verifyPage(page);
     // A history that does not extend what this browser saw fails every line of the page.
     const signature =
       last.history?.state === "fail" ? { state: "fail", reason: last.history.text } : last.signature;
-    for (const r of last.rows) rows.push(accessRow(r, signature));
+    for (const r of last.rows) rows.push(accessRow(r, signature, names));
   }
   rows.reverse(); // newest first
   byId("access-table").tBodies[0].replaceChildren(...rows);

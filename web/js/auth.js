@@ -150,7 +150,7 @@ async function send(path, init) {
   }
 }
 
-async function errorOf(resp, what) {
+export async function errorOf(resp, what) {
   let problem = null;
   const type = resp.headers.get("Content-Type") ?? "";
   if (type.includes("json")) {
@@ -184,7 +184,7 @@ function wantsNonce(resp, problem) {
  * replaces any earlier one) and {sub, role, jkt, receipt} from the gateway is returned.
  * Throws ApiError.
  */
-export async function enroll(invite) {
+export async function enroll(invite, fields = {}) {
   const code = String(invite ?? "").trim();
   if (!code || code.length > 128) throw new ApiError("Enter the invite code you were given.");
   const { alg, keys } = await newKeyPair();
@@ -193,7 +193,7 @@ export async function enroll(invite) {
   const resp = await send("/v1/enroll", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ invite: code, jwk }),
+    body: JSON.stringify({ ...fields, invite: code, jwk }),
   });
   if (resp.status !== 201) throw await errorOf(resp, "Enrollment");
   const out = await resp.json();
@@ -201,6 +201,7 @@ export async function enroll(invite) {
   const holder = {
     sub: out.sub,
     role: out.role,
+    name: typeof out.display_name === "string" ? out.display_name : null,
     alg,
     jwk,
     jkt,

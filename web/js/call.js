@@ -10,8 +10,8 @@
 // The provider also sees the waiting room and the patient's live vitals.
 
 import { ApiError, api } from "./auth.js";
-import { byId, el, say } from "./dom.js";
-import { needIdentity, signedIn } from "./page.js";
+import { byId, say } from "./dom.js";
+import { namesOf, needIdentity, person, signedIn } from "./page.js";
 import { VitalsPanel, WaitingRoom } from "./provider.js";
 
 const sid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
@@ -573,11 +573,13 @@ async function start() {
   const other = party === "patient" ? session.provider : session.patient;
   document.body.dataset.party = party;
   byId("title").textContent = party === "patient" ? "Your video call" : "Video call with your patient";
+  const names = namesOf(session);
   byId("call-info").replaceChildren(
     party === "patient" ? "With provider " : "With patient ",
-    el("code", {}, other),
+    person(other, names),
   );
-  byId("remote-caption").textContent = party === "patient" ? "Your provider" : "Your patient";
+  byId("remote-caption").textContent =
+    names.get(other) ?? (party === "patient" ? "Your provider" : "Your patient");
   byId("call").hidden = false;
   byId("route").textContent = routeText(null);
   setCallState(session.state);

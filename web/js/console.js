@@ -5,7 +5,7 @@ import { checkPage, rootText } from "./audit.js";
 import { ApiError, apiFetch, loadHolder } from "./auth.js";
 import { byId, el, say } from "./dom.js";
 import { parseVkey } from "./note.js";
-import { showIdentity } from "./page.js";
+import { namesOf, person, showIdentity } from "./page.js";
 import { PINNED, checkHistory } from "./pin.js";
 import * as store from "./store.js";
 
@@ -235,7 +235,7 @@ function rowState({ inclusion, ok }, signature) {
   return inclusion.state === "fail" || signature.state === "fail" ? "fail" : "unchecked";
 }
 
-function rowElement(result, signature) {
+function rowElement(result, signature, names) {
   const { row, inclusion } = result;
   const ev = row.event && typeof row.event === "object" ? row.event : {};
   const state = rowState(result, signature);
@@ -254,8 +254,10 @@ function rowElement(result, signature) {
         el("pre", { class: "event" }, JSON.stringify(ev, null, 2)),
       ),
     ),
-    cell("Actor", id(ev.actor)),
-    cell("Subject", id(ev.subject)),
+    // Names are the gateway's word beside the page (never on the ledger); the ids under
+    // them are what the verified event says.
+    cell("Actor", person(ev.actor, names)),
+    cell("Subject", person(ev.subject, names)),
     cell("Session", id(ev.session)),
     cell(
       "Verification",
@@ -313,7 +315,8 @@ function summarize(states) {
 async function render(page) {
   const { checkpoint, signature, rows } = await checkPage(page, verifier);
   checkpointBox(checkpoint, signature, await checkHistory(checkpoint, signature, verifier));
-  byId("rows").tBodies[0].replaceChildren(...rows.map((r) => rowElement(r, signature)));
+  const names = namesOf(page);
+  byId("rows").tBodies[0].replaceChildren(...rows.map((r) => rowElement(r, signature, names)));
   const [text, state] = summarize(rows.map((r) => rowState(r, signature)));
   // The summary is its own live region, next to the table it describes.
   byId("summary").textContent = text;

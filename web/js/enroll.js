@@ -2,7 +2,7 @@
 // are now and where to go next. /enroll?next=/me#demo=... (printed by `make demo`) keeps a
 // seeded demo identity instead, then goes on to `next`.
 
-import { ApiError, api, enroll, forget, importDemo, loadHolder } from "./auth.js";
+import { ApiError, api, enroll, errorOf, forget, importDemo, loadHolder } from "./auth.js";
 import { b64urlDecode, fromUtf8 } from "./codec.js";
 import { byId, el, say } from "./dom.js";
 import { sameOriginPath } from "./page.js";
@@ -11,6 +11,8 @@ const status = byId("status");
 const form = byId("enroll-form");
 const input = byId("invite");
 const button = byId("enroll-button");
+const nameField = byId("name-field");
+const nameInput = byId("display-name");
 
 const KEY_NAMES = { EdDSA: "Ed25519 (EdDSA)", ES256: "P-256 (ES256)" };
 const HOME = { auditor: "/console", patient: "/me", provider: "/me" };
@@ -36,15 +38,67 @@ function showCurrent(holder) {
   section.hidden = false;
 }
 
+/**
+ * Whether this invite leaves it to its holder to say their name (POST /v1/enroll/check;
+ * nothing is spent). A code that is unknown, used or expired is refused as enrollment
+ * refuses it, and said so before anyone types a name.
+ */
+async function asksName(code) {
+  let resp;
+  try {
+    resp = await fetch("/v1/enroll/check", {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ invite: code }),
+    });
+  } catch (e) {
+    throw new ApiError(`Cannot reach the gateway (${e.message}).`);
+  }
+  if (!resp.ok) throw await errorOf(resp, "Checking the invite");
+  const out = await resp.json();
+  return Array.isArray(out.asks) && out.asks.includes("display_name");
+}
+
+function askName() {
+  nameField.hidden = false;
+  nameInput.required = true;
+  say(status, "Enter your name as the people you deal with here should see it, then press Enroll.");
+  nameInput.focus();
+}
+
+/** The fields the enrollment sends besides the code and key, or null (and why, said). */
+async function fields() {
+  if (nameField.hidden) {
+    if (!(await asksName(input.value.trim()))) return {};
+    askName();
+    return null;
+  }
+  const name = nameInput.value.trim();
+  if (!name) {
+    say(status, "enter your name first.", "error");
+    nameInput.focus();
+    return null;
+  }
+  return { display_name: name };
+}
+
 async function submit() {
   button.disabled = true;
   byId("done").hidden = true;
-  say(status, "Making a key in this browser and redeeming the invite…", "busy");
   try {
-    const out = await enroll(input.value);
+    const extra = await fields();
+    if (extra === null) return;
+    say(status, "Making a key in this browser and redeeming the invite…", "busy");
+    const out = await enroll(input.value, extra);
     // Prove the stored key works end to end: a token by client assertion, then a call.
     const me = await api("/v1/me");
     const holder = await loadHolder();
+    const named = typeof out.display_name === "string" && out.display_name !== "";
+    byId("name").textContent = named ? out.display_name : "";
+    byId("name").hidden = !named;
+    byId("name-label").hidden = !named;
     byId("sub").textContent = me.sub;
     byId("role").textContent = me.role;
     byId("alg").textContent = `${KEY_NAMES[holder.alg] ?? holder.alg}, kept in this browser`;
@@ -52,18 +106,27 @@ async function submit() {
       out.receipt?.index === undefined ? "recorded" : `entry ${out.receipt.index}`;
     byId("next").replaceChildren(...nextLinks(me.role));
     input.value = "";
+    nameInput.value = "";
+    nameField.hidden = true;
     showCurrent(null);
     form.hidden = true;
     byId("done").hidden = false;
-    say(status, `enrolled as ${me.sub} (${me.role}).`, "ok");
+    say(status, `enrolled as ${named ? `${out.display_name}, ` : ""}${me.sub} (${me.role}).`, "ok");
     byId("done").focus();
   } catch (e) {
     say(status, e.message, "error");
-    input.focus();
+    const aboutName = !nameField.hidden && String(e.problem?.detail ?? "").includes("display_name");
+    (aboutName ? nameInput : input).focus();
   } finally {
     button.disabled = false;
   }
 }
+
+// Another code may say who its holder is: ask again when the code changes.
+input.addEventListener("input", () => {
+  nameField.hidden = true;
+  nameInput.required = false;
+});
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -169,7 +232,10 @@ async function arriveDemo({ demo, next }, holder) {
 async function arrive() {
   const demo = takeDemo();
   const invite = demo ? null : takeInvite();
-  if (invite) input.value = invite;
+  if (invite) {
+    input.value = invite;
+    nameField.hidden = true;
+  }
   let holder = null;
   try {
     holder = await loadHolder();

@@ -5,7 +5,7 @@
 import { showAccessReport } from "./access.js";
 import { api } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { cell, idCode as code, localTime, needIdentity, signedIn } from "./page.js";
+import { cell, idCode as code, localTime, namesOf, needIdentity, person, personText, signedIn } from "./page.js";
 import * as store from "./store.js";
 import { Series, cards, nameOf, valueText } from "./vitals.js";
 
@@ -31,6 +31,8 @@ const status = byId("status");
 let holder = null;
 const series = new Series(200);
 let vitalRows = [];
+// Who the people on this page are ({id: name}), as the gateway's last answers said.
+let names = new Map();
 
 // -- small helpers ---------------------------------------------------------------------
 
@@ -55,7 +57,7 @@ function toLocalInput(date) {
 
 const PAST_SHOWN = 20;
 
-function callItem(s) {
+function callItem(s, known) {
   const other = holder.sub === s.patient ? s.provider : s.patient;
   const live = !FINAL.has(s.state);
   return el(
@@ -65,7 +67,7 @@ function callItem(s) {
       "span",
       { class: "call-who" },
       holder.role === "patient" ? "With provider " : "With patient ",
-      el("code", {}, other),
+      person(other, known),
     ),
     el("span", { class: "call-state" }, STATE_WORDS[s.state] ?? s.state),
     el("span", { class: "call-time" }, `since ${localTime(s.updated)}`),
@@ -86,11 +88,12 @@ async function showCalls() {
     api("/v1/sessions?limit=50"),
   ]);
   const upcoming = active.sessions;
+  const known = namesOf(active, recent);
   const live = new Set(upcoming.map((s) => s.id));
   // A call that ended between the two answers is shown once, as the first answer has it.
   const past = recent.sessions.filter((s) => FINAL.has(s.state) && !live.has(s.id)).slice(0, PAST_SHOWN);
-  byId("call-list").replaceChildren(...upcoming.map(callItem));
-  byId("past-list").replaceChildren(...past.map(callItem));
+  byId("call-list").replaceChildren(...upcoming.map((s) => callItem(s, known)));
+  byId("past-list").replaceChildren(...past.map((s) => callItem(s, known)));
   byId("past-calls").hidden = past.length === 0;
   const line = byId("calls-status");
   if (!upcoming.length) say(line, "No upcoming calls.");
@@ -117,19 +120,21 @@ byId("request-form").addEventListener("submit", async (event) => {
 
 // -- provider: patients and the waiting room ------------------------------------------------
 
-async function schedule(patient, button) {
+async function schedule(patient, button, known) {
   button.disabled = true;
   await section("patients", async () => {
     const s = await api("/v1/sessions", { method: "POST", json: { patient } });
     await showCalls();
-    say(byId("patients-status"), `call scheduled with ${patient}.`, "ok");
+    say(byId("patients-status"), `call scheduled with ${personText(patient, known)}.`, "ok");
     byId("call-list").querySelector(`[data-session="${s.id}"] a`)?.focus();
   });
   button.disabled = false;
 }
 
 async function showPatients() {
-  const { consents } = await api("/v1/consents");
+  const answer = await api("/v1/consents");
+  const { consents } = answer;
+  const known = namesOf(answer);
   // One line per patient: what their active consents allow together, until the last ends.
   const byPatient = new Map();
   for (const c of consents.filter((x) => x.active)) {
@@ -140,13 +145,13 @@ async function showPatients() {
   }
   const rows = [...byPatient.values()].map((c) => {
     const button = el("button", { type: "button", class: "secondary" }, "Schedule a call");
-    button.setAttribute("aria-label", `Schedule a call with ${c.patient}`);
+    button.setAttribute("aria-label", `Schedule a call with ${personText(c.patient, known)}`);
     button.disabled = !c.scopes.includes("call");
-    button.addEventListener("click", () => schedule(c.patient, button));
+    button.addEventListener("click", () => schedule(c.patient, button, known));
     return el(
       "tr",
       { "data-patient": c.patient },
-      cell("Patient", code(c.patient)),
+      cell("Patient", person(c.patient, known)),
       cell("Allows", c.scopes.map((s) => SCOPE_WORDS[s] ?? s).join(", ")),
       cell("Until", localTime(c.until)),
       cell("Call", button),
@@ -154,17 +159,19 @@ async function showPatients() {
   });
   byId("patient-table").tBodies[0].replaceChildren(...rows);
   if (!rows.length) say(byId("patients-status"), "No patient has consented to you yet.");
-  const { waiting } = await api("/v1/sessions/waiting");
+  const room = await api("/v1/sessions/waiting");
+  const { waiting } = room;
+  const inRoom = namesOf(room);
   byId("waiting-list").replaceChildren(
     ...(waiting.length
-      ? waiting.map(callItem)
+      ? waiting.map((s) => callItem(s, inRoom))
       : [el("li", { class: "none" }, "Nobody is waiting.")]),
   );
 }
 
 // -- patient: consents ------------------------------------------------------------------------
 
-const granteeText = (g) => (g === "role:provider" ? "every provider" : g);
+const granteeText = (g) => (g === "role:provider" ? "every provider" : personText(g, names));
 
 function consentStatus(c) {
   if (c.revoked) return ["revoked", `revoked ${localTime(c.revoked)}`];
@@ -183,7 +190,9 @@ async function revoke(c, button) {
 }
 
 async function showConsents() {
-  const { consents } = await api("/v1/consents");
+  const answer = await api("/v1/consents");
+  const { consents } = answer;
+  names = namesOf(answer);
   consents.sort((a, b) => b.created - a.created);
   const rows = consents.map((c) => {
     const [state, words] = consentStatus(c);
@@ -196,7 +205,7 @@ async function showConsents() {
     return el(
       "tr",
       { "data-consent": c.id, "data-state": state, class: `consent-${state}` },
-      cell("Given to", c.grantee === "role:provider" ? "every provider" : code(c.grantee)),
+      cell("Given to", c.grantee === "role:provider" ? "every provider" : person(c.grantee, names)),
       cell("Allows", c.scopes.map((s) => SCOPE_WORDS[s] ?? s).join(", ")),
       cell("Until", localTime(c.until)),
       cell("Status", el("strong", {}, words)),

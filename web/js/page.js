@@ -24,7 +24,9 @@ export function sameOriginPath(next) {
 /** Fill the header's "signed in as" and, for a `make demo` identity, say so plainly. */
 export function showIdentity(holder) {
   const who = byId("who");
-  if (who) who.textContent = `${holder.sub} · ${holder.role}`;
+  // The name said at enrollment (kept with the key), else the id alone.
+  const own = new Map(typeof holder.name === "string" && holder.name ? [[holder.sub, holder.name]] : []);
+  if (who) who.replaceChildren(person(holder.sub, own), ` · ${holder.role}`);
   if (!holder.demo || byId("demo-banner")) return;
   const banner = el(
     "p",
@@ -80,4 +82,43 @@ export const idCode = (v) => (v ? el("code", {}, String(v)) : el("span", { class
 /** A table cell that, on a phone, shows its column's name beside its content. */
 export function cell(label, ...content) {
   return el("td", { "data-label": label }, el("div", {}, ...content));
+}
+
+/**
+ * The `names` object of an answer ({id: display name}), or an empty one: a name is only
+ * ever a string the gateway chose to show to this caller. Several answers merge into one.
+ */
+export function namesOf(...answers) {
+  const out = new Map();
+  for (const a of answers) {
+    const names = a && typeof a.names === "object" && a.names !== null ? a.names : {};
+    for (const [id, name] of Object.entries(names)) {
+      if (typeof name === "string" && name) out.set(id, name);
+    }
+  }
+  return out;
+}
+
+/**
+ * A person (or device) as people read it: their name, with the id as smaller secondary
+ * text; the id alone when the gateway gave no name. Names are text nodes (never HTML): a
+ * name is whatever its owner typed.
+ */
+export function person(id, names) {
+  if (!id) return el("span", { class: "none" }, "—");
+  const name = names?.get(String(id));
+  if (!name) return el("code", { class: "person-id" }, String(id));
+  return el(
+    "span",
+    { class: "person", "data-id": String(id) },
+    el("span", { class: "person-name" }, name),
+    " ",
+    el("code", { class: "person-id" }, String(id)),
+  );
+}
+
+/** The same in one line of plain text, for labels and status lines: "Dr Jane Doe (prov:…)". */
+export function personText(id, names) {
+  const name = names?.get(String(id));
+  return name ? `${name} (${id})` : String(id);
 }

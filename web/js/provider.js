@@ -3,7 +3,7 @@
 
 import { api } from "./auth.js";
 import { byId, el, say } from "./dom.js";
-import { localTime } from "./page.js";
+import { localTime, namesOf, person, personText } from "./page.js";
 import { Series, cards } from "./vitals.js";
 
 /** The provider's waiting room: GET /v1/sessions/waiting, shown with an Admit button each. */
@@ -32,13 +32,16 @@ export class WaitingRoom {
   async refresh() {
     if (this.closed) return;
     let waiting;
+    let names;
     try {
-      ({ waiting } = await api("/v1/sessions/waiting"));
+      const room = await api("/v1/sessions/waiting");
+      ({ waiting } = room);
+      names = namesOf(room);
     } catch (e) {
       say(byId("queue-status"), e.message, "error");
       return;
     }
-    const items = waiting.map((s) => this.item(s));
+    const items = waiting.map((s) => this.item(s, names));
     byId("queue-list").replaceChildren(
       ...(items.length ? items : [el("li", { class: "none" }, "Nobody is waiting.")]),
     );
@@ -47,22 +50,23 @@ export class WaitingRoom {
     byId("queue").hidden = this.inCall() && waiting.length === 0;
   }
 
-  item(s) {
+  item(s, names) {
     const here = s.id === this.sid;
+    const who = personText(s.patient, names);
     const button = el("button", { type: "button" }, here ? "Admit" : "Admit and open");
-    button.setAttribute("aria-label", `Admit ${s.patient}${here ? "" : " (another call)"}`);
-    button.addEventListener("click", () => this.admit(s, button));
+    button.setAttribute("aria-label", `Admit ${who}${here ? "" : " (another call)"}`);
+    button.addEventListener("click", () => this.admit(s, button, who));
     const which = here ? "this call" : "another call";
     return el(
       "li",
       { "data-session": s.id, class: here ? "this-call" : "" },
-      el("span", { class: "queue-who" }, el("code", {}, s.patient)),
+      el("span", { class: "queue-who" }, person(s.patient, names)),
       el("span", { class: "queue-when" }, `${which} · since ${localTime(s.updated)}`),
       button,
     );
   }
 
-  async admit(s, button) {
+  async admit(s, button, who) {
     button.disabled = true;
     try {
       await api(`/v1/sessions/${encodeURIComponent(s.id)}/admit`, { method: "POST" });
@@ -70,7 +74,7 @@ export class WaitingRoom {
         location.assign(`/call/${encodeURIComponent(s.id)}`);
         return;
       }
-      say(byId("queue-status"), `admitted ${s.patient}.`, "ok");
+      say(byId("queue-status"), `admitted ${who}.`, "ok");
     } catch (e) {
       say(byId("queue-status"), e.message, "error");
     }

@@ -507,3 +507,90 @@ async def test_no_device_enrolls_for_a_revoked_patient(world: World) -> None:
     )
     assert revoked.status == 200, await revoked.text()
     await problem(await _enroll_device(w, (await resp.json())["invite"]), 400, "invalid-invite")
+
+
+# -- a self-declared display name -------------------------------------------------------------
+NAME_ERRORS: dict[str, Any] = {
+    "markup": "<img src=x onerror=alert(1)>",
+    "looks-like-an-id": "prov:" + "0" * 32,
+    "right-to-left-override": "Jane \u202eeoD",
+    "control-character": "Jane\x00Doe",
+    "blank": "   ",
+    "too-long": "J" * 129,
+    "not-a-string": ["Jane"],
+}
+
+
+@pytest.mark.parametrize("case", list(NAME_ERRORS))
+async def test_a_bad_self_declared_name_is_refused_without_burning_the_invite(
+    world: World, case: str
+) -> None:
+    w = world
+    code = await _new_invite(w)
+    h = w.holder()
+    before = await ledger_size(w.client)
+    bad = {"invite": code, "jwk": h.jwk, "display_name": NAME_ERRORS[case]}
+    await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
+    await assert_nothing_recorded(w.client, before)
+    good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk})
+    assert good.status == 201, await good.text()
+
+
+@pytest.mark.parametrize("invite", ["named", "device"])
+async def test_no_self_declared_name_where_the_invite_says_who_it_is(
+    world: World, invite: str
+) -> None:
+    """A named invite keeps the name its inviter gave; a device is named by its model."""
+    w = world
+    if invite == "named":
+        code, extra = await _new_invite(w, display_name="Ada Lovelace"), {}
+    else:
+        resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+        code, extra = (await resp.json())["invite"], DEVICE_FIELDS
+    h = w.holder()
+    bad = {"invite": code, "jwk": h.jwk, "display_name": "Dr Jane Doe", **extra}
+    await problem(await w.client.post("/v1/enroll", json=bad), 400, "bad-request")
+    good = await w.client.post("/v1/enroll", json={"invite": code, "jwk": h.jwk, **extra})
+    assert good.status == 201, await good.text()
+
+
+async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_spends_nothing(
+    world: World,
+) -> None:
+    w = world
+    nameless, named = await _new_invite(w), await _new_invite(w, display_name="Ada Lovelace")
+    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    device = (await resp.json())["invite"]
+    spent = await _new_invite(w)
+    assert (await _enroll_raw(w, spent, w.holder().jwk)).status == 201
+    before = await ledger_size(w.client)
+
+    async def asks(code: str) -> Any:
+        r = await w.client.post("/v1/enroll/check", json={"invite": code})
+        assert r.status == 200, await r.text()
+        return (await r.json())["asks"]
+
+    assert await asks(nameless) == ["display_name"]
+    assert await asks(named) == [] and await asks(device) == []
+    await assert_nothing_recorded(w.client, before)
+    # Unknown, spent and overlong codes get enrollment's one refusal, recorded as enrollment
+    # records it (without the code): nothing about any invite is said.
+    bodies = []
+    for code in ("inv_" + "A" * 43, spent, "x" * 500):
+        before = await ledger_size(w.client)
+        r = await w.client.post("/v1/enroll/check", json={"invite": code})
+        bodies.append(await problem(r, 400, "invalid-invite"))
+        await assert_refusal_recorded(
+            w.client,
+            before,
+            route="/v1/enroll/check",
+            method="POST",
+            status=400,
+            problem="invalid-invite",
+            credentials=(code,),
+        )
+    assert all(b == bodies[0] for b in bodies), bodies
+    # Checking spends nothing.
+    assert (await _enroll_raw(w, nameless, w.holder().jwk)).status == 201
+    r = await w.client.post("/v1/enroll/check", json={"code": nameless})
+    await problem(r, 400, "bad-request")
