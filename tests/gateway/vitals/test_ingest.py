@@ -179,3 +179,26 @@ async def test_non_base64url_segments_and_short_es256_signatures_are_refused(wor
     resp = await world.post(f"{head}.{payload}.{sig[:40]}", dev, tok)
     assert resp.status == 400
     assert (await resp.json())["type"].endswith("/invalid-signature")
+
+
+async def test_a_device_of_a_revoked_patient_is_refused(world: World) -> None:
+    """The device's own credential still stands, but the patient it reports for has left:
+    nothing more goes into their record, and the refusal is audited (auth.refused with the
+    device as actor) like any other."""
+    assert (await world.send(batch([hr(70, time.time())]))).status == 201
+    body = {"sub": world.pat.sub, "reason": "left_the_practice"}
+    resp = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
+    assert resp.status == 200, await resp.text()
+    stored = len(await world.events("vitals.batch"))
+    resp = await world.send(batch([hr(71, time.time())]))
+    text = await resp.text()
+    assert resp.status == 403, text
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["type"] == "https://telegate.dev/problems/forbidden"
+    assert len(await world.events("vitals.batch")) == stored
+    refused = (await world.events("auth.refused"))[-1]
+    assert refused["actor"] == world.dev.sub
+    assert refused["data"]["route"] == "/v1/vitals" and refused["data"]["status"] == 403
+    # The other patient's device is not affected.
+    resp = await world.send(batch([hr(72, time.time())]), world.other_dev)
+    assert resp.status == 201, await resp.text()
