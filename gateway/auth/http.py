@@ -379,6 +379,9 @@ async def token(request: web.Request) -> web.Response:
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)
     if subject.revoked is not None or subject.id in auth.revoked_subjects:
         raise OAuthError("invalid_client", "this identity has been revoked", 401)
+    if subject.patient is not None and subject.patient in auth.revoked_subjects:
+        # A device acts only for its patient: once they are revoked it has nothing to do.
+        raise OAuthError("invalid_client", "the patient of this device has been revoked", 401)
     if "federation" in subject.attrs:
         # A peer's provider holds no client credential here: each token is exchanged for a
         # fresh one of its own organization, with its receipt (docs/federation.md).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.gateway.idclient import call, get_token
+from tests.gateway.idclient import call, get_token, token_response
 from tests.gateway.vitals.world import World, batch, bp, hr, iso, sign
 
 
@@ -202,3 +202,20 @@ async def test_a_device_of_a_revoked_patient_is_refused(world: World) -> None:
     # The other patient's device is not affected.
     resp = await world.send(batch([hr(72, time.time())]), world.other_dev)
     assert resp.status == 201, await resp.text()
+
+
+async def test_a_device_of_a_revoked_patient_gets_no_token(world: World) -> None:
+    """A device acts only for its patient: once the patient is revoked it is issued
+    nothing (invalid_client, audited), while other devices are unaffected."""
+    body = {"sub": world.pat.sub, "reason": "left_the_practice"}
+    resp = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
+    assert resp.status == 200, await resp.text()
+    issued = len(await world.events("attestation.issued"))
+    resp = await token_response(world.client, world.dev)
+    assert resp.status == 401, await resp.text()
+    assert (await resp.json())["error"] == "invalid_client"
+    assert len(await world.events("attestation.issued")) == issued
+    refused = (await world.events("auth.refused"))[-1]
+    assert refused["data"]["route"] == "/oauth/token"
+    assert refused["data"]["error"] == "invalid_client"
+    assert (await token_response(world.client, world.other_dev)).status == 200
