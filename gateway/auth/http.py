@@ -9,6 +9,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
@@ -331,12 +332,17 @@ async def read_form(request: web.Request) -> dict[str, str]:
     """A token endpoint form: each parameter once, bounded. Raises OAuthError."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
-    if (request.content_length or 0) > MAX_JSON:
-        raise OAuthError("invalid_request", "request too large")
-    form = await request.post()
+    # Bounded like a JSON body (413 past the limit, declared or only seen while reading),
+    # then parsed as aiohttp's request.post() would, which reads up to client_max_size.
+    raw = await read_body(request, MAX_JSON)
+    try:
+        text = raw.rstrip().decode(request.charset or "utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True)
+    except (LookupError, ValueError) as e:  # an unknown charset, or bytes not in it
+        raise OAuthError("invalid_request", "malformed form") from e
     out: dict[str, str] = {}
-    for k, v in form.items():
-        if not isinstance(v, str) or k in out or len(v) > MAX_JSON:
+    for k, v in pairs:
+        if k in out:
             raise OAuthError("invalid_request", f"malformed parameter {k!r}")
         out[k] = v
     return out
@@ -488,6 +494,9 @@ async def introspect(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", "auditor", scope="introspect")
     auth = request.app[AUTHORITY]
+    if request.content_type != "application/x-www-form-urlencoded":
+        # Not the token endpoint: no RFC 6749 error to answer with, an HTTP one instead.
+        raise UnsupportedMediaType("send application/x-www-form-urlencoded")
     form = await read_form(request)
     try:
         claims = auth.verify_token(form.get("token", ""), origin(request))
