@@ -9,6 +9,7 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
@@ -379,12 +380,17 @@ async def read_form(request: web.Request) -> dict[str, str]:
     """A token endpoint form: each parameter once, bounded. Raises OAuthError."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
-    if (request.content_length or 0) > MAX_JSON:
-        raise OAuthError("invalid_request", "request too large")
-    form = await request.post()
+    # Bounded like a JSON body (413 past the limit, declared or only seen while reading),
+    # then parsed as aiohttp's request.post() would, which reads up to client_max_size.
+    raw = await read_body(request, MAX_JSON)
+    try:
+        text = raw.rstrip().decode(request.charset or "utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True)
+    except (LookupError, ValueError) as e:  # an unknown charset, or bytes not in it
+        raise OAuthError("invalid_request", "malformed form") from e
     out: dict[str, str] = {}
-    for k, v in form.items():
-        if not isinstance(v, str) or k in out or len(v) > MAX_JSON:
+    for k, v in pairs:
+        if k in out:
             raise OAuthError("invalid_request", f"malformed parameter {k!r}")
         out[k] = v
     return out
@@ -427,6 +433,9 @@ async def token(request: web.Request) -> web.Response:
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)
     if subject.revoked is not None or subject.id in auth.revoked_subjects:
         raise OAuthError("invalid_client", "this identity has been revoked", 401)
+    if subject.patient is not None and subject.patient in auth.revoked_subjects:
+        # A device acts only for its patient: once they are revoked it has nothing to do.
+        raise OAuthError("invalid_client", "the patient of this device has been revoked", 401)
     if "federation" in subject.attrs:
         # A peer's provider holds no client credential here: each token is exchanged for a
         # fresh one of its own organization, with its receipt (docs/federation.md).
@@ -536,6 +545,9 @@ async def introspect(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", "auditor", scope="introspect")
     auth = request.app[AUTHORITY]
+    if request.content_type != "application/x-www-form-urlencoded":
+        # Not the token endpoint: no RFC 6749 error to answer with, an HTTP one instead.
+        raise UnsupportedMediaType("send application/x-www-form-urlencoded")
     form = await read_form(request)
     try:
         claims = auth.verify_token(form.get("token", ""), origin(request))

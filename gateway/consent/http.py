@@ -137,7 +137,8 @@ async def emergency(request: web.Request) -> web.Response:
         raise BadRequest("reason is 10-500 characters: why this cannot wait for consent")
     auth = request.app[AUTHORITY]
     s = await asyncio.to_thread(auth.store.subject, str(patient))
-    if s is None or s.role != "patient":
+    # A revoked patient is answered like an unknown one (as at invites and scheduling).
+    if s is None or s.role != "patient" or s.revoked is not None:
         raise BadRequest("no enrolled patient with that id")
     now = auth.now()
     window = request.app[CONFIG].break_glass_minutes * 60

@@ -130,6 +130,19 @@ async def _participant(request: web.Request, p: Principal) -> tuple[CallSession,
     return s, party
 
 
+async def _other_stands(app: web.Application, s: CallSession, party: str) -> None:
+    """Refuse (409) to carry a call on with a party who was revoked since it was
+    scheduled: the other would wait for someone who can never come, or be admitted with
+    someone who left. Ending the call stays possible."""
+    other = s.provider if party == "patient" else s.patient
+    auth = app[AUTHORITY]
+    o = await asyncio.to_thread(auth.store.subject, other)
+    if o is None or o.revoked is not None or other in auth.revoked_subjects:
+        raise Conflict(
+            f"the session's {'provider' if party == 'patient' else 'patient'} has been revoked"
+        )
+
+
 async def create(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("provider", "patient", scope="call")
@@ -203,9 +216,10 @@ async def waiting(request: web.Request) -> web.Response:
 
 async def ticket(request: web.Request) -> web.Response:
     p = authenticate(request)
-    s, _ = await _participant(request, p)
+    s, party = await _participant(request, p)
     if s.state in FINAL:
         raise Conflict(f"the session is {s.state}")
+    await _other_stands(request.app, s, party)
     code, expires = request.app[TICKETS].issue(s.id, p.sub, p.jti, p.jkt)
     return web.json_response(
         {"ticket": code, "expires": int(expires), "ws": f"/v1/sessions/{s.id}/ws?ticket={code}"}
@@ -217,6 +231,7 @@ async def admit(request: web.Request) -> web.Response:
     s, party = await _participant(request, p)
     if party != "provider":
         raise Forbidden("only the session's provider admits")
+    await _other_stands(request.app, s, party)
     moved = await _move(request.app, s, State.ADMITTED, p.sub)
     hub = request.app[HUB]
     for who in ("patient", "provider"):

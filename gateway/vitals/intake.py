@@ -130,6 +130,11 @@ class Intake:
         patient = device.patient
         if device.role != "device" or patient is None:
             raise Forbidden("only an enrolled device registered to a patient posts vitals")
+        # The device's credential outlives its patient's: a revoked patient has left, and
+        # nothing more is written into their record on their behalf.
+        owner = lookup(patient)
+        if owner is None or owner.revoked is not None:
+            raise Forbidden("the patient this device reports for has been revoked")
         header, payload = verify_jws(jws, HolderKey.from_jwk(device.jwk))
         now = self.clock()
         if header.get("cty") == FHIR_CTY:

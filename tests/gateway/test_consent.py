@@ -289,3 +289,25 @@ async def test_break_the_glass_does_not_register_devices(w: World) -> None:
         await w.authorize(w.prov, "provider", "devices")
     refused = (await w.events("consent.refused"))[-1]
     assert refused["actor"] == w.prov.sub and refused["data"]["scope"] == "devices"
+
+
+async def test_no_break_the_glass_for_a_revoked_patient(w: World) -> None:
+    """A revoked patient is answered like an unknown one: no emergency access is opened,
+    nothing is recorded as an emergency."""
+    r = await call(
+        w.client,
+        "POST",
+        "/v1/revocations",
+        w.adm,
+        w.adm_t,
+        json={"sub": w.pat.sub, "reason": "left_the_practice"},
+    )
+    assert r.status == 200, await r.text()
+    body = {"patient": w.pat.sub, "reason": "unconscious in the ER, allergy check"}
+    r = await call(w.client, "POST", "/v1/emergency-access", w.prov, w.prov_t, json=body)
+    unknown = {"patient": "pat:" + "0" * 32, "reason": body["reason"]}
+    u = await call(w.client, "POST", "/v1/emergency-access", w.prov, w.prov_t, json=unknown)
+    assert r.status == 400, await r.text()
+    assert r.content_type == "application/problem+json"
+    assert (await r.json()) == (await u.json())
+    assert await w.events("consent.emergency_access") == []

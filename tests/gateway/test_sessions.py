@@ -337,3 +337,32 @@ async def test_the_parties_of_a_call_see_each_others_names_and_nobody_else_does(
         text = await r.text()
         assert doe not in text and ada not in text
     await pat_ws.close()
+
+
+@pytest.mark.parametrize("revoked", ["provider", "patient"])
+async def test_no_call_with_a_revoked_party(k: Call, config: Config, revoked: str) -> None:
+    """A call scheduled before one party was revoked cannot go on: the other party gets no
+    ticket (so never waits in a room nobody will open) and the provider admits nobody who
+    left; ending it stays possible."""
+    sid = await k.schedule()
+    adm, adm_t = await admin(k.c, config.data_dir)
+    gone = k.prov if revoked == "provider" else k.pat
+    r = await call(
+        k.c, "POST", "/v1/revocations", adm, adm_t, json={"sub": gone.sub, "reason": "left"}
+    )
+    assert r.status == 200, await r.text()
+    if revoked == "provider":
+        r = await call(k.c, "POST", f"/v1/sessions/{sid}/ticket", k.pat, k.pat_t)
+        assert r.status == 409, await r.text()
+        assert r.content_type == "application/problem+json"
+        r = await call(k.c, "GET", f"/v1/sessions/{sid}", k.pat, k.pat_t)
+        assert (await r.json())["state"] == "scheduled"
+        r = await call(k.c, "POST", f"/v1/sessions/{sid}/end", k.pat, k.pat_t)
+        assert r.status == 200 and (await r.json())["state"] == "cancelled"
+    else:
+        for action in ("ticket", "admit"):
+            r = await call(k.c, "POST", f"/v1/sessions/{sid}/{action}", k.prov, k.prov_t)
+            assert r.status == 409, await r.text()
+            assert "revoked" in (await r.json())["detail"]
+        r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.prov, k.prov_t)
+        assert r.status == 200, await r.text()

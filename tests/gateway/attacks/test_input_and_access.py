@@ -69,11 +69,37 @@ async def test_oversized_json_to_invites(world: World) -> None:
 
 
 async def test_oversized_form_to_token_endpoint(world: World) -> None:
+    """413 as for JSON bodies (it was a 400 invalid_request when declared, and a chunked
+    body was read whole up to client_max_size before its fields were measured)."""
     w = world
     form = token_form(_tok(w), pad="x" * 100_000)
     resp = await token_request(w.client, form, _dpop_tok(w))
-    body = await problem(resp, resp.status)
-    assert resp.status in (400, 413), body
+    await problem(resp, 413, "payload-too-large")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"grant_type=client_credentials&pad="
+        for _ in range(100):
+            yield b"x" * 1024
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "DPoP": _dpop_tok(w)[0]}
+    resp = await w.client.post("/oauth/token", data=chunks(), headers=headers)
+    await problem(resp, 413, "payload-too-large")
+
+
+async def test_introspection_wants_a_form(world: World) -> None:
+    """Not the token endpoint: a wrong content type is the 415 its description promises
+    (it was a 400 oauth-error)."""
+    w = world
+    aud = await invite_and_enroll(w.client, w.adm, w.adm_token, "auditor", w.holder())
+    aud_token = await get_token(w.client, aud)
+    r = await call(w.client, "POST", "/oauth/introspect", aud, aud_token, json={"token": "x"})
+    await problem(r, 415, "unsupported-media-type")
+    r = await call(
+        w.client, "POST", "/oauth/introspect", aud, aud_token, data={"token": "x" * 20_000}
+    )
+    await problem(r, 413, "payload-too-large")
+    r = await call(w.client, "POST", "/oauth/introspect", aud, aud_token, data={"token": "x"})
+    assert (await r.json()) == {"active": False}
 
 
 @pytest.mark.parametrize("path", ["/v1/enroll", "/v1/invites"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.gateway.idclient import call, get_token
+from tests.gateway.idclient import call, get_token, token_response
 from tests.gateway.vitals.world import World, batch, bp, hr, iso, sign
 
 
@@ -207,3 +207,41 @@ async def test_reading_times_beyond_utc_are_refused_not_a_500(world: World) -> N
         body = await resp.json()
         assert resp.status == 422, body
         assert "RFC 3339" in body["errors"][0]["detail"]
+
+
+async def test_a_device_of_a_revoked_patient_is_refused(world: World) -> None:
+    """The device's own credential still stands, but the patient it reports for has left:
+    nothing more goes into their record, and the refusal is audited (auth.refused with the
+    device as actor) like any other."""
+    assert (await world.send(batch([hr(70, time.time())]))).status == 201
+    body = {"sub": world.pat.sub, "reason": "left_the_practice"}
+    resp = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
+    assert resp.status == 200, await resp.text()
+    stored = len(await world.events("vitals.batch"))
+    resp = await world.send(batch([hr(71, time.time())]))
+    text = await resp.text()
+    assert resp.status == 403, text
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["type"] == "https://telegate.dev/problems/forbidden"
+    assert len(await world.events("vitals.batch")) == stored
+    refused = (await world.events("auth.refused"))[-1]
+    assert refused["actor"] == world.dev.sub
+    assert refused["data"]["route"] == "/v1/vitals" and refused["data"]["status"] == 403
+    # The other patient's device is not affected.
+    resp = await world.send(batch([hr(72, time.time())]), world.other_dev)
+    assert resp.status == 201, await resp.text()
+
+
+async def test_a_device_of_a_revoked_patient_gets_no_token(world: World) -> None:
+    """A device acts only for its patient: once the patient is revoked it is issued
+    nothing (invalid_client, audited as the token endpoint's other refusals are), while
+    other devices are unaffected."""
+    body = {"sub": world.pat.sub, "reason": "left_the_practice"}
+    resp = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
+    assert resp.status == 200, await resp.text()
+    issued = len(await world.events("attestation.issued"))
+    resp = await token_response(world.client, world.dev)
+    assert resp.status == 401, await resp.text()
+    assert (await resp.json())["error"] == "invalid_client"
+    assert len(await world.events("attestation.issued")) == issued
+    assert (await token_response(world.client, world.other_dev)).status == 200
