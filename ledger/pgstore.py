@@ -1,0 +1,332 @@
+"""PostgreSQL backend: several writer processes (gateway replicas) append to one log.
+
+Integration follows Trillian Tessera's MySQL design. Every replica batches its own appends
+(the :class:`~ledger.log.Log` sequencer); each batch is one transaction that locks the
+single tree-state row (``SELECT ... FOR UPDATE``), learns from it how the other replicas
+grew the tree (size and frontier), appends after that, writes leaves, nodes, the newly
+signed checkpoint and the new tree state, and commits with ``synchronous_commit = on``.
+No leader, and no hole: a writer killed mid-batch leaves its transaction uncommitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ._pgschema import check_schema, ensure_schema
+from .errors import LedgerError, LedgerUnavailable, NotFound
+from .merkle import leaf_hash
+from .store import _LEVEL1_MIN_ID, _UPPER_CACHE_MAX, _UPPER_MIN_ID, Commit, Frontier, _node_id
+from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
+
+__all__ = ["PGStore"]
+
+T = TypeVar("T")
+_Conn = psycopg.Connection[tuple[Any, ...]]
+# Errors that say "the server cannot be used now" (refused, reset, shut down, timed out):
+# worth retrying later, never a sign of a bad log.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _split(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+@contextlib.contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    # Messages name the error class only: a driver message may carry host and user names,
+    # and these errors reach HTTP problem details.
+    try:
+        yield
+    except _TRANSIENT as e:
+        raise LedgerUnavailable(f"PostgreSQL unavailable ({what}: {type(e).__name__})") from e
+    except psycopg.Error as e:
+        raise LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})") from e
+
+
+class PGStore:
+    """A LogStore on PostgreSQL, shared by any number of writer processes.
+
+    ``conninfo`` is a libpq URL or key/value string; it is kept only to connect and never
+    appears in messages. ``writer=False`` opens an existing ledger for reading without
+    creating tables (NotFound if there is none). Reads use a small connection pool; commits
+    a dedicated connection, reopened after an outage. Raises LedgerUnavailable when the
+    server cannot be reached within ``connect_timeout`` seconds.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        writer: bool = True,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+        pool_size: int = 4,
+    ) -> None:
+        self._conninfo = conninfo
+        self._writer = writer
+        self._lock_timeout_ms = int(lock_timeout * 1000)
+        self._connect_kwargs: dict[str, Any] = {
+            "connect_timeout": max(2, round(connect_timeout)),
+            # Bound every wait on a silent network (no RST): unacknowledged data for 10 s
+            # or an idle socket whose keepalives go unanswered fails the connection.
+            "tcp_user_timeout": 10_000,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "application_name": "telegate-ledger",
+        }
+        self._upper: dict[int, bytes] = {}
+        self._wconn: _Conn | None = None
+        self._wlock = threading.Lock()
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={**self._connect_kwargs, "autocommit": True},
+            configure=self._configure_reader,
+            timeout=connect_timeout,
+            name="ledger",
+            open=False,
+        )
+        try:
+            with _mapped("open"):
+                self._pool.open(wait=True, timeout=connect_timeout)
+                with self._pool.connection() as conn:
+                    if writer:
+                        ensure_schema(conn)
+                    else:
+                        check_schema(conn)
+                    self._check_consistent(conn)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PGStore(writer={self._writer})"  # never the conninfo: it may hold a password
+
+    @staticmethod
+    def _configure_reader(conn: _Conn) -> None:
+        conn.execute("SET statement_timeout = '30s'")
+
+    @staticmethod
+    def _check_consistent(conn: _Conn) -> None:
+        # Leaves, nodes and tree state commit together, so the leaves end where the tree does.
+        row = conn.execute(
+            "SELECT t.size, (SELECT coalesce(max(idx) + 1, 0) FROM ledger_leaves)"
+            " FROM ledger_tree t WHERE t.id = 0"
+        ).fetchone()
+        if row is None or row[0] != row[1]:
+            raise LedgerError(
+                f"store holds leaves up to {row and row[1]} but its tree says {row and row[0]}"
+            )
+
+    def _read(self, what: str, fn: Callable[[_Conn], T]) -> T:
+        """Run ``fn`` on a pooled connection; once more on a fresh one if the pooled one
+        died with a server restart (the pool drops broken connections)."""
+        for attempt in (0, 1):
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except _TRANSIENT as e:
+                if attempt or isinstance(e, PoolTimeout):
+                    raise LedgerUnavailable(
+                        f"PostgreSQL unavailable ({what}: {type(e).__name__})"
+                    ) from e
+            except psycopg.Error as e:
+                raise LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})") from e
+        raise AssertionError("unreachable")
+
+    # -- reads -------------------------------------------------------------------
+    def size(self) -> int:
+        return self._read("size", lambda c: int(_one(c, "SELECT size FROM ledger_tree")[0]))
+
+    def checkpoint(self) -> bytes | None:
+        note = self._read("checkpoint", lambda c: _one(c, "SELECT note FROM ledger_tree")[0])
+        return None if note is None else bytes(note)
+
+    def checkpoint_at(self, size: int) -> bytes | None:
+        row = self._read(
+            "checkpoint",
+            lambda c: c.execute(
+                "SELECT note FROM ledger_checkpoints WHERE size = %s", (size,)
+            ).fetchone(),
+        )
+        return None if row is None else bytes(row[0])
+
+    def head(self) -> tuple[Frontier, bytes | None]:
+        size, blob, note = self._read(
+            "head", lambda c: _one(c, "SELECT size, frontier, note FROM ledger_tree")
+        )
+        return Frontier(size, _split(blob)), None if note is None else bytes(note)
+
+    def frontier(self) -> Frontier:
+        return self.head()[0]
+
+    def read_nodes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
+        ids = [_node_id(lvl, idx) for lvl, idx in nodes]
+        cache = self._upper
+        found: dict[int, bytes] = {i: cache[i] for i in ids if i in cache}
+        leaves = [i for i in ids if i < _LEVEL1_MIN_ID and i not in found]
+        inner = [i for i in ids if i >= _LEVEL1_MIN_ID and i not in found]
+        if leaves or inner:
+            rows = self._read(
+                "read nodes",
+                lambda c: c.execute(
+                    "SELECT idx, hash FROM ledger_leaves WHERE idx = ANY(%s::int8[])"
+                    " UNION ALL SELECT id, hash FROM ledger_nodes WHERE id = ANY(%s::int8[])",
+                    (leaves, inner),
+                ).fetchall(),
+            )
+            for i, h in rows:
+                found[i] = h
+                # Nodes never change once stored; upper ones appear in nearly every proof.
+                if i >= _UPPER_MIN_ID and len(cache) < _UPPER_CACHE_MAX:
+                    cache[i] = h
+        try:
+            return [found[i] for i in ids]
+        except KeyError as e:
+            raise NotFound("node is not in the tree") from e
+
+    def read_tile(self, tile: Tile) -> bytes:
+        if tile.level is None:
+            raise NotFound("not a hash tile")
+        lo = _node_id(tile.level * TILE_HEIGHT, tile.index * TILE_WIDTH)
+        sql = "SELECT hash FROM ledger_nodes WHERE id >= %s AND id < %s ORDER BY id"
+        if tile.level == 0:
+            sql = "SELECT hash FROM ledger_leaves WHERE idx >= %s AND idx < %s ORDER BY idx"
+        rows = self._read("read tile", lambda c: c.execute(sql, (lo, lo + tile.width)).fetchall())
+        if len(rows) != tile.width:
+            raise NotFound("tile is beyond the tree")
+        return b"".join([r[0] for r in rows])
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        rows = self._read(
+            "read entries",
+            lambda c: c.execute(
+                "SELECT data FROM ledger_leaves WHERE idx >= %s AND idx < %s ORDER BY idx",
+                (start, end),
+            ).fetchall(),
+        )
+        if len(rows) != end - start:
+            raise NotFound("entries beyond the tree")
+        return [bytes(r[0]) for r in rows]
+
+    # -- the writer --------------------------------------------------------------
+    def _writer_conn(self) -> _Conn:
+        conn = self._wconn
+        if conn is None or conn.closed or conn.broken:
+            self._drop_writer()
+            conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
+            # on: the commit returns only once the WAL record is flushed (and, with
+            # synchronous standbys configured, replicated) - an acknowledged append is
+            # durable. lock_timeout bounds the wait behind a stuck writer; the server ends
+            # a session left idle inside a transaction, releasing the tree-state lock.
+            conn.execute(
+                f"SET synchronous_commit = on; SET lock_timeout = {self._lock_timeout_ms};"
+                " SET idle_in_transaction_session_timeout = 30000".encode()
+            )
+            self._wconn = conn
+        return conn
+
+    def commit(
+        self,
+        leaves: Sequence[bytes],
+        frontier: Frontier,
+        sign: Callable[[int, bytes], bytes],
+    ) -> Commit:
+        if not self._writer:
+            raise LedgerError("store is read-only")
+        hashes = [leaf_hash(d) for d in leaves]  # position-free: done before taking the lock
+        with self._wlock:
+            for attempt in (0, 1):
+                locked = False
+                try:
+                    conn = self._writer_conn()
+                    with conn.transaction():
+                        row = _one(conn, "SELECT size, frontier FROM ledger_tree FOR UPDATE")
+                        locked = True
+                        c, tree = self._integrate(conn, row, leaves, hashes, sign)
+                    frontier.size, frontier.nodes = tree.size, tree.nodes
+                    return c
+                except _TRANSIENT as e:
+                    self._drop_writer()
+                    # Failing before the lock was granted, on a connection the server had
+                    # closed (a restart), wrote nothing: one retry on a new connection.
+                    stale = not locked and not isinstance(e, psycopg.errors.LockNotAvailable)
+                    if attempt == 0 and stale:
+                        continue
+                    raise LedgerUnavailable(
+                        f"PostgreSQL unavailable (commit: {type(e).__name__})"
+                    ) from e
+                except psycopg.Error as e:
+                    self._drop_writer()
+                    raise LedgerError(f"PostgreSQL error (commit: {type(e).__name__})") from e
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _integrate(
+        conn: _Conn,
+        row: tuple[Any, ...],
+        leaves: Sequence[bytes],
+        hashes: Sequence[bytes],
+        sign: Callable[[int, bytes], bytes],
+    ) -> tuple[Commit, Frontier]:
+        """Inside the locked transaction: append after the tree as stored, write it all."""
+        tree = Frontier(int(row[0]), _split(row[1]))
+        start = tree.size
+        base = tree.hashes()
+        new = tree.append(leaves, hashes)
+        note = sign(tree.size, tree.root())
+        with conn.cursor() as cur:
+            if leaves:
+                with cur.copy(
+                    "COPY ledger_leaves (idx, hash, data) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.set_types(["int8", "bytea", "bytea"])
+                    for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
+                        cp.write_row((i, h, d))
+            inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
+            if inner:
+                with cur.copy("COPY ledger_nodes (id, hash) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", "bytea"])
+                    for r in inner:
+                        cp.write_row(r)
+            frontier_blob = b"".join(h for _, _, h in tree.nodes)
+            with conn.pipeline():
+                cur.execute(
+                    "INSERT INTO ledger_checkpoints (size, note) VALUES (%s, %s)"
+                    " ON CONFLICT (size) DO NOTHING",
+                    (tree.size, note),
+                )
+                cur.execute(
+                    "UPDATE ledger_tree SET size = %s, frontier = %s, note = %s WHERE id = 0",
+                    (tree.size, frontier_blob, note),
+                )
+        return Commit(start, new, base, note), tree
+
+    def _drop_writer(self) -> None:
+        conn, self._wconn = self._wconn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self._wlock:
+            self._drop_writer()
+        self._pool.close()
+
+
+def _one(conn: _Conn, sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql.encode()).fetchone()
+    if row is None:
+        raise LedgerError("the ledger's tree-state row is missing")
+    return row
