@@ -11,12 +11,12 @@ No leader, and no hole: a writer killed mid-batch leaves its transaction uncommi
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._pgschema import check_schema, ensure_schema
 from .errors import LedgerError, LedgerUnavailable, NotFound
@@ -37,16 +37,53 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
 
-@contextlib.contextmanager
-def _mapped(what: str) -> Iterator[None]:
-    # Messages name the error class only: a driver message may carry host and user names,
-    # and these errors reach HTTP problem details.
-    try:
-        yield
-    except _TRANSIENT as e:
-        raise LedgerUnavailable(f"PostgreSQL unavailable ({what}: {type(e).__name__})") from e
-    except psycopg.Error as e:
-        raise LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})") from e
+# Messages name the error class only: a driver message may carry host and user names, and
+# these errors reach HTTP problem details.
+def _unavailable(what: str, e: BaseException) -> LedgerUnavailable:
+    return LedgerUnavailable(f"PostgreSQL unavailable ({what}: {type(e).__name__})")
+
+
+def _error(what: str, e: BaseException) -> LedgerError:
+    return LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})")
+
+
+class _Readers:
+    """Idle reader connections, at most ``size`` kept; a new one is opened on demand.
+
+    Not psycopg_pool: its reconnection backs off for up to minutes after an outage, and
+    this store must read again as soon as the server is back. Here each read that finds no
+    healthy idle connection connects at once (bounded by connect_timeout).
+    """
+
+    def __init__(self, connect: Callable[[], _Conn], size: int) -> None:
+        self._connect = connect
+        self._idle: queue.LifoQueue[_Conn] = queue.LifoQueue(size)
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[_Conn]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if self._closed or conn.broken or conn.closed:
+                conn.close()
+            else:
+                try:
+                    self._idle.put_nowait(conn)
+                except queue.Full:
+                    conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class PGStore:
@@ -87,25 +124,20 @@ class PGStore:
         self._upper: dict[int, bytes] = {}
         self._wconn: _Conn | None = None
         self._wlock = threading.Lock()
-        self._pool = ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={**self._connect_kwargs, "autocommit": True},
-            configure=self._configure_reader,
-            timeout=connect_timeout,
-            name="ledger",
-            open=False,
-        )
+        self._pool = _Readers(self._connect_reader, pool_size)
         try:
-            with _mapped("open"):
-                self._pool.open(wait=True, timeout=connect_timeout)
-                with self._pool.connection() as conn:
-                    if writer:
-                        ensure_schema(conn)
-                    else:
-                        check_schema(conn)
-                    self._check_consistent(conn)
+            with self._pool.connection() as conn:
+                if writer:
+                    ensure_schema(conn)
+                else:
+                    check_schema(conn)
+                self._check_consistent(conn)
+        except _TRANSIENT as e:
+            self._pool.close()
+            raise _unavailable("open", e) from e
+        except psycopg.Error as e:
+            self._pool.close()
+            raise _error("open", e) from e
         except BaseException:
             self._pool.close()
             raise
@@ -113,9 +145,10 @@ class PGStore:
     def __repr__(self) -> str:
         return f"PGStore(writer={self._writer})"  # never the conninfo: it may hold a password
 
-    @staticmethod
-    def _configure_reader(conn: _Conn) -> None:
+    def _connect_reader(self) -> _Conn:
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
         conn.execute("SET statement_timeout = '30s'")
+        return conn
 
     @staticmethod
     def _check_consistent(conn: _Conn) -> None:
@@ -130,19 +163,17 @@ class PGStore:
             )
 
     def _read(self, what: str, fn: Callable[[_Conn], T]) -> T:
-        """Run ``fn`` on a pooled connection; once more on a fresh one if the pooled one
-        died with a server restart (the pool drops broken connections)."""
+        """Run ``fn`` on an idle connection; once more on a new one if the idle one died
+        with a server restart (broken connections are never kept)."""
         for attempt in (0, 1):
             try:
                 with self._pool.connection() as conn:
                     return fn(conn)
             except _TRANSIENT as e:
-                if attempt or isinstance(e, PoolTimeout):
-                    raise LedgerUnavailable(
-                        f"PostgreSQL unavailable ({what}: {type(e).__name__})"
-                    ) from e
+                if attempt:
+                    raise _unavailable(what, e) from e
             except psycopg.Error as e:
-                raise LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})") from e
+                raise _error(what, e) from e
         raise AssertionError("unreachable")
 
     # -- reads -------------------------------------------------------------------
@@ -264,12 +295,10 @@ class PGStore:
                     stale = not locked and not isinstance(e, psycopg.errors.LockNotAvailable)
                     if attempt == 0 and stale:
                         continue
-                    raise LedgerUnavailable(
-                        f"PostgreSQL unavailable (commit: {type(e).__name__})"
-                    ) from e
+                    raise _unavailable("commit", e) from e
                 except psycopg.Error as e:
                     self._drop_writer()
-                    raise LedgerError(f"PostgreSQL error (commit: {type(e).__name__})") from e
+                    raise _error("commit", e) from e
         raise AssertionError("unreachable")
 
     @staticmethod
