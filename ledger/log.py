@@ -217,7 +217,7 @@ class Log:
         cp = open_checkpoint(note, self.verifier).checkpoint
         self._advance(cp.size, note)
 
-    def _catch_up(self, size: int) -> None:
+    def catch_up(self, size: int) -> None:
         """Refresh when a reader asks for a tree of ``size`` beyond the view: another writer
         may have grown it (a client holding its receipt asks this replica)."""
         if size > self._view[0] and self.store.shared:
@@ -238,7 +238,7 @@ class Log:
         LedgerError for a size below the one adopted before.
         """
         cp = open_checkpoint(note, self.verifier).checkpoint
-        self._catch_up(cp.size)
+        self.catch_up(cp.size)
         if cp.size > self.size:
             raise InvalidCheckpoint(f"cosigned size {cp.size} is beyond the tree ({self.size})")
         if tree_hash(cp.size, self.store.read_nodes) != cp.root:
@@ -259,7 +259,7 @@ class Log:
 
         Blocking (reads the store). Raises NotFound for an index beyond the tree.
         """
-        self._catch_up(index + 1)
+        self.catch_up(index + 1)
         cosigned = self._cosigned  # one note and the size it names: a consistent pair
         note = cosigned[1] if cosigned is not None and index < cosigned[0] else self._view[1]
         size = Checkpoint.parse(parse_note(note).text).size
@@ -275,7 +275,7 @@ class Log:
         return consistency_proof(old, new, self.store.read_nodes)
 
     def _check_size(self, size: int) -> None:
-        self._catch_up(size)
+        self.catch_up(size)
         if size > self.size:
             raise NotFound(f"size {size} is beyond the tree")
 
