@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -35,6 +36,28 @@ _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+# COPY ... (FORMAT BINARY) framing, written by hand: psycopg's write_row dumps each value
+# through its adapters, which was most of the time the tree-state lock was held.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_LEAF_ROW = struct.Struct(">hiqi32si")  # 3 fields: idx int8, hash bytea(32), data length
+_NODE_ROW = struct.Struct(">hiqi32s")  # 2 fields: id int8, hash bytea(32)
+
+
+def _leaf_rows(start: int, hashes: Sequence[bytes], leaves: Sequence[bytes]) -> bytes:
+    pack = _LEAF_ROW.pack
+    parts = [_COPY_HEADER]
+    for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
+        parts += (pack(3, 8, i, 32, h, len(d)), d)
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _node_rows(nodes: Sequence[tuple[int, bytes]]) -> bytes:
+    pack = _NODE_ROW.pack
+    return b"".join([_COPY_HEADER, *(pack(2, 8, i, 32, h) for i, h in nodes), _COPY_TRAILER])
 
 
 # Messages name the error class only: a driver message may carry host and user names, and
@@ -317,18 +340,13 @@ class PGStore:
         note = sign(tree.size, tree.root())
         with conn.cursor() as cur:
             if leaves:
-                with cur.copy(
-                    "COPY ledger_leaves (idx, hash, data) FROM STDIN (FORMAT BINARY)"
-                ) as cp:
-                    cp.set_types(["int8", "bytea", "bytea"])
-                    for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
-                        cp.write_row((i, h, d))
+                sql = "COPY ledger_leaves (idx, hash, data) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(sql) as cp:
+                    cp.write(_leaf_rows(start, hashes, leaves))
             inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
             if inner:
                 with cur.copy("COPY ledger_nodes (id, hash) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(["int8", "bytea"])
-                    for r in inner:
-                        cp.write_row(r)
+                    cp.write(_node_rows(inner))
             frontier_blob = b"".join(h for _, _, h in tree.nodes)
             with conn.pipeline():
                 cur.execute(
