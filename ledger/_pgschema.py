@@ -25,16 +25,17 @@ CREATE TABLE IF NOT EXISTS ledger_schema (
     version integer NOT NULL
 )"""
 
-# Version 1. Leaf hashes live beside their leaves (one row per append, hash first);
-# ledger_nodes holds every complete subtree of level 1 and up, keyed as in SQLiteStore
-# (level << 48 | index). ledger_tree is the single tree-state row whose FOR UPDATE lock
+# Version 1. ledger_nodes holds every complete subtree, keyed as in SQLiteStore
+# (level << 48 | index); a leaf's row (level 0, id = its index) also carries the leaf, so one
+# COPY writes a whole batch. ledger_tree is the single tree-state row whose FOR UPDATE lock
 # serializes integration (Tessera's MySQL design): the size, the frontier (the hashes of the
 # maximal complete subtrees, concatenated: enough to append and to prove the new leaves) and
 # the newest checkpoint, all written in the transaction that appends.
 _V1 = (
-    """CREATE TABLE ledger_leaves (
-        idx bigint PRIMARY KEY, hash bytea NOT NULL, data bytea NOT NULL)""",
-    "CREATE TABLE ledger_nodes (id bigint PRIMARY KEY, hash bytea NOT NULL)",
+    """CREATE TABLE ledger_nodes (
+        id bigint PRIMARY KEY,
+        hash bytea NOT NULL,
+        data bytea CHECK ((data IS NULL) = (id >= 281474976710656)))""",
     "CREATE TABLE ledger_checkpoints (size bigint PRIMARY KEY, note bytea NOT NULL)",
     """CREATE TABLE ledger_tree (
         id smallint PRIMARY KEY CHECK (id = 0),

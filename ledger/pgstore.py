@@ -22,7 +22,7 @@ import psycopg
 from ._pgschema import check_schema, ensure_schema
 from .errors import LedgerError, LedgerUnavailable, NotFound
 from .merkle import leaf_hash
-from .store import _LEVEL1_MIN_ID, _UPPER_CACHE_MAX, _UPPER_MIN_ID, Commit, Frontier, _node_id
+from .store import _UPPER_CACHE_MAX, _UPPER_MIN_ID, Commit, Frontier, _node_id
 from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
 
 __all__ = ["PGStore"]
@@ -42,22 +42,22 @@ def _split(blob: bytes) -> list[bytes]:
 # through its adapters, which was most of the time the tree-state lock was held.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_LEAF_ROW = struct.Struct(">hiqi32si")  # 3 fields: idx int8, hash bytea(32), data length
-_NODE_ROW = struct.Struct(">hiqi32s")  # 2 fields: id int8, hash bytea(32)
+COPY_SQL = "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
+_ROW = struct.Struct(">hiqi32si")  # 3 fields: id int8, hash bytea(32), data length (-1: NULL)
 
 
-def _leaf_rows(start: int, hashes: Sequence[bytes], leaves: Sequence[bytes]) -> bytes:
-    pack = _LEAF_ROW.pack
+def copy_rows(
+    start: int, hashes: Sequence[bytes], leaves: Sequence[bytes], nodes: Sequence[tuple[int, bytes]]
+) -> bytes:
+    """``COPY ledger_nodes (id, hash, data)`` binary data: the leaves from index ``start``,
+    then the inner ``(id, hash)`` nodes."""
+    pack = _ROW.pack
     parts = [_COPY_HEADER]
     for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
         parts += (pack(3, 8, i, 32, h, len(d)), d)
+    parts += [pack(3, 8, i, 32, h, -1) for i, h in nodes]
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
-
-
-def _node_rows(nodes: Sequence[tuple[int, bytes]]) -> bytes:
-    pack = _NODE_ROW.pack
-    return b"".join([_COPY_HEADER, *(pack(2, 8, i, 32, h) for i, h in nodes), _COPY_TRAILER])
 
 
 # Messages name the error class only: a driver message may carry host and user names, and
@@ -177,8 +177,8 @@ class PGStore:
     def _check_consistent(conn: _Conn) -> None:
         # Leaves, nodes and tree state commit together, so the leaves end where the tree does.
         row = conn.execute(
-            "SELECT t.size, (SELECT coalesce(max(idx) + 1, 0) FROM ledger_leaves)"
-            " FROM ledger_tree t WHERE t.id = 0"
+            "SELECT t.size, (SELECT coalesce(max(id) + 1, 0) FROM ledger_nodes"
+            " WHERE id < 281474976710656) FROM ledger_tree t WHERE t.id = 0"
         ).fetchone()
         if row is None or row[0] != row[1]:
             raise LedgerError(
@@ -229,15 +229,12 @@ class PGStore:
         ids = [_node_id(lvl, idx) for lvl, idx in nodes]
         cache = self._upper
         found: dict[int, bytes] = {i: cache[i] for i in ids if i in cache}
-        leaves = [i for i in ids if i < _LEVEL1_MIN_ID and i not in found]
-        inner = [i for i in ids if i >= _LEVEL1_MIN_ID and i not in found]
-        if leaves or inner:
+        missing = [i for i in ids if i not in found]
+        if missing:
             rows = self._read(
                 "read nodes",
                 lambda c: c.execute(
-                    "SELECT idx, hash FROM ledger_leaves WHERE idx = ANY(%s::int8[])"
-                    " UNION ALL SELECT id, hash FROM ledger_nodes WHERE id = ANY(%s::int8[])",
-                    (leaves, inner),
+                    "SELECT id, hash FROM ledger_nodes WHERE id = ANY(%s::int8[])", (missing,)
                 ).fetchall(),
             )
             for i, h in rows:
@@ -255,8 +252,6 @@ class PGStore:
             raise NotFound("not a hash tile")
         lo = _node_id(tile.level * TILE_HEIGHT, tile.index * TILE_WIDTH)
         sql = "SELECT hash FROM ledger_nodes WHERE id >= %s AND id < %s ORDER BY id"
-        if tile.level == 0:
-            sql = "SELECT hash FROM ledger_leaves WHERE idx >= %s AND idx < %s ORDER BY idx"
         rows = self._read("read tile", lambda c: c.execute(sql, (lo, lo + tile.width)).fetchall())
         if len(rows) != tile.width:
             raise NotFound("tile is beyond the tree")
@@ -266,7 +261,7 @@ class PGStore:
         rows = self._read(
             "read entries",
             lambda c: c.execute(
-                "SELECT data FROM ledger_leaves WHERE idx >= %s AND idx < %s ORDER BY idx",
+                "SELECT data FROM ledger_nodes WHERE id >= %s AND id < %s ORDER BY id",
                 (start, end),
             ).fetchall(),
         )
@@ -305,10 +300,16 @@ class PGStore:
                 locked = False
                 try:
                     conn = self._writer_conn()
-                    with conn.transaction():
-                        row = _one(conn, "SELECT size, frontier FROM ledger_tree FOR UPDATE")
-                        locked = True
-                        c, tree = self._integrate(conn, row, leaves, hashes, sign)
+                    # One round trip to begin and lock, a COPY, one round trip to finish and
+                    # commit: each round trip is time the lock is held.
+                    with conn.pipeline():
+                        conn.execute(b"BEGIN")
+                        cur = conn.execute(b"SELECT size, frontier FROM ledger_tree FOR UPDATE")
+                    row = cur.fetchone()
+                    if row is None:
+                        raise LedgerError("the ledger's tree-state row is missing")
+                    locked = True
+                    c, tree = self._integrate(conn, row, leaves, hashes, sign)
                     frontier.size, frontier.nodes = tree.size, tree.nodes
                     return c
                 except _TRANSIENT as e:
@@ -322,6 +323,9 @@ class PGStore:
                 except psycopg.Error as e:
                     self._drop_writer()
                     raise _error("commit", e) from e
+                except BaseException:
+                    self._drop_writer()  # closing the connection rolls the transaction back
+                    raise
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -340,13 +344,11 @@ class PGStore:
         note = sign(tree.size, tree.root())
         with conn.cursor() as cur:
             if leaves:
-                sql = "COPY ledger_leaves (idx, hash, data) FROM STDIN (FORMAT BINARY)"
-                with cur.copy(sql) as cp:
-                    cp.write(_leaf_rows(start, hashes, leaves))
-            inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
-            if inner:
-                with cur.copy("COPY ledger_nodes (id, hash) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.write(_node_rows(inner))
+                inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
+                with cur.copy(
+                    "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.write(copy_rows(start, hashes, leaves, inner))
             frontier_blob = b"".join(h for _, _, h in tree.nodes)
             with conn.pipeline():
                 cur.execute(
@@ -358,6 +360,8 @@ class PGStore:
                     "UPDATE ledger_tree SET size = %s, frontier = %s, note = %s WHERE id = 0",
                     (tree.size, frontier_blob, note),
                 )
+                # Leaving the pipeline waits for every result: COMMIT's success included.
+                cur.execute(b"COMMIT")
         return Commit(start, new, base, note), tree
 
     def _drop_writer(self) -> None:

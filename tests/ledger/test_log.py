@@ -158,7 +158,7 @@ def _sql(store: object, statement: str) -> None:
             conn.execute(statement.encode())
 
 
-_BREAK = {"sqlite": "DROP TABLE leaves", "postgresql": "DROP TABLE ledger_leaves"}
+_BREAK = {"sqlite": "DROP TABLE leaves", "postgresql": "DROP TABLE ledger_nodes"}
 
 
 def test_writer_failure_reaches_every_waiter(
