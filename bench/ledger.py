@@ -980,6 +980,8 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
         progress(f"postgres: latency, {n} writer(s), {OFFERED_RATE:,.0f}/s offered in total")
         with fresh_schema(url) as u:
             lat[n] = run_writers("open", u, n, OFFERED_RATE, cfg.latency_seconds)
+    progress(f"postgres: latency, SQLite in the same run, {OFFERED_RATE:,.0f}/s offered")
+    sqlite_lat = open_loop(tmp / "pg-sqlite-latency.db", OFFERED_RATE, cfg.latency_seconds)
 
     def med(name: str, key: str) -> float:
         return statistics.median(float(x[key]) for x in runs[name])
@@ -1022,6 +1024,15 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
             note=f"(completed {r['count']:,}; avg batch {r['avg_batch']:.0f}; "
             f"server {r['server_cpu_us']:.1f} us/append)",
         )
+    at = f" @{OFFERED_RATE:,.0f}/s"
+    t.add("telegate SQLiteStore", "p50 from scheduled time" + at, sqlite_lat["p50_ms"], "ms")
+    t.add(
+        "telegate SQLiteStore",
+        "p99 from scheduled time" + at,
+        sqlite_lat["p99_ms"],
+        "ms",
+        note=f"(completed {sqlite_lat['completed']:,}; avg batch {sqlite_lat['avg_batch']:.0f})",
+    )
     m["pg_lat_p99_ms"], m["pg_lat_p50_ms"] = lat[2]["p99_ms"], lat[2]["p50_ms"]
     t.notes += [
         f"{dur:g}s per closed-loop row after a warm-up; the 1000 appenders are split evenly "
@@ -1034,6 +1045,7 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
         "raw: the rows one group commit writes (leaves with SHA-256, as many node rows, a "
         "checkpoint, the tree-state row) by COPY in one transaction per 1000 appends, "
         "synchronous_commit=on; no tree, no signature, no receipts, no asyncio.",
+        f"load average at the end of the section: {_load()} (2 CPUs).",
     ]
     res.emit(t)
 
