@@ -167,3 +167,23 @@ def test_the_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:
         PGStore(url, connect_timeout=2)
     assert "s3cr3t" not in str(e.value) and "s3cr3t" not in caplog.text
     assert "s3cr3t" not in repr(e.value.__cause__)
+
+
+def test_a_stuck_lock_holder_fails_appends_instead_of_hanging(pg_url: str, signer: Signer) -> None:
+    lg = Log(PGStore(pg_url, lock_timeout=1.0), signer, refresh_interval=3600)
+    lg.start()
+    try:
+        lg.append_sync(b"first", timeout=30)
+        # Another session (a writer whose host froze mid-batch) holds the tree-state lock.
+        with psycopg.connect(pg_url) as holder:
+            holder.execute("SELECT size FROM ledger_tree FOR UPDATE")
+            t0 = time.monotonic()
+            with pytest.raises(LedgerUnavailable):
+                lg.append_sync(b"blocked", timeout=30)
+            assert time.monotonic() - t0 < 10
+            holder.rollback()
+        r = lg.append_sync(b"after", timeout=30)
+        assert r.index == 1  # the refused entry was not written
+        r.verify(signer.verifier, b"after")
+    finally:
+        lg.close()
