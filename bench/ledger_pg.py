@@ -1,6 +1,9 @@
 """The ledger on PostgreSQL: writer processes sharing one log, the raw psycopg limit, and
 the server's CPU per append. Section ``postgres`` of ``python -m bench.ledger``.
 
+``BENCH_SWITCH=0.0005`` sets the writer processes' ``sys.setswitchinterval`` (an experiment:
+how long the writer thread waits for the GIL after each database round trip).
+
 Each telegate row spawns N writer processes (``python -m bench.ledger_pg worker ...``), each
 a Log over a PGStore on one fresh schema; they open the log, wait for the same start line,
 run for the row's duration and print their counts. Server CPU is the CPU time of every
@@ -80,6 +83,8 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
     from ledger.note import Signer
     from ledger.pgstore import PGStore
 
+    if sw := os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(sw))
     batches: list[tuple[int, float]] = []
     log = Log(
         PGStore(url),
