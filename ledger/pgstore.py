@@ -11,102 +11,26 @@ No leader, and no hole: a writer killed mid-batch leaves its transaction uncommi
 from __future__ import annotations
 
 import contextlib
-import queue
-import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 
+from ._pgio import COPY_SQL, TRANSIENT, Conn, Readers, copy_rows, error, unavailable
 from ._pgschema import check_schema, ensure_schema
-from .errors import LedgerError, LedgerUnavailable, NotFound
+from .errors import LedgerError, NotFound
 from .merkle import leaf_hash
 from .store import _UPPER_CACHE_MAX, _UPPER_MIN_ID, Commit, Frontier, _node_id
 from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
 
-__all__ = ["PGStore"]
+__all__ = ["COPY_SQL", "PGStore", "copy_rows"]
 
 T = TypeVar("T")
-_Conn = psycopg.Connection[tuple[Any, ...]]
-# Errors that say "the server cannot be used now" (refused, reset, shut down, timed out):
-# worth retrying later, never a sign of a bad log.
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
-
-
-# COPY ... (FORMAT BINARY) framing, written by hand: psycopg's write_row dumps each value
-# through its adapters, which was most of the time the tree-state lock was held.
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_COPY_TRAILER = struct.pack(">h", -1)
-COPY_SQL = "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
-_ROW = struct.Struct(">hiqi32si")  # 3 fields: id int8, hash bytea(32), data length (-1: NULL)
-
-
-def copy_rows(
-    start: int, hashes: Sequence[bytes], leaves: Sequence[bytes], nodes: Sequence[tuple[int, bytes]]
-) -> bytes:
-    """``COPY ledger_nodes (id, hash, data)`` binary data: the leaves from index ``start``,
-    then the inner ``(id, hash)`` nodes."""
-    pack = _ROW.pack
-    parts = [_COPY_HEADER]
-    for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
-        parts += (pack(3, 8, i, 32, h, len(d)), d)
-    parts += [pack(3, 8, i, 32, h, -1) for i, h in nodes]
-    parts.append(_COPY_TRAILER)
-    return b"".join(parts)
-
-
-# Messages name the error class only: a driver message may carry host and user names, and
-# these errors reach HTTP problem details.
-def _unavailable(what: str, e: BaseException) -> LedgerUnavailable:
-    return LedgerUnavailable(f"PostgreSQL unavailable ({what}: {type(e).__name__})")
-
-
-def _error(what: str, e: BaseException) -> LedgerError:
-    return LedgerError(f"PostgreSQL error ({what}: {type(e).__name__})")
-
-
-class _Readers:
-    """Idle reader connections, at most ``size`` kept; a new one is opened on demand.
-
-    Not psycopg_pool: its reconnection backs off for up to minutes after an outage, and
-    this store must read again as soon as the server is back. Here each read that finds no
-    healthy idle connection connects at once (bounded by connect_timeout).
-    """
-
-    def __init__(self, connect: Callable[[], _Conn], size: int) -> None:
-        self._connect = connect
-        self._idle: queue.LifoQueue[_Conn] = queue.LifoQueue(size)
-        self._closed = False
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[_Conn]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            if self._closed or conn.broken or conn.closed:
-                conn.close()
-            else:
-                try:
-                    self._idle.put_nowait(conn)
-                except queue.Full:
-                    conn.close()
-
-    def close(self) -> None:
-        self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
 
 
 class PGStore:
@@ -145,9 +69,9 @@ class PGStore:
             "application_name": "telegate-ledger",
         }
         self._upper: dict[int, bytes] = {}
-        self._wconn: _Conn | None = None
+        self._wconn: Conn | None = None
         self._wlock = threading.Lock()
-        self._pool = _Readers(self._connect_reader, pool_size)
+        self._pool = Readers(self._connect_reader, pool_size)
         try:
             with self._pool.connection() as conn:
                 if writer:
@@ -155,12 +79,12 @@ class PGStore:
                 else:
                     check_schema(conn)
                 self._check_consistent(conn)
-        except _TRANSIENT as e:
+        except TRANSIENT as e:
             self._pool.close()
-            raise _unavailable("open", e) from e
+            raise unavailable("open", e) from e
         except psycopg.Error as e:
             self._pool.close()
-            raise _error("open", e) from e
+            raise error("open", e) from e
         except BaseException:
             self._pool.close()
             raise
@@ -168,13 +92,13 @@ class PGStore:
     def __repr__(self) -> str:
         return f"PGStore(writer={self._writer})"  # never the conninfo: it may hold a password
 
-    def _connect_reader(self) -> _Conn:
+    def _connect_reader(self) -> Conn:
         conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
         conn.execute("SET statement_timeout = '30s'")
         return conn
 
     @staticmethod
-    def _check_consistent(conn: _Conn) -> None:
+    def _check_consistent(conn: Conn) -> None:
         # Leaves, nodes and tree state commit together, so the leaves end where the tree does.
         row = conn.execute(
             "SELECT t.size, (SELECT coalesce(max(id) + 1, 0) FROM ledger_nodes"
@@ -185,18 +109,18 @@ class PGStore:
                 f"store holds leaves up to {row and row[1]} but its tree says {row and row[0]}"
             )
 
-    def _read(self, what: str, fn: Callable[[_Conn], T]) -> T:
+    def _read(self, what: str, fn: Callable[[Conn], T]) -> T:
         """Run ``fn`` on an idle connection; once more on a new one if the idle one died
         with a server restart (broken connections are never kept)."""
         for attempt in (0, 1):
             try:
                 with self._pool.connection() as conn:
                     return fn(conn)
-            except _TRANSIENT as e:
+            except TRANSIENT as e:
                 if attempt:
-                    raise _unavailable(what, e) from e
+                    raise unavailable(what, e) from e
             except psycopg.Error as e:
-                raise _error(what, e) from e
+                raise error(what, e) from e
         raise AssertionError("unreachable")
 
     # -- reads -------------------------------------------------------------------
@@ -270,7 +194,7 @@ class PGStore:
         return [bytes(r[0]) for r in rows]
 
     # -- the writer --------------------------------------------------------------
-    def _writer_conn(self) -> _Conn:
+    def _writer_conn(self) -> Conn:
         conn = self._wconn
         if conn is None or conn.closed or conn.broken:
             self._drop_writer()
@@ -312,17 +236,17 @@ class PGStore:
                     c, tree = self._integrate(conn, row, leaves, hashes, sign)
                     frontier.size, frontier.nodes = tree.size, tree.nodes
                     return c
-                except _TRANSIENT as e:
+                except TRANSIENT as e:
                     self._drop_writer()
                     # Failing before the lock was granted, on a connection the server had
                     # closed (a restart), wrote nothing: one retry on a new connection.
                     stale = not locked and not isinstance(e, psycopg.errors.LockNotAvailable)
                     if attempt == 0 and stale:
                         continue
-                    raise _unavailable("commit", e) from e
+                    raise unavailable("commit", e) from e
                 except psycopg.Error as e:
                     self._drop_writer()
-                    raise _error("commit", e) from e
+                    raise error("commit", e) from e
                 except BaseException:
                     self._drop_writer()  # closing the connection rolls the transaction back
                     raise
@@ -330,7 +254,7 @@ class PGStore:
 
     @staticmethod
     def _integrate(
-        conn: _Conn,
+        conn: Conn,
         row: tuple[Any, ...],
         leaves: Sequence[bytes],
         hashes: Sequence[bytes],
@@ -345,9 +269,7 @@ class PGStore:
         with conn.cursor() as cur:
             if leaves:
                 inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
-                with cur.copy(
-                    "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
-                ) as cp:
+                with cur.copy(COPY_SQL) as cp:
                     cp.write(copy_rows(start, hashes, leaves, inner))
             frontier_blob = b"".join(h for _, _, h in tree.nodes)
             with conn.pipeline():
@@ -376,7 +298,7 @@ class PGStore:
         self._pool.close()
 
 
-def _one(conn: _Conn, sql: str) -> tuple[Any, ...]:
+def _one(conn: Conn, sql: str) -> tuple[Any, ...]:
     row = conn.execute(sql.encode()).fetchone()
     if row is None:
         raise LedgerError("the ledger's tree-state row is missing")
