@@ -6,6 +6,7 @@ then checks the targets of the ledger issue and prints PASS/MISS with the margin
     python -m bench.ledger --quick              # ~1-2 min (what `make bench` runs)
     python -m bench.ledger                      # full: 1,000,000 entries, < 15 min
     python -m bench.ledger --entries 200000 --json bench/out/ledger.json
+    python -m bench.ledger --sections postgres  # PostgreSQL: 1-3 writer processes, raw psycopg
 
 Everything runs in one process so that the systems are compared side by side on the same
 (noisy) machine. Databases live in a temporary directory that is removed at the end.
@@ -955,6 +956,100 @@ def bench_verify(cfg: Config, tmp: Path, res: Results, log: Log, n: int) -> None
     res.emit(t)
 
 
+# -- section 5: the ledger on PostgreSQL, several writer processes ------------------------
+def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
+    from bench.ledger_pg import fresh_schema, run_raw, run_writers
+
+    m, dur, url = res.metrics, cfg.seconds, cfg.database_url
+    runs: dict[str, list[dict[str, Any]]] = {}
+    seq = itertools.count(5 * 10**9)
+    for r in range(cfg.rounds):
+        rnd = f"round {r + 1}/{cfg.rounds}: " if cfg.rounds > 1 else ""
+        for n in (1, 2, 3):
+            progress(f"postgres: {rnd}{n} writer process(es), 1000 appenders, {dur:g}s")
+            with fresh_schema(url) as u:
+                runs.setdefault(f"pg{n}", []).append(run_writers("closed", u, n, 1000, dur))
+        progress(f"postgres: {rnd}SQLite in the same run, 1000 appenders, {dur:g}s")
+        tg = run_telegate(tmp / f"pg-sqlite-{r}.db", 1000, dur, seq)
+        runs.setdefault("sqlite", []).append(tg)
+        progress(f"postgres: {rnd}raw psycopg COPY, batch=1000, {cfg.raw_seconds:g}s")
+        with fresh_schema(url) as u:
+            runs.setdefault("raw", []).append(run_raw(u, 1000, cfg.raw_seconds))
+    lat: dict[int, dict[str, Any]] = {}
+    for n in (2, 1):
+        progress(f"postgres: latency, {n} writer(s), {OFFERED_RATE:,.0f}/s offered in total")
+        with fresh_schema(url) as u:
+            lat[n] = run_writers("open", u, n, OFFERED_RATE, cfg.latency_seconds)
+    progress(f"postgres: latency, SQLite in the same run, {OFFERED_RATE:,.0f}/s offered")
+    sqlite_lat = open_loop(tmp / "pg-sqlite-latency.db", OFFERED_RATE, cfg.latency_seconds)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(float(x[key]) for x in runs[name])
+
+    t = Table("5. The ledger on PostgreSQL: durable appends/s, 1000 appenders in total")
+    for n in (1, 2, 3):
+        k = f"pg{n}"
+        m[f"pg_aps_{n}"] = aps = med(k, "aps")
+        t.add(
+            f"telegate PGStore, {n} process{'es' if n > 1 else ''}",
+            "appends/s",
+            aps,
+            "/s",
+            key="aps",
+            base=n == 2,
+            note=f"(server {med(k, 'server_cpu_us'):.1f} us/append, writers "
+            f"{med(k, 'client_cpu_us'):.1f} us/append; avg batch {med(k, 'avg_batch'):.0f}; "
+            f"writer threads in _commit {100 * med(k, 'commit_busy') / n:.0f}% of the time)",
+        )
+    m["pg_sqlite_aps"] = med("sqlite", "aps")
+    t.add("telegate SQLiteStore, 1 process", "appends/s", m["pg_sqlite_aps"], "/s", key="aps")
+    m["pg_raw_aps"] = med("raw", "aps")
+    t.add(
+        "raw psycopg COPY (batch=1000)",
+        "appends/s",
+        m["pg_raw_aps"],
+        "/s",
+        key="aps",
+        note=f"(server {med('raw', 'server_cpu_us'):.1f} us/append)",
+    )
+    for n in (2, 1):
+        r = lat[n]
+        at = f" @{OFFERED_RATE:,.0f}/s, {n} process{'es' if n > 1 else ''}"
+        t.add("telegate PGStore", "p50 from scheduled time" + at, r["p50_ms"], "ms")
+        t.add(
+            "telegate PGStore",
+            "p99 from scheduled time" + at,
+            r["p99_ms"],
+            "ms",
+            note=f"(completed {r['count']:,}; avg batch {r['avg_batch']:.0f}; "
+            f"server {r['server_cpu_us']:.1f} us/append)",
+        )
+    at = f" @{OFFERED_RATE:,.0f}/s"
+    t.add("telegate SQLiteStore", "p50 from scheduled time" + at, sqlite_lat["p50_ms"], "ms")
+    t.add(
+        "telegate SQLiteStore",
+        "p99 from scheduled time" + at,
+        sqlite_lat["p99_ms"],
+        "ms",
+        note=f"(completed {sqlite_lat['completed']:,}; avg batch {sqlite_lat['avg_batch']:.0f})",
+    )
+    m["pg_lat_p99_ms"], m["pg_lat_p50_ms"] = lat[2]["p99_ms"], lat[2]["p50_ms"]
+    t.notes += [
+        f"{dur:g}s per closed-loop row after a warm-up; the 1000 appenders are split evenly "
+        "over the writer processes, each a Log over a PGStore on one fresh schema; "
+        f"median of {cfg.rounds} round(s). Latency: {cfg.latency_seconds:g}s open loop, "
+        "the offered rate split over the processes.",
+        "server CPU: utime+stime of every postgres process on this machine over the row, "
+        "per append (other clients of the server count too); writers: the writer "
+        "processes' own CPU per append.",
+        "raw: the rows one group commit writes (leaves with SHA-256, as many node rows, a "
+        "checkpoint, the tree-state row) by COPY in one transaction per 1000 appends, "
+        "synchronous_commit=on; no tree, no signature, no receipts, no asyncio.",
+        f"load average at the end of the section: {_load()} (2 CPUs).",
+    ]
+    res.emit(t)
+
+
 # -- summary ----------------------------------------------------------------------------------
 def summarize(cfg: Config, res: Results) -> None:
     m = res.metrics
@@ -1020,6 +1115,25 @@ def summarize(cfg: Config, res: Results) -> None:
                 f"{s1m:.2f} s = {s1m / 2:.2f}x of limit{how}; raw hashlib limit "
                 f"{m['raw_hash_s'] * 1_000_000 / n:.2f} s",
             )
+    if "pg_aps_2" in m:
+        v, raw = m["pg_aps_2"], m["pg_raw_aps"]
+        add(
+            ">= 20,000 appends/s, 2 PostgreSQL writer processes",
+            v >= 20_000,
+            f"{v:,.0f}/s = {v / 20_000:.2f}x of target (1: {m['pg_aps_1']:,.0f}/s, "
+            f"3: {m['pg_aps_3']:,.0f}/s, SQLite: {m['pg_sqlite_aps']:,.0f}/s)",
+        )
+        add(
+            ">= 50% of raw psycopg, 2 PostgreSQL writer processes",
+            v >= 0.5 * raw,
+            f"{100 * v / raw:.0f}% ({v:,.0f}/s vs {raw:,.0f}/s)",
+        )
+        p99 = m["pg_lat_p99_ms"]
+        add(
+            "p99 < 50 ms at 5,000 appends/s, 2 PostgreSQL writer processes",
+            p99 < 50,
+            f"p99 {p99:.1f} ms = {p99 / 50:.2f}x of limit (p50 {m['pg_lat_p50_ms']:.1f} ms)",
+        )
     print_summary(
         res,
         lines,
@@ -1065,9 +1179,12 @@ class Config:
     sections: list[str]
     json: str | None
     tmpdir: str | None
+    database_url: str = ""
 
 
-SECTIONS = ("appends", "latency", "proofs", "verify")
+# "postgres" runs only when asked for (it needs a server): --sections ...,postgres
+SECTIONS = ("appends", "latency", "proofs", "verify", "postgres")
+DEFAULT_SECTIONS = SECTIONS[:4]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -1088,7 +1205,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--latency-seconds", type=float, help="open-loop run length per rate (default 10; quick 4)"
     )
     ap.add_argument(
-        "--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}"
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma list of {','.join(SECTIONS)} (default: all but postgres)",
+    )
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("TELEGATE_TEST_DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL for the postgres section (a schema per row is created and dropped)",
     )
     ap.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     ap.add_argument(
@@ -1116,6 +1241,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         sections=sections,
         json=a.json,
         tmpdir=a.tmpdir,
+        database_url=a.database_url,
     )
 
 
@@ -1192,6 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "proofs/verify",
                 lambda: bench_proofs_verify(cfg, tmp, res, proofs=want_p, verify=want_v),
             )
+        if "postgres" in cfg.sections:
+            run_section(res, "postgres", lambda: bench_postgres(cfg, tmp, res))
         summarize(cfg, res)
         res.meta["elapsed_s"] = now() - _T0
         res.meta["loadavg_at_end"] = os.getloadavg()

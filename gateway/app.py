@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ledger.cosignatures import CosignatureStore
 from ledger.events import Event, EventType
 from ledger.log import Log
-from ledger.store import SQLiteStore
+from ledger.pgstore import PGStore
+from ledger.store import LogStore, SQLiteStore
 
 from . import __version__, ledger_api, openapi, pages
 from .appkeys import (
@@ -82,7 +83,10 @@ def _open_log(config: Config, metrics: Metrics, signal: CommitSignal | None) -> 
     signer, created = init_log_key(config.key_dir, config.log_origin)
     if created:
         log.info("generated log key", extra={"fields": {"vkey": signer.vkey}})
-    store = SQLiteStore(config.db_path)
+    # One PostgreSQL log shared by every replica, or the embedded single-writer file.
+    store: LogStore = (
+        PGStore(config.database_url) if config.database_url else SQLiteStore(config.db_path)
+    )
 
     def on_commit(n: int, _secs: float) -> None:
         metrics.commit_batch.observe(n)

@@ -19,7 +19,8 @@ from pathlib import Path
 from ledger.cli import add_verify_arguments, add_witness_arguments, run_verify, witness_policy
 from ledger.errors import LedgerError, StoreLocked
 from ledger.export import export_log
-from ledger.store import SQLiteStore
+from ledger.pgstore import PGStore
+from ledger.store import LogStore, SQLiteStore
 
 from . import __version__
 from .config import Config
@@ -34,6 +35,7 @@ def _config(args: argparse.Namespace) -> Config:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         data_dir=getattr(args, "data_dir", None),
+        database_url=getattr(args, "database_url", None),
     )
 
 
@@ -87,7 +89,11 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
     config = _config(args)
     signer = load_log_key(config.key_dir, config.log_origin)
     # A reader needs no writer lock, so this works while the gateway runs.
-    store = SQLiteStore(config.db_path, writer=False)
+    store: LogStore = (
+        PGStore(config.database_url, writer=False)
+        if config.database_url
+        else SQLiteStore(config.db_path, writer=False)
+    )
     try:
         out = Path(args.dir)
         cp = export_log(store, out)
@@ -328,9 +334,16 @@ def _parser() -> argparse.ArgumentParser:
     def data_dir(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--data-dir", type=Path, help="data directory (TELEGATE_DATA_DIR)")
 
+    def database_url(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--database-url",
+            help="PostgreSQL URL of the ledger shared by replicas (TELEGATE_DATABASE_URL)",
+        )
+
     s = sub.add_parser("serve", help="run the gateway")
     s.add_argument("--host", help="listen address (TELEGATE_HOST)")
     s.add_argument("--port", type=int, help="listen port (TELEGATE_PORT)")
+    database_url(s)
     data_dir(s)
     s.set_defaults(func=cmd_serve)
 
@@ -353,6 +366,7 @@ def _parser() -> argparse.ArgumentParser:
     e = lsub.add_parser("export", help="write a static C2SP tlog-tiles tree")
     e.add_argument("dir", help="output directory")
     data_dir(e)
+    database_url(e)
     e.set_defaults(func=cmd_ledger_export)
 
     ri = lsub.add_parser("reindex", help="rebuild the audit index from the ledger and check it")

@@ -9,9 +9,10 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ledger.errors import LedgerError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier
@@ -25,6 +26,7 @@ __all__ = [
     "Config",
     "WitnessPeer",
     "parse_witnesses",
+    "redact_url",
 ]
 
 #: Caps on the vitals time window. The vitals read path relies on them to bound the
@@ -60,6 +62,22 @@ class WitnessPeer:
     def name(self) -> str:
         """The witness's key name: how logs, metrics and alarms refer to it."""
         return self.vkey.split("+", 1)[0]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (userinfo or ``password=`` parameter) replaced by ``***``:
+    what logs, events and digests may carry of a database URL."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        "password=***" if q.lower().startswith("password=") else q
+        for q in parts.query.split("&")
+        if q
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_witnesses(raw: Any) -> tuple[WitnessPeer, ...]:
@@ -158,6 +176,10 @@ class Config:
     #: Reverse proxies (addresses or CIDR networks, comma-separated) whose
     #: X-Forwarded-For names the source; empty: the TCP peer is the source.
     trusted_proxies: str = ""
+    #: PostgreSQL URL (``postgresql://user:password@host:5432/db``) of the ledger that
+    #: several replicas share; empty: the embedded SQLite file. Only the ledger uses it
+    #: for now (docs/postgresql.md). Kept out of repr; digest() hashes it without password.
+    database_url: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -202,6 +224,8 @@ class Config:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
         self._check_witnessing()
         self._check_refusals()
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("database_url must be a postgresql:// URL (or empty for SQLite)")
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -255,6 +279,7 @@ class Config:
     def digest(self) -> str:
         """SHA-256 of the canonical settings: recorded in ``gateway.started`` events."""
         d = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        d["database_url"] = redact_url(self.database_url)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod

@@ -43,6 +43,14 @@ def _log(request: web.Request) -> Log:
     return request.app[LOG]
 
 
+async def _beyond(log: Log, size: int) -> bool:
+    """Whether a tree of ``size`` is beyond the log, asking the store when this replica's
+    view is behind (another replica may have grown the shared log since it last looked)."""
+    if size > log.size:
+        await asyncio.to_thread(log.catch_up, size)
+    return size > log.size
+
+
 async def checkpoint(request: web.Request) -> web.Response:
     """The newest checkpoint the witness quorum cosigned, their lines appended to the log's
     signature (C2SP tlog-cosignature), or the newest checkpoint until one is. Clients that
@@ -64,15 +72,14 @@ async def tile(request: web.Request) -> web.Response:
         t = parse_tile_path("tile/" + request.match_info["path"])
     except LedgerError as e:
         raise BadRequest(str(e)) from e
-    size = log.size
     if t.level is None:
         start = t.index * TILE_WIDTH
-        if start + t.width > size:
+        if await _beyond(log, start + t.width):
             raise NotFound("entry bundle is beyond the tree")
         entries = await asyncio.to_thread(log.store.read_entries, start, start + t.width)
         body = encode_entry_bundle(entries)
     else:
-        if (t.index * TILE_WIDTH + t.width) > size >> (8 * t.level):
+        if await _beyond(log, (t.index * TILE_WIDTH + t.width) << (8 * t.level)):
             raise NotFound("tile is beyond the tree")
         body = await asyncio.to_thread(log.store.read_tile, t)
     resp = web.Response(body=body, content_type="application/octet-stream")
@@ -86,7 +93,7 @@ async def inclusion(request: web.Request) -> web.Response:
     log = _log(request)
     size = _int(request.query.get("size"), "size", log.size)
     index = _int(request.query.get("index"), "index")
-    if size > log.size:
+    if await _beyond(log, size):
         raise NotFound(f"size {size} is beyond the tree ({log.size})")
     if index >= size:
         raise BadRequest(f"index {index} is not below size {size}")
@@ -101,7 +108,7 @@ async def consistency(request: web.Request) -> web.Response:
     log = _log(request)
     new = _int(request.query.get("new"), "new", log.size)
     old = _int(request.query.get("old"), "old")
-    if new > log.size:
+    if await _beyond(log, new):
         raise NotFound(f"size {new} is beyond the tree ({log.size})")
     if old > new:
         raise BadRequest("old must not exceed new")
@@ -112,7 +119,7 @@ async def consistency(request: web.Request) -> web.Response:
 async def entry(request: web.Request) -> web.Response:
     log = _log(request)
     i = _int(request.match_info["index"], "index")
-    if i >= log.size:
+    if await _beyond(log, i + 1):
         raise NotFound(f"entry {i} is beyond the tree ({log.size})")
     (data,) = await asyncio.to_thread(log.store.read_entries, i, i + 1)
     out: dict[str, Any] = {"index": i, "leaf_hash": _b64(leaf_hash(data)), "data": _b64(data)}

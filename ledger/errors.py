@@ -21,8 +21,10 @@ class LedgerError(Exception):
 
 
 class LedgerUnavailable(LedgerError):
-    """The log takes no appends now: its writer is stopped or has failed. Worth retrying
-    later (after a restart); nothing of the refused entry was written."""
+    """The log takes no appends now: its writer is stopped or has failed, or a shared
+    store's server cannot be reached. Worth retrying later. Nothing was acknowledged; an
+    entry refused because the connection broke during its COMMIT may still be in the log
+    (a retry then appends it a second time, under a new index)."""
 
 
 class InvalidProof(LedgerError):

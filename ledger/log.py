@@ -4,6 +4,11 @@
 committed (``synchronous=FULL``) together with a checkpoint signed over the new root. All
 appenders waiting at that moment share the commit and the signature (group commit), so
 throughput grows with load while latency stays near one fsync.
+
+Over a shared store (:class:`~ledger.pgstore.PGStore`) several processes run a Log each on
+the same log: every commit learns the tree the others grew, and the log's view (size,
+newest checkpoint) is refreshed by each commit, every ``refresh_interval`` seconds when idle,
+and whenever a reader asks for more of the tree than the view holds.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from .merkle import (
     verify_inclusion,
 )
 from .note import Signer, Verifier, format_note, parse_note
-from .store import Frontier, LogStore
+from .store import Commit, LogStore
 
 __all__ = ["Log", "Receipt"]
 
@@ -115,6 +120,9 @@ class Log:
 
     ``max_batch`` and ``max_wait`` bound a group commit by count and by how long the writer
     lingers for more appends after the first one arrives (0: commit whatever is queued).
+    A commit that fails with LedgerUnavailable (a shared store's server is down) fails its
+    batch only; the writer goes on and the next batch reconnects. Any other failure stops
+    the writer for good.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class Log:
         max_batch: int = 4096,
         max_wait: float = 0.0,
         on_commit: Callable[[int, float], None] | None = None,
+        refresh_interval: float = 0.1,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -134,20 +143,23 @@ class Log:
         self.max_wait = max_wait
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
-        self._frontier: Frontier = store.frontier()
-        self._latest: bytes = store.checkpoint() or b""
+        self.refresh_interval = refresh_interval
+        self._frontier, latest = store.head()
         self._cosigned: tuple[int, bytes] | None = None
-        self._size = self._frontier.size
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
-        if not self._latest:
+        self._unavailable = False
+        self._view_lock = threading.Lock()
+        if not latest:
             # A new log signs its empty tree so that a checkpoint is always available.
-            _, _, self._latest = store.commit([], self._frontier, self._sign)
+            latest = store.commit([], self._frontier, self._sign).note
         # Refuse to extend a log under another key, or one whose stored tree disagrees with
         # what it signed: either would sign a history that is not this log's.
-        cp = open_checkpoint(self._latest, self.verifier).checkpoint
+        cp = open_checkpoint(latest, self.verifier).checkpoint
         if (cp.size, cp.root) != (self._frontier.size, self._frontier.root()):
             raise LedgerError("the stored tree does not match the newest signed checkpoint")
+        # (size, newest checkpoint): one tuple, so that readers always see a matching pair.
+        self._view: tuple[int, bytes] = (cp.size, latest)
 
     # -- signing -----------------------------------------------------------------
     def _sign(self, size: int, root: bytes) -> bytes:
@@ -171,18 +183,45 @@ class Log:
     # -- reads -------------------------------------------------------------------
     @property
     def size(self) -> int:
-        """Entries covered by the newest signed checkpoint."""
-        return self._size
+        """Entries covered by the newest signed checkpoint this log has seen (over a shared
+        store, at most ``refresh_interval`` behind the other writers when they are busy)."""
+        return self._view[0]
 
     @property
     def healthy(self) -> bool:
-        """True while the writer runs and no commit has failed."""
+        """True while the writer runs, no commit has failed for good and the store answered
+        the last commit or refresh."""
         t = self._thread
-        return t is not None and t.is_alive() and self._failed is None
+        return t is not None and t.is_alive() and self._failed is None and not self._unavailable
 
     def checkpoint(self) -> bytes:
-        """The newest signed checkpoint (a C2SP signed note)."""
-        return self._latest
+        """The newest signed checkpoint (a C2SP signed note) this log has seen; never older
+        than one it returned before."""
+        return self._view[1]
+
+    def _advance(self, size: int, note: bytes) -> None:
+        # The view only moves forward: a refresh that read an older state (it raced a
+        # commit) must not take back a checkpoint already handed out.
+        with self._view_lock:
+            if size > self._view[0]:
+                self._view = (size, note)
+
+    def refresh(self) -> None:
+        """Adopt the store's newest checkpoint (blocking). Over a shared store, verifies it
+        under the log's key first. Raises LedgerUnavailable or LedgerError."""
+        if not self.store.shared:
+            return
+        note = self.store.checkpoint()
+        if note is None:
+            return
+        cp = open_checkpoint(note, self.verifier).checkpoint
+        self._advance(cp.size, note)
+
+    def catch_up(self, size: int) -> None:
+        """Refresh when a reader asks for a tree of ``size`` beyond the view: another writer
+        may have grown it (a client holding its receipt asks this replica)."""
+        if size > self._view[0] and self.store.shared:
+            self.refresh()
 
     @property
     def cosigned_checkpoint(self) -> bytes | None:
@@ -199,6 +238,7 @@ class Log:
         LedgerError for a size below the one adopted before.
         """
         cp = open_checkpoint(note, self.verifier).checkpoint
+        self.catch_up(cp.size)
         if cp.size > self.size:
             raise InvalidCheckpoint(f"cosigned size {cp.size} is beyond the tree ({self.size})")
         if tree_hash(cp.size, self.store.read_nodes) != cp.root:
@@ -219,8 +259,9 @@ class Log:
 
         Blocking (reads the store). Raises NotFound for an index beyond the tree.
         """
+        self.catch_up(index + 1)
         cosigned = self._cosigned  # one note and the size it names: a consistent pair
-        note = cosigned[1] if cosigned is not None and index < cosigned[0] else self._latest
+        note = cosigned[1] if cosigned is not None and index < cosigned[0] else self._view[1]
         size = Checkpoint.parse(parse_note(note).text).size
         if index >= size:
             raise NotFound(f"entry {index} is beyond the tree")
@@ -234,6 +275,7 @@ class Log:
         return consistency_proof(old, new, self.store.read_nodes)
 
     def _check_size(self, size: int) -> None:
+        self.catch_up(size)
         if size > self.size:
             raise NotFound(f"size {size} is beyond the tree")
 
@@ -287,10 +329,28 @@ class Log:
             batch.append(item)
         return False
 
+    def _next(self) -> _Pending | object:
+        """The next queued item; over a shared store, refresh the view while idle."""
+        if not self.store.shared:
+            return self._queue.get()
+        while True:
+            try:
+                return self._queue.get(timeout=self.refresh_interval)
+            except queue.Empty:
+                pass
+            try:
+                self.refresh()
+            except LedgerError as e:
+                if not self._unavailable:
+                    _log.warning("ledger store unavailable: %s", type(e).__name__)
+                self._unavailable = True
+            else:
+                self._unavailable = False
+
     def _run(self) -> None:
         stop = False
         while not stop:
-            item = self._queue.get()
+            item = self._next()
             if item is _STOP:
                 return
             assert isinstance(item, _Pending)
@@ -298,6 +358,14 @@ class Log:
             try:
                 stop = self._take_batch(batch)
                 results: list[Receipt | BaseException] = list(self._commit(batch))
+            except LedgerUnavailable as e:
+                # The shared store's server is away: nothing of this batch is acknowledged
+                # (and every waiter learns it now); the next batch reconnects.
+                if not self._unavailable:
+                    _log.warning("ledger commit failed: %s", e)
+                self._unavailable = True
+                self._resolve(batch, [e] * len(batch))
+                continue
             except BaseException as e:
                 # Whatever failed (the store, or a bug here), no appender may wait forever:
                 # fail this batch and everything queued behind it, and refuse new appends.
@@ -341,11 +409,12 @@ class Log:
 
     def _commit(self, batch: Sequence[_Pending]) -> list[Receipt]:
         t0 = time.perf_counter()
-        old = {(lvl, idx): h for lvl, idx, h in self._frontier.nodes}
-        start, new, note = self.store.commit([p.entry for p in batch], self._frontier, self._sign)
-        self._latest = note
-        size = self._size = self._frontier.size
-        reader = _BatchReader(new, old, self.store)
+        c: Commit = self.store.commit([p.entry for p in batch], self._frontier, self._sign)
+        self._unavailable = False
+        start, new, note = c.start, c.nodes, c.note
+        size = self._frontier.size
+        self._advance(size, note)
+        reader = _BatchReader(new, c.base, self.store)
         indices = range(start, start + len(batch))
         proofs = inclusion_proofs(start, start + len(batch), size, reader)
         receipts = [

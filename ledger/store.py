@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +20,7 @@ from .errors import LedgerError, NotFound, StoreLocked
 from .merkle import EMPTY_ROOT, fold_right, leaf_hash, node_hash, subtree_nodes
 from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
 
-__all__ = ["Frontier", "LogStore", "SQLiteStore"]
+__all__ = ["Commit", "Frontier", "LogStore", "SQLiteStore"]
 
 _LEVEL_SHIFT = 48  # node id = level << 48 | index: 2**48 leaves is beyond any real log.
 
@@ -43,13 +44,20 @@ class Frontier:
             (lvl, idx, h) for (lvl, idx), h in zip(subtree_nodes(0, size), hashes, strict=True)
         ]
 
-    def append(self, leaves: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
-        """Append leaf data; return every newly complete node ``(level, index) -> hash``."""
+    def append(
+        self, leaves: Sequence[bytes], hashes: Sequence[bytes] | None = None
+    ) -> dict[tuple[int, int], bytes]:
+        """Append leaf data; return every newly complete node ``(level, index) -> hash``.
+
+        ``hashes`` are the leaves' hashes when the caller has them already (a leaf hash does
+        not depend on the leaf's position, so a shared store hashes before taking its lock).
+        """
         new: dict[tuple[int, int], bytes] = {}
         nodes = self.nodes
         index = self.size
-        for data in leaves:
-            h = leaf_hash(data)
+        if hashes is None:
+            hashes = [leaf_hash(d) for d in leaves]
+        for h in hashes:
             level, idx = 0, index
             new[(0, idx)] = h
             while nodes and nodes[-1][0] == level:
@@ -65,11 +73,36 @@ class Frontier:
     def root(self) -> bytes:
         return fold_right([h for _, _, h in self.nodes]) if self.nodes else EMPTY_ROOT
 
+    def hashes(self) -> dict[tuple[int, int], bytes]:
+        return {(lvl, idx): h for lvl, idx, h in self.nodes}
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one durable commit appended: leaves from ``start``, every node the batch
+    completed (``nodes``), the frontier of the tree it grew (``base``: with ``nodes``, all an
+    inclusion proof of a new leaf needs) and the checkpoint signed over the new tree."""
+
+    start: int
+    nodes: dict[tuple[int, int], bytes]
+    base: dict[tuple[int, int], bytes]
+    note: bytes
+
 
 class LogStore(Protocol):
-    """What the sequencer and the read API need from a backend."""
+    """What the sequencer and the read API need from a backend.
+
+    ``shared`` is True when other processes may append to the same log: the sequencer then
+    learns the tree from each commit (which reads it under the store's lock) and refreshes
+    its view of size and checkpoint when idle.
+    """
+
+    shared: bool
 
     def size(self) -> int: ...
+
+    def head(self) -> tuple[Frontier, bytes | None]:
+        """The tree's frontier and its newest checkpoint, read together."""
 
     def checkpoint(self) -> bytes | None:
         """The newest signed checkpoint, or None for a log never signed."""
@@ -85,10 +118,13 @@ class LogStore(Protocol):
         leaves: Sequence[bytes],
         frontier: Frontier,
         sign: Callable[[int, bytes], bytes],
-    ) -> tuple[int, dict[tuple[int, int], bytes], bytes]:
+    ) -> Commit:
         """Durably append ``leaves`` and the checkpoint ``sign(size, root)`` returns.
 
-        Returns the first new index, the new nodes and the signed checkpoint.
+        ``frontier`` is the caller's view of the tree, advanced in place; a shared store
+        first replaces it with the tree as the other writers left it. Raises
+        LedgerUnavailable when the backend cannot be reached (nothing acknowledged; the
+        batch may or may not have been written if the connection broke during COMMIT).
         """
 
     def frontier(self) -> Frontier: ...
@@ -102,6 +138,8 @@ class SQLiteStore:
     Open with ``writer=True`` to append (takes an exclusive ``flock`` on ``<path>.lock``,
     raising StoreLocked if another process holds it); readers need no lock.
     """
+
+    shared = False
 
     def __init__(self, path: str | os.PathLike[str], *, writer: bool = True) -> None:
         self.path = Path(path)
@@ -230,16 +268,21 @@ class SQLiteStore:
         nodes = subtree_nodes(0, size)
         return Frontier(size, self.read_nodes(nodes) if nodes else [])
 
+    def head(self) -> tuple[Frontier, bytes | None]:
+        # One writer, and it is the caller: nothing moves between the two reads.
+        return self.frontier(), self.checkpoint()
+
     def commit(
         self,
         leaves: Sequence[bytes],
         frontier: Frontier,
         sign: Callable[[int, bytes], bytes],
-    ) -> tuple[int, dict[tuple[int, int], bytes], bytes]:
+    ) -> Commit:
         if self._lock_fd is None:
             raise LedgerError("store is read-only")
         start = frontier.size
         saved = (frontier.size, list(frontier.nodes))
+        base = frontier.hashes()
         new = frontier.append(leaves)
         note = sign(frontier.size, frontier.root())
         db = self._db()
@@ -263,7 +306,7 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
             frontier.size, frontier.nodes = saved
             raise
-        return start, new, note
+        return Commit(start, new, base, note)
 
     def close(self) -> None:
         with self._conns_lock:

@@ -1,4 +1,5 @@
-"""The SQLite-backed log: receipts, group commit, reopen, the writer lock, tiles."""
+"""The log on both backends (SQLite, PostgreSQL): receipts, group commit, reopen, tiles,
+failures; and SQLite's writer lock."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ledger.checkpoint import open_checkpoint
@@ -15,8 +17,10 @@ from ledger.events import Event, EventType
 from ledger.log import Log, Receipt
 from ledger.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from ledger.note import Signer
+from ledger.pgstore import PGStore
 from ledger.store import SQLiteStore
 from ledger.tiles import Tile, split_hashes
+from tests.ledger.conftest import Opener
 
 
 @pytest.fixture
@@ -25,8 +29,8 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-def log(tmp_path: Path, signer: Signer):  # type: ignore[no-untyped-def]
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+def log(open_store: Opener, signer: Signer):  # type: ignore[no-untyped-def]
+    lg = Log(open_store(), signer)
     lg.start()
     yield lg
     lg.close()
@@ -85,12 +89,12 @@ def test_tiles_hold_the_tree(log: Log) -> None:
     assert log.store.read_entries(255, 257) == [bytes([255]) * 3, bytes([0]) * 3]
 
 
-def test_reopen_keeps_everything(tmp_path: Path, signer: Signer) -> None:
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+def test_reopen_keeps_everything(open_store: Opener, signer: Signer) -> None:
+    lg = Log(open_store(), signer)
     lg.start()
     r = lg.append_sync(b"first")
     lg.close()
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+    lg = Log(open_store(), signer)
     lg.start()
     try:
         assert lg.size == 1
@@ -108,8 +112,8 @@ def test_entry_limit(log: Log) -> None:
     assert log.append_sync(b"x" * 0xFFFF).index == 0
 
 
-def test_append_before_start_is_refused(tmp_path: Path, signer: Signer) -> None:
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+def test_append_before_start_is_refused(open_store: Opener, signer: Signer) -> None:
+    lg = Log(open_store(), signer)
     try:
         with pytest.raises(LedgerUnavailable, match="not started"):
             lg.submit(b"x")
@@ -144,13 +148,28 @@ def test_reader_of_missing_log(tmp_path: Path) -> None:
         SQLiteStore(tmp_path / "absent.db", writer=False)
 
 
-def test_writer_failure_reaches_every_waiter(tmp_path: Path, signer: Signer) -> None:
-    store = SQLiteStore(tmp_path / "log.db")
+def _sql(store: object, statement: str) -> None:
+    """Run ``statement`` on the store's database behind its back."""
+    if isinstance(store, SQLiteStore):
+        store._db().execute(statement)
+    else:
+        assert isinstance(store, PGStore)
+        with psycopg.connect(store._conninfo, autocommit=True) as conn:
+            conn.execute(statement.encode())
+
+
+_BREAK = {"sqlite": "DROP TABLE leaves", "postgresql": "DROP TABLE ledger_nodes"}
+
+
+def test_writer_failure_reaches_every_waiter(
+    open_store: Opener, backend: str, signer: Signer
+) -> None:
+    store = open_store()
     lg = Log(store, signer)
     lg.start()
     lg.append_sync(b"ok")
     # Break the database under the writer: the pending append fails, loudly.
-    store._db().execute("DROP TABLE leaves")
+    _sql(store, _BREAK[backend])
     with pytest.raises(LedgerError, match="append failed"):
         lg.append_sync(b"lost?")
     assert not lg.healthy
@@ -160,9 +179,9 @@ def test_writer_failure_reaches_every_waiter(tmp_path: Path, signer: Signer) -> 
 
 
 def test_a_writer_bug_fails_waiters_instead_of_hanging(
-    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+    open_store: Opener, signer: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+    lg = Log(open_store(), signer)
 
     def broken(self: Log, batch: object) -> bool:
         raise KeyError("a bug outside the commit")
@@ -178,10 +197,10 @@ def test_a_writer_bug_fails_waiters_instead_of_hanging(
     lg.close()
 
 
-def test_reopening_under_another_key_is_refused(tmp_path: Path, signer: Signer) -> None:
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+def test_reopening_under_another_key_is_refused(open_store: Opener, signer: Signer) -> None:
+    lg = Log(open_store(), signer)
     lg.close()
-    store = SQLiteStore(tmp_path / "log.db")
+    store = open_store()
     try:
         with pytest.raises(LedgerError):
             Log(store, Signer.generate("test.example/log"))
@@ -189,16 +208,24 @@ def test_reopening_under_another_key_is_refused(tmp_path: Path, signer: Signer) 
         store.close()
 
 
+_CORRUPT = {
+    "sqlite": "UPDATE leaves SET hash = zeroblob(32) WHERE idx = 4",
+    # The writer appends after the tree-state row's frontier, so that is what must match.
+    "postgresql": "UPDATE ledger_tree SET frontier = overlay(frontier placing"
+    " decode(repeat('00', 32), 'hex') from 33)",
+}
+
+
 def test_reopening_a_tree_that_disagrees_with_its_checkpoint_is_refused(
-    tmp_path: Path, signer: Signer
+    open_store: Opener, backend: str, signer: Signer
 ) -> None:
-    lg = Log(SQLiteStore(tmp_path / "log.db"), signer)
+    lg = Log(open_store(), signer)
     lg.start()
     for i in range(5):
         lg.append_sync(f"e{i}".encode())
     lg.close()
-    store = SQLiteStore(tmp_path / "log.db")
-    store._db().execute("UPDATE leaves SET hash = zeroblob(32) WHERE idx = 4")
+    store = open_store()
+    _sql(store, _CORRUPT[backend])
     try:
         with pytest.raises(LedgerError, match="does not match"):
             Log(store, signer)

@@ -1,0 +1,263 @@
+"""The ledger on PostgreSQL: writer processes sharing one log, the raw psycopg limit, and
+the server's CPU per append. Section ``postgres`` of ``python -m bench.ledger``.
+
+``BENCH_SWITCH=0.0005`` sets the writer processes' ``sys.setswitchinterval`` (an experiment:
+how long the writer thread waits for the GIL after each database round trip).
+
+Each telegate row spawns N writer processes (``python -m bench.ledger_pg worker ...``), each
+a Log over a PGStore on one fresh schema; they open the log, wait for the same start line,
+run for the row's duration and print their counts. Server CPU is the CPU time of every
+``postgres`` process on this machine over the row (other users of the server count too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+if not __package__:
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import psycopg
+
+from bench.ledger import MAX_BATCH, ORIGIN, STALL, entry, pct, schedule
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+now = time.perf_counter
+
+
+def server_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each process named ``postgres`` (all its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name == "postgres" or name.startswith("postgres:"):
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[int(pid)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """Server CPU seconds since ``before``; backends that exited meanwhile are not counted
+    (the rows' own backends live through them)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in server_cpu().items())
+
+
+@contextmanager
+def fresh_schema(base: str) -> Iterator[str]:
+    schema = f"bench_{secrets.token_hex(5)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-c search_path={schema}')}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+# -- the writer process ----------------------------------------------------------------
+def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, Any]:
+    from ledger.log import Log
+    from ledger.note import Signer
+    from ledger.pgstore import PGStore
+
+    if sw := os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(sw))
+    batches: list[tuple[int, float]] = []
+    log = Log(
+        PGStore(url),
+        Signer.from_skey(os.environ["BENCH_SKEY"]),
+        max_batch=MAX_BATCH,
+        on_commit=lambda n, t: batches.append((n, t)),
+    )
+    log.start()
+    base = (k + 1) * 10**9
+
+    async def closed(appenders: int) -> dict[str, Any]:
+        seq = iter(range(base, base + 10**9))
+        await asyncio.gather(*(log.append(entry(next(seq))) for _ in range(100)))  # warm-up
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        batches.clear()
+        deadline, count = now() + dur, 0
+
+        async def one() -> None:
+            nonlocal count
+            while now() < deadline:
+                await log.append(entry(next(seq)))
+                count += 1
+
+        t0, c0 = now(), resource.getrusage(resource.RUSAGE_SELF)
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(appenders))), dur + STALL)
+        c1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+        return {"count": count, "elapsed": now() - t0, "cpu": cpu}
+
+    async def open_loop(rate: float) -> dict[str, Any]:
+        for i in range(200):
+            await log.append(entry(base - 1000 + i))
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        batches.clear()
+        lat: list[float] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(i: int, sched: float) -> None:
+            await log.append(entry(base + i))
+            lat.append(now() - sched)
+
+        await schedule(rate, int(rate * dur), one, tasks)
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=30)
+        return {"latencies": lat, "count": len(lat)}
+
+    try:
+        out = asyncio.run(closed(int(load)) if mode == "closed" else open_loop(load))
+        out["commits"] = len(batches)
+        out["commit_s"] = sum(t for _, t in batches)
+        print(json.dumps(out), flush=True)
+        sys.stdin.readline()  # keep the connections (and their server CPU) until measured
+    finally:
+        log.close()
+    return out
+
+
+def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[str, Any]:
+    """Run ``n`` writer processes on ``url`` together; ``load``: total appenders (closed)
+    or total offered appends/s (open), split evenly."""
+    from ledger.note import Signer
+
+    env = dict(os.environ, BENCH_SKEY=Signer.generate(ORIGIN).skey)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    share = load / n
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.ledger_pg",
+                "worker",
+                mode,
+                url,
+                str(k),
+                str(share),
+                str(dur),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for k in range(n)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"a writer process failed to start (exit {p.wait()})")
+        s0 = server_cpu()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        outs = []
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a writer process failed (exit {p.wait()})")
+            outs.append(json.loads(line))
+        server = cpu_since(s0)
+        for p in procs:
+            p.communicate(b"exit\n", timeout=STALL)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    count = sum(o["count"] for o in outs)
+    r: dict[str, Any] = {"count": count, "server_cpu_us": 1e6 * server / max(1, count)}
+    if mode == "closed":
+        r["aps"] = sum(o["count"] / o["elapsed"] for o in outs)
+        r["client_cpu_us"] = 1e6 * sum(o["cpu"] for o in outs) / max(1, count)
+        r["avg_batch"] = count / max(1, sum(o["commits"] for o in outs))
+        r["commit_busy"] = sum(o["commit_s"] for o in outs) / dur
+    else:
+        lat = sorted(x for o in outs for x in o["latencies"])
+        r.update(p50_ms=pct(lat, 0.5) * 1e3, p99_ms=pct(lat, 0.99) * 1e3)
+        r["avg_batch"] = count / max(1, sum(o["commits"] for o in outs))
+    return r
+
+
+def run_raw(url: str, batch: int, dur: float) -> dict[str, Any]:
+    """The rows one group commit of ``batch`` writes (leaves with their SHA-256, as many
+    node rows, a checkpoint, the tree-state row), by psycopg COPY, one transaction each,
+    in as few round trips as the store; no tree, no signature, no lock wait, no asyncio."""
+    from ledger.pgstore import PGStore, copy_rows
+
+    PGStore(url).close()  # the same tables, and the same COPY framing as the store
+    sha = hashlib.sha256
+    n, busy = 0, 0.0
+    s0 = server_cpu()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        wall = now()
+        while now() - wall < dur:
+            rows = [entry(n + i) for i in range(batch)]
+            t0 = now()
+            hashes = [sha(b"\x00" + e).digest() for e in rows]
+            inner = [((1 << 48) | i, h) for i, h in enumerate(hashes, n)]
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                with cur.copy(
+                    "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.write(copy_rows(n, hashes, rows, inner))
+                with conn.pipeline():
+                    cur.execute(
+                        "INSERT INTO ledger_checkpoints (size, note) VALUES (%s, %s)",
+                        (n + batch, b"x" * 200),
+                    )
+                    cur.execute("UPDATE ledger_tree SET size = %s WHERE id = 0", (n + batch,))
+                    cur.execute("COMMIT")
+            busy += now() - t0
+            n += batch
+        server = cpu_since(s0)  # before the connection (and its backend) closes
+    return {"aps": n / busy, "server_cpu_us": 1e6 * server / n}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["worker"]:
+        mode, url, k, load, dur = argv[1], argv[2], int(argv[3]), float(argv[4]), float(argv[5])
+        _worker(mode, url, k, load, dur)
+        return 0
+    print("usage: python -m bench.ledger --sections postgres", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
+
+
+__all__ = ["DEFAULT_URL", "fresh_schema", "run_raw", "run_writers", "server_cpu"]
