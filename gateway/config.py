@@ -15,6 +15,7 @@ from typing import Any
 from ledger.errors import LedgerError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier
 
+from .db.engine import pg_url, redact
 from .errors import ConfigError
 
 __all__ = [
@@ -135,6 +136,10 @@ class Config:
     #: A trust list TOML file (docs/federation.md): peer organizations whose providers'
     #: attestations this gateway accepts by token exchange. Needs ``public_url``.
     trust_file: str = ""
+    #: ``postgresql://user[:password]@host:port/database``: every converted store in that
+    #: one database (docs/database.md). Unset: SQLite files under ``data_dir``. Its password
+    #: never reaches a log, ``/metrics`` or the config digest.
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -178,6 +183,8 @@ class Config:
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
         self._check_witnessing()
+        if self.database_url is not None:
+            pg_url(self.database_url)  # raises ConfigError, with the password masked
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -192,6 +199,13 @@ class Config:
             raise ConfigError("witness_rate must be 0.01..1000 submissions a second")
         if not 0.01 <= self.witness_backoff_max <= 3600:
             raise ConfigError("witness_backoff_max must be 0.01..3600 seconds")
+
+    def __repr__(self) -> str:
+        # The generated repr would print the database password into any log or traceback.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.database_url is not None:
+            shown["database_url"] = redact(self.database_url)
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def quorum(self) -> int:
@@ -209,6 +223,10 @@ class Config:
     def digest(self) -> str:
         """SHA-256 of the canonical settings: recorded in ``gateway.started`` events."""
         d = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        if self.database_url is not None:
+            # The same settings with another password are the same settings; and a digest
+            # of a secret this short would let anyone with the event guess it offline.
+            d["database_url"] = redact(self.database_url)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -234,6 +252,9 @@ class Config:
         for name, raw in values.items():
             if name == "witnesses":
                 kwargs[name] = parse_witnesses(raw)
+                continue
+            if name == "database_url":
+                kwargs[name] = str(raw) or None  # an empty variable means unset
                 continue
             kind = type(getattr(defaults, name))
             try:
