@@ -1,4 +1,5 @@
-"""Call sessions and their state machine, in SQLite (``<data_dir>/sessions.db``).
+"""Call sessions and their state machine, in the ``sessions`` store (``gateway.db``:
+sessions.db by default, the shared PostgreSQL database at scale).
 
 ``scheduled -> waiting -> admitted -> connected -> ended``, plus ``cancelled`` and
 ``no_show``; any other move is refused here, whatever the caller asked for.
@@ -6,11 +7,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..db.dialect import for_update, reading, writing
+from .tables import sessions
 
 __all__ = ["BadTransition", "CallSession", "SessionStore", "State"]
 
@@ -53,77 +58,76 @@ class CallSession:
 
 
 class SessionStore:
-    """Blocking: call from a thread."""
+    """Blocking: call from a thread. ``engine`` comes from ``Database.open("sessions")``;
+    ``close`` leaves it open (the database layer disposes of it)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, patient TEXT NOT NULL, "
-            "provider TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL, "
-            "updated INTEGER NOT NULL)"
-        )
-        db.execute("CREATE INDEX IF NOT EXISTS sessions_provider ON sessions (provider, state)")
-        db.execute("CREATE INDEX IF NOT EXISTS sessions_patient ON sessions (patient, state)")
-        self._db = db
-        self._lock = threading.Lock()
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to release: kept so callers' lifecycles need not change."""
 
     def add(self, s: CallSession) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
-                (s.id, s.patient, s.provider, str(s.state), s.created, s.updated),
+        with writing(self._engine) as conn:
+            conn.execute(
+                sessions.insert().values(
+                    id=s.id,
+                    patient=s.patient,
+                    provider=s.provider,
+                    state=str(s.state),
+                    created=s.created,
+                    updated=s.updated,
+                )
             )
 
     def get(self, sid: str) -> CallSession | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
-        return (
-            None
-            if row is None
-            else CallSession(row[0], row[1], row[2], State(row[3]), row[4], row[5])
-        )
+        with reading(self._engine) as conn:
+            row = conn.execute(sa.select(sessions).where(sessions.c.id == sid)).first()
+        return None if row is None else _session(row)
 
     def of_provider(self, provider: str, state: State) -> list[CallSession]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sessions WHERE provider = ? AND state = ? ORDER BY updated",
-                (provider, str(state)),
-            ).fetchall()
-        return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
+        q = sa.select(sessions).where(
+            sessions.c.provider == provider, sessions.c.state == str(state)
+        )
+        with reading(self._engine) as conn:
+            rows = conn.execute(q.order_by(sessions.c.updated, sessions.c.id)).all()
+        return [_session(r) for r in rows]
 
     def of_party(self, sub: str, limit: int, active_only: bool) -> list[CallSession]:
         """The sessions ``sub`` takes part in, most recently changed first; with
         ``active_only``, those not over yet (not ended, cancelled or no-show)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sessions WHERE (patient = ? OR provider = ?) "
-                "AND (? = 0 OR state NOT IN ('ended', 'cancelled', 'no_show')) "
-                "ORDER BY updated DESC, id LIMIT ?",
-                (sub, sub, int(active_only), limit),
-            ).fetchall()
-        return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
+        q = sa.select(sessions).where(sa.or_(sessions.c.patient == sub, sessions.c.provider == sub))
+        if active_only:
+            q = q.where(sessions.c.state.not_in(sorted(FINAL)))
+        q = q.order_by(sessions.c.updated.desc(), sessions.c.id).limit(limit)
+        with reading(self._engine) as conn:
+            rows = conn.execute(q).all()
+        return [_session(r) for r in rows]
 
     def move(self, sid: str, to: State, now: int) -> CallSession:
-        """Apply one transition atomically; raises BadTransition if it is not allowed from
-        the session's current state."""
-        with self._lock:
-            row = self._db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+        """Apply one transition atomically (the row is locked from read to write, so two
+        replicas cannot both move it from the same state); raises BadTransition if it is not
+        allowed from the session's current state."""
+        with writing(self._engine) as conn:
+            row = conn.execute(for_update(sa.select(sessions).where(sessions.c.id == sid))).first()
             if row is None:
                 raise BadTransition("no such session")
-            cur = State(row[0])
+            cur = State(row.state)
             if to not in ALLOWED.get(cur, frozenset()):
                 raise BadTransition(f"a session that is {cur} cannot become {to}")
-            self._db.execute(
-                "UPDATE sessions SET state = ?, updated = ? WHERE id = ? AND state = ?",
-                (str(to), now, sid, str(cur)),
+            conn.execute(
+                sessions.update().where(sessions.c.id == sid).values(state=str(to), updated=now)
             )
-        moved = self.get(sid)
-        assert moved is not None
-        return moved
+        return CallSession(row.id, row.patient, row.provider, to, int(row.created), now)
+
+
+def _session(row: sa.Row[Any]) -> CallSession:
+    m = row._mapping
+    return CallSession(
+        m["id"],
+        m["patient"],
+        m["provider"],
+        State(m["state"]),
+        int(m["created"]),
+        int(m["updated"]),
+    )
