@@ -255,11 +255,15 @@ async def _relay(
         if k in ("type", "sdp", "candidate", "sdpMid", "sdpMLineIndex", "restart")
     }
     out["from"] = party
-    if not await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out):
+    other = app[HUB].other(s.id, party)
+    if other is None or other.ws.closed:
         await ws.send_json({"type": "error", "error": "the other party is not connected"})
         return
     if kind == "answer" and current.state == State.ADMITTED:
+        # Stored before it is relayed: whoever has seen the answer reads "connected", from
+        # any replica (reads no longer wait behind an in-process lock for a write).
         await _move(app, current, State.CONNECTED, sub)
+    await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
