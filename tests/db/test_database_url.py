@@ -1,0 +1,43 @@
+"""``database_url``: PostgreSQL only, unset by default, and its password never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import ConfigError
+
+URL = "postgresql://telegate:hunter2@db.internal:5432/telegate"
+
+
+def test_unset_means_the_embedded_sqlite_files() -> None:
+    assert Config().database_url is None
+    assert Config.load({}).database_url is None
+    assert Config.load({"TELEGATE_DATABASE_URL": ""}).database_url is None
+    assert Database.from_config(Config()).embedded
+
+
+def test_env_toml_and_flag_select_postgresql(tmp_path: object) -> None:
+    assert Config.load({"TELEGATE_DATABASE_URL": URL}).database_url == URL
+    assert Config.load({}, database_url=URL).database_url == URL
+    assert not Database.from_config(Config(database_url=URL)).embedded
+
+
+@pytest.mark.parametrize(
+    "bad", ["sqlite:///x.db", "mysql://u@h/db", "not a url", "postgresql+asyncpg://u@h/db"]
+)
+def test_anything_but_postgresql_is_refused_without_echoing_a_password(bad: str) -> None:
+    with pytest.raises(ConfigError, match="database_url") as e:
+        Config(database_url=bad.replace("//", "//u:hunter2@", 1) if "//" in bad else bad)
+    assert "hunter2" not in str(e.value)
+
+
+def test_the_password_is_in_no_digest_repr_or_description() -> None:
+    a = Config(database_url=URL)
+    b = Config(database_url=URL.replace("hunter2", "other-secret"))
+    assert a.digest() == b.digest()  # the digest does not depend on the password
+    assert a.digest() != Config(database_url=URL.replace("db.internal", "db2")).digest()
+    assert a.digest() != Config().digest()
+    for shown in (repr(a), Database.from_config(a).describe()):
+        assert "hunter2" not in shown and "db.internal" in shown
