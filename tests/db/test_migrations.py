@@ -132,9 +132,9 @@ def test_an_unreachable_database_is_one_line_without_the_password(
 
 
 def _serve(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
+    where = ["--data-dir", str(tmp_path / "data"), "--database-url", url]
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "1"]
-        + ["--data-dir", str(tmp_path / "data"), "--database-url", url],
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "1", *where],
         capture_output=True,
         text=True,
         timeout=60,
