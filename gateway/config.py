@@ -15,7 +15,7 @@ from typing import Any
 from ledger.errors import LedgerError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier
 
-from .db.engine import pg_url, redact
+from .db.url import check_url, redact
 from .errors import ConfigError
 
 __all__ = [
@@ -184,7 +184,7 @@ class Config:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
         self._check_witnessing()
         if self.database_url is not None:
-            pg_url(self.database_url)  # raises ConfigError, with the password masked
+            check_url(self.database_url)  # raises ConfigError, with the password masked
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from ..errors import ConfigError
+from .url import check_url, redact
 
 __all__ = ["WRITE", "pg_url", "postgres_engine", "redact", "sqlite_engine"]
 
@@ -33,24 +33,11 @@ PG_POOL_TIMEOUT = 10.0
 PG_CONNECT_TIMEOUT = 5
 
 
-def redact(url: str) -> str:
-    """The URL with its password masked: what logs, errors and metrics may show."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparseable database URL>"
-
-
 def pg_url(url: str) -> URL:
     """``postgresql://...`` as an SQLAlchemy URL with the psycopg 3 driver. Raises
     ConfigError on anything else."""
-    try:
-        u = make_url(url)
-    except sa.exc.ArgumentError as e:
-        raise ConfigError(f"database_url is not a URL: {redact(url)}") from e
-    if u.get_backend_name() != "postgresql" or u.get_driver_name() not in ("psycopg", "psycopg2"):
-        raise ConfigError("database_url must be postgresql://user@host:port/database")
-    return u.set(drivername="postgresql+psycopg")
+    check_url(url)
+    return make_url(url).set(drivername="postgresql+psycopg")
 
 
 def _sqlite_connect(dbapi: Any, _record: Any) -> None:

@@ -25,12 +25,29 @@ def test_env_toml_and_flag_select_postgresql(tmp_path: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["sqlite:///x.db", "mysql://u@h/db", "not a url", "postgresql+asyncpg://u@h/db"]
+    "bad",
+    [
+        "sqlite:///x.db",
+        "mysql://u@h/db",
+        "not a url",
+        "postgresql+asyncpg://u@h/db",
+        "postgresql://u@h:port/db",
+        "postgresql://u@h:5432",
+    ],
 )
 def test_anything_but_postgresql_is_refused_without_echoing_a_password(bad: str) -> None:
     with pytest.raises(ConfigError, match="database_url") as e:
         Config(database_url=bad.replace("//", "//u:hunter2@", 1) if "//" in bad else bad)
     assert "hunter2" not in str(e.value)
+
+
+def test_reading_the_config_does_not_load_the_database_layer() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, gateway.config; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # every CLI command would pay for it otherwise
 
 
 def test_the_password_is_in_no_digest_repr_or_description() -> None:
