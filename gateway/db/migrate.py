@@ -23,6 +23,9 @@ from .dialect import writing
 __all__ = ["SCHEMAS", "Schema", "SchemaMismatch", "check", "current", "head", "upgrade"]
 
 log = logging.getLogger("telegate.db")
+# Alembic says "Context impl SQLiteImpl" and the like at INFO for every store at every start;
+# what changed is logged below, once, as telegate.db "migrated".
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Serializes ``db upgrade`` runs from several replicas on one PostgreSQL database.
 PG_MIGRATION_LOCK = 0x7465_6C65_6761_7465  # "telegate"

@@ -145,10 +145,10 @@ def _serve(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
 def test_serve_refuses_a_postgresql_schema_older_than_the_code(tmp_path: Path, pg_url: str) -> None:
     r = _serve(tmp_path, pg_url)  # never upgraded: no schema at all
     assert r.returncode == 1, r.stderr
-    assert r.stderr.splitlines()[-1] == (
+    assert r.stderr.splitlines() == [
         "error: the consent schema is at no schema yet, this release needs consent_0001: "
         "run `telegate db upgrade`"
-    )
+    ]
     assert not (tmp_path / "data" / "ledger.db").exists()  # refused before anything opened
 
 
@@ -161,7 +161,7 @@ def test_serve_refuses_a_postgresql_schema_newer_than_the_code(tmp_path: Path, p
         )
     r = _serve(tmp_path, pg_url)
     assert r.returncode == 1
-    line = r.stderr.strip().splitlines()[-1]  # after the JSON log lines
+    (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: the database is at revision sessions_0099, newer than")
 
 
