@@ -4,37 +4,19 @@ the data dir (no URL: the embedded default), or one PostgreSQL database for ever
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..errors import Unavailable
 from . import migrate
 from .engine import postgres_engine, redact, sqlite_engine
+from .errors import DatabaseUnavailable, reaching
 
 if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = ["Database", "DatabaseUnavailable"]
-
-
-class DatabaseUnavailable(Unavailable):
-    """The database cannot be reached or refused the connection."""
-
-
-@contextmanager
-def _reaching(where: str) -> Iterator[None]:
-    try:
-        yield
-    except sa.exc.OperationalError as e:
-        # The driver's first line says why (refused, auth failed, no such database); the
-        # URL shown is the redacted one, and the statement is left out.
-        why = str(e.orig).strip().splitlines()[0] if e.orig is not None else type(e).__name__
-        raise DatabaseUnavailable(f"cannot use the database {where}: {why}") from e
 
 
 class Database:
@@ -82,7 +64,7 @@ class Database:
         itself (zero set-up); a shared PostgreSQL database is only checked, since replicas
         of different releases must not race to change it. Raises SchemaMismatch."""
         engine = self.engine(name)
-        with _reaching(self.describe()):
+        with reaching(self.describe()):
             if self.url is None:
                 migrate.upgrade(engine, name)
             else:
@@ -91,12 +73,12 @@ class Database:
 
     def upgrade(self) -> dict[str, str]:
         """Migrate every store to this release's head; returns each one's revision."""
-        with _reaching(self.describe()):
+        with reaching(self.describe()):
             return {name: migrate.upgrade(self.engine(name), name) for name in migrate.SCHEMAS}
 
     def current(self) -> dict[str, str | None]:
         """Every store's revision (None: not created). Creates no file."""
-        with _reaching(self.describe()):
+        with reaching(self.describe()):
             if self.url is not None:
                 return migrate.current(self.engine(""))
             out: dict[str, str | None] = {}
@@ -107,7 +89,7 @@ class Database:
 
     def check(self) -> None:
         """Raise SchemaMismatch unless every store is at this release's head."""
-        with _reaching(self.describe()):
+        with reaching(self.describe()):
             for name in migrate.SCHEMAS:
                 migrate.check(self.engine(name), name)
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from .engine import WRITE
+from .errors import reaching
 
 __all__ = ["JSONColumn", "Seconds", "for_update", "reading", "upsert", "writing"]
 
@@ -44,10 +45,15 @@ class JSONColumn(sa.TypeDecorator[Any]):
         return json.loads(value)
 
 
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
-    """A connection in a read transaction (a consistent snapshot on both engines)."""
-    with engine.connect() as conn, conn.begin():
+    """A connection in a read transaction (a consistent snapshot on both engines). Raises
+    DatabaseUnavailable (503) when the database cannot be used."""
+    with reaching(_where(engine)), engine.connect() as conn, conn.begin():
         yield conn
 
 
@@ -55,8 +61,13 @@ def reading(engine: Engine) -> Iterator[Connection]:
 def writing(engine: Engine) -> Iterator[Connection]:
     """A connection in a write transaction, committed on exit, rolled back on an exception.
     On SQLite it holds the write lock from ``BEGIN``, so a read-then-write inside it is
-    atomic against other processes, as ``FOR UPDATE`` makes it on PostgreSQL."""
-    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+    atomic against other processes, as ``FOR UPDATE`` makes it on PostgreSQL. Raises
+    DatabaseUnavailable (503) when the database cannot be used or the commit fails."""
+    with (
+        reaching(_where(engine)),
+        engine.connect().execution_options(**{WRITE: True}) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 

@@ -10,7 +10,15 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.consent.store import Consent, ConsentStore, Emergency
-from gateway.db import Database, JSONColumn, for_update, reading, upsert, writing
+from gateway.db import (
+    Database,
+    DatabaseUnavailable,
+    JSONColumn,
+    for_update,
+    reading,
+    upsert,
+    writing,
+)
 from gateway.sessions.store import BadTransition, CallSession, SessionStore, State
 from gateway.sessions.tables import sessions
 
@@ -146,3 +154,17 @@ def test_upsert_and_json_columns(db: Database) -> None:
     with reading(engine) as conn:
         rows = {r.k: r.v for r in conn.execute(sa.select(t.c.k, t.c.v))}
     assert rows == {"a": {"n": 2}, "b": ["x"]}
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(tmp_path: Any) -> None:
+    down = Database(tmp_path, "postgresql://postgres:hunter2@127.0.0.1:1/test")
+    try:
+        consents = ConsentStore(down.engine("consent"))
+        with pytest.raises(DatabaseUnavailable) as e:
+            consents.matching("pat:1", ("prov:1",))
+        assert e.value.status == 503 and e.value.headers == {"Retry-After": "1"}
+        assert "hunter2" not in str(e.value) and "127.0.0.1:1" in str(e.value)
+        with pytest.raises(DatabaseUnavailable):
+            SessionStore(down.engine("sessions")).move("s1", State.ENDED, 1)
+    finally:
+        down.close()
