@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from .engine import WRITE
 from .errors import reaching
+from .url import redact
 
 __all__ = ["JSONColumn", "Seconds", "for_update", "reading", "upsert", "writing"]
 
@@ -46,7 +47,7 @@ class JSONColumn(sa.TypeDecorator[Any]):
 
 
 def _where(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return redact(engine.url.render_as_string(hide_password=False))
 
 
 @contextmanager

@@ -16,11 +16,16 @@ def redact(url: str) -> str:
     """The URL with its password masked (``***``): what logs, errors and metrics may show."""
     try:
         parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rsplit("@", 1)[1]
-        user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
+            parts = parts._replace(netloc=f"{user}:***@{host}")
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "password" for k, _ in query):
+            # libpq takes the password as a query parameter too.
+            masked = [(k, "***" if k == "password" else v) for k, v in query]
+            parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
+        return urllib.parse.urlunsplit(parts)
     except ValueError:
         return "<unparseable database URL>"
 

@@ -58,3 +58,6 @@ def test_the_password_is_in_no_digest_repr_or_description() -> None:
     assert a.digest() != Config().digest()
     for shown in (repr(a), Database.from_config(a).describe()):
         assert "hunter2" not in shown and "db.internal" in shown
+    c = Config(database_url="postgresql://u@db.internal/t?sslmode=require&password=hunter2")
+    assert "hunter2" not in repr(c) and "sslmode=require" in repr(c)
+    assert c.digest() == Config(database_url=c.database_url.replace("hunter2", "x")).digest()

@@ -157,7 +157,7 @@ def test_upsert_and_json_columns(db: Database) -> None:
 
 
 def test_an_unreachable_database_is_a_503_to_retry_not_a_500(tmp_path: Any) -> None:
-    down = Database(tmp_path, "postgresql://postgres:hunter2@127.0.0.1:1/test")
+    down = Database(tmp_path, "postgresql://postgres@127.0.0.1:1/test?password=hunter2")
     try:
         consents = ConsentStore(down.engine("consent"))
         with pytest.raises(DatabaseUnavailable) as e:
