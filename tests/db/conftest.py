@@ -5,47 +5,29 @@ dropped afterwards. PostgreSQL that does not answer is a skip locally, a failure
 from __future__ import annotations
 
 import os
-import secrets
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from gateway.db import Database
 from tests.conftest import need
+from tests.pgschema import answers, fresh_schema
 
 PG_URL = os.environ.get("TELEGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _pg_answers() -> bool:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=2).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def pg_base() -> str:
-    need(_pg_answers(), f"PostgreSQL at {PG_URL} (TELEGATE_TEST_DATABASE_URL)")
+    need(answers(PG_URL), f"PostgreSQL at {PG_URL} (TELEGATE_TEST_DATABASE_URL)")
     return PG_URL
 
 
 @pytest.fixture
 def pg_url(pg_base: str) -> Iterator[str]:
     """A URL whose connections see only a new, empty schema."""
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_base, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in pg_base else "?"
-    options = urllib.parse.quote(f"-csearch_path={schema}")
-    try:
-        yield f"{pg_base}{sep}options={options}"
-    finally:
-        with psycopg.connect(pg_base, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema(pg_base) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
