@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from .engine import WRITE
 from .errors import reaching
-from .url import redact
 
 __all__ = ["JSONColumn", "Seconds", "for_update", "reading", "upsert", "writing"]
 
@@ -46,15 +45,11 @@ class JSONColumn(sa.TypeDecorator[Any]):
         return json.loads(value)
 
 
-def _where(engine: Engine) -> str:
-    return redact(engine.url.render_as_string(hide_password=False))
-
-
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A connection in a read transaction (a consistent snapshot on both engines). Raises
     DatabaseUnavailable (503) when the database cannot be used."""
-    with reaching(_where(engine)), engine.connect() as conn, conn.begin():
+    with reaching(engine.url), engine.connect() as conn, conn.begin():
         yield conn
 
 
@@ -65,7 +60,7 @@ def writing(engine: Engine) -> Iterator[Connection]:
     atomic against other processes, as ``FOR UPDATE`` makes it on PostgreSQL. Raises
     DatabaseUnavailable (503) when the database cannot be used or the commit fails."""
     with (
-        reaching(_where(engine)),
+        reaching(engine.url),
         engine.connect().execution_options(**{WRITE: True}) as conn,
         conn.begin(),
     ):
