@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from gateway.app import create_app
 from gateway.config import Config
 from gateway.db import Database
 from gateway.errors import ConfigError
@@ -61,3 +66,24 @@ def test_the_password_is_in_no_digest_repr_or_description() -> None:
     c = Config(database_url="postgresql://u@db.internal/t?sslmode=require&password=hunter2")
     assert "hunter2" not in repr(c) and "sslmode=require" in repr(c)
     assert c.digest() == Config(database_url=c.database_url.replace("hunter2", "x")).digest()
+
+
+async def test_the_password_reaches_no_log_metric_event_or_file(
+    tmp_path: Path, pg_url: str, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test server trusts loopback, so any password connects: a marker to look for.
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@", 1)
+    assert "hunter2" in url
+    db = Database(tmp_path / "data", url)
+    db.upgrade()
+    db.close()
+    caplog.set_level(logging.DEBUG)
+    client = await aiohttp_client(create_app(Config(data_dir=tmp_path / "data", database_url=url)))
+    metrics = await (await client.get("/metrics")).text()
+    await client.close()  # records gateway.stopped and closes the ledger
+    assert "hunter2" not in metrics
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "hunter2" not in logged and "postgres:***@" in logged  # the structured fields too
+    for f in (tmp_path / "data").rglob("*"):
+        if f.is_file():
+            assert b"hunter2" not in f.read_bytes(), f  # the ledger's gateway.started too
