@@ -28,6 +28,7 @@ from .appkeys import (
     CONFIG,
     CONSENT_GUARD,
     CONSENTS,
+    DATABASE,
     HUB,
     INVALIDATIONS,
     LIVE,
@@ -51,6 +52,7 @@ from .config import Config
 from .consent import http as consent_http
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .db import Database
 from .deadlines import Deadlines
 from .errors import Unavailable, problem_middleware
 from .federation.http import setup as federation_setup
@@ -229,8 +231,23 @@ async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(index.close)
 
 
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The stores' database (gateway.db). A shared PostgreSQL schema is checked before
+    anything else opens: a replica of another release refuses to start (SchemaMismatch)."""
+    db = Database.from_config(app[CONFIG])
+    try:
+        if not db.embedded:
+            await asyncio.to_thread(db.check)
+        log.info("database", extra={"fields": {"where": db.describe()}})
+        app[DATABASE] = db
+        yield
+    finally:
+        await asyncio.to_thread(db.close)
+
+
 async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await asyncio.to_thread(ConsentStore, app[CONFIG].data_dir / "consent.db")
+    engine = await asyncio.to_thread(app[DATABASE].open, "consent")
+    store = ConsentStore(engine)
     app[CONSENTS] = store
     app[TURN_SECRET] = await asyncio.to_thread(_turn_secret, app[CONFIG].key_dir / "turn.secret")
     app[CONSENT_GUARD] = ConsentGuard(store, app[CLOCK], lambda ev: record(app, ev))
@@ -241,7 +258,7 @@ async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await asyncio.to_thread(SessionStore, app[CONFIG].data_dir / "sessions.db")
+    store = SessionStore(await asyncio.to_thread(app[DATABASE].open, "sessions"))
     app[SESSIONS] = store
     app[TICKETS] = Tickets(app[CLOCK])
     app[HUB] = Hub()
@@ -333,6 +350,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     # In-process: one gateway process. Several replicas need a Redis implementation of
     # the same protocol (gateway/invalidation.py).
     app[INVALIDATIONS] = LocalInvalidations()
+    app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_ledger_ctx)
     # Right after the ledger: anonymous refusals are flushed to it before it closes.
     app.cleanup_ctx.append(refusals_ctx)

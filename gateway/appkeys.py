@@ -13,6 +13,7 @@ from .auth.tokens import Authority, Principal
 from .config import Config
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .db import Database
 from .invalidation import Invalidations
 from .observability import Metrics
 from .sessions.live import LiveAccess
@@ -27,6 +28,7 @@ __all__ = [
     "CONFIG",
     "CONSENTS",
     "CONSENT_GUARD",
+    "DATABASE",
     "HUB",
     "INVALIDATIONS",
     "LIVE",
@@ -46,6 +48,8 @@ LOG = web.AppKey("log", Log)
 METRICS = web.AppKey("metrics", Metrics)
 AUTHORITY = web.AppKey("authority", Authority)
 AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
+#: The stores' database layer (gateway.db): engines by store, SQLite files or PostgreSQL.
+DATABASE = web.AppKey("database", Database)
 CONSENTS = web.AppKey("consents", ConsentStore)
 SESSIONS = web.AppKey("sessions", SessionStore)
 TICKETS = web.AppKey("tickets", Tickets)

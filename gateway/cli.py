@@ -48,10 +48,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     config.check_serving()
     configure_logging(config.log_level)
+    if config.database_url is not None:
+        _check_schema(config)  # a one-line refusal here, before anything opens
     init_log_key(config.key_dir, config.log_origin)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
     web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
+    return 0
+
+
+def _check_schema(config: Config) -> None:
+    from .db import Database
+
+    db = Database.from_config(config)
+    try:
+        db.check()
+    finally:
+        db.close()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .db import Database
+
+    config = _config(args)
+    db = Database.from_config(config)
+    try:
+        if args.db_command == "upgrade":
+            done = db.upgrade()
+            for name, done_rev in done.items():
+                print(f"{name}: {done_rev}")
+            print(f"upgraded {db.describe()}", file=sys.stderr)
+        else:
+            from .db.migrate import head
+
+            for name, rev in db.current().items():
+                want = head(name)
+                if rev == want:
+                    print(f"{name}: {rev} (head)")
+                else:
+                    at = "none" if rev is None else rev
+                    print(f"{name}: {at} (behind: run `telegate db upgrade` for {want})")
+    finally:
+        db.close()
     return 0
 
 
@@ -337,15 +375,28 @@ def _parser() -> argparse.ArgumentParser:
     def database_url(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--database-url",
-            help="PostgreSQL URL of the ledger shared by replicas (TELEGATE_DATABASE_URL)",
+            metavar="URL",
+            help="postgresql://user@host:port/db for the stores (TELEGATE_DATABASE_URL); "
+            "default: SQLite files in the data directory",
         )
 
     s = sub.add_parser("serve", help="run the gateway")
     s.add_argument("--host", help="listen address (TELEGATE_HOST)")
     s.add_argument("--port", type=int, help="listen port (TELEGATE_PORT)")
-    database_url(s)
     data_dir(s)
+    database_url(s)
     s.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="the stores' schema (Alembic migrations)")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("upgrade", "migrate every store to this release's schema"),
+        ("current", "print each store's schema revision"),
+    ):
+        dp = dsub.add_parser(name, help=text)
+        data_dir(dp)
+        database_url(dp)
+        dp.set_defaults(func=cmd_db)
 
     k = sub.add_parser(
         "keys",

@@ -9,15 +9,16 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ledger.errors import LedgerError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier
 
 from .auth.sources import parse_networks
+from .db.url import check_url, redact
+from .db.url import redact as redact_url
 from .errors import ConfigError
 
 __all__ = [
@@ -62,22 +63,6 @@ class WitnessPeer:
     def name(self) -> str:
         """The witness's key name: how logs, metrics and alarms refer to it."""
         return self.vkey.split("+", 1)[0]
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or ``password=`` parameter) replaced by ``***``:
-    what logs, events and digests may carry of a database URL."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = "&".join(
-        "password=***" if q.lower().startswith("password=") else q
-        for q in parts.query.split("&")
-        if q
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_witnesses(raw: Any) -> tuple[WitnessPeer, ...]:
@@ -176,10 +161,10 @@ class Config:
     #: Reverse proxies (addresses or CIDR networks, comma-separated) whose
     #: X-Forwarded-For names the source; empty: the TCP peer is the source.
     trusted_proxies: str = ""
-    #: PostgreSQL URL (``postgresql://user:password@host:5432/db``) of the ledger that
-    #: several replicas share; empty: the embedded SQLite file. Only the ledger uses it
-    #: for now (docs/postgresql.md). Kept out of repr; digest() hashes it without password.
-    database_url: str = field(default="", repr=False)
+    #: ``postgresql://user[:password]@host:port/database``: every converted store in that
+    #: one database (docs/database.md). Unset: SQLite files under ``data_dir``. Its password
+    #: never reaches a log, ``/metrics`` or the config digest.
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -224,8 +209,8 @@ class Config:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
         self._check_witnessing()
         self._check_refusals()
-        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("database_url must be a postgresql:// URL (or empty for SQLite)")
+        if self.database_url is not None:
+            check_url(self.database_url)  # raises ConfigError, with the password masked
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -263,6 +248,13 @@ class Config:
             raise ConfigError("refusal_burst must be 1..1000000")
         parse_networks(self.trusted_proxies)
 
+    def __repr__(self) -> str:
+        # The generated repr would print the database password into any log or traceback.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.database_url is not None:
+            shown["database_url"] = redact(self.database_url)
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     @property
     def quorum(self) -> int:
         """Cosignatures a checkpoint needs to count as witnessed (k of n)."""
@@ -279,7 +271,10 @@ class Config:
     def digest(self) -> str:
         """SHA-256 of the canonical settings: recorded in ``gateway.started`` events."""
         d = {f.name: str(getattr(self, f.name)) for f in fields(self)}
-        d["database_url"] = redact_url(self.database_url)
+        if self.database_url is not None:
+            # The same settings with another password are the same settings; and a digest
+            # of a secret this short would let anyone with the event guess it offline.
+            d["database_url"] = redact(self.database_url)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -305,6 +300,9 @@ class Config:
         for name, raw in values.items():
             if name == "witnesses":
                 kwargs[name] = parse_witnesses(raw)
+                continue
+            if name == "database_url":
+                kwargs[name] = str(raw) or None  # an empty variable means unset
                 continue
             kind = type(getattr(defaults, name))
             try:

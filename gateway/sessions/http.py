@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 
 from ledger.events import Event, EventType
 
-from ..appkeys import AUTHORITY, CONSENT_GUARD, HUB, LIVE, PRINCIPAL, SESSIONS, TICKETS
+from ..appkeys import AUTHORITY, CLOCK, CONSENT_GUARD, HUB, LIVE, PRINCIPAL, SESSIONS, TICKETS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, read_json
 from ..auth.names import names_of
@@ -77,7 +77,7 @@ async def _move(
     if moved.state in FINAL:
         app[HUB].current.pop(moved.id, None)  # reloaded from the store if ever asked again
     else:
-        app[HUB].current[moved.id] = moved
+        app[HUB].current[moved.id] = (moved, app[CLOCK]())
     data = {"from": str(s.state)} | ({"closed": why} if why else {})
     await _event(app, _EVENT[to], actor, moved, data)
     return moved
@@ -108,16 +108,26 @@ async def end_call(app: web.Application, sid: str, why: str) -> None:
     await _close_room(app, sid)
 
 
+#: How long this replica acts on its hub's copy of a session before reading it again:
+#: another replica may have ended or cancelled the call (docs/database.md).
+CURRENT_FOR = 1.0
+
+
 async def current_session(app: web.Application, sid: str) -> CallSession | None:
-    """The session as it is now. One gateway process owns the data directory (the ledger's
-    writer lock), and every move goes through ``_move``, so the hub's copy is the truth and
-    the relay path needs no database round trip per message."""
-    hit = app[HUB].current.get(sid)
-    if hit is None:
-        hit = await asyncio.to_thread(app[SESSIONS].get, sid)
-        if hit is not None:
-            app[HUB].current[sid] = hit
-    return hit
+    """The session as it is now, or as this replica saw it less than ``CURRENT_FOR`` seconds
+    ago: the relay path reads the store at most once a second per session, not per message,
+    and a move made through another replica takes effect here within that second."""
+    now = app[CLOCK]()
+    cached = app[HUB].current.get(sid)
+    if cached is not None and 0 <= now - cached[1] < CURRENT_FOR:
+        hit: CallSession = cached[0]
+        return hit
+    found = await asyncio.to_thread(app[SESSIONS].get, sid)
+    if found is None:
+        app[HUB].current.pop(sid, None)
+    else:
+        app[HUB].current[sid] = (found, now)
+    return found
 
 
 async def _participant(request: web.Request, p: Principal) -> tuple[CallSession, str]:
@@ -318,11 +328,15 @@ async def _relay(
         if k in ("type", "sdp", "candidate", "sdpMid", "sdpMLineIndex", "restart")
     }
     out["from"] = party
-    if not await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out):
+    other = app[HUB].other(s.id, party)
+    if other is None or other.ws.closed:
         await ws.send_json({"type": "error", "error": "the other party is not connected"})
         return
     if kind == "answer" and current.state == State.ADMITTED:
+        # Stored before it is relayed: whoever has seen the answer reads "connected", from
+        # any replica (reads no longer wait behind an in-process lock for a write).
         await _move(app, current, State.CONNECTED, sub)
+    await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out)
 
 
 def _stands(auth: Authority, t: Ticket, rec: TokenRecord | None) -> bool:

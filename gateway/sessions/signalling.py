@@ -90,7 +90,7 @@ class Hub:
 
     rate: int = 50  # messages per second per socket
     sessions: dict[str, dict[str, Peer]] = field(default_factory=dict)
-    #: Sessions with a live room, as last moved (see sessions.http.current_session).
+    #: Sessions with a live room, (session, when read), see sessions.http.current_session.
     current: dict[str, Any] = field(default_factory=dict)
 
     def join(

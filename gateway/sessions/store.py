@@ -1,4 +1,5 @@
-"""Call sessions and their state machine, in SQLite (``<data_dir>/sessions.db``).
+"""Call sessions and their state machine, in the ``sessions`` store (``gateway.db``:
+sessions.db by default, the shared PostgreSQL database at scale).
 
 ``scheduled -> waiting -> admitted -> connected -> ended``, plus ``cancelled`` and
 ``no_show``; any other move is refused here, whatever the caller asked for.
@@ -6,11 +7,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..db.dialect import for_update, reading, writing
+from .tables import sessions
 
 __all__ = ["BadTransition", "CallSession", "SessionStore", "State"]
 
@@ -52,78 +57,95 @@ class CallSession:
         return "patient" if sub == self.patient else "provider" if sub == self.provider else None
 
 
-class SessionStore:
-    """Blocking: call from a thread."""
+# Built once: SQLAlchemy caches each statement's compiled form, so a store call costs one
+# parameter binding, not a query construction (about 2.5x less CPU a call, measured).
+_s = sessions.c
+_GET = sa.select(sessions).where(_s.id == sa.bindparam("id"))
+_LOCK = for_update(_GET)
+_MOVE = (  # an UPDATE's parameters may not be named after its columns
+    sessions.update()
+    .where(_s.id == sa.bindparam("sid"))
+    .values(state=sa.bindparam("to"), updated=sa.bindparam("now"))
+)
+_OF_PROVIDER = (
+    sa.select(sessions)
+    .where(_s.provider == sa.bindparam("provider"), _s.state == sa.bindparam("state"))
+    .order_by(_s.updated, _s.id)
+)
+_OF_PARTY = sa.select(sessions).where(
+    sa.or_(_s.patient == sa.bindparam("sub"), _s.provider == sa.bindparam("sub"))
+)
+_OF_PARTY_ALL = _OF_PARTY.order_by(_s.updated.desc(), _s.id).limit(sa.bindparam("limit"))
+_OF_PARTY_ACTIVE = (
+    _OF_PARTY.where(_s.state.not_in(sorted(FINAL)))
+    .order_by(_s.updated.desc(), _s.id)
+    .limit(sa.bindparam("limit"))
+)
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, patient TEXT NOT NULL, "
-            "provider TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL, "
-            "updated INTEGER NOT NULL)"
-        )
-        db.execute("CREATE INDEX IF NOT EXISTS sessions_provider ON sessions (provider, state)")
-        db.execute("CREATE INDEX IF NOT EXISTS sessions_patient ON sessions (patient, state)")
-        self._db = db
-        self._lock = threading.Lock()
+
+class SessionStore:
+    """Blocking: call from a thread. ``engine`` comes from ``Database.open("sessions")``;
+    ``close`` leaves it open (the database layer disposes of it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to release: kept so callers' lifecycles need not change."""
 
     def add(self, s: CallSession) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
-                (s.id, s.patient, s.provider, str(s.state), s.created, s.updated),
+        with writing(self._engine) as conn:
+            conn.execute(
+                sessions.insert().values(
+                    id=s.id,
+                    patient=s.patient,
+                    provider=s.provider,
+                    state=str(s.state),
+                    created=s.created,
+                    updated=s.updated,
+                )
             )
 
     def get(self, sid: str) -> CallSession | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
-        return (
-            None
-            if row is None
-            else CallSession(row[0], row[1], row[2], State(row[3]), row[4], row[5])
-        )
+        with reading(self._engine) as conn:
+            row = conn.execute(_GET, {"id": sid}).first()
+        return None if row is None else _session(row)
 
     def of_provider(self, provider: str, state: State) -> list[CallSession]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sessions WHERE provider = ? AND state = ? ORDER BY updated",
-                (provider, str(state)),
-            ).fetchall()
-        return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
+        with reading(self._engine) as conn:
+            rows = conn.execute(_OF_PROVIDER, {"provider": provider, "state": str(state)}).all()
+        return [_session(r) for r in rows]
 
     def of_party(self, sub: str, limit: int, active_only: bool) -> list[CallSession]:
         """The sessions ``sub`` takes part in, most recently changed first; with
         ``active_only``, those not over yet (not ended, cancelled or no-show)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sessions WHERE (patient = ? OR provider = ?) "
-                "AND (? = 0 OR state NOT IN ('ended', 'cancelled', 'no_show')) "
-                "ORDER BY updated DESC, id LIMIT ?",
-                (sub, sub, int(active_only), limit),
-            ).fetchall()
-        return [CallSession(r[0], r[1], r[2], State(r[3]), r[4], r[5]) for r in rows]
+        q = _OF_PARTY_ACTIVE if active_only else _OF_PARTY_ALL
+        with reading(self._engine) as conn:
+            rows = conn.execute(q, {"sub": sub, "limit": limit}).all()
+        return [_session(r) for r in rows]
 
     def move(self, sid: str, to: State, now: int) -> CallSession:
-        """Apply one transition atomically; raises BadTransition if it is not allowed from
-        the session's current state."""
-        with self._lock:
-            row = self._db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+        """Apply one transition atomically (the row is locked from read to write, so two
+        replicas cannot both move it from the same state); raises BadTransition if it is not
+        allowed from the session's current state."""
+        with writing(self._engine) as conn:
+            row = conn.execute(_LOCK, {"id": sid}).first()
             if row is None:
                 raise BadTransition("no such session")
-            cur = State(row[0])
+            cur = State(row.state)
             if to not in ALLOWED.get(cur, frozenset()):
                 raise BadTransition(f"a session that is {cur} cannot become {to}")
-            self._db.execute(
-                "UPDATE sessions SET state = ?, updated = ? WHERE id = ? AND state = ?",
-                (str(to), now, sid, str(cur)),
-            )
-        moved = self.get(sid)
-        assert moved is not None
-        return moved
+            conn.execute(_MOVE, {"sid": sid, "to": str(to), "now": now})
+        return CallSession(row.id, row.patient, row.provider, to, int(row.created), now)
+
+
+def _session(row: sa.Row[Any]) -> CallSession:
+    m = row._mapping
+    return CallSession(
+        m["id"],
+        m["patient"],
+        m["provider"],
+        State(m["state"]),
+        int(m["created"]),
+        int(m["updated"]),
+    )

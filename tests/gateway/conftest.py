@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,30 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.db import Database
+from tests.conftest import need
+from tests.pgschema import answers, fresh_schema
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return Config(data_dir=tmp_path / "data", log_origin="test.example/telegate/log")
+def config(tmp_path: Path) -> Iterator[Config]:
+    """With ``TELEGATE_TEST_DATABASE_URL`` set, the stores on the database layer live in a
+    fresh PostgreSQL schema of it (docs/database.md); unset, SQLite files as always."""
+    base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
+    data = tmp_path / "data"
+    if not base:
+        yield Config(data_dir=data, log_origin="test.example/telegate/log")
+        return
+    need(answers(base), f"PostgreSQL at TELEGATE_TEST_DATABASE_URL={base}")
+    with fresh_schema(base) as url:
+        db = Database(data, url)
+        try:
+            db.upgrade()  # what `telegate db upgrade` does before replicas start
+        finally:
+            db.close()
+        yield Config(data_dir=data, log_origin="test.example/telegate/log", database_url=url)
 
 
 @pytest.fixture

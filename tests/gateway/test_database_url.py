@@ -14,6 +14,7 @@ import pytest
 from gateway.app import LOG, create_app
 from gateway.cli import _config, _parser
 from gateway.config import Config, redact_url
+from gateway.db import Database
 from gateway.errors import ConfigError
 from gateway.ledger_keys import init_log_key
 from ledger.checkpoint import open_checkpoint
@@ -34,7 +35,7 @@ def test_database_url_from_env_toml_and_flag(tmp_path: Path) -> None:
     assert Config.load({"TELEGATE_CONFIG": str(toml)}).database_url == url
     args = _parser().parse_args(["serve", "--database-url", url])
     assert _config(args).database_url == url
-    assert Config.load({}).database_url == ""  # the embedded SQLite default
+    assert Config.load({}).database_url is None  # the embedded SQLite default
     with pytest.raises(ConfigError, match="postgresql://"):
         Config(database_url="mysql://x@db/y")
 
@@ -84,6 +85,12 @@ async def test_two_replicas_serve_one_log(
     url, password = _with_password(pg_url)
     signer, _ = init_log_key(tmp_path / "a" / "keys", ORIGIN)
     shutil.copytree(tmp_path / "a" / "keys", tmp_path / "b" / "keys")  # one log key for all
+    # On PostgreSQL the operator migrates once (`telegate db upgrade`); replicas only check.
+    db = Database(tmp_path / "a", url)
+    try:
+        db.upgrade()
+    finally:
+        db.close()
     clients = [
         await aiohttp_client(
             create_app(Config(data_dir=tmp_path / n, log_origin=ORIGIN, database_url=url))
