@@ -11,9 +11,11 @@ __all__ = [
     "AUTH_ERRORS",
     "BODY_ERRORS",
     "COMPONENTS",
+    "DATABASE_DOWN",
     "DB_UNAVAILABLE",
     "DPOP",
     "DPOP_HEADER",
+    "LEDGER_DOWN",
     "MALFORMED",
     "NAMES",
     "PROBLEM",
@@ -116,25 +118,29 @@ DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": STRIN
 MALFORMED = {"400": {"$ref": "#/components/responses/Malformed"}}
 # Per-source limit on anonymous refusals: any request that would end in one can get this.
 RATE_LIMITED = {"429": {"$ref": "#/components/responses/RateLimited"}}
+# An operation that records an event waits for the ledger to take it (errors.py: 503 with
+# Retry-After when it cannot).
+LEDGER_DOWN = (
+    "the ledger cannot take the operation's event now (its writer has stopped, or its "
+    "database cannot be reached)"
+)
+_AUTH_DOWN = (
+    "DPoP replay cache full, (a peer organization's provider) the peer's token status list "
+    f"is due and unreachable, or {LEDGER_DOWN}; see Retry-After"
+)
 AUTH_ERRORS = {
     "401": problem("missing, invalid, expired or revoked credentials"),
     "403": problem("the caller's role or scope does not allow this"),
     **RATE_LIMITED,
-    "503": problem(
-        "DPoP replay cache full, or (a peer organization's provider) the peer's token status "
-        "list is due and unreachable; see Retry-After"
-    ),
+    "503": problem(_AUTH_DOWN),
 }
 # The stores on the shared database (consents, emergencies, call sessions: ``database_url``)
 # answer 503 with Retry-After when it cannot be used; AUTH_ERRORS's own 503 causes stand too.
-DB_UNAVAILABLE = {
-    "503": problem(
-        "Service unavailable: the database cannot be reached or is locked (for example while "
-        "PostgreSQL restarts); retry after the `Retry-After` header. Also: DPoP replay cache "
-        "full, or (a peer organization's provider) the peer's token status list is due and "
-        "unreachable"
-    )
-}
+DATABASE_DOWN = (
+    "Service unavailable: the database cannot be reached or is locked (for example while "
+    "PostgreSQL restarts); retry after the `Retry-After` header"
+)
+DB_UNAVAILABLE = {"503": problem(f"{DATABASE_DOWN}. Also: {_AUTH_DOWN}")}
 BODY_ERRORS = {
     **MALFORMED,
     "413": problem("body too large"),

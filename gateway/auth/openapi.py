@@ -9,9 +9,11 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DATABASE_DOWN,
     DB_UNAVAILABLE,
     DPOP,
     DPOP_HEADER,
+    LEDGER_DOWN,
     MALFORMED,
     RATE_LIMITED,
     STRING,
@@ -74,7 +76,7 @@ _TOKEN = {
         ),
         "413": problem("body too large"),
         **RATE_LIMITED,
-        "503": problem("replay cache full, or a peer organization unreachable"),
+        "503": problem(f"replay cache full, a peer organization unreachable, or {LEDGER_DOWN}"),
     },
 }
 
@@ -134,7 +136,7 @@ _ENROLL = {
         # An unknown, used or expired invite is an anonymous refusal.
         **RATE_LIMITED,
         # A device invite's consent is read from the shared database.
-        **DB_UNAVAILABLE,
+        "503": problem(f"{DATABASE_DOWN}; or {LEDGER_DOWN}"),
     },
 }
 

@@ -8,8 +8,10 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DATABASE_DOWN,
     DB_UNAVAILABLE,
     DPOP,
+    LEDGER_DOWN,
     MALFORMED,
     NAMES,
     RATE_LIMITED,
@@ -186,10 +188,7 @@ PATHS: dict[str, Any] = {
                 "400": problem("not a WebSocket request"),
                 # A refused ticket is an anonymous refusal.
                 **RATE_LIMITED,
-                "503": problem(
-                    "the database cannot be reached or is locked (for example while "
-                    "PostgreSQL restarts); retry after the `Retry-After` header"
-                ),
+                "503": problem(f"{DATABASE_DOWN}; or {LEDGER_DOWN}"),
             },
         }
     },

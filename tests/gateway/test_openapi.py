@@ -281,6 +281,18 @@ def test_every_operation_on_the_database_can_be_unavailable() -> None:
             assert "database cannot be reached" in op["responses"]["503"]["description"], name
 
 
+# Operations without DPoP that record an event (enrollment, issuance, a call's state).
+ANONYMOUS_RECORDING = ("POST /v1/enroll", "POST /oauth/token", "GET /v1/sessions/{id}/ws")
+
+
+def test_every_operation_that_records_can_say_the_ledger_is_down() -> None:
+    """An authenticated operation may record an event (a refusal at least); the ledger
+    answers 503 with Retry-After when it cannot take it (gateway.errors)."""
+    for name, op in _operations():
+        if "security" in op or name in ANONYMOUS_RECORDING:
+            assert "ledger cannot take" in op["responses"]["503"]["description"], name
+
+
 LEDGER_READS = [
     "/ledger/tile/{path}",
     "/ledger/proof/inclusion",
