@@ -13,6 +13,24 @@ B64 = {"type": "string", "contentEncoding": "base64"}
 TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
 
 
+# The ledger's reads go to its store; on the shared database (PostgreSQL) a replica also
+# asks it when a size is beyond its own view. /ledger/checkpoint and /ledger/vkey answer
+# from memory.
+UNREACHABLE = {
+    "503": {
+        **problem(
+            "The ledger's database (PostgreSQL, `database_url`) cannot be reached; retry after "
+            "`Retry-After` seconds."
+        ),
+        "headers": {"Retry-After": {"required": True, "schema": {"type": "integer"}}},
+    }
+}
+BEYOND = (
+    "; a replica asks the shared database before answering, so a receipt issued by another "
+    "replica is provable at once."
+)
+
+
 def _proof(required: list[str], fields: dict[str, Any]) -> dict[str, Any]:
     schema = {"type": "object", "required": required, "properties": fields}
     return json_reply("proof", schema)
@@ -54,7 +72,8 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "400": problem("malformed tile path"),
-                "404": problem("beyond the tree"),
+                "404": problem("beyond the tree" + BEYOND),
+                **UNREACHABLE,
             },
         }
     },
@@ -76,7 +95,8 @@ PATHS: dict[str, Any] = {
                     },
                 ),
                 "400": problem("malformed parameters"),
-                "404": problem("size beyond the tree"),
+                "404": problem("A size or index beyond the tree as stored" + BEYOND),
+                **UNREACHABLE,
             },
         }
     },
@@ -97,7 +117,8 @@ PATHS: dict[str, Any] = {
                     },
                 ),
                 "400": problem("malformed parameters"),
-                "404": problem("size beyond the tree"),
+                "404": problem("A size or index beyond the tree as stored" + BEYOND),
+                **UNREACHABLE,
             },
         }
     },
@@ -120,7 +141,8 @@ PATHS: dict[str, Any] = {
                     },
                 ),
                 "400": problem("malformed index"),
-                "404": problem("beyond the tree"),
+                "404": problem("A size or index beyond the tree as stored" + BEYOND),
+                **UNREACHABLE,
             },
         }
     },

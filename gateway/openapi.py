@@ -19,7 +19,7 @@ from .audit.openapi import PATHS as AUDIT_PATHS
 from .auth.openapi import PATHS as AUTH_PATHS
 from .consent.openapi import PATHS as CONSENT_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
-from .openapi_parts import COMPONENTS, json_reply, problem
+from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
 from .sessions.openapi import PATHS as SESSIONS_PATHS
 from .vitals.openapi import PATHS as VITALS_PATHS
 
@@ -27,7 +27,10 @@ __all__ = ["SPEC", "assemble", "setup"]
 
 DESCRIPTION = (
     "Telemedicine session authentication and audit gateway. Every error is RFC 9457 "
-    "problem+json. FHIR outputs are FHIR R4 (4.0.1) resources (application/fhir+json)."
+    "problem+json. FHIR outputs follow FHIR R4 (4.0.1): the profile URLs are R4's and FHIR "
+    "responses are served as `application/fhir+json; fhirVersion=4.0`. Any operation may "
+    "answer 429 (problem type too-many-requests, with Retry-After) to a source whose requests "
+    "are refused too often without valid credentials."
 )
 
 SERVICE_PATHS: dict[str, Any] = {
@@ -95,7 +98,12 @@ def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
         for path, ops in area.items():
             if path in paths:
                 raise ValueError(f"{path} is described by two areas")
-            paths[path] = ops
+            # The refusal limiter (gateway.auth.refusals) answers a limited source before
+            # any handler runs, whatever the route: every operation can get 429.
+            paths[path] = {
+                method: {**op, "responses": {**op["responses"], **RATE_LIMITED}}
+                for method, op in ops.items()
+            }
     return {
         "openapi": "3.1.0",
         "info": {"title": "telegate", "version": __version__, "description": DESCRIPTION},

@@ -11,18 +11,25 @@ __all__ = [
     "AUTH_ERRORS",
     "BODY_ERRORS",
     "COMPONENTS",
+    "DATABASE_DOWN",
+    "DB_UNAVAILABLE",
     "DPOP",
     "DPOP_HEADER",
+    "LEDGER_DOWN",
     "MALFORMED",
+    "NAMES",
     "PROBLEM",
     "RATE_LIMITED",
     "STRING",
+    "TIME",
     "UINT",
     "json_body",
+    "json_limits",
     "json_reply",
     "path_param",
     "problem",
     "text_reply",
+    "time_query",
     "uint_query",
 ]
 
@@ -61,6 +68,47 @@ def uint_query(name: str, required: bool, desc: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": UINT, "description": desc}
 
 
+#: What every date-time a client sends must be (gateway.rfc3339): the grammar, and an instant
+#: that can be converted to UTC.
+TIME = (
+    "an RFC 3339 date-time with an offset, such as 2026-12-01T09:30:00Z, whose instant lies "
+    "between years 0001 and 9999 in UTC"
+)
+
+
+def time_query(name: str, desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An optional date-time query parameter (``desc``, then what the value must be)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or {"type": "string", "format": "date-time"},
+        "description": f"{desc}: {TIME}",
+    }
+
+
+#: The bounded JSON decoder (gateway.jsonio) refuses these before any field is looked at.
+JSON_LIMITS = (
+    "malformed JSON, or JSON beyond the gateway's limits: nesting deeper than 32, an integer "
+    "beyond 2^63\u22121, a non-finite number, NaN/Infinity, or an unpaired UTF-16 surrogate "
+    "(problem type `https://telegate.dev/problems/invalid-json`)"
+)
+
+
+def json_limits(desc: str) -> dict[str, Any]:
+    """A 400 of an operation with a JSON body that has refusals of its own (``desc``)."""
+    return problem(f"{desc}; or {JSON_LIMITS}")
+
+
+#: Display names beside the rows of an answer that lists people (gateway.auth.names).
+NAMES = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "Display names of the people in this answer whom the caller may see named "
+    "(a device: its model), by subject id; an id missing here has no name for this caller. "
+    "Names are not on the ledger.",
+}
+
 DPOP: list[dict[str, list[str]]] = [{"DPoP": []}]
 DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": STRING}
 
@@ -70,15 +118,29 @@ DPOP_HEADER = {"name": "DPoP", "in": "header", "required": True, "schema": STRIN
 MALFORMED = {"400": {"$ref": "#/components/responses/Malformed"}}
 # Per-source limit on anonymous refusals: any request that would end in one can get this.
 RATE_LIMITED = {"429": {"$ref": "#/components/responses/RateLimited"}}
+# An operation that records an event waits for the ledger to take it (errors.py: 503 with
+# Retry-After when it cannot).
+LEDGER_DOWN = (
+    "the ledger cannot take the operation's event now (its writer has stopped, or its "
+    "database cannot be reached)"
+)
+_AUTH_DOWN = (
+    "DPoP replay cache full, (a peer organization's provider) the peer's token status list "
+    f"is due and unreachable, or {LEDGER_DOWN}; see Retry-After"
+)
 AUTH_ERRORS = {
     "401": problem("missing, invalid, expired or revoked credentials"),
     "403": problem("the caller's role or scope does not allow this"),
     **RATE_LIMITED,
-    "503": problem(
-        "DPoP replay cache full, or (a peer organization's provider) the peer's token status "
-        "list is due and unreachable; see Retry-After"
-    ),
+    "503": problem(_AUTH_DOWN),
 }
+# The stores on the shared database (consents, emergencies, call sessions: ``database_url``)
+# answer 503 with Retry-After when it cannot be used; AUTH_ERRORS's own 503 causes stand too.
+DATABASE_DOWN = (
+    "Service unavailable: the database cannot be reached or is locked (for example while "
+    "PostgreSQL restarts); retry after the `Retry-After` header"
+)
+DB_UNAVAILABLE = {"503": problem(f"{DATABASE_DOWN}. Also: {_AUTH_DOWN}")}
 BODY_ERRORS = {
     **MALFORMED,
     "413": problem("body too large"),
@@ -109,13 +171,16 @@ COMPONENTS: dict[str, Any] = {
     },
     "responses": {
         "Malformed": problem(
-            "malformed request: a malformed Host header, or a body that is not valid (not "
-            "JSON, nested too deep, a number too large, a field missing or of the wrong type)"
+            "malformed request: a malformed Host header; or, with a JSON body, "
+            + JSON_LIMITS
+            + "; or a field missing or of the wrong type"
         ),
         "RateLimited": {
             **problem(
-                "too many refused requests from this source (per-source rate limit on "
-                "anonymous refusals); retry after Retry-After seconds"
+                "this source (its address, or the X-Forwarded-For hop a trusted proxy names) "
+                "was refused too often without valid credentials (TELEGATE_REFUSAL_RATE / "
+                "TELEGATE_REFUSAL_BURST); every request from it gets this until Retry-After "
+                "seconds have passed. Counted in the source's auth.refused_summary ledger entry."
             ),
             "headers": {
                 "Retry-After": {

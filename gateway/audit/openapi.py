@@ -5,14 +5,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..openapi_parts import AUTH_ERRORS, DPOP, STRING, path_param, problem, uint_query
+from ..openapi_parts import (
+    AUTH_ERRORS,
+    DB_UNAVAILABLE,
+    DPOP,
+    NAMES,
+    STRING,
+    path_param,
+    problem,
+    time_query,
+    uint_query,
+)
 
 __all__ = ["PATHS"]
 
 _FILTERS = [
-    {"name": n, "in": "query", "required": False, "schema": STRING}
-    for n in ("type", "actor", "subject", "session", "since", "until")
+    *(
+        {"name": n, "in": "query", "required": False, "schema": STRING}
+        for n in ("type", "actor", "subject", "session")
+    ),
+    time_query("since", "events at or after this time", STRING),
+    time_query("until", "events before this time", STRING),
 ]
+_FHIR_AUDIT = (
+    "A FHIR R4 collection Bundle. AuditEvents follow IHE BALP: action C/R/U/D/E, and "
+    "`purposeOfEvent` is the recorded purpose as a v3 PurposeOfUse code (TREAT, ETREAT for "
+    "break-the-glass)."
+)
 
 
 def _format(*formats: str) -> dict[str, Any]:
@@ -36,7 +55,15 @@ PATHS: dict[str, Any] = {
                         "application/json": {
                             "schema": {
                                 "type": "object",
-                                "required": ["checkpoint", "size", "rows", "next", "query_receipt"],
+                                "required": [
+                                    "checkpoint",
+                                    "size",
+                                    "rows",
+                                    "names",
+                                    "next",
+                                    "query_receipt",
+                                ],
+                                "properties": {"names": NAMES},
                             }
                         }
                     },
@@ -58,11 +85,21 @@ PATHS: dict[str, Any] = {
                     "content": {
                         "application/x-ndjson": {"schema": STRING},
                         "text/csv": {"schema": STRING},
-                        "application/fhir+json": {"schema": {"type": "object"}},
+                        "application/fhir+json": {
+                            "schema": {
+                                "type": "object",
+                                "description": _FHIR_AUDIT + " Each `consent.granted` event also "
+                                "gives a Consent carrying its status as of the export: `inactive` "
+                                "once revoked or expired, with `provision.period.end` the time it "
+                                "stopped.",
+                            }
+                        },
                     },
                 },
                 "400": problem("malformed filter or format"),
                 **AUTH_ERRORS,
+                # The FHIR export reads the consents' revocations from the shared database.
+                **DB_UNAVAILABLE,
             },
         }
     },
@@ -81,8 +118,19 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "the report",
                     "content": {
-                        "application/json": {"schema": {"type": "object"}},
-                        "application/fhir+json": {"schema": {"type": "object"}},
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["patient", "accesses", "names", "next"],
+                                "properties": {"names": NAMES},
+                            }
+                        },
+                        "application/fhir+json": {
+                            "schema": {
+                                "type": "object",
+                                "description": _FHIR_AUDIT + " Only AuditEvents: no Consents.",
+                            }
+                        },
                     },
                 },
                 "400": problem("malformed parameters"),

@@ -9,12 +9,16 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DATABASE_DOWN,
+    DB_UNAVAILABLE,
     DPOP,
     DPOP_HEADER,
+    LEDGER_DOWN,
     MALFORMED,
     RATE_LIMITED,
     STRING,
     json_body,
+    json_limits,
     json_reply,
     path_param,
     problem,
@@ -66,12 +70,22 @@ _TOKEN = {
             "malformed request, bad DPoP proof, scope or resource, or a peer's "
             "attestation refused (invalid_grant)"
         ),
-        "401": problem("client authentication failed"),
+        "401": problem(
+            "client authentication failed, the identity has been revoked, or (a device) its "
+            "patient has been revoked"
+        ),
         "413": problem("body too large"),
         **RATE_LIMITED,
-        "503": problem("replay cache full, or a peer organization unreachable"),
+        "503": problem(f"replay cache full, a peer organization unreachable, or {LEDGER_DOWN}"),
     },
 }
+
+_NAME = (
+    "Your name, only when the invite carries none (not for devices): letters, marks and "
+    "numerals of any script, spaces and . , ' \u2019 - ( ) / : @ +; trimmed, runs of spaces "
+    "made one, and normalized (NFC); refused if it starts like a subject id (such as "
+    "`pat:`); kept off the ledger, which gets its salted commitment."
+)
 
 _ENROLL = {
     "summary": "Redeem an invite with the holder's public JWK (EdDSA or ES256)",
@@ -91,8 +105,8 @@ _ENROLL = {
                 "display_name": {
                     "type": "string",
                     "minLength": 1,
-                    "maxLength": 100,
-                    "description": "the holder's display name, when the invite carries none",
+                    "maxLength": 128,
+                    "description": _NAME,
                 },
             },
         }
@@ -100,11 +114,56 @@ _ENROLL = {
     "responses": {
         "201": json_reply(
             "the new subject id and the ledger receipt",
-            {"type": "object", "required": ["sub", "role", "receipt"]},
+            {
+                "type": "object",
+                "required": ["sub", "role", "receipt"],
+                "properties": {
+                    "display_name": {
+                        "type": ["string", "null"],
+                        "description": "the name on record for this identity",
+                    }
+                },
+            },
+        ),
+        **BODY_ERRORS,
+        "400": json_limits(
+            "an unknown, used or expired invite (problem type `invalid-invite`); a "
+            "display_name the invite does not take or that is not a name; a malformed key "
+            "or device field"
         ),
         "403": problem("the consent that allowed this device invite no longer stands"),
         "409": problem("key already enrolled"),
+        # An unknown, used or expired invite is an anonymous refusal.
+        **RATE_LIMITED,
+        # A device invite's consent is read from the shared database.
+        "503": problem(f"{DATABASE_DOWN}; or {LEDGER_DOWN}"),
+    },
+}
+
+_ENROLL_CHECK = {
+    "summary": "What enrollment will ask for this invite (nothing is spent)",
+    "description": "`asks` lists `display_name` when the invite names nobody and does not "
+    "enroll a device: send it with `POST /v1/enroll`. An unknown, used or expired code is "
+    "refused with the same `invalid-invite` problem as enrollment.",
+    "requestBody": json_body(
+        {"type": "object", "required": ["invite"], "properties": {"invite": STRING}}
+    ),
+    "responses": {
+        "200": json_reply(
+            "what to ask",
+            {
+                "type": "object",
+                "required": ["asks"],
+                "properties": {
+                    "asks": {"type": "array", "items": {"type": "string", "enum": ["display_name"]}}
+                },
+            },
+        ),
         **BODY_ERRORS,
+        "400": json_limits(
+            "an unknown, used or expired invite (problem type `invalid-invite`), or no "
+            "`invite` string"
+        ),
         # An unknown, used or expired invite is an anonymous refusal.
         **RATE_LIMITED,
     },
@@ -159,10 +218,14 @@ PATHS: dict[str, Any] = {
                 ),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
+                # A device invite needs the patient's devices consent, read from the
+                # shared database.
+                **DB_UNAVAILABLE,
             },
         }
     },
     "/v1/enroll": {"post": _ENROLL},
+    "/v1/enroll/check": {"post": _ENROLL_CHECK},
     "/oauth/token": {"post": _TOKEN},
     "/oauth/introspect": {
         "post": {
@@ -216,6 +279,8 @@ PATHS: dict[str, Any] = {
     "/v1/revocations": {
         "post": {
             "summary": "Revoke an attestation (jti) or a whole subject (sub) (admin)",
+            "description": "Signalling sockets opened with the revoked attestation(s) are "
+            "closed at once (`session.socket_closed`).",
             "security": DPOP,
             "requestBody": json_body(
                 {

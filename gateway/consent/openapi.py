@@ -8,10 +8,14 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DB_UNAVAILABLE,
     DPOP,
     MALFORMED,
+    NAMES,
     STRING,
+    TIME,
     json_body,
+    json_limits,
     json_reply,
     path_param,
     problem,
@@ -34,7 +38,11 @@ PATHS: dict[str, Any] = {
                     "properties": {
                         "grantee": STRING,
                         "scopes": {"type": "array", "items": {"enum": SCOPES}},
-                        "until": {"type": "string", "format": "date-time"},
+                        "until": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": f"when the consent ends, at most 366 days ahead: {TIME}",
+                        },
                     },
                 }
             ),
@@ -42,21 +50,37 @@ PATHS: dict[str, Any] = {
                 "201": json_reply("the consent and its ledger receipt", {"type": "object"}),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
+                "400": json_limits(
+                    "an unknown or revoked grantee, scopes not a non-empty list of these, "
+                    "or `until` not a date-time in the future within the allowed days"
+                ),
+                **DB_UNAVAILABLE,
             },
         },
         "get": {
             "summary": "The patient's grants, or the grants naming the calling provider",
             "security": DPOP,
             "responses": {
-                "200": json_reply("consents", {"type": "object", "required": ["consents"]}),
+                "200": json_reply(
+                    "consents",
+                    {
+                        "type": "object",
+                        "required": ["consents", "names"],
+                        "properties": {"consents": {"type": "array"}, "names": NAMES},
+                    },
+                ),
                 **AUTH_ERRORS,
                 **MALFORMED,
+                **DB_UNAVAILABLE,
             },
         },
     },
     "/v1/consents/{id}": {
         "delete": {
             "summary": "Revoke a consent, effective at once (the patient who granted it)",
+            "description": "Live vitals streams it allowed (with no other consent) stop at "
+            "once; a call whose provider relied on it (scope `call`) is closed (close code "
+            "4403, reason `consent`) and ended.",
             "security": DPOP,
             "parameters": [path_param("id")],
             "responses": {
@@ -64,6 +88,7 @@ PATHS: dict[str, Any] = {
                 "404": problem("no such consent for this patient"),
                 **AUTH_ERRORS,
                 **MALFORMED,
+                **DB_UNAVAILABLE,
             },
         }
     },
@@ -82,6 +107,11 @@ PATHS: dict[str, Any] = {
                 "201": json_reply("the flagged, time-boxed access", {"type": "object"}),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
+                "400": json_limits(
+                    "no patient id, a reason that is not 10-500 characters, or no enrolled, "
+                    "unrevoked patient with that id"
+                ),
+                **DB_UNAVAILABLE,
             },
         }
     },

@@ -8,8 +8,12 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DATABASE_DOWN,
+    DB_UNAVAILABLE,
     DPOP,
+    LEDGER_DOWN,
     MALFORMED,
+    NAMES,
     RATE_LIMITED,
     STRING,
     json_body,
@@ -21,12 +25,24 @@ from ..openapi_parts import (
 __all__ = ["PATHS"]
 
 
+#: A session as listed (``_view`` in gateway.sessions.http).
+_SESSION = {"type": "object", "required": ["id", "patient", "provider", "state"]}
+#: Ticket and admit refuse to carry a call on with a party revoked since it was scheduled.
+_NOT_NOW = (
+    "the session is over or not in a state for this, or its other party has been revoked "
+    "since it was scheduled"
+)
+
+
 def _session_op(
-    summary: str, ok: str = "the session", conflict: str | None = None
+    summary: str,
+    ok: str = "the session",
+    conflict: str | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An authenticated operation on one call session, addressed by its id."""
     responses: dict[str, Any] = {
-        "200": json_reply(ok, {"type": "object"}),
+        "200": json_reply(ok, schema or {"type": "object"}),
         "404": problem("no such session for this caller"),
     }
     if conflict is not None:
@@ -35,7 +51,7 @@ def _session_op(
         "summary": summary,
         "security": DPOP,
         "parameters": [path_param("id")],
-        "responses": {**responses, **AUTH_ERRORS, **MALFORMED},
+        "responses": {**responses, **AUTH_ERRORS, **MALFORMED, **DB_UNAVAILABLE},
     }
 
 
@@ -67,9 +83,20 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {
-                "200": json_reply("sessions", {"type": "object", "required": ["sessions"]}),
+                "200": json_reply(
+                    "sessions",
+                    {
+                        "type": "object",
+                        "required": ["sessions", "names"],
+                        "properties": {
+                            "sessions": {"type": "array", "items": _SESSION},
+                            "names": NAMES,
+                        },
+                    },
+                ),
                 "400": problem("malformed parameters"),
                 **AUTH_ERRORS,
+                **DB_UNAVAILABLE,
             },
         },
         "post": {
@@ -82,6 +109,7 @@ PATHS: dict[str, Any] = {
                 "201": json_reply("the session and its ledger receipt", {"type": "object"}),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
+                **DB_UNAVAILABLE,
             },
         },
     },
@@ -90,24 +118,42 @@ PATHS: dict[str, Any] = {
             "summary": "The calling provider's waiting room",
             "security": DPOP,
             "responses": {
-                "200": json_reply("sessions waiting", {"type": "object"}),
+                "200": json_reply(
+                    "sessions waiting",
+                    {
+                        "type": "object",
+                        "required": ["waiting", "names"],
+                        "properties": {
+                            "waiting": {"type": "array", "items": _SESSION},
+                            "names": NAMES,
+                        },
+                    },
+                ),
                 **AUTH_ERRORS,
                 **MALFORMED,
+                **DB_UNAVAILABLE,
             },
         }
     },
-    "/v1/sessions/{id}": {"get": _session_op("A session (its participants only)")},
+    "/v1/sessions/{id}": {
+        "get": _session_op(
+            "A session (its participants only)",
+            schema={
+                **_SESSION,
+                "required": [*_SESSION["required"], "names"],
+                "properties": {"names": NAMES},
+            },
+        )
+    },
     "/v1/sessions/{id}/ticket": {
         "post": _session_op(
             "A single-use, short-lived signalling ticket",
             ok="ticket and WebSocket path",
-            conflict="session over",
+            conflict=_NOT_NOW,
         )
     },
     "/v1/sessions/{id}/admit": {
-        "post": _session_op(
-            "Admit the waiting patient (the session's provider)", conflict="not waiting"
-        )
+        "post": _session_op("Admit the waiting patient (the session's provider)", conflict=_NOT_NOW)
     },
     "/v1/sessions/{id}/end": {
         "post": _session_op("End or cancel the session (a participant)", conflict="already over")
@@ -121,16 +167,28 @@ PATHS: dict[str, Any] = {
     "/v1/sessions/{id}/ws": {
         "get": {
             "summary": "Signalling WebSocket (offer, answer, candidate, bye), by ticket",
+            "description": "The gateway closes the socket when what allowed it ends: 4403 "
+            "(reason `revoked`, `consent`, `consent_expired` or `emergency_ended`, after a "
+            "`bye` from `gateway`; recorded as `session.socket_closed`); 4401 `expired` when "
+            "the attestation the ticket was bound to expires (reconnect with a fresh ticket; "
+            "no `bye`, not recorded); 1000 after the `bye` of a call that is over; 4409 when a "
+            "newer socket of the same party replaces it; 1001 when the gateway shuts down. An "
+            "attestation revoked while the socket opens gets 4403 `revoked` at once, with no "
+            "`bye`, recorded as `auth.refused`.",
             "parameters": [
                 path_param("id"),
                 {"name": "ticket", "in": "query", "required": True, "schema": STRING},
             ],
             "responses": {
                 "101": {"description": "switching to WebSocket"},
-                "403": problem("unknown, spent or expired ticket"),
+                "403": problem(
+                    "unknown, spent or expired ticket, the session is over, or the attestation "
+                    "the ticket is bound to was revoked or has expired"
+                ),
                 "400": problem("not a WebSocket request"),
                 # A refused ticket is an anonymous refusal.
                 **RATE_LIMITED,
+                "503": problem(f"{DATABASE_DOWN}; or {LEDGER_DOWN}"),
             },
         }
     },

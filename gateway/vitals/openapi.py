@@ -7,11 +7,13 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DB_UNAVAILABLE,
     DPOP,
     json_body,
     json_reply,
     path_param,
     problem,
+    time_query,
 )
 from .codes import BP_PANEL, CODES
 
@@ -42,6 +44,10 @@ PATHS: dict[str, Any] = {
                 "410": problem("the patient's data was erased"),
                 "422": problem("readings refused; errors lists each one by position"),
                 **AUTH_ERRORS,
+                "403": problem(
+                    "not a device (or its scope does not allow this), the batch names another "
+                    "device or patient, or the device's patient has been revoked"
+                ),
                 **BODY_ERRORS,
             },
         }
@@ -53,16 +59,8 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 _PATIENT,
                 {"name": "code", "in": "query", "schema": {"enum": _CODES}},
-                {
-                    "name": "since",
-                    "in": "query",
-                    "schema": {"type": "string", "format": "date-time"},
-                },
-                {
-                    "name": "until",
-                    "in": "query",
-                    "schema": {"type": "string", "format": "date-time"},
-                },
+                time_query("since", "readings taken at or after this time"),
+                time_query("until", "readings taken at or before this time"),
                 {
                     "name": "limit",
                     "in": "query",
@@ -86,13 +84,23 @@ PATHS: dict[str, Any] = {
                                 "required": ["patient", "readings", "next"],
                             }
                         },
-                        "application/fhir+json": {"schema": {"type": "object"}},
+                        "application/fhir+json": {
+                            "schema": {
+                                "type": "object",
+                                "description": "A FHIR R4 searchset Bundle. Each vital sign "
+                                "claims the R4 `vitalsigns` profile and its own profile where "
+                                "R4 has one; glucose is a laboratory Observation with no "
+                                "profile.",
+                            }
+                        },
                     },
                 },
                 "400": problem("malformed parameters"),
                 "404": problem("no such patient"),
                 "410": problem("the patient's data was erased"),
                 **AUTH_ERRORS,
+                # A provider's read is authorized by consent, read from the shared database.
+                **DB_UNAVAILABLE,
             },
         }
     },

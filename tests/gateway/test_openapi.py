@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -17,9 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.auth.names import MAX_NAME
 from gateway.config import Config
 from gateway.consent.guard import SCOPES
+from gateway.fhir_version import FHIR_JSON
+from gateway.jsonio import MAX_DEPTH
 from gateway.openapi import SERVICE_PATHS, SPEC, assemble
+from gateway.openapi_parts import NAMES
+from gateway.rfc3339 import FORM
+from gateway.sessions.http import CLOSE_OVER, CLOSE_REPLACED
+from gateway.sessions.live import CLOSE_EXPIRED, CLOSE_FORBIDDEN
 from tests.conftest import need
 from tests.gateway.conftest import LiveGateway
 
@@ -104,6 +112,8 @@ def test_every_reference_resolves() -> None:
 def test_fhir_version_is_said_once_in_the_info() -> None:
     assert "FHIR R4 (4.0.1)" in SPEC["info"]["description"]
     assert json.dumps(SPEC).count("4.0.1") == 1
+    # The media type every FHIR response is served as, exactly as served.
+    assert f"`{FHIR_JSON}`" in SPEC["info"]["description"]
 
 
 def test_every_enumeration_of_consent_scopes_has_them_all() -> None:
@@ -123,18 +133,39 @@ def _operations() -> Any:
             yield f"{method.upper()} {path}", op
 
 
-# Operations that refuse without a credential to name the caller, besides the DPoP ones.
-ANONYMOUS_REFUSALS = {"POST /v1/enroll", "POST /oauth/token", "GET /v1/sessions/{id}/ws"}
 RATE_LIMITED = {"$ref": "#/components/responses/RateLimited"}
 
 
-def test_every_operation_that_can_refuse_anonymously_can_be_rate_limited() -> None:
-    refusing = {name for name, op in _operations() if "security" in op} | ANONYMOUS_REFUSALS
-    limited = {name for name, op in _operations() if op["responses"].get("429") == RATE_LIMITED}
-    assert limited == refusing
-    retry = SPEC["components"]["responses"]["RateLimited"]["headers"]["Retry-After"]
-    assert retry["required"] is True
-    assert "application/problem+json" in SPEC["components"]["responses"]["RateLimited"]["content"]
+def test_every_operation_can_be_rate_limited() -> None:
+    """The limiter answers a limited source before any handler runs, whatever the route:
+    public operations (health, ledger, discovery, this document) included."""
+    for name, op in _operations():
+        assert op["responses"].get("429") == RATE_LIMITED, name
+    limited = SPEC["components"]["responses"]["RateLimited"]
+    assert limited["headers"]["Retry-After"]["required"] is True
+    assert "application/problem+json" in limited["content"]
+    assert "TELEGATE_REFUSAL_BURST" in limited["description"]
+    assert "Any operation may answer 429" in SPEC["info"]["description"]
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+async def test_a_limited_source_gets_429_from_every_documented_operation(
+    aiohttp_client: Any, config: Config
+) -> None:
+    """What the description says, the gateway does: once a source has spent its burst of
+    anonymous refusals, every operation answers it 429, with Retry-After."""
+    limited = dataclasses.replace(config, refusal_burst=1, refusal_rate=0.001)
+    client = await aiohttp_client(create_app(limited, clock=lambda: 1_800_000_000.0))
+    assert (await client.get("/v1/me")).status == 401  # the one refusal of the burst
+    for name, _ in _operations():
+        method, path = name.split(" ", 1)
+        r = await client.request(method, _concrete(path))
+        assert r.status == 429, (name, r.status)
+        assert int(r.headers["Retry-After"]) > 0, name
+        assert (await r.json())["type"].endswith("/too-many-requests"), name
 
 
 def test_every_operation_that_authenticates_can_refuse_a_malformed_request() -> None:
@@ -144,19 +175,138 @@ def test_every_operation_that_authenticates_can_refuse_a_malformed_request() -> 
             assert "400" in op["responses"], name
     malformed = SPEC["components"]["responses"]["Malformed"]["description"]
     assert "Host" in malformed
-    assert "too deep" in malformed
+
+
+MALFORMED = {"$ref": "#/components/responses/Malformed"}
+
+
+def test_every_json_body_can_be_refused_by_the_bounded_decoder() -> None:
+    """gateway.jsonio's limits, and its problem type, are said wherever JSON is read."""
+    limits = SPEC["components"]["responses"]["Malformed"]["description"]
+    assert f"nesting deeper than {MAX_DEPTH}" in limits
+    assert "2^63" in limits and "surrogate" in limits and "NaN" in limits
+    assert "https://telegate.dev/problems/invalid-json" in limits
+    bodies = 0
+    for name, op in _operations():
+        if "application/json" not in op.get("requestBody", {}).get("content", {}):
+            continue
+        bodies += 1
+        refusal = op["responses"]["400"]
+        assert refusal == MALFORMED or "invalid-json" in refusal["description"], name
+    assert bodies >= 8
+
+
+def test_every_time_a_client_sends_says_its_form() -> None:
+    """Query parameters since/until and the consent's until: gateway.rfc3339's form."""
+    times = [
+        (name, p["description"])
+        for name, op in _operations()
+        for p in op.get("parameters", [])
+        if p["name"] in ("since", "until")
+    ]
+    body = SPEC["paths"]["/v1/consents"]["post"]["requestBody"]["content"]["application/json"]
+    times.append(("POST /v1/consents", body["schema"]["properties"]["until"]["description"]))
+    assert len(times) == 7  # since and until of audit events, audit export, vitals; consent
+    for name, desc in times:
+        assert FORM in desc and "between years 0001 and 9999 in UTC" in desc, name
 
 
 def test_enrollment_takes_an_optional_display_name() -> None:
-    schema = SPEC["paths"]["/v1/enroll"]["post"]["requestBody"]["content"]["application/json"]
-    body = schema["schema"]
-    assert body["properties"]["display_name"] == {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 100,
-        "description": "the holder's display name, when the invite carries none",
-    }
+    op = SPEC["paths"]["/v1/enroll"]["post"]
+    body = op["requestBody"]["content"]["application/json"]["schema"]
+    name = body["properties"]["display_name"]
+    # The bound the code enforces (gateway.auth.names), not another.
+    assert (name["type"], name["minLength"], name["maxLength"]) == ("string", 1, MAX_NAME)
+    assert "NFC" in name["description"] and "ledger" in name["description"]
     assert "display_name" not in body["required"]
+    created = op["responses"]["201"]["content"]["application/json"]["schema"]
+    assert created["properties"]["display_name"]["type"] == ["string", "null"]
+
+
+def test_enrollment_check_says_what_it_asks() -> None:
+    op = SPEC["paths"]["/v1/enroll/check"]["post"]
+    body = op["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["invite"]
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["properties"]["asks"]["items"]["enum"] == ["display_name"]
+    assert "invalid-invite" in op["responses"]["400"]["description"]
+    assert "security" not in op  # asked before the holder has any credential
+
+
+# Every answer that lists people carries the names beside its rows (gateway.auth.names).
+NAMED = [
+    ("/v1/sessions", "get"),
+    ("/v1/sessions/{id}", "get"),
+    ("/v1/sessions/waiting", "get"),
+    ("/v1/consents", "get"),
+    ("/v1/audit/events", "get"),
+    ("/v1/patients/{patient}/access-report", "get"),
+]
+
+
+@pytest.mark.parametrize(("path", "method"), NAMED)
+def test_answers_that_list_people_carry_their_names(path: str, method: str) -> None:
+    schema = SPEC["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    assert schema["schema"]["properties"]["names"] == NAMES
+    assert "names" in schema["schema"]["required"]
+    assert "not on the ledger" in NAMES["description"]
+
+
+def test_the_signalling_socket_says_how_it_closes() -> None:
+    op = SPEC["paths"]["/v1/sessions/{id}/ws"]["get"]
+    desc = op["description"]
+    for code in (CLOSE_FORBIDDEN, CLOSE_EXPIRED, CLOSE_OVER, CLOSE_REPLACED, 1001):
+        assert str(code) in desc, code
+    for reason in ("revoked", "consent", "consent_expired", "emergency_ended", "expired"):
+        assert f"`{reason}`" in desc, reason
+    assert "session.socket_closed" in desc
+    assert "revoked" in op["responses"]["403"]["description"]
+
+
+# The stores on the shared database (database_url) answer 503 when it cannot be used.
+DATABASE_PREFIXES = ("/v1/consents", "/v1/emergency", "/v1/sessions")
+DATABASE_ALSO = {
+    "GET /v1/patients/{id}/vitals",  # consent
+    "POST /v1/invites",  # a device invite's consent
+    "POST /v1/enroll",  # the same, at redemption
+    "GET /v1/audit/export",  # the FHIR export's consent revocations
+}
+
+
+def test_every_operation_on_the_database_can_be_unavailable() -> None:
+    on_db = {n for n, _ in _operations() if n.split(" ")[1].startswith(DATABASE_PREFIXES)}
+    assert len(on_db) == 13
+    for name, op in _operations():
+        if name in on_db | DATABASE_ALSO:
+            assert "database cannot be reached" in op["responses"]["503"]["description"], name
+
+
+# Operations without DPoP that record an event (enrollment, issuance, a call's state).
+ANONYMOUS_RECORDING = ("POST /v1/enroll", "POST /oauth/token", "GET /v1/sessions/{id}/ws")
+
+
+def test_every_operation_that_records_can_say_the_ledger_is_down() -> None:
+    """An authenticated operation may record an event (a refusal at least); the ledger
+    answers 503 with Retry-After when it cannot take it (gateway.errors)."""
+    for name, op in _operations():
+        if "security" in op or name in ANONYMOUS_RECORDING:
+            assert "ledger cannot take" in op["responses"]["503"]["description"], name
+
+
+LEDGER_READS = [
+    "/ledger/tile/{path}",
+    "/ledger/proof/inclusion",
+    "/ledger/proof/consistency",
+    "/ledger/entries/{index}",
+]
+
+
+@pytest.mark.parametrize("path", LEDGER_READS)
+def test_ledger_reads_say_the_shared_database_may_be_down(path: str) -> None:
+    responses = SPEC["paths"][path]["get"]["responses"]
+    assert "PostgreSQL" in responses["503"]["description"]
+    assert responses["503"]["headers"]["Retry-After"]["required"] is True
+    assert "another replica" in responses["404"]["description"]
 
 
 @pytest.fixture
