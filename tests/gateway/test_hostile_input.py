@@ -143,6 +143,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/enroll"): Route(
         None, ('{"invite":@@,"jwk":{"kty":"OKP"}}', '{"invite":"x","jwk":@@}', "@@")
     ),
+    ("POST", "/v1/enroll/check"): Route(None, ('{"invite":@@}', "@@")),
     ("POST", "/v1/revocations"): Route(
         "adm", ('{"jti":@@,"reason":"key_compromise"}', '{"sub":"x","reason":@@}')
     ),

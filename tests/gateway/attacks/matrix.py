@@ -272,6 +272,7 @@ MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/call/{session}"): Route("public", path=lambda m: f"/call/{UNKNOWN}"),
     ("GET", "/web/{kind}/{name}"): Route("public", path=lambda m: "/web/js/none.js"),
     ("POST", "/v1/enroll"): Route("invite", body="json"),
+    ("POST", "/v1/enroll/check"): Route("invite", body="json"),
     ("POST", "/oauth/token"): Route("client", body="form"),
     ("GET", "/v1/sessions/{id}/ws"): Route("ticket", path=lambda m: f"/v1/sessions/{m.sid}/ws"),
     ("POST", "/v1/invites"): Route("dpop", "patient", "auditor", "json", foreign=_invite_device),

@@ -27,6 +27,7 @@ from tests.gateway.attacks.world import (
     assert_nothing_recorded,
     assert_refusal_recorded,
     entries,
+    flush_refusals,
     ledger_size,
     private_d,
     problem,
@@ -402,8 +403,14 @@ async def test_consent_revoked_before_redemption_stops_the_enrollment(world: Wor
     before = await ledger_size(w.client)
     await problem(await _enroll_device(w, code), 403, "forbidden")
     new = [e for e, _ in await entries(w.client, before)]
-    assert [e["type"] for e in new] == ["consent.refused", "auth.refused"], new
+    # The consent refusal names the inviter and the patient; the device enrolling holds no
+    # credential yet, so its 403 is counted in its source's refusal summary.
+    assert [e["type"] for e in new] == ["consent.refused"], new
     assert (new[0]["actor"], new[0]["subject"]) == (prov.sub, w.pat.sub)
+    await flush_refusals(w.client)
+    summaries = [e["data"] for e, _ in await entries(w.client, before + 1)]
+    rows = [r for s in summaries for r in s["counts"]]
+    assert [(r["route"], r["status"], r["count"]) for r in rows] == [("/v1/enroll", 403, 1)]
     assert new[0]["data"]["scope"] == "devices"
     # Not burnt by the refusal: a fresh consent lets the same invite through.
     await _consent(w, prov.sub, ["devices"])
@@ -545,7 +552,7 @@ async def test_no_self_declared_name_where_the_invite_says_who_it_is(
     if invite == "named":
         code, extra = await _new_invite(w, display_name="Ada Lovelace"), {}
     else:
-        resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+        resp = await _invite(w, w.pat, w.pat_token, role="device", patient=w.pat.sub)
         code, extra = (await resp.json())["invite"], DEVICE_FIELDS
     h = w.holder()
     bad = {"invite": code, "jwk": h.jwk, "display_name": "Dr Jane Doe", **extra}
@@ -559,7 +566,7 @@ async def test_the_enroll_check_asks_for_a_name_only_where_needed_and_spends_not
 ) -> None:
     w = world
     nameless, named = await _new_invite(w), await _new_invite(w, display_name="Ada Lovelace")
-    resp = await _invite(w, w.adm, w.adm_token, role="device", patient=w.pat.sub)
+    resp = await _invite(w, w.pat, w.pat_token, role="device", patient=w.pat.sub)
     device = (await resp.json())["invite"]
     spent = await _new_invite(w)
     assert (await _enroll_raw(w, spent, w.holder().jwk)).status == 201
