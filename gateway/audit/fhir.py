@@ -42,6 +42,8 @@ _ACTION = {
     "session.ended": "U",
     "session.cancelled": "U",
     "session.no_show": "U",
+    # The gateway closing a party's socket (a revocation ended what allowed it).
+    "session.socket_closed": "U",
     "vitals.batch": "C",
     "patient.erased": "D",
     # BALP Query and DICOM 110112 Query are executes, not reads.

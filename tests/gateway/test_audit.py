@@ -4,6 +4,7 @@ query recorded on the ledger, and an index that is rebuilt and checked against t
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import sqlite3
 from typing import Any
 
@@ -232,7 +233,6 @@ async def test_export_is_auditor_only_and_recorded(client: Any, config: Config) 
 
 
 async def test_patient_access_report(client: Any, config: Config) -> None:
-    import datetime as dt
 
     from fhir.resources.R4B.bundle import Bundle
 
@@ -312,6 +312,11 @@ async def test_names_beside_the_access_report_and_the_console_rows(
         client, doe, doe_token, "patient", enroll_extra={"display_name": "Ada Lovelace"}
     )
     pat_token = await get_token(client, pat)
+    # Dr Doe registers the patient's monitor, on the patient's `devices` consent.
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    grant = {"grantee": doe.sub, "scopes": ["devices"], "until": until}
+    r = await call(client, "POST", "/v1/consents", pat, pat_token, json=grant)
+    assert r.status == 201, await r.text()
     dev = await invite_and_enroll(
         client,
         doe,
@@ -343,7 +348,6 @@ async def test_names_beside_the_access_report_and_the_console_rows(
 
 
 async def test_fhir_export_has_a_consent_for_each_grant(client: Any, config: Config) -> None:
-    import datetime as dt
 
     from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.consent import Consent

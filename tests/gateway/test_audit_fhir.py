@@ -141,15 +141,22 @@ BALP_ACTION = {
     EventType.SESSION_ENDED: "U",
     EventType.SESSION_CANCELLED: "U",
     EventType.SESSION_NO_SHOW: "U",
+    EventType.SESSION_SOCKET_CLOSED: "U",
     EventType.VITALS_BATCH: "C",
     EventType.PATIENT_ERASED: "D",
     EventType.AUDIT_QUERY: "E",  # BALP Query / DICOM 110112 Query: execute
     EventType.AUTH_REFUSED: "E",
+    EventType.AUTH_REFUSED_SUMMARY: "E",
     EventType.WITNESS_ALARM: "E",
     EventType.FEDERATION_ACCEPTED: "E",
     EventType.FEDERATION_REFUSED: "E",
 }
-FAILED = {EventType.AUTH_REFUSED, EventType.CONSENT_REFUSED, EventType.FEDERATION_REFUSED}
+FAILED = {
+    EventType.AUTH_REFUSED,
+    EventType.AUTH_REFUSED_SUMMARY,
+    EventType.CONSENT_REFUSED,
+    EventType.FEDERATION_REFUSED,
+}
 
 
 @pytest.mark.parametrize("kind", list(EventType))
