@@ -220,6 +220,10 @@ async def waiting(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("provider")
     found = await asyncio.to_thread(request.app[SESSIONS].of_provider, p.sub, State.WAITING)
+    # Not a patient who was revoked since (admitting them answers 409): the call stays
+    # among the provider's calls (GET /v1/sessions), to be ended there.
+    gone = request.app[AUTHORITY].revoked_subjects
+    found = [s for s in found if s.patient not in gone]
     names = await names_of(request.app, (s.patient for s in found))
     return web.json_response({"waiting": [_view(s) for s in found], "names": names})
 
