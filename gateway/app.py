@@ -291,6 +291,7 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
         guard=app[CONSENT_GUARD],
         session=lambda sid: sessions_http.current_session(app, sid),
         end_call=lambda sid, why: sessions_http.end_call(app, sid, why),
+        cancel_unfounded=lambda pat, grantee: sessions_http.cancel_unfounded(app, pat, grantee),
         append=lambda ev: record(app, ev),
         deadlines=deadlines,
     )
