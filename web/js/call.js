@@ -94,6 +94,8 @@ const debug = {
   route: null,
   offers: 0,
   restarts: 0,
+  /** ICE restarts (either side) that set fresh TURN credentials on the connection first. */
+  iceRefreshes: 0,
   sockets: 0,
   /** Inbound video frames decoded by the current connection (getStats, once a second). */
   framesDecoded: 0,
@@ -278,7 +280,9 @@ async function iceServers() {
  * attestation it was asked with (it cannot be revoked), so a restart gathers with a fresh one. */
 async function refreshIce(p) {
   const servers = await iceServers();
-  if (p === pc) p.setConfiguration({ ...p.getConfiguration(), iceServers: servers });
+  if (p !== pc) return;
+  p.setConfiguration({ ...p.getConfiguration(), iceServers: servers });
+  debug.iceRefreshes += 1;
 }
 
 function closePc() {
