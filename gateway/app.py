@@ -54,7 +54,7 @@ from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
 from .db import Database
 from .deadlines import Deadlines
-from .errors import Unavailable, problem_middleware
+from .errors import Unavailable, problem_middleware, track_streams
 from .federation.http import setup as federation_setup
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
@@ -291,6 +291,7 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
         guard=app[CONSENT_GUARD],
         session=lambda sid: sessions_http.current_session(app, sid),
         end_call=lambda sid, why: sessions_http.end_call(app, sid, why),
+        cancel_unfounded=lambda pat, grantee: sessions_http.cancel_unfounded(app, pat, grantee),
         append=lambda ev: record(app, ev),
         deadlines=deadlines,
     )
@@ -344,6 +345,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
         client_max_size=config.max_body_size,
         middlewares=[observe_middleware(m), problem_middleware, refusal_middleware],
     )
+    track_streams(app)  # an error after a response began cuts it (gateway/errors.py)
     app[CONFIG] = config
     app[METRICS] = m
     app[CLOCK] = clock

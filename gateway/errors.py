@@ -27,6 +27,7 @@ __all__ = [
     "NotFound",
     "problem_middleware",
     "problem_response",
+    "track_streams",
 ]
 
 PROBLEM_BASE = "https://telegate.dev/problems/"
@@ -119,19 +120,55 @@ _HTTP_SLUGS = {
 }
 
 
+#: The response of this request whose headers are (being) sent: set by ``track_streams``.
+_STARTED = web.RequestKey("response_started", web.StreamResponse)
+
+
+async def _started(request: web.Request, response: web.StreamResponse) -> None:
+    request[_STARTED] = response
+
+
+def track_streams(app: web.Application) -> None:
+    """Let :func:`problem_middleware` know when a handler's response has begun (a streamed
+    export, a WebSocket, a file): an error after that cannot become a problem+json."""
+    app.on_response_prepare.append(_started)
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render GatewayError, ledger errors and aiohttp's own HTTP errors as problem+json."""
+    """Render GatewayError, ledger errors and aiohttp's own HTTP errors as problem+json; cut
+    the connection of a response that had already begun."""
     try:
         return await handler(request)
-    except GatewayError as e:
+    except Exception as e:
+        started: web.StreamResponse | None = request.get(_STARTED)
+        if started is None:
+            return _problem(e)
+        # The status line, headers and maybe part of the body are sent: no problem+json can
+        # follow. Cut the connection before the final chunk, so the client sees a failed
+        # transfer, never a complete-looking one, and is not left waiting for the rest.
+        # Logged by route and type only: the message may carry what was being streamed.
+        route = request.match_info.route.resource
+        fields = {
+            "route": route.canonical if route is not None else "",
+            "error": type(e).__name__,
+        }
+        log.error("failed after the response began", extra={"fields": fields})
+        if request.transport is not None:
+            request.transport.close()
+        return started
+
+
+def _problem(e: Exception) -> web.StreamResponse:
+    """``e`` as problem+json; re-raised if it is an HTTP answer below 400 (a redirect)."""
+    if isinstance(e, GatewayError):
         resp = problem_response(e.status, e.slug, e.title, e.detail, **e.extra)
         resp.headers.update(e.headers)
         if e.status == 401 and "WWW-Authenticate" not in resp.headers:
             # RFC 9449 7.1: tell the client which scheme and algorithms to use.
             resp.headers["WWW-Authenticate"] = 'DPoP algs="EdDSA ES256"'
         return resp
-    except LedgerUnavailable as e:
+    if isinstance(e, LedgerUnavailable):
         # Devices and clients retry: say so, and when (RFC 9110 15.6.4, 10.2.3).
         log.error("ledger unavailable", extra={"fields": {"error": str(e)}})
         resp = problem_response(
@@ -139,21 +176,20 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
         resp.headers["Retry-After"] = "5"
         return resp
-    except LedgerError as e:
+    if isinstance(e, LedgerError):
         for src, dst in _LEDGER_MAP:
             if isinstance(e, src):
                 return problem_response(dst.status, dst.slug, dst.title, str(e))
         log.exception("ledger error")
         return problem_response(500, "internal-error", "Internal server error")
-    except web.HTTPException as e:
+    if isinstance(e, web.HTTPException):
         if e.status < 400:
-            raise
+            raise e
         slug, title = _HTTP_SLUGS.get(e.status, ("http-error", e.reason))
         resp = problem_response(e.status, slug, title)
         if e.status == 405 and "Allow" in e.headers:
             resp.headers["Allow"] = e.headers["Allow"]
         return resp
-    except Exception:
-        # Never leak internals (or PHI in an exception message) to the client.
-        log.exception("unhandled error")
-        return problem_response(500, "internal-error", "Internal server error")
+    # Never leak internals (or PHI in an exception message) to the client.
+    log.exception("unhandled error")
+    return problem_response(500, "internal-error", "Internal server error")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +29,6 @@ from .index import Filters, IndexMismatch
 
 __all__ = ["setup"]
 
-logger = logging.getLogger("telegate.audit")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -264,16 +262,9 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         }
     )
     await resp.prepare(request)
-    try:
-        await _write_export(request, resp, fmt, filters, note, size)
-    except Exception:
-        # The 200 and part of the body are already sent, so no problem+json can follow. Cut
-        # the connection before the final chunk: the client sees a truncated export (an
-        # error), never a complete-looking one, and is not left waiting for the rest.
-        logger.exception("export failed while streaming")
-        if request.transport is not None:
-            request.transport.close()
-        return resp
+    # An error from here on cuts the connection (problem_middleware): a truncated export,
+    # never a complete-looking one.
+    await _write_export(request, resp, fmt, filters, note, size)
     await resp.write_eof()
     return resp
 

@@ -431,11 +431,11 @@ async def token(request: web.Request) -> web.Response:
     except DPoPError as e:
         raise OAuthError("invalid_dpop_proof", e.detail or e.title) from e
     subject, alg = await asyncio.to_thread(_client_subject, auth, assertion)
-    if subject.revoked is not None or subject.id in auth.revoked_subjects:
-        raise OAuthError("invalid_client", "this identity has been revoked", 401)
     if subject.patient is not None and subject.patient in auth.revoked_subjects:
         # A device acts only for its patient: once they are revoked it has nothing to do.
         raise OAuthError("invalid_client", "the patient of this device has been revoked", 401)
+    if subject.revoked is not None or subject.id in auth.revoked_subjects:
+        raise OAuthError("invalid_client", "this identity has been revoked", 401)
     if "federation" in subject.attrs:
         # A peer's provider holds no client credential here: each token is exchanged for a
         # fresh one of its own organization, with its receipt (docs/federation.md).
@@ -593,7 +593,9 @@ async def revoke(request: web.Request) -> web.Response:
         if s is None:
             raise NotFound("no such subject")
         indexes = await asyncio.to_thread(auth.store.revoke_subject, s.id, now)
-        auth.revoked_subjects.add(s.id)
+        # Its devices with it: they act only for their patient. One set, read by
+        # verify_token, so every endpoint and introspection refuse them alike.
+        auth.revoked_subjects.update([s.id, *await asyncio.to_thread(auth.store.devices, s.id)])
         subject = s.id
     for i in indexes:
         auth.status.set(i)

@@ -266,11 +266,22 @@ class IdentityStore:
         return idx
 
     def revoked_subjects(self) -> set[str]:
+        """Who can no longer act: revoked subjects, and the devices of revoked patients (a
+        device acts only for its patient)."""
         with self._lock:
             return {
                 r[0]
-                for r in self._conn.execute("SELECT id FROM subjects WHERE revoked IS NOT NULL")
+                for r in self._conn.execute(
+                    "SELECT id FROM subjects WHERE revoked IS NOT NULL OR (role = 'device' AND"
+                    " patient IN (SELECT id FROM subjects WHERE revoked IS NOT NULL))"
+                )
             }
+
+    def devices(self, patient: str) -> list[str]:
+        """The devices enrolled for ``patient``."""
+        with self._lock:
+            q = "SELECT id FROM subjects WHERE role = 'device' AND patient = ?"
+            return [r[0] for r in self._conn.execute(q, (patient,))]
 
     # -- tokens ------------------------------------------------------------------
     def reserve_status_index(self) -> int:

@@ -78,6 +78,8 @@ class Principal:
     scope: frozenset[str]
     jti: str
     jkt: str
+    #: When the attestation ends (its ``exp``); None for a principal not read from one.
+    exp: int | None = None
 
     def require(self, *roles: str, scope: str | None = None) -> None:
         if roles and self.role not in roles:
@@ -301,7 +303,8 @@ class Authority:
         if not self.spend(proof, now):
             raise DPoPError("DPoP proof replayed")
         scope = frozenset(str(claims.get("scope", "")).split())
-        return Principal(claims["sub"], str(claims.get("role")), scope, claims["jti"], proof.jkt)
+        sub, role, jti = claims["sub"], str(claims.get("role")), claims["jti"]
+        return Principal(sub, role, scope, jti, proof.jkt, claims["exp"])
 
     def spend(self, proof: DPoPProof, now: int) -> bool:
         """Remember a proof's jti for as long as the proof could be accepted; False if it

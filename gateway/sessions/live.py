@@ -24,8 +24,10 @@ Every close but the routine expiry of an attestation is one ``session.socket_clo
 by ``gw:self``: ``{"closed", "party", "holder", "jti", "code"}`` and what caused it,
 identifiers only. A call that loses its ``call`` basis is also ended (``session.ended`` or
 ``session.cancelled`` by ``gw:self``), so that the provider cannot come back with a fresh
-ticket. A call the patient asked for needs no consent (its provider's socket has no
-``call`` basis to lose): the patient ends it with End call.
+ticket; so is a call the provider scheduled on a revoked consent and has not joined yet
+(``cancel_unfounded``: it would otherwise wait for the patient or the provider to connect).
+A call the patient asked for needs no consent (its provider's socket has no ``call`` basis
+to lose): the patient ends it with End call.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ SessionOf = Callable[[str], Awaitable[CallSession | None]]
 #: End a call whose provider lost the right to it: (session id, reason).
 EndCall = Callable[[str, str], Awaitable[None]]
 Append = Callable[[Event], Awaitable[Any]]
+#: Cancel the patient's calls not begun yet that a revoked consent was the basis of:
+#: (patient, grantee).
+CancelUnfounded = Callable[[str, str], Awaitable[None]]
 
 
 class LiveAccess:
@@ -69,10 +74,12 @@ class LiveAccess:
         end_call: EndCall,
         append: Append,
         deadlines: Deadlines,
+        cancel_unfounded: CancelUnfounded | None = None,
     ) -> None:
         self.hub, self.streamer, self.guard = hub, streamer, guard
         self.session, self.end_call, self.append = session, end_call, append
         self.deadlines = deadlines
+        self.cancel_unfounded = cancel_unfounded
         #: Provider sockets of calls allowed by a consent or break-the-glass, by session.
         self.calls: dict[str, tuple[Peer, Decision]] = {}
         #: Consent invalidations heard so far: one that arrives while a socket's basis is
@@ -115,6 +122,8 @@ class LiveAccess:
             self._consent_news += 1
             await self.streamer.recheck(news.patient)
             await self._recheck_calls(news.patient, news.grantee, news.reason)
+            if self.cancel_unfounded is not None:
+                await self.cancel_unfounded(news.patient, news.grantee)
             return
         for sid, party, peer in self.hub.peers():
             if (news.kind == Kind.SUBJECT and peer.sub == news.sub) or (

@@ -5,7 +5,11 @@ which coturn checks with ``use-auth-secret`` and the same ``static-auth-secret``
 ``<user>`` is a pseudonym of the subject, not its id: coturn writes usernames to its logs
 next to client addresses, and a patient id there would tie a patient to a network location
 for whoever reads the relay's logs. The pseudonym is stable per subject (coturn's per-user
-quotas still work) and only the gateway, holding the secret, can link it back."""
+quotas still work) and only the gateway, holding the secret, can link it back.
+
+A credential cannot be revoked (coturn checks only the HMAC and the expiry in the name), so
+it never outlives the attestation it was asked with: a revoked caller's relay ends at the
+latest when their attestation would have, not ``turn_ttl`` later."""
 
 from __future__ import annotations
 
@@ -28,9 +32,12 @@ def turn_user(secret: bytes, subject: str) -> str:
     )
 
 
-def turn_credentials(secret: bytes, subject: str, now: int, ttl: int) -> tuple[str, str, int]:
-    """(username, password, expiry) valid for ``ttl`` seconds from ``now``."""
-    expiry = now + ttl
+def turn_credentials(
+    secret: bytes, subject: str, now: int, ttl: int, not_after: int | None = None
+) -> tuple[str, str, int]:
+    """(username, password, expiry) valid for ``ttl`` seconds from ``now``, and no later
+    than ``not_after``."""
+    expiry = now + ttl if not_after is None else min(now + ttl, not_after)
     username = f"{expiry}:{turn_user(secret, subject)}"
     # coturn computes HMAC-SHA1 over the username with the shared secret: SHA-1 is the
     # scheme's, used as a MAC (not for collision resistance).
@@ -44,13 +51,13 @@ async def credentials(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     now = request.app[AUTHORITY].now()
     username, password, expiry = turn_credentials(
-        request.app[TURN_SECRET], p.sub, now, config.turn_ttl
+        request.app[TURN_SECRET], p.sub, now, config.turn_ttl, not_after=p.exp
     )
     resp = web.json_response(
         {
             "username": username,
             "password": password,
-            "ttl": config.turn_ttl,
+            "ttl": expiry - now,
             "expires": expiry,
             "uris": [u for u in config.turn_uris.split(",") if u],
         }

@@ -14,7 +14,7 @@ from ledger.events import EventType
 
 from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, VITALS
 from ..auth.enroll import is_subject_id
-from ..auth.http import authenticate, read_body, read_json
+from ..auth.http import authenticate, origin, read_body, read_json
 from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..fhir_version import FHIR_JSON
@@ -142,9 +142,9 @@ async def get_vitals(request: web.Request) -> web.Response:
         obs = [observation(r, pid, r["device"], r["batch_id"], r["_idx"]) for r in rows]
         bundle = searchset(obs)
         if next_cursor:
-            bundle["link"] = [
-                {"relation": "next", "url": f"{request.rel_url.path}?after={next_cursor}"}
-            ]
+            # FHIR R4 paging: an absolute URL, the same search with the cursor moved.
+            page = request.rel_url.update_query(after=next_cursor)
+            bundle["link"] = [{"relation": "next", "url": f"{origin(request)}{page}"}]
         return web.json_response(bundle, content_type=FHIR_JSON)
     for r in rows:
         del r["_idx"]

@@ -311,3 +311,31 @@ async def test_a_no_show_closes_the_waiting_room_sockets(w: World) -> None:
     [bye] = await until_closed(pat_ws, 1000)
     assert (bye["type"], bye["state"]) == ("bye", "no_show")
     assert await until_closed(prov_ws, 1000) == []
+
+
+async def test_revoking_call_consent_cancels_the_calls_the_provider_scheduled_on_it(
+    w: World,
+) -> None:
+    """A call the provider scheduled on the patient's ``call`` consent does not wait for the
+    provider to connect before it ends with the consent: it is cancelled at once (by
+    ``gw:self``, ``closed: consent``) and a patient waiting in the room is told. A call
+    the patient asked for stands: it needed no consent."""
+    consent = await w.grant(["call"])
+    r = await call(w.client, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
+    scheduled = str((await r.json())["id"])
+    r = await call(w.client, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
+    waiting = str((await r.json())["id"])
+    r = await call(w.client, "POST", "/v1/sessions", w.pat, w.pat_t, json={"provider": w.prov.sub})
+    asked = str((await r.json())["id"])
+    pat_ws = await w.ws(waiting, w.pat, w.pat_t)
+    r = await call(w.client, "DELETE", f"/v1/consents/{consent['id']}", w.pat, w.pat_t)
+    assert r.status == 200
+    got = await until_closed(pat_ws, 1000)
+    assert got[-1] == {"type": "bye", "from": "gateway", "state": "cancelled", "reason": "consent"}
+    cancelled = await w.events("session.cancelled")
+    assert sorted((e["session"], e["actor"], e["data"]["closed"]) for e in cancelled) == sorted(
+        [(scheduled, "gw:self", "consent"), (waiting, "gw:self", "consent")]
+    )
+    for sid, state in ((scheduled, "cancelled"), (waiting, "cancelled"), (asked, "scheduled")):
+        r = await call(w.client, "GET", f"/v1/sessions/{sid}", w.pat, w.pat_t)
+        assert (await r.json())["state"] == state, sid

@@ -366,3 +366,23 @@ async def test_no_call_with_a_revoked_party(k: Call, config: Config, revoked: st
             assert "revoked" in (await r.json())["detail"]
         r = await call(k.c, "POST", f"/v1/sessions/{sid}/no-show", k.prov, k.prov_t)
         assert r.status == 200, await r.text()
+
+
+async def test_the_waiting_room_lists_no_call_of_a_revoked_patient(k: Call, config: Config) -> None:
+    """Admitting a revoked patient answers 409: the room does not offer them. The call
+    stays among the provider's active calls (GET /v1/sessions), where it can be ended."""
+    sid = await k.schedule()
+    pat_ws = await k.ws(sid, await k.ticket(sid, k.pat, k.pat_t))
+    r = await call(k.c, "GET", "/v1/sessions/waiting", k.prov, k.prov_t)
+    assert [s["id"] for s in (await r.json())["waiting"]] == [sid]
+    r = await call(
+        k.c, "POST", "/v1/revocations", k.adm, k.adm_t, json={"sub": k.pat.sub, "reason": "left"}
+    )
+    assert r.status == 200, await r.text()
+    r = await call(k.c, "GET", "/v1/sessions/waiting", k.prov, k.prov_t)
+    assert r.status == 200 and (await r.json()) == {"waiting": [], "names": {}}
+    r = await call(k.c, "GET", "/v1/sessions?active=true", k.prov, k.prov_t)
+    assert [s["id"] for s in (await r.json())["sessions"]] == [sid]
+    r = await call(k.c, "POST", f"/v1/sessions/{sid}/end", k.prov, k.prov_t)
+    assert r.status == 200 and (await r.json())["state"] == "cancelled"
+    await pat_ws.close()

@@ -53,3 +53,25 @@ def test_bad_turn_uris_refused(uris: str) -> None:
 
     with pytest.raises(ConfigError):
         Config(turn_uris=uris)
+
+
+async def test_credentials_end_with_the_attestation(client: Any, config: Config) -> None:
+    """coturn REST credentials cannot be revoked: valid for ``turn_ttl`` (an hour) after a
+    five-minute attestation, they would let a revoked caller relay for the rest of the hour.
+    So they end when the attestation they were asked with ends."""
+    import jwt
+
+    assert config.turn_ttl > config.token_lifetime
+    adm, adm_token = await admin(client, config.data_dir)
+    pat = await invite_and_enroll(client, adm, adm_token, "patient")
+    token = await get_token(client, pat)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    body = await (await call(client, "GET", "/v1/turn-credentials", pat, token)).json()
+    assert body["expires"] == exp and int(body["username"].split(":", 1)[0]) == exp
+    # ttl is what is left (the page renews at half of it), not the configured maximum.
+    assert 0 < body["ttl"] <= config.token_lifetime
+
+
+def test_cap_never_extends() -> None:
+    assert turn_credentials(b"k", "pat:ab", 1000, 600, not_after=1300)[2] == 1300
+    assert turn_credentials(b"k", "pat:ab", 1000, 600, not_after=5000)[2] == 1600

@@ -147,6 +147,10 @@ def test_a_full_call_between_two_browsers(
     before = wait_frames(prov.page)
     network.drop()
     wait_debug(pat.page, "t.sockets === 2 && t.socket === 'open' && t.restarts === 1")
+    # Both sides set fresh TURN credentials first: those the connection was made with end
+    # with the attestation they were asked with (they cannot be revoked).
+    wait_debug(pat.page, "t.iceRefreshes === 1")
+    wait_debug(prov.page, "t.iceRefreshes === 1")
     wait_debug(pat.page, "t.pcState === 'connected'")
     wait_debug(prov.page, "t.pcState === 'connected'")
     assert wait_frames(prov.page, before) > before

@@ -94,6 +94,8 @@ const debug = {
   route: null,
   offers: 0,
   restarts: 0,
+  /** ICE restarts (either side) that set fresh TURN credentials on the connection first. */
+  iceRefreshes: 0,
   sockets: 0,
   /** Inbound video frames decoded by the current connection (getStats, once a second). */
   framesDecoded: 0,
@@ -274,6 +276,15 @@ async function iceServers() {
   return ice.servers;
 }
 
+/** Before an ICE restart: the relay credential the connection was made with ends with the
+ * attestation it was asked with (it cannot be revoked), so a restart gathers with a fresh one. */
+async function refreshIce(p) {
+  const servers = await iceServers();
+  if (p !== pc) return;
+  p.setConfiguration({ ...p.getConfiguration(), iceServers: servers });
+  debug.iceRefreshes += 1;
+}
+
 function closePc() {
   if (!pc) return;
   const old = pc;
@@ -342,7 +353,11 @@ async function offer(restart) {
   const p = pc;
   try {
     makingOffer = true;
-    if (restart) p.restartIce();
+    if (restart) {
+      await refreshIce(p);
+      if (p !== pc) return;
+      p.restartIce();
+    }
     await p.setLocalDescription();
     if (p !== pc) return;
     if (send({ type: "offer", sdp: p.localDescription.sdp, restart })) {
@@ -361,6 +376,7 @@ async function onOffer(msg) {
   ignoreOffer = collision && party === "provider";
   if (ignoreOffer) return;
   if (fresh) await newPc();
+  else await refreshIce(pc);
   const p = pc;
   try {
     // As the polite side, a pending offer of ours is rolled back by this (implicitly).

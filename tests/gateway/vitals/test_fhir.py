@@ -162,6 +162,33 @@ async def test_reads_as_fhir_validate_and_carry_the_vital_signs_profiles(world: 
     assert all(o.subject.identifier.value == world.pat.sub for o in observations)
 
 
+async def test_the_next_page_link_is_absolute_and_keeps_the_search(world: World) -> None:
+    """FHIR R4 paging (http.html#paging): Bundle.link[next].url is an absolute URL the
+    client follows as is; it keeps the search's parameters (format=fhir, code, limit) and
+    moves only the cursor, so following it gives the next page of the same search."""
+    from yarl import URL
+
+    now = time.time()
+    b = bundle("fhir-p", *(obs("8867-4", "/min", 60 + i, now - 50 + i) for i in range(3)))
+    assert (await send_fhir(world, b)).status == 201
+    resp = await world.read(world.pat, world.pat_t, format="fhir", code="8867-4", limit="2")
+    out = await resp.json()
+    (link,) = out["link"]
+    url = URL(link["url"])
+    assert link["relation"] == "next" and url.is_absolute()
+    assert str(url.origin()) == str(world.client.make_url("/").origin())
+    assert url.path == f"/v1/patients/{world.pat.sub}/vitals"
+    assert {k: url.query[k] for k in ("format", "code", "limit")} == {
+        "format": "fhir",
+        "code": "8867-4",
+        "limit": "2",
+    }
+    resp = await world.read(world.pat, world.pat_t, **dict(url.query))
+    page = await resp.json()
+    assert resp.content_type == "application/fhir+json" and len(page["entry"]) == 1
+    assert "link" not in page
+
+
 async def test_the_audit_export_has_a_provenance_per_batch_without_the_signature(
     world: World,
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from gateway.appkeys import AUTHORITY
 from tests.gateway.idclient import call, get_token, token_response
 from tests.gateway.vitals.world import World, batch, bp, hr, iso, sign
 
@@ -209,24 +211,36 @@ async def test_reading_times_beyond_utc_are_refused_not_a_500(world: World) -> N
         assert "RFC 3339" in body["errors"][0]["detail"]
 
 
+async def introspect(world: World, token: str) -> dict[str, Any]:
+    resp = await call(
+        world.client, "POST", "/oauth/introspect", world.adm, world.adm_t, data={"token": token}
+    )
+    assert resp.status == 200, await resp.text()
+    out: dict[str, Any] = await resp.json()
+    return out
+
+
 async def test_a_device_of_a_revoked_patient_is_refused(world: World) -> None:
-    """The device's own credential still stands, but the patient it reports for has left:
-    nothing more goes into their record, and the refusal is audited (auth.refused with the
-    device as actor) like any other."""
+    """A device acts only for its patient: once they have left, its attestation is refused
+    like a revoked one (401, at every endpoint, by the one rule of ``verify_token``), and
+    introspection, which answers by the same rule, calls it inactive. Nothing more goes
+    into the patient's record; other devices are unaffected."""
     assert (await world.send(batch([hr(70, time.time())]))).status == 201
+    assert (await introspect(world, world.dev_t))["active"] is True
     body = {"sub": world.pat.sub, "reason": "left_the_practice"}
     resp = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
     assert resp.status == 200, await resp.text()
     stored = len(await world.events("vitals.batch"))
     resp = await world.send(batch([hr(71, time.time())]))
     text = await resp.text()
-    assert resp.status == 403, text
+    assert resp.status == 401, text
     assert resp.content_type == "application/problem+json"
-    assert (await resp.json())["type"] == "https://telegate.dev/problems/forbidden"
+    assert (await resp.json())["type"] == "https://telegate.dev/problems/unauthorized"
     assert len(await world.events("vitals.batch")) == stored
-    refused = (await world.events("auth.refused"))[-1]
-    assert refused["actor"] == world.dev.sub
-    assert refused["data"]["route"] == "/v1/vitals" and refused["data"]["status"] == 403
+    assert (await introspect(world, world.dev_t)) == {"active": False}
+    assert (await call(world.client, "GET", "/v1/me", world.dev, world.dev_t)).status == 401
+    # The same after a restart (the set is rebuilt from the store).
+    assert world.dev.sub in world.client.app[AUTHORITY].store.revoked_subjects()
     # The other patient's device is not affected.
     resp = await world.send(batch([hr(72, time.time())]), world.other_dev)
     assert resp.status == 201, await resp.text()
