@@ -234,7 +234,9 @@ PATHS: dict[str, Any] = {
             "requestBody": _form("token"),
             "responses": {
                 "200": json_reply(
-                    "RFC 7662 answer",
+                    "RFC 7662 answer: `active` is false for a token every endpoint would "
+                    "refuse (expired, revoked, its subject revoked, or a device whose patient "
+                    "was revoked)",
                     {
                         "type": "object",
                         "required": ["active"],

@@ -80,7 +80,9 @@ PATHS: dict[str, Any] = {
             "summary": "Revoke a consent, effective at once (the patient who granted it)",
             "description": "Live vitals streams it allowed (with no other consent) stop at "
             "once; a call whose provider relied on it (scope `call`) is closed (close code "
-            "4403, reason `consent`) and ended.",
+            "4403, reason `consent`) and ended. The patient's scheduled or waiting calls "
+            "that the named provider scheduled, has not joined and that no other consent "
+            "allows are cancelled by the gateway (`session.cancelled`, `closed: consent`).",
             "security": DPOP,
             "parameters": [path_param("id")],
             "responses": {

@@ -62,7 +62,10 @@ PATHS: dict[str, Any] = {
             "security": DPOP,
             "responses": {
                 "200": json_reply(
-                    "username, password, ttl and TURN URIs",
+                    "username, password, ttl and TURN URIs: `ttl` is what is left of the "
+                    "credential, at most `turn_ttl` and never past the `exp` of the "
+                    "attestation it was asked with (coturn REST credentials cannot be "
+                    "revoked, so this bounds a revoked party's relay access)",
                     {"type": "object", "required": ["username", "password", "ttl", "uris"]},
                 ),
                 **AUTH_ERRORS,
@@ -116,6 +119,9 @@ PATHS: dict[str, Any] = {
     "/v1/sessions/waiting": {
         "get": {
             "summary": "The calling provider's waiting room",
+            "description": "Calls whose patient was revoked are not listed (admitting them "
+            "answers 409); they stay in `GET /v1/sessions?active=true`, where they can be "
+            "ended.",
             "security": DPOP,
             "responses": {
                 "200": json_reply(
