@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,8 +20,17 @@ from tests.pgschema import answers, fresh_schema
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+@pytest.fixture(scope="session")
+def _pg_schemas() -> Iterator[contextlib.ExitStack]:
+    """The PostgreSQL schemas the tests made, dropped when the session ends: a test's app
+    may still write (``gateway.stopped``) after its ``config`` fixture is torn down, since
+    pytest tears fixtures down in reverse order of their setup, whatever they depend on."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Iterator[Config]:
+def config(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     """With ``TELEGATE_TEST_DATABASE_URL`` set, the stores on the database layer live in a
     fresh PostgreSQL schema of it (docs/database.md); unset, SQLite files as always."""
     base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
@@ -29,13 +39,13 @@ def config(tmp_path: Path) -> Iterator[Config]:
         yield Config(data_dir=data, log_origin="test.example/telegate/log")
         return
     need(answers(base), f"PostgreSQL at TELEGATE_TEST_DATABASE_URL={base}")
-    with fresh_schema(base) as url:
-        db = Database(data, url)
-        try:
-            db.upgrade()  # what `telegate db upgrade` does before replicas start
-        finally:
-            db.close()
-        yield Config(data_dir=data, log_origin="test.example/telegate/log", database_url=url)
+    url = request.getfixturevalue("_pg_schemas").enter_context(fresh_schema(base))
+    db = Database(data, url)
+    try:
+        db.upgrade()  # what `telegate db upgrade` does before replicas start
+    finally:
+        db.close()
+    yield Config(data_dir=data, log_origin="test.example/telegate/log", database_url=url)
 
 
 @pytest.fixture
