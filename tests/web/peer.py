@@ -48,7 +48,8 @@ class AiortcProvider:
         self.api.request("POST", f"/v1/sessions/{self.sid}/end")
 
     def stop(self) -> None:
-        if self._stop is not None:
+        # The peer's loop ends by itself once the gateway closes its socket (after a bye).
+        if self._stop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
         assert not self._thread.is_alive(), "the aiortc peer did not stop"

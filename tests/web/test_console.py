@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +315,11 @@ def test_rows_name_their_actor_and_subject_with_the_id_beside(
     )
     invited = Session(doctor).post_json("/v1/invites", {"role": "patient"})
     pat = enroll_api(gateway.url, str(invited["invite"]), display_name="Ada Lovelace")
-    # The doctor registers the patient's monitor: a row with the doctor as actor.
+    # The doctor registers the patient's monitor, on the patient's `devices` consent: a row
+    # with the doctor as actor.
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    grant = {"grantee": doctor.sub, "scopes": ["devices"], "until": until}
+    Session(pat).post_json("/v1/consents", grant)
     device_invite = Session(doctor).post_json("/v1/invites", {"role": "device", "patient": pat.sub})
     device = enroll_api(gateway.url, str(device_invite["invite"]), serial="SN-7", model="Cuff 3")
 
