@@ -59,9 +59,14 @@ def key_id(name: str, alg: int, public: bytes) -> int:
 
 def _b64decode(s: str) -> bytes:
     try:
-        return base64.b64decode(s, validate=True)
+        blob = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidNote("invalid base64") from e
+    # One spelling per value: Python also takes padding after a full quantum and non-zero
+    # padding bits, which Go's decoder (the other side of every note) does not all take.
+    if base64.b64encode(blob).decode() != s:
+        raise InvalidNote("non-canonical base64")
+    return blob
 
 
 @dataclass(frozen=True, slots=True)
