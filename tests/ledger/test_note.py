@@ -116,8 +116,18 @@ def test_size_and_signature_limits() -> None:
         "example.com/foo+530d903a+" + base64.b64encode(b"\x02" + bytes(32)).decode(),
         "example.com/foo+530d903a",
         "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k=",
+        # Found by fuzz/note.py: what os.environ makes of a name that is not UTF-8.
+        "example.com/\udc8efoo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
     ],
-    ids=["empty", "bad-hex", "wrong-id", "unknown-alg", "missing-key", "excess-padding"],
+    ids=[
+        "empty",
+        "bad-hex",
+        "wrong-id",
+        "unknown-alg",
+        "missing-key",
+        "excess-padding",
+        "surrogate-in-name",
+    ],
 )
 def test_bad_vkeys(vkey: str) -> None:
     with pytest.raises(InvalidNote):
