@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo demo-two-orgs test lint pytest pytest-pg bench clean
+.PHONY: run demo demo-two-orgs test lint pytest pytest-pg bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,8 +57,8 @@ pytest-pg: $(STAMP)
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check ledger gateway tests bench
-	$(BIN)/ruff format --check ledger gateway tests bench
+	$(BIN)/ruff check ledger gateway tests bench fuzz
+	$(BIN)/ruff format --check ledger gateway tests bench fuzz
 	$(BIN)/mypy --strict ledger gateway
 
 ## Side-by-side benchmarks (quick mode; see bench/README.md for the full run).
@@ -66,5 +66,20 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ledger --quick
 	$(BIN)/python -m bench.auth --quick
 
+## Coverage-guided fuzzing (atheris): each harness in fuzz/ for FUZZ_SECONDS from its
+## committed corpus; new inputs and crashes land in fuzz/.work (see fuzz/README.md).
+FUZZ_SECONDS ?= 60
+FUZZERS := $(filter-out seeds,$(basename $(notdir $(filter-out fuzz/_%,$(wildcard fuzz/*.py)))))
+
+fuzz: $(STAMP)
+	@for h in $(FUZZERS); do \
+	  echo "== fuzz/$$h.py ($(FUZZ_SECONDS) s)"; mkdir -p fuzz/.work/$$h; \
+	  PYTHONPATH=$(CURDIR) $(BIN)/python fuzz/$$h.py -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=10 -print_final_stats=1 -artifact_prefix=fuzz/.work/$$h- \
+	    fuzz/.work/$$h fuzz/corpus/$$h 2>&1 | grep -E 'DONE|^stat::average|Uncaught|Error|crash-' \
+	    || true; \
+	  ls fuzz/.work/$$h-crash-* fuzz/.work/$$h-timeout-* >/dev/null 2>&1 && exit 1; \
+	done; echo "fuzz: no crash"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis fuzz/.work

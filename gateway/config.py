@@ -286,7 +286,7 @@ class Config:
         if path := env.get("TELEGATE_CONFIG"):
             try:
                 values.update(tomllib.loads(Path(path).read_text()))
-            except (OSError, tomllib.TOMLDecodeError) as e:
+            except (OSError, ValueError) as e:  # ValueError: not UTF-8, or not TOML
                 raise ConfigError(f"cannot read config file {path}: {e}") from e
         for f in fields(cls):
             if (raw := env.get(f"TELEGATE_{f.name.upper()}")) is not None:
@@ -306,12 +306,15 @@ class Config:
                 continue
             kind = type(getattr(defaults, name))
             try:
+                # TOML has lists, tables and booleans that int() and str() would coerce.
+                if isinstance(raw, list | dict) or (isinstance(raw, bool) and kind is not bool):
+                    raise TypeError(raw)
                 if kind is bool and isinstance(raw, str):
                     if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                         raise ValueError(raw)
                     kwargs[name] = raw.lower() in ("1", "true", "yes")
                     continue
                 kwargs[name] = Path(raw) if kind is type(Path()) else kind(raw)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(inf)
                 raise ConfigError(f"{name}: {raw!r} is not a valid {kind.__name__}") from e
         return dataclasses.replace(defaults, **kwargs)

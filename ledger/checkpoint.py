@@ -80,6 +80,8 @@ class Checkpoint:
             raise InvalidCheckpoint("malformed root hash") from e
         if len(root) != HASH_SIZE:
             raise InvalidCheckpoint("root hash is not 32 bytes")
+        if base64.b64encode(root).decode() != root_s:
+            raise InvalidCheckpoint("root hash is not canonical base64")
         if any(not e for e in ext):
             raise InvalidCheckpoint("empty extension line")
         return cls(origin, int(size_s), root, tuple(ext))

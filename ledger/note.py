@@ -49,6 +49,10 @@ def _check_name(name: str) -> None:
     # signed-note: key names are non-empty and contain no Unicode spaces or '+'.
     if not name or "+" in name or any(c.isspace() for c in name):
         raise InvalidNote(f"invalid key name {name!r}")
+    # A name is hashed as UTF-8 into the key ID; a lone surrogate (what os.environ and
+    # surrogateescape make of bytes that are not UTF-8) cannot be.
+    if not name.isascii() and any("\ud800" <= c <= "\udfff" for c in name):
+        raise InvalidNote("key name is not UTF-8")
 
 
 def key_id(name: str, alg: int, public: bytes) -> int:
@@ -59,9 +63,14 @@ def key_id(name: str, alg: int, public: bytes) -> int:
 
 def _b64decode(s: str) -> bytes:
     try:
-        return base64.b64decode(s, validate=True)
+        blob = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidNote("invalid base64") from e
+    # One spelling per value: Python also takes padding after a full quantum and non-zero
+    # padding bits, which Go's decoder (the other side of every note) does not all take.
+    if base64.b64encode(blob).decode() != s:
+        raise InvalidNote("non-canonical base64")
+    return blob
 
 
 @dataclass(frozen=True, slots=True)

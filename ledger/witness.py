@@ -199,6 +199,8 @@ def parse_add_checkpoint(body: bytes, *, max_size: int = MAX_REQUEST_SIZE) -> Ad
             raise MalformedRequest("a proof line is not base64") from e
         if len(h) != HASH_SIZE:
             raise MalformedRequest(f"a proof line is not a {HASH_SIZE}-byte hash")
+        if base64.b64encode(h).decode() != line:
+            raise MalformedRequest("a proof line is not canonical base64")
         proof.append(h)
     try:
         cp = Checkpoint.parse(parse_note(note).text)

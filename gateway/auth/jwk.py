@@ -49,9 +49,13 @@ def b64u_decode(s: str) -> bytes:
     if not isinstance(s, str) or len(s) > 4096 or "=" in s:
         raise InvalidKey("malformed base64url")
     try:
-        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        out = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
     except (ValueError, TypeError) as e:
         raise InvalidKey("malformed base64url") from e
+    # One spelling per value: non-zero padding bits would give one key several thumbprints.
+    if b64u(out) != s:
+        raise InvalidKey("malformed base64url")
+    return out
 
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")

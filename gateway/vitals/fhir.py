@@ -44,10 +44,15 @@ STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 
 def _loinc(concept: Any) -> str | None:
     codings = concept.get("coding") if isinstance(concept, dict) else None
-    for c in codings if isinstance(codings, list) else []:
-        if isinstance(c, dict) and c.get("system") == LOINC and isinstance(c.get("code"), str):
-            return str(c["code"])
-    return None
+    codes = [
+        str(c["code"])
+        for c in (codings if isinstance(codings, list) else [])
+        if isinstance(c, dict) and c.get("system") == LOINC and isinstance(c.get("code"), str)
+    ]
+    # A profile's fixed coding stands first beside the more specific code it stands for
+    # (2708-6 then 59408-5, as observation() writes it): the reading is the specific one.
+    fixed = {_PROFILES[c][1] for c in codes if _PROFILES.get(c, ("", c))[1] != c}
+    return next((c for c in codes if c not in fixed), None)
 
 
 def _quantity(q: Any) -> tuple[Any, Any]:

@@ -131,6 +131,26 @@ def test_bad_config_is_refused(env: dict[str, str]) -> None:
         Config.load(env)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b'log_origin = "gw.ex\xe5mple/log"\n', id="not-utf8"),
+        pytest.param(b"port = inf\n", id="infinite-int"),
+        pytest.param(b"port = nan\n", id="nan-int"),
+        pytest.param(b"port = true\n", id="bool-for-int"),
+        pytest.param(b'host = ["127.0.0.1"]\n', id="list-for-str"),
+        pytest.param(b"host = { a = 1 }\n", id="table-for-str"),
+    ],
+)
+def test_bad_values_in_file_are_config_errors(tmp_path: Path, content: bytes) -> None:
+    """Found by fuzz/config.py: a file that is not UTF-8 or a TOML ``inf`` for an integer
+    came out as a traceback, and a list or a boolean was coerced into a setting."""
+    toml = tmp_path / "t.toml"
+    toml.write_bytes(content)
+    with pytest.raises(ConfigError):
+        Config.load({"TELEGATE_CONFIG": str(toml)})
+
+
 def test_unknown_setting_in_file(tmp_path: Path) -> None:
     toml = tmp_path / "t.toml"
     toml.write_text("prot = 1\n")

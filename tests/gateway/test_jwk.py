@@ -23,3 +23,14 @@ def test_a_p256_key_is_es256_only() -> None:
     for alg in ("EdDSA", "Ed25519", "ES384"):
         with pytest.raises(InvalidKey):
             HolderKey.from_jwk({**jwk, "alg": alg})
+
+
+def test_one_key_has_one_spelling_and_so_one_thumbprint() -> None:
+    """Found by fuzz/jws.py: base64url with non-zero padding bits decoded to the same
+    public key under another x, so one key had several RFC 7638 thumbprints (jkt)."""
+    jwk = Holder().jwk
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(jwk["x"][-1]) ^ 1]
+    HolderKey.from_jwk(jwk)
+    with pytest.raises(InvalidKey):
+        HolderKey.from_jwk({**jwk, "x": jwk["x"][:-1] + last})

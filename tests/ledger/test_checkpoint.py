@@ -45,6 +45,8 @@ def test_text_is_byte_exact() -> None:
         "o\n1\n" + base64.b64encode(ROOT).decode() + "\n\n",
         "o\n99999999999999999999\n" + base64.b64encode(ROOT).decode() + "\n",
         "o\n1\n" + base64.b64encode(ROOT).decode(),
+        "o\n1\n" + base64.b64encode(ROOT).decode() + "=\n",
+        "o\n1\n" + base64.b64encode(ROOT).decode()[:42] + "V=\n",
     ],
     ids=[
         "too-few-lines",
@@ -57,6 +59,8 @@ def test_text_is_byte_exact() -> None:
         "empty-extension",
         "size-overflow",
         "no-newline",
+        "root-excess-padding",
+        "root-nonzero-padding-bits",
     ],
 )
 def test_malformed(text: str) -> None:

@@ -85,6 +85,9 @@ def test_bad_signature_by_known_key_rejects() -> None:
         pytest.param("te\x01xt\n\n\u2014 a AAAAAAA=\n".encode(), id="control-char"),
         pytest.param(b"\xff\xfe\n\n", id="not-utf8"),
         pytest.param("text\n\n\u2014 a AAAAAAA=".encode(), id="no-final-newline"),
+        # Found by fuzz/note.py: one note, one spelling (Go's decoder refuses the first).
+        pytest.param("text\n\n\u2014 a AAAAAAAA=\n".encode(), id="excess-padding"),
+        pytest.param("text\n\n\u2014 a AAAAAAB=\n".encode(), id="nonzero-padding-bits"),
     ],
 )
 def test_malformed_notes(data: bytes) -> None:
@@ -112,8 +115,19 @@ def test_size_and_signature_limits() -> None:
         "example.com/foo+530d903b+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
         "example.com/foo+530d903a+" + base64.b64encode(b"\x02" + bytes(32)).decode(),
         "example.com/foo+530d903a",
+        "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k=",
+        # Found by fuzz/note.py: what os.environ makes of a name that is not UTF-8.
+        "example.com/\udc8efoo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
     ],
-    ids=["empty", "bad-hex", "wrong-id", "unknown-alg", "missing-key"],
+    ids=[
+        "empty",
+        "bad-hex",
+        "wrong-id",
+        "unknown-alg",
+        "missing-key",
+        "excess-padding",
+        "surrogate-in-name",
+    ],
 )
 def test_bad_vkeys(vkey: str) -> None:
     with pytest.raises(InvalidNote):

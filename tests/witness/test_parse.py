@@ -80,6 +80,8 @@ def _bodies(h: History) -> dict[str, bytes]:
         "proof-31-bytes": f"old 5\n{base64.b64encode(bytes(31)).decode()}\n\n".encode() + note,
         "proof-33-bytes": f"old 5\n{base64.b64encode(bytes(33)).decode()}\n\n".encode() + note,
         "proof-unpadded": f"old 5\n{good.rstrip('=')}\n\n".encode() + note,
+        "proof-excess-padding": f"old 5\n{good}=\n\n".encode() + note,
+        "proof-nonzero-padding-bits": f"old 5\n{good[:42]}V=\n\n".encode() + note,
         "64-proof-lines": request_body(5, [EMPTY_ROOT] * (MAX_PROOF_LINES + 1), note),
         "checkpoint-unsigned": b"old 0\n\n" + note.split(b"\n\n")[0] + b"\n",
         "checkpoint-no-final-newline": b"old 0\n\n" + note[:-1],

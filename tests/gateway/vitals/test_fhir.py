@@ -387,3 +387,17 @@ async def test_a_status_that_is_not_a_string_is_refused_by_entry(world: World) -
     body = await resp.json()
     assert resp.status == 422, body
     assert body["errors"][0]["pointer"] == "/entry/0/resource"
+
+
+def test_a_profile_conformant_spo2_reads_back_as_pulse_oximetry() -> None:
+    """Found by fuzz/fhir.py: the oxygensat profile puts 2708-6 (arterial blood) first and
+    the specific 59408-5 (pulse oximetry) beside it, as observation() writes it; reading the
+    first LOINC coding turned every such reading into an arterial blood gas."""
+    from gateway.vitals.fhir import bundle_readings, observation
+
+    o = observation(_reading_of("59408-5"), "pat:p1", "dev:d1", "b1", 0)
+    _, raw, _ = bundle_readings(json.dumps(bundle("b1", o)).encode())
+    assert [r["code"] for r in raw] == ["59408-5"]
+    alone = obs("2708-6", "%", 97, time.time())
+    _, raw, _ = bundle_readings(json.dumps(bundle("b2", alone)).encode())
+    assert [r["code"] for r in raw] == ["2708-6"]

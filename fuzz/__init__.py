@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzers (atheris) for every parser that takes outside bytes; see README."""
