@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# A path climbing out of the repository root, or into a sibling such as ../shared.
+# A path climbing out of the repository root, or into a folder beside the checkout.
 OUTSIDE = re.compile(
     r"ROOT\.parent\b|parents\[\d\]\.parent\b|\.parent\s*/\s*[\"']shared[\"']"
     r"|[\"']\.\./shared|[\"']/work/"
