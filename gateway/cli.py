@@ -15,6 +15,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger.cli import add_verify_arguments, add_witness_arguments, run_verify, witness_policy
 from ledger.errors import LedgerError, StoreLocked
@@ -26,6 +27,9 @@ from . import __version__
 from .config import Config
 from .errors import GatewayError
 from .ledger_keys import init_log_key, load_log_key
+
+if TYPE_CHECKING:
+    from .db import Database
 
 __all__ = ["main"]
 
@@ -62,9 +66,35 @@ def _check_schema(config: Config) -> None:
 
     db = Database.from_config(config)
     try:
+        _check_copied(db)
         db.check()
     finally:
         db.close()
+
+
+def _check_copied(db: Database) -> None:
+    """Refuse a database that a ``db copy`` began filling and did not finish."""
+    from .db.copy import check_finished
+
+    if db.url is not None:
+        check_finished(db.engine(""))
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    from .db.copy import copy
+    from .db.url import redact
+
+    config = _config(args)
+
+    def progress(done: int, total: int) -> None:
+        print(f"ledger: {done}/{total} entries copied", file=sys.stderr, flush=True)
+
+    report = copy(config.data_dir, args.to, progress)
+    for table, n in sorted(report.rows.items()):
+        print(f"{table}: {n} rows")
+    print(f"ledger: {report.size} entries, root {report.root.hex() or '-'}")
+    print(f"copied {config.data_dir} into {redact(args.to)}: checked", file=sys.stderr)
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -73,6 +103,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     config = _config(args)
     db = Database.from_config(config)
     try:
+        _check_copied(db)
         if args.db_command == "upgrade":
             done = db.upgrade()
             for name, done_rev in done.items():
@@ -397,6 +428,14 @@ def _parser() -> argparse.ArgumentParser:
         data_dir(dp)
         database_url(dp)
         dp.set_defaults(func=cmd_db)
+    dc = dsub.add_parser(
+        "copy", help="move a stopped embedded deployment into an empty PostgreSQL database"
+    )
+    data_dir(dc)
+    dc.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user@host:port/db (empty)"
+    )
+    dc.set_defaults(func=cmd_db_copy)
 
     k = sub.add_parser(
         "keys",

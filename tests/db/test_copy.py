@@ -1,0 +1,192 @@
+"""``telegate db copy``: an embedded deployment, made by the real gateway, moved into a new
+PostgreSQL database, found whole by a gateway started on it; and every refusal: a running
+gateway, a target that is not empty, a URL that is not PostgreSQL, and a copy that failed
+half way, which leaves the target refused by ``serve`` until it is dropped."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway.app import create_app
+from gateway.cli import main
+from gateway.config import Config
+from ledger.checkpoint import open_checkpoint
+from ledger.note import Verifier
+from ledger.pgstore import PGStore
+from ledger.store import SQLiteStore
+from tests.gateway.idclient import call, get_token
+from tests.gateway.test_sessions import Call
+
+ORIGIN = "copy.example/telegate/log"
+
+
+@pytest.fixture
+def target(pg_base: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"tg_copy_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_base, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(pg_base)
+    try:
+        yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(pg_base, autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+class Deployment:
+    """What the embedded gateway wrote: who enrolled, the consent, the call."""
+
+    call: Call
+    session: str
+
+
+async def _embedded(aiohttp_client: Any, data: Path) -> Deployment:
+    client = await aiohttp_client(create_app(Config(data_dir=data, log_origin=ORIGIN)))
+    d = Deployment()
+    d.call = await Call(client).setup(Config(data_dir=data))  # enrolls, grants a consent
+    d.session = await d.call.schedule()
+    await client.close()
+    return d
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as c:
+        rows = c.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _copy(data: Path, url: str) -> int:
+    return main(["db", "copy", "--data-dir", str(data), "--to", url])
+
+
+async def test_a_copied_deployment_is_whole_and_serves(
+    target: str, aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    d = await _embedded(aiohttp_client, data)
+    source = SQLiteStore(data / "ledger.db", writer=False)
+    size, note = source.size(), source.checkpoint()
+    source.close()
+    with sqlite3.connect(data / "consent.db") as db:
+        consents = db.execute("SELECT count(*) FROM consents").fetchone()[0]
+    capsys.readouterr()
+
+    assert _copy(data, target) == 0
+    out, err = capsys.readouterr()
+    assert f"ledger: {size} entries" in out and f"consents: {consents} rows" in out
+    assert "sessions: 1 rows" in out
+    assert f"ledger: {size}/{size} entries copied" in err
+    # The PostgreSQL log is the SQLite one: same size, same signed checkpoint (same key).
+    pg = PGStore(target, writer=False)
+    try:
+        assert (pg.size(), pg.checkpoint()) == (size, note)
+        frontier, _ = pg.head()
+        vkey = (data / "keys" / "log.vkey").read_text().strip()
+        assert note is not None
+        cp = open_checkpoint(note, Verifier.from_vkey(vkey)).checkpoint
+        assert frontier.root() == cp.root
+    finally:
+        pg.close()
+    assert "telegate_copy" not in _tables(target)
+    assert main(["db", "current", "--database-url", target]) == 0
+
+    # A gateway on the database finds the records and grows the same log.
+    config = Config(data_dir=data, log_origin=ORIGIN, database_url=target)
+    client = await aiohttp_client(create_app(config))
+    c = d.call
+    c.c = client
+    pat_t = await get_token(client, c.pat)
+    r = await call(client, "GET", f"/v1/sessions/{d.session}", c.pat, pat_t)
+    assert r.status == 200, await r.text()
+    r = await call(client, "GET", "/v1/consents", c.pat, pat_t)
+    assert [x["grantee"] for x in (await r.json())["consents"]] == [c.prov.sub]
+    ready = await (await client.get("/readyz")).json()
+    assert ready["ledger_size"] > size  # the new tokens' events, after the copied ones
+    entry = await (await client.get(f"/ledger/entries/{size - 1}")).json()
+    assert entry["event"]["type"]
+    await client.close()
+
+
+def _poison(data: Path) -> None:
+    """A row SQLite keeps and PostgreSQL refuses (text holding a NUL): the copy fails at
+    the last store, after the ledger and the others were written."""
+    with sqlite3.connect(data / "sessions.db") as db:
+        db.execute("INSERT INTO sessions VALUES ('bad', ?, 'prov', 'ended', 1, 1)", ("pat\x00",))
+
+
+async def test_a_failed_copy_leaves_the_target_refused(
+    target: str, aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    await _embedded(aiohttp_client, data)
+    _poison(data)
+    capsys.readouterr()
+    assert _copy(data, target) == 1
+    *progress, err = capsys.readouterr().err.splitlines()
+    assert err == (
+        "error: the copy failed at sessions (DataError); the copy into this database did not"
+        " finish: drop it and run `telegate db copy` again"
+    )
+    assert progress and progress[-1].endswith("entries copied")  # the ledger went first
+    # Nothing half-copied: the ledger and the stores' rows were rolled back together.
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT size FROM ledger_tree").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM consents").fetchone() == (0,)
+    for argv in (
+        ["serve", "--data-dir", str(data), "--database-url", target],
+        ["db", "current", "--database-url", target],
+        ["db", "upgrade", "--database-url", target],
+    ):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err == (
+            "error: the copy into this database did not finish: drop it and run "
+            "`telegate db copy` again\n"
+        ), argv
+    # And copying again into it is refused until it is dropped.
+    assert _copy(data, target) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+async def test_a_target_that_is_not_empty_is_refused(
+    target: str, aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    await _embedded(aiohttp_client, data)
+    assert main(["db", "upgrade", "--database-url", target]) == 0
+    before = _tables(target)
+    capsys.readouterr()
+    assert _copy(data, target) == 1
+    err = capsys.readouterr().err
+    assert "the target database is not empty (it has alembic_version" in err
+    assert _tables(target) == before  # no marker: the database is as it was
+
+
+async def test_a_running_gateway_is_refused(
+    target: str, aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    await aiohttp_client(create_app(Config(data_dir=data, log_origin=ORIGIN)))
+    capsys.readouterr()
+    assert _copy(data, target) == 1
+    assert f"a gateway is running on {data}" in capsys.readouterr().err
+    assert _tables(target) == set()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///tmp/x.db", "mysql://root@localhost/telegate"])
+def test_a_target_that_is_not_postgresql_is_refused(
+    tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _copy(tmp_path, url) == 1
+    assert capsys.readouterr().err == ("error: --to must be postgresql://user@host:port/database\n")
