@@ -200,16 +200,25 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_reindex(args: argparse.Namespace) -> int:
-    from .audit.index import rebuild_index
+    from .audit.index import IndexBusy, rebuild_index
 
     config = _config(args)
-    # The writer lock doubles as "the gateway is stopped": it holds the index open.
+    stopped = "the gateway is running; stop it before reindexing"
+    store: LogStore
+    if config.database_url:
+        # Other replicas may go on appending: the index is this data dir's own, and the
+        # gateway catches it up from the shared log before its next answer.
+        store = PGStore(config.database_url, writer=False)
+    else:
+        try:
+            store = SQLiteStore(config.db_path)
+        except StoreLocked as e:
+            raise StoreLocked(stopped) from e
     try:
-        store = SQLiteStore(config.db_path)
-    except StoreLocked as e:
-        raise StoreLocked("the gateway is running; stop it before reindexing") from e
-    try:
+        # A gateway holds the index's lock while it runs, on either backend.
         size, differing = rebuild_index(store, config.data_dir / "audit-index.db")
+    except IndexBusy as e:
+        raise IndexBusy(stopped) from e
     finally:
         store.close()
     print(f"reindexed {size} entries")
@@ -461,6 +470,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ri = lsub.add_parser("reindex", help="rebuild the audit index from the ledger and check it")
     data_dir(ri)
+    database_url(ri)
     ri.set_defaults(func=cmd_ledger_reindex)
 
     en = sub.add_parser("enroll", help="redeem an invite with a new key; write credentials")

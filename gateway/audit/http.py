@@ -78,8 +78,14 @@ def _revocations(store: Any, events: list[dict[str, Any]]) -> dict[str, int | No
 
 
 async def _checkpoint_and_index(app: web.Application) -> tuple[bytes, int]:
-    """The newest checkpoint, with the audit index brought up to its size."""
+    """The newest checkpoint, with the audit index brought up to its size. Over a shared
+    log (PostgreSQL) the log's view is first refreshed from the store: an answer covers
+    every event any replica had committed when it was asked, not this replica's last view
+    of the tree (which may be ``refresh_interval`` old, or older while this replica is
+    busy)."""
     log = app[LOG]
+    if log.store.shared:
+        await asyncio.to_thread(log.refresh)
     note = log.checkpoint()
     size = Checkpoint.parse(parse_note(note).text).size
     try:

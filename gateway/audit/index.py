@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -24,7 +26,9 @@ from typing import Any, TypeVar
 from ledger.merkle import tree_hash
 from ledger.store import LogStore
 
-__all__ = ["EventIndex", "Filters", "IndexMismatch", "rebuild_index"]
+from ..errors import GatewayError
+
+__all__ = ["EventIndex", "Filters", "IndexBusy", "IndexMismatch", "rebuild_index"]
 
 _CHUNK = 1024
 T = TypeVar("T")
@@ -33,6 +37,25 @@ _FIELDS = ("type", "actor", "subject", "session")
 
 class IndexMismatch(Exception):
     """The index does not describe this ledger (another log, or the log was rolled back)."""
+
+
+class IndexBusy(GatewayError):
+    """A gateway has the index open (a rebuild needs it alone), or a rebuild runs."""
+
+
+def _hold(path: Path, exclusive: bool) -> int:
+    """``flock`` ``<path>.lock``: shared by every gateway process with the index open (two
+    replicas may share a data dir), exclusive for a rebuild. Returns the fd to close.
+    Raises IndexBusy instead of waiting. The ledger's writer lock cannot say "stopped" on
+    PostgreSQL, where every replica writes; this lock says it on both backends."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        os.close(fd)
+        held = "the gateway is running" if exclusive else "the audit index is being rebuilt"
+        raise IndexBusy(f"{held} ({path})") from e
+    return fd
 
 
 def epoch_ms(stamp: str) -> int:
@@ -82,11 +105,14 @@ def _row(index: int, raw: bytes) -> tuple[Any, ...]:
 
 
 class EventIndex:
-    """SQLite index at ``path``. Blocking: call from a thread."""
+    """SQLite index at ``path``, one per data dir (docs/database.md). Blocking: call from a
+    thread. Holds the index's shared lock while open (``locked=False``: the caller holds
+    the exclusive one); raises IndexBusy while a rebuild runs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, locked: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock_fd = _hold(path, exclusive=False) if locked else None
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode = WAL")
         # Derived data: rebuilt from the ledger if lost, so no fsync per batch.
@@ -118,6 +144,9 @@ class EventIndex:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def size(self) -> int:
         row = self._db.execute("SELECT v FROM meta WHERE k = 'size'").fetchone()
@@ -130,7 +159,9 @@ class EventIndex:
         prefix of this ledger (same root at the indexed size). Returns entries added."""
         with self._lock:
             have = self.size()
-            if have > size:
+            # Another gateway sharing this data dir (and index) may have indexed more of a
+            # shared log than the caller's view holds: fine while the log is that long.
+            if have > size and have > store.size():
                 raise IndexMismatch(f"the index covers {have} entries; the ledger has {size}")
             row = self._db.execute("SELECT v FROM meta WHERE k = 'root'").fetchone()
             if have and (row is None or bytes(row[0]) != tree_hash(have, store.read_nodes)):
@@ -148,7 +179,7 @@ class EventIndex:
                 self._db.execute("COMMIT")
                 if progress is not None:
                     progress(hi, size)
-            return size - have
+            return max(0, size - have)
 
     def query(self, f: Filters, after: int, below: int, limit: int) -> list[int]:
         """Indexes of matching entries in ``(after, below)``, ascending, at most ``limit``."""
@@ -182,28 +213,37 @@ def rebuild_index(
 ) -> tuple[int, list[int]]:
     """Rebuild the index at ``path`` from the ledger and compare it with the old one.
 
-    Returns the ledger size and the entry indexes whose old index rows were missing or
-    different (each one an event the old index could have hidden from a query).
+    Returns the ledger size and the entry indexes, within the part the old index covered,
+    whose old rows were missing or different (each one an event it could have hidden from
+    a query). Raises IndexBusy while a gateway has the index open.
     """
-    size = store.size()
-    fresh_path = path.with_name(path.name + ".rebuild")
-    for p in (fresh_path, Path(f"{fresh_path}-wal"), Path(f"{fresh_path}-shm")):
-        p.unlink(missing_ok=True)
-    fresh = EventIndex(fresh_path)
-    fresh.catch_up(store, size, progress)
-    differing: list[int] = []
-    if path.exists():
-        old = EventIndex(path)
-        try:
-            for lo in range(0, size, _CHUNK):
-                hi = min(size, lo + _CHUNK)
-                want = {r[0]: tuple(r) for r in fresh.rows(lo, hi)}
-                got = {r[0]: tuple(r) for r in old.rows(lo, hi)}
-                differing += [i for i in range(lo, hi) if want.get(i) != got.get(i)]
-        finally:
-            old.close()
-    fresh.close()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    fresh_path.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _hold(path, exclusive=True)  # raises IndexBusy while a gateway has it open
+    try:
+        size = store.size()
+        fresh_path = path.with_name(path.name + ".rebuild")
+        for p in (fresh_path, Path(f"{fresh_path}-wal"), Path(f"{fresh_path}-shm")):
+            p.unlink(missing_ok=True)
+        fresh = EventIndex(fresh_path, locked=False)
+        fresh.catch_up(store, size, progress)
+        differing: list[int] = []
+        if path.exists():
+            old = EventIndex(path, locked=False)
+            try:
+                # Entries past the old index's size were not indexed yet, not hidden: a
+                # gateway indexes them (from that size on) before its next answer.
+                covered = min(size, old.size())
+                for lo in range(0, covered, _CHUNK):
+                    hi = min(covered, lo + _CHUNK)
+                    want = {r[0]: tuple(r) for r in fresh.rows(lo, hi)}
+                    got = {r[0]: tuple(r) for r in old.rows(lo, hi)}
+                    differing += [i for i in range(lo, hi) if want.get(i) != got.get(i)]
+            finally:
+                old.close()
+        fresh.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        fresh_path.replace(path)
+    finally:
+        os.close(lock)
     return size, differing

@@ -138,15 +138,23 @@ async def test_a_tampered_index_cannot_put_a_wrong_event_in_an_answer_and_reinde
     page = await _page(client, aud, token, f"subject={pat.sub}")
     assert all(r["event"].get("subject") == pat.sub for r in page["rows"])
     await client.close()
-    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 3
-    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 0
+    assert main(_reindex(config)) == 3
+    assert main(_reindex(config)) == 0
+
+
+def _reindex(config: Config) -> list[str]:
+    """``telegate ledger reindex`` on the gateway's data dir and ledger (either backend)."""
+    url = ["--database-url", config.database_url] if config.database_url else []
+    return ["ledger", "reindex", "--data-dir", str(config.data_dir), *url]
 
 
 async def test_reindex_refuses_while_the_gateway_runs(
     client: Any, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["ledger", "reindex", "--data-dir", str(config.data_dir)]) == 1
-    assert "stop it before reindexing" in capsys.readouterr().err
+    assert main(_reindex(config)) == 1
+    assert capsys.readouterr().err == "error: the gateway is running; stop it before reindexing\n"
+    await client.close()
+    assert main(_reindex(config)) == 0  # stopped: the index is rebuilt
 
 
 async def _export(client: Any, aud: Holder, token: str, query: str) -> Any:

@@ -27,7 +27,8 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from ledger.errors import LedgerUnavailable
 from ledger.events import Event
-from ledger.store import SQLiteStore
+from ledger.pgstore import PGStore
+from ledger.store import LogStore, SQLiteStore
 from tests.gateway.idclient import Holder, call, enroll, local_invite
 
 from .world import (
@@ -231,7 +232,11 @@ async def test_counts_are_written_on_a_clean_shutdown(aiohttp_client: Any, confi
     for _ in range(3):
         assert (await client.get("/v1/me")).status == 401
     await client.close()
-    store = SQLiteStore(config.db_path)
+    store: LogStore = (
+        PGStore(config.database_url, writer=False)
+        if config.database_url
+        else SQLiteStore(config.db_path, writer=False)
+    )
     try:
         events = [json.loads(e) for e in store.read_entries(0, store.size())]
     finally:
