@@ -17,6 +17,7 @@ target is never used half-migrated.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import time
@@ -225,10 +226,9 @@ def _copy_ledger(conn: Connection, source: SQLiteStore, progress: Progress | Non
             step(tree.size, size)
         if tree.root() != want.root:
             raise CopyFailed("the copied log's root is not the source checkpoint's root")
-        cur.executemany(
-            "INSERT INTO ledger_checkpoints (size, note) VALUES (%s, %s)",
-            list(_checkpoints(source.path)),
-        )
+        found = _checkpoints(source.path)
+        while chunk := list(itertools.islice(found, BATCH)):
+            cur.executemany("INSERT INTO ledger_checkpoints (size, note) VALUES (%s, %s)", chunk)
         cur.execute(
             "UPDATE ledger_tree SET size = %s, frontier = %s, note = %s WHERE id = 0",
             (tree.size, b"".join(h for _, _, h in tree.nodes), note),

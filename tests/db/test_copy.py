@@ -6,7 +6,10 @@ half way, which leaves the target refused by ``serve`` until it is dropped."""
 from __future__ import annotations
 
 import secrets
+import signal
 import sqlite3
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,11 @@ import pytest
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Config
-from ledger.checkpoint import open_checkpoint
-from ledger.note import Verifier
+from gateway.ledger_keys import init_log_key
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.note import Verifier, format_note
 from ledger.pgstore import PGStore
-from ledger.store import SQLiteStore
+from ledger.store import Frontier, SQLiteStore
 from tests.gateway.idclient import call, get_token
 from tests.gateway.test_sessions import Call
 
@@ -190,3 +194,40 @@ def test_a_target_that_is_not_postgresql_is_refused(
 ) -> None:
     assert _copy(tmp_path, url) == 1
     assert capsys.readouterr().err == ("error: --to must be postgresql://user@host:port/database\n")
+
+
+def _big_ledger(data: Path, entries: int) -> None:
+    """A SQLite log of ``entries`` signed entries, written in big commits."""
+    signer, _ = init_log_key(data / "keys", ORIGIN)
+    store = SQLiteStore(data / "ledger.db")
+    tree = Frontier()
+
+    def sign(size: int, root: bytes) -> bytes:
+        text = Checkpoint(ORIGIN, size, root).text()
+        return format_note(text, [signer.sign(text)])
+
+    try:
+        for lo in range(0, entries, 10_000):
+            leaves = [b'{"n": %d}' % i for i in range(lo, min(entries, lo + 10_000))]
+            store.commit(leaves, tree, sign)
+    finally:
+        store.close()
+
+
+def test_a_copy_killed_half_way_leaves_the_target_refused(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    _big_ledger(data, 100_000)
+    cmd = [sys.executable, "-m", "gateway.cli", "db", "copy", "--data-dir", str(data)]
+    proc = subprocess.Popen([*cmd, "--to", target], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # printed once the marker is in and the copy has begun
+    assert first == "ledger: 0/100000 entries copied\n", first
+    proc.kill()
+    assert proc.wait(10) == -signal.SIGKILL
+    proc.stderr.close()
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT size FROM ledger_tree").fetchone() == (0,)
+    assert main(["serve", "--data-dir", str(data), "--database-url", target]) == 1
+    assert "the copy into this database did not finish" in capsys.readouterr().err
