@@ -21,11 +21,15 @@ import pytest
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Config
+from gateway.consent.store import Consent, ConsentStore, Emergency
+from gateway.db import Database
 from gateway.ledger_keys import init_log_key
+from gateway.sessions.store import CallSession, SessionStore, State
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.note import Verifier, format_note
 from ledger.pgstore import PGStore
 from ledger.store import Frontier, SQLiteStore
+from tests.db import legacy_release as old
 from tests.gateway.idclient import call, get_token
 from tests.gateway.test_sessions import Call
 
@@ -231,3 +235,29 @@ def test_a_copy_killed_half_way_leaves_the_target_refused(
         assert conn.execute("SELECT size FROM ledger_tree").fetchone() == (0,)
     assert main(["serve", "--data-dir", str(data), "--database-url", target]) == 1
     assert "the copy into this database did not finish" in capsys.readouterr().err
+
+
+def test_a_data_dir_of_the_previous_release_is_copied_with_every_record(
+    target: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    old.make_data_dir(data)  # consent.db and sessions.db as the release before Alembic
+    _big_ledger(data, 3)
+    assert _copy(data, target) == 0
+    db = Database(data, target)
+    try:
+        consents = ConsentStore(db.open("consent"))
+        sessions = SessionStore(db.open("sessions"))
+        for c in old.CONSENTS:
+            assert consents.get(c[0]) == Consent(*c[:3], tuple(c[3]), *c[4:])  # type: ignore[misc]
+        for pid, prov, pat, _reason, created, until in old.EMERGENCIES:
+            assert consents.emergency(prov, pat, created + 1) == Emergency(
+                pid, prov, pat, created, until
+            )
+        for s in old.SESSIONS:
+            assert sessions.get(s[0]) == CallSession(*s[:3], State(s[3]), *s[4:])
+    finally:
+        db.close()
+    with psycopg.connect(target) as conn:
+        scopes = conn.execute("SELECT scopes FROM consents WHERE id = 'c3'").fetchone()
+    assert scopes == (["devices", "vitals.stream"],)  # jsonb, not a JSON string in jsonb
