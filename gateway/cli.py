@@ -77,7 +77,7 @@ def _check_copied(db: Database) -> None:
     from .db.copy import check_finished
 
     if db.url is not None:
-        check_finished(db.engine(""))
+        check_finished(db.engine(""), db.describe())
 
 
 def cmd_db_copy(args: argparse.Namespace) -> int:

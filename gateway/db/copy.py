@@ -77,9 +77,10 @@ class CopyReport:
 Progress = Callable[[int, int], None]
 
 
-def check_finished(engine: Engine) -> None:
-    """Raise CopyUnfinished if a ``db copy`` into this database began and did not finish."""
-    with reaching(engine.url), engine.connect() as conn:
+def check_finished(engine: Engine, where: str) -> None:
+    """Raise CopyUnfinished if a ``db copy`` into this database began and did not finish;
+    DatabaseUnavailable naming ``where`` (its password masked) if it cannot be reached."""
+    with reaching(where), engine.connect() as conn:
         if sa.inspect(conn).has_table(MARKER):
             raise CopyUnfinished(UNFINISHED)
 
