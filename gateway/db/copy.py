@@ -29,10 +29,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.checkpoint import Checkpoint
-from ledger.errors import StoreLocked
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.errors import LedgerError, StoreLocked
 from ledger.merkle import leaf_hash
-from ledger.note import parse_note
+from ledger.note import Verifier, parse_note
 from ledger.pgstore import COPY_SQL, PGStore, copy_rows
 from ledger.store import Frontier, SQLiteStore, _node_id
 
@@ -106,11 +106,25 @@ def copy(data_dir: Path, url: str, progress: Progress | None = None) -> CopyRepo
         ) from e
     target = postgres_engine(url)
     try:
+        _check_key(data_dir, source)
         with reaching(redact(url)):
             return _copy(data_dir, source, target, url, progress)
     finally:
         target.dispose()
         source.close()
+
+
+def _check_key(data_dir: Path, source: SQLiteStore) -> None:
+    """Refuse a log whose newest checkpoint the data dir's log key did not sign: a gateway
+    on the copy could not open it (it signs with that key and checks the stored tree)."""
+    vkey = data_dir / "keys" / "log.vkey"
+    note = source.checkpoint()
+    if note is None or not vkey.exists():
+        return
+    try:
+        open_checkpoint(note, Verifier.from_vkey(vkey.read_text().strip()))
+    except LedgerError as e:
+        raise CopyFailed(f"the log's newest checkpoint does not verify with {vkey}: {e}") from e
 
 
 def _copy(
@@ -136,6 +150,9 @@ def _copy(
                 conn.execute(sa.text(f"DROP TABLE {MARKER}"))
         except CopyFailed as e:
             raise CopyFailed(f"{e}; {UNFINISHED}") from e
+        except KeyboardInterrupt as e:
+            # Closing the connection rolls the transaction back; the marker stays.
+            raise CopyFailed(f"interrupted; {UNFINISHED}") from e
         except sa.exc.SQLAlchemyError as e:
             why = type(getattr(e, "orig", None) or e).__name__
             raise CopyFailed(f"the copy failed ({why}); {UNFINISHED}") from e

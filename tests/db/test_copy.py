@@ -26,7 +26,7 @@ from gateway.db import Database
 from gateway.ledger_keys import init_log_key
 from gateway.sessions.store import CallSession, SessionStore, State
 from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.note import Verifier, format_note
+from ledger.note import Signer, Verifier, format_note
 from ledger.pgstore import PGStore
 from ledger.store import Frontier, SQLiteStore
 from tests.db import legacy_release as old
@@ -261,3 +261,14 @@ def test_a_data_dir_of_the_previous_release_is_copied_with_every_record(
     with psycopg.connect(target) as conn:
         scopes = conn.execute("SELECT scopes FROM consents WHERE id = 'c3'").fetchone()
     assert scopes == (["devices", "vitals.stream"],)  # jsonb, not a JSON string in jsonb
+
+
+def test_a_log_that_the_data_dirs_key_did_not_sign_is_refused(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    _big_ledger(data, 3)
+    (data / "keys" / "log.vkey").write_text(Signer.generate(ORIGIN).vkey + "\n")
+    assert _copy(data, target) == 1
+    assert "the log's newest checkpoint does not verify with" in capsys.readouterr().err
+    assert _tables(target) == set()
