@@ -291,6 +291,10 @@ def _copy_store(conn: Connection, source: Engine, names: list[str]) -> dict[str,
             stmt = sa.table(table.name, *(sa.column(c.name) for c in cols)).select()
             result = src.execution_options(yield_per=BATCH).execute(stmt)
             try:
+                # The target held no telegate table before its migrations ran, so any row
+                # here is one they seeded (a counter, say); the source went through the same
+                # migrations and holds that row as the store has since changed it.
+                conn.execute(table.delete())
                 for part in result.partitions(BATCH):
                     rows = [
                         {c.name: _value(c, v) for c, v in zip(cols, r, strict=True)} for r in part
@@ -308,16 +312,30 @@ def _copy_store(conn: Connection, source: Engine, names: list[str]) -> dict[str,
                 raise CopyFailed(f"{table.name}: {n} rows in the source, {m} copied")
             counts[table.name] = m
             for c in table.primary_key.columns:
-                _advance_sequence(conn, table, c)
+                _advance_sequence(conn, table, c, _sqlite_sequence(src, table.name))
     return counts
 
 
-def _advance_sequence(conn: Connection, table: sa.Table, column: sa.Column[Any]) -> None:
-    """An id the source handed out must not be handed out again by the target."""
+def _sqlite_sequence(src: Connection, table: str) -> int:
+    """The highest id SQLite's AUTOINCREMENT handed out for ``table`` (0: none), which may
+    be above every id left in it (the newest rows were deleted)."""
+    if not sa.inspect(src).has_table("sqlite_sequence"):
+        return 0
+    row = src.execute(
+        sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}
+    ).first()
+    return int(row[0]) if row is not None else 0
+
+
+def _advance_sequence(
+    conn: Connection, table: sa.Table, column: sa.Column[Any], handed_out: int
+) -> None:
+    """An id the source handed out must not be handed out again by the target: a store
+    whose AUTOINCREMENT key is a read cursor (vitals) relies on it never being reused."""
     seq = conn.execute(
         sa.select(sa.func.pg_get_serial_sequence(table.name, column.name))
     ).scalar_one()
     if seq is not None:
-        top = conn.execute(sa.select(sa.func.max(column))).scalar_one()
-        if top is not None:
+        top = max(conn.execute(sa.select(sa.func.max(column))).scalar_one() or 0, handed_out)
+        if top:
             conn.execute(sa.select(sa.func.setval(seq, top)))
