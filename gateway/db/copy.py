@@ -148,7 +148,8 @@ def _copy(
                 for name, eng in sources.items():
                     report.rows.update(_copy_store(conn, eng, tables[name]))
                 conn.execute(sa.text(f"DROP TABLE {MARKER}"))
-        except CopyFailed as e:
+        except (GatewayError, LedgerError) as e:
+            # A refused migration, a ledger error, a lost connection, a check that failed.
             raise CopyFailed(f"{e}; {UNFINISHED}") from e
         except KeyboardInterrupt as e:
             # Closing the connection rolls the transaction back; the marker stays.
