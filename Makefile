@@ -37,15 +37,10 @@ pytest: $(STAMP)
 ## The gateway's tests again with the ledger and the converted stores on PostgreSQL (one
 ## fresh schema per test; docs/database.md). Where no server answers it says so and stops,
 ## except in CI (CI=true), where that is a failure.
-# Tests that read the ledger's SQLite file or its writer lock directly (the CLI's reindex
-# with no --database-url, a restart that reopens the SQLite log): on PostgreSQL they look at
-# the wrong store. Issue 14 rewrites them against the database layer; until then they run in
-# the SQLite pass only.
+# A test that reads the vitals store's SQLite file directly runs in the SQLite pass only
+# until it is rewritten against the database layer.
 PG_DESELECT := \
-  --deselect tests/gateway/test_audit.py::test_a_tampered_index_cannot_put_a_wrong_event_in_an_answer_and_reindex_reports_it \
-  --deselect tests/gateway/test_audit.py::test_reindex_refuses_while_the_gateway_runs \
-  --deselect tests/gateway/vitals/test_read_erase.py::test_a_reader_checks_the_device_signature_with_the_device_key_alone \
-  --deselect tests/gateway/attacks/test_refusal_flood.py::test_counts_are_written_on_a_clean_shutdown
+  --deselect tests/gateway/vitals/test_read_erase.py::test_a_reader_checks_the_device_signature_with_the_device_key_alone
 PG_URL ?= $(or $(TELEGATE_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 pytest-pg: $(STAMP)
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(PG_URL)" 2>/dev/null; then \

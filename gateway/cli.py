@@ -66,8 +66,7 @@ def _check_schema(config: Config) -> None:
 
     db = Database.from_config(config)
     try:
-        _check_copied(db)
-        db.check()
+        db.check()  # also refuses a database an unfinished `db copy` left
     finally:
         db.close()
 

@@ -30,6 +30,7 @@ class Database:
         self.url = url
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        self._copy_checked = False
 
     @classmethod
     def from_config(cls, config: Config) -> Database:
@@ -68,8 +69,19 @@ class Database:
             if self.url is None:
                 migrate.upgrade(engine, name)
             else:
+                self._check_copied(engine)
                 migrate.check(engine, name)
         return engine
+
+    def _check_copied(self, engine: Engine) -> None:
+        """Refuse (CopyUnfinished) a database that a ``db copy`` began and did not finish,
+        before its half-made schema is reported as merely old. Checked once per Database."""
+        if self._copy_checked:
+            return
+        from .copy import check_finished  # the copier imports the ledger: only when needed
+
+        check_finished(engine, self.describe())
+        self._copy_checked = True
 
     def upgrade(self) -> dict[str, str]:
         """Migrate every store to this release's head; returns each one's revision."""
@@ -90,6 +102,8 @@ class Database:
     def check(self) -> None:
         """Raise SchemaMismatch unless every store is at this release's head."""
         with reaching(self.describe()):
+            if self.url is not None:
+                self._check_copied(self.engine(""))
             for name in migrate.SCHEMAS:
                 migrate.check(self.engine(name), name)
 

@@ -23,6 +23,7 @@ from gateway.cli import main
 from gateway.config import Config
 from gateway.consent.store import Consent, ConsentStore, Emergency
 from gateway.db import Database
+from gateway.db.copy import CopyUnfinished
 from gateway.db.copy import _copy_store as copy_store
 from gateway.db.engine import postgres_engine, sqlite_engine
 from gateway.ledger_keys import init_log_key
@@ -164,6 +165,14 @@ async def test_a_failed_copy_leaves_the_target_refused(
             "error: the copy into this database did not finish: drop it and run "
             "`telegate db copy` again\n"
         ), argv
+    # A store opened by the app itself (not through the CLI) refuses it with the same line,
+    # not as a schema that merely needs `db upgrade`.
+    db = Database(data, target)
+    try:
+        with pytest.raises(CopyUnfinished, match="did not finish: drop it"):
+            db.open("consent")
+    finally:
+        db.close()
     # And copying again into it is refused until it is dropped.
     assert _copy(data, target) == 1
     assert "not empty" in capsys.readouterr().err
