@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
 from .status import StatusList
-from .store import IdentityStore, Subject, TokenRecord
+from .store import EVER, IdentityStore, Subject, TokenRecord
 
 __all__ = [
     "ROLE_SCOPES",
@@ -39,6 +40,12 @@ __all__ = [
 MAX_TOKEN_SIZE = 8192
 VERIFIED_CACHE_MAX = 10_000
 STATUS_LIST_ID = "1"
+#: How old this replica's copy of what others revoked may be, in seconds of the clock.
+REFRESH_EVERY = 1.0
+#: How far back beyond the clock skew each look reaches (see Authority.refresh).
+REFRESH_OVERLAP = 60
+#: Status indexes reserved at a time (one database write per block).
+STATUS_BLOCK = 32
 
 #: What each role may ask for; a token carries the requested subset (default: all).
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
@@ -115,10 +122,12 @@ class Authority:
         self.replay = replay
         self.nonces = nonces
         self.status = StatusList()
-        for i in store.revoked_indexes():
-            self.status.set(i)
-        self.revoked_subjects = store.revoked_subjects()
-        self._next_status = store.reserve_status_index()
+        self._revoked_subjects: set[str] = set()
+        # What every replica revoked, read whole now and then incrementally (refresh).
+        self._looked: float | None = None
+        self._looking = threading.Lock()
+        self.refresh()
+        self._free = range(0)  # status indexes this process reserved and has not used
         self._lock = asyncio.Lock()
         # Signature checks of tokens seen before are remembered (bounded): a client sends
         # the same token with every request; only the fresh DPoP proof needs a new check.
@@ -126,6 +135,41 @@ class Authority:
 
     def now(self) -> int:
         return int(self.clock())
+
+    # -- what any replica revoked --------------------------------------------------
+    @property
+    def revoked_subjects(self) -> set[str]:
+        """Who can no longer act (revoked subjects and the devices of revoked patients),
+        through this replica or any other on the database: at most REFRESH_EVERY old. The
+        revoke handler adds to it at once, so this replica refuses them from its next
+        request."""
+        self.refresh()
+        return self._revoked_subjects
+
+    def refresh(self) -> None:
+        """Read what was revoked since the last look, at most once per REFRESH_EVERY of
+        the injected clock (docs/database.md, "Caches and several replicas"). Blocking, but
+        one indexed read a second: what is new is only what was revoked since. Raises
+        DatabaseUnavailable (a 503: fail closed rather than act on a stale list)."""
+        now = self.clock()
+        last = self._looked
+        if last is not None and 0 <= now - last < REFRESH_EVERY:
+            return
+        if not self._looking.acquire(blocking=last is None):
+            return  # another thread is reading the same news now
+        try:
+            # Revocation times are stamped by the revoking replica's clock and committed a
+            # moment later: look back over the clock skew allowed between replicas and a
+            # margin, so a revocation stamped just before the last look and committed just
+            # after it is not missed. Revocations are never undone, so sets only grow.
+            since = EVER if last is None else int(last) - self.skew - REFRESH_OVERLAP
+            subjects, indexes = self.store.revoked_since(since)
+            self._revoked_subjects |= subjects
+            for i in indexes:
+                self.status.set(i)
+            self._looked = now
+        finally:
+            self._looking.release()
 
     # -- issuance ----------------------------------------------------------------
     async def issue(
@@ -154,11 +198,19 @@ class Authority:
         now = self.now()
         jti = secrets.token_urlsafe(18)
         async with self._lock:
-            idx = self._next_status
-            self._next_status += 1
+            if not self._free:
+                # Reserved in the database, so no two replicas hand out one index; in
+                # blocks, so that costs one durable write per STATUS_BLOCK tokens. A block
+                # a process does not use up is left as 0 (valid) bits no token names.
+                self._free = await asyncio.to_thread(
+                    self.store.reserve_status_indexes, STATUS_BLOCK
+                )
+            idx, self._free = self._free[0], self._free[1:]
         exp = now + self.lifetime if not_after is None else min(now + self.lifetime, not_after)
         aud: str | list[str] = [origin, *audience] if audience else origin
-        self.keys.refresh()
+        # One stat every issuance, not once a second: a token signed with a key another
+        # process retired a moment ago, dated after its retirement, would be refused.
+        self.keys.refresh(now, force=True)
         key = self.keys.current
         event = stamped(
             lambda: now,
@@ -207,6 +259,7 @@ class Authority:
         if len(token) > MAX_TOKEN_SIZE or token.count(".") != 2:
             raise Unauthorized("malformed access token")
         now = self.now()
+        self.refresh()
         claims = self._verified_claims(token, origin, now)
         if claims is None:
             claims = self._verify_signature(token, origin, now)
@@ -247,7 +300,7 @@ class Authority:
         kid = str(header.get("kid"))
         key = self.keys.verification_key(kid, now)
         if key is None:
-            self.keys.refresh()  # a key rotated in by another process
+            self.keys.refresh(now, force=True)  # a key rotated in by another process
             key = self.keys.verification_key(kid, now)
         if key is None:
             raise Unauthorized("access token signed by an unknown key")
@@ -316,7 +369,8 @@ class Authority:
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""
         now = self.now()
-        self.keys.refresh()  # a key rotated in by `telegate keys rotate` signs the list too
+        self.refresh()  # bits revoked through other replicas
+        self.keys.refresh(now, force=True)  # a key rotated in elsewhere signs the list too
         key = self.keys.current
         claims = {
             "sub": f"{origin}/v1/status/{STATUS_LIST_ID}",
