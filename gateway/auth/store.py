@@ -133,8 +133,11 @@ _ABOVE_USED = (  # the counter never falls behind an index a restored row holds
 )
 _PRUNE_JTIS = client_jtis.delete().where(_j.exp < sa.bindparam("before"))
 # Per dialect, built once too: "insert unless the key is there" with a rowcount to read.
+# (SQLAlchemy reports an INSERT's rowcount only when asked to preserve it.)
 _INSERT_OR_SKIP = {
-    (name, table.name): dialect.insert(table).on_conflict_do_nothing()
+    (name, table.name): dialect.insert(table)
+    .on_conflict_do_nothing()
+    .execution_options(preserve_rowcount=True)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
     for table in (tokens, client_jtis)
 }
