@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,8 @@ from ledger.events import Event, EventType
 from ledger.log import Receipt
 
 from ..clock import stamped
-from ..errors import GatewayError
+from ..db.errors import DatabaseUnavailable
+from ..errors import GatewayError, Unavailable
 from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
@@ -124,8 +124,9 @@ class Authority:
         self.status = StatusList()
         self._revoked_subjects: set[str] = set()
         # What every replica revoked, read whole now and then incrementally (refresh).
-        self._looked: float | None = None
-        self._looking = threading.Lock()
+        self._looked: float | None = None  # the clock at the last successful look
+        self._failed: float | None = None  # the clock at the last failed one
+        self._fetching = False
         self.refresh()
         self._free = range(0)  # status indexes this process reserved and has not used
         self._lock = asyncio.Lock()
@@ -146,30 +147,66 @@ class Authority:
         self.refresh()
         return self._revoked_subjects
 
+    def _due(self, now: float) -> bool:
+        last = self._looked
+        return last is None or not 0 <= now - last < REFRESH_EVERY
+
+    def _since(self) -> int:
+        # Revocation times are stamped by the revoking replica's clock and committed a
+        # moment later: look back over the clock skew allowed between replicas and a
+        # margin, so a revocation stamped just before the last look and committed just
+        # after it is not missed. Revocations are never undone, so the sets only grow.
+        last = self._looked
+        return EVER if last is None else int(last) - self.skew - REFRESH_OVERLAP
+
+    def _learn(self, now: float, subjects: set[str], indexes: list[int]) -> None:
+        # On the event loop's thread only (refresh, fresh): the sets are read there too.
+        self._revoked_subjects |= subjects
+        for i in indexes:
+            self.status.set(i)
+        self._looked, self._failed = now, None
+
     def refresh(self) -> None:
         """Read what was revoked since the last look, at most once per REFRESH_EVERY of
-        the injected clock (docs/database.md, "Caches and several replicas"). Blocking, but
-        one indexed read a second: what is new is only what was revoked since. Raises
-        DatabaseUnavailable (a 503: fail closed rather than act on a stale list)."""
+        the injected clock (docs/database.md, "Caches and several replicas"): one indexed
+        read of only what was revoked since. Blocking: requests get it done off the event
+        loop by ``fresh`` (refusal_middleware) first, so this reads only where no request
+        came first (a live socket). Raises DatabaseUnavailable (a 503: fail closed rather
+        than act on a stale list), at once, without waiting on the database again, for a
+        second after a look failed."""
         now = self.clock()
-        last = self._looked
-        if last is not None and 0 <= now - last < REFRESH_EVERY:
+        if not self._due(now):
             return
-        if not self._looking.acquire(blocking=last is None):
-            return  # another thread is reading the same news now
+        failed = self._failed
+        if failed is not None and 0 <= now - failed < REFRESH_EVERY:
+            raise DatabaseUnavailable(
+                "cannot read revocations from the database", headers={"Retry-After": "1"}
+            )
         try:
-            # Revocation times are stamped by the revoking replica's clock and committed a
-            # moment later: look back over the clock skew allowed between replicas and a
-            # margin, so a revocation stamped just before the last look and committed just
-            # after it is not missed. Revocations are never undone, so sets only grow.
-            since = EVER if last is None else int(last) - self.skew - REFRESH_OVERLAP
-            subjects, indexes = self.store.revoked_since(since)
-            self._revoked_subjects |= subjects
-            for i in indexes:
-                self.status.set(i)
-            self._looked = now
+            subjects, indexes = self.store.revoked_since(self._since())
+        except Unavailable:
+            self._failed = now
+            raise
+        self._learn(now, subjects, indexes)
+
+    async def fresh(self) -> None:
+        """``refresh`` in a thread, so the event loop never waits on the database; a
+        failure is left for ``refresh`` to report to whoever needs the list."""
+        now = self.clock()
+        if not self._due(now) or self._fetching:
+            return
+        failed = self._failed
+        if failed is not None and 0 <= now - failed < REFRESH_EVERY:
+            return
+        self._fetching = True
+        try:
+            subjects, indexes = await asyncio.to_thread(self.store.revoked_since, self._since())
+        except Unavailable:
+            self._failed = now
+            return
         finally:
-            self._looking.release()
+            self._fetching = False
+        self._learn(now, subjects, indexes)
 
     # -- issuance ----------------------------------------------------------------
     async def issue(

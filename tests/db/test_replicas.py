@@ -21,12 +21,14 @@ from gateway.auth.status import StatusList
 from gateway.auth.store import IdentityStore, Subject
 from gateway.auth.tokens import Authority, Unauthorized
 from gateway.config import Config
-from gateway.db import Database
+from gateway.db import Database, DatabaseUnavailable
+from gateway.db.engine import sqlite_engine
 from gateway.sessions import http as sessions_http
 from gateway.sessions.store import CallSession, SessionStore, State
 from ledger.log import Log
 from ledger.note import Signer
 from ledger.store import SQLiteStore
+from tests.gateway.idclient import Holder, call, enroll, get_token, local_invite, token_response
 
 
 class Clock:
@@ -266,3 +268,47 @@ def test_two_rotations_at_once_keep_both_new_keys(tmp_path: Path) -> None:
     assert first.kid in {k.kid for k in on_disk.keys}
     assert on_disk.current.kid == second.kid
     assert on_disk.verification_key(first.kid, 1003) is not None
+
+
+async def test_a_gateway_refuses_a_subject_revoked_through_another_replica_within_a_second(
+    db: Database, aiohttp_client: Any
+) -> None:
+    clock = Clock()
+    config = Config(data_dir=db.data_dir, database_url=db.url, log_origin="r.example/t/log")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    h = Holder()
+    h.clock = clock
+    await enroll(client, local_invite(config), h)
+    token = await get_token(client, h)
+    idx = jwt.decode(token, options={"verify_signature": False})["status"]["status_list"]["idx"]
+    assert (await call(client, "GET", "/v1/me", h, token)).status == 200
+    other = Replica(db, clock)
+    try:
+        assert other.revoke_subject(h.sub) == [idx]
+    finally:
+        other.close()
+    clock.now += 1.0
+    r = await call(client, "GET", "/v1/me", h, token)
+    assert r.status == 401
+    listed = jwt.decode(
+        await (await client.get("/v1/status/1")).text(), options={"verify_signature": False}
+    )
+    assert StatusList.decode(listed["status_list"]).get(idx) == 1
+    again = await token_response(client, h)  # nor may it get a new token here
+    assert again.status == 401 and "revoked" in (await again.json())["detail"]
+
+
+async def test_a_replica_that_cannot_read_revocations_fails_closed_and_retries_a_second_later(
+    replicas: tuple[Clock, Replica, Replica], tmp_path: Path
+) -> None:
+    clock, a, _b = replicas
+    engine = a.store._engine
+    a.store._engine = sqlite_engine(tmp_path)  # a directory: "unable to open database file"
+    clock.now += 1.0
+    await a.auth.fresh()  # what each request does first: fails off the event loop, quietly
+    a.store._engine = engine  # back, but the failure is a second old only by the clock
+    with pytest.raises(DatabaseUnavailable) as refused:
+        _ = a.auth.revoked_subjects  # a 503, at once, rather than a list a second stale
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+    clock.now += 1.0
+    assert a.auth.revoked_subjects == set()
