@@ -608,8 +608,12 @@ def _identity_peer(path: Path, seconds: float, live: int = 0) -> float:
     the token row), one after the other as the store's lock serialises them; with ``live``
     unexpired assertion ids already in client_jtis, as after minutes of steady issuance."""
     from gateway.auth.store import IdentityStore, TokenRecord
+    from gateway.db.engine import sqlite_engine
+    from gateway.db.migrate import upgrade
 
-    store = IdentityStore(path)
+    engine = sqlite_engine(path)  # what Database.open("identity") gives the gateway
+    upgrade(engine, "identity")
+    store = IdentityStore(engine)
     ts = int(time.time())
     if live:
         db = sqlite3.connect(path, isolation_level=None)
@@ -629,6 +633,7 @@ def _identity_peer(path: Path, seconds: float, live: int = 0) -> float:
         return n / (now() - t0)
     finally:
         store.close()
+        engine.dispose()
 
 
 async def _log_peer(path: Path, c: int, seconds: float) -> tuple[float, float]:

@@ -165,9 +165,11 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(store.close)
 
 
-def _open_authority(config: Config, clock: Callable[[], float], ledger: Log) -> Authority:
+def _open_authority(
+    config: Config, clock: Callable[[], float], ledger: Log, db: Database
+) -> Authority:
     now = int(clock())
-    store = IdentityStore(config.data_dir / "identity.db")
+    store = IdentityStore(db.open("identity"))
     horizon = config.token_lifetime + config.clock_skew + ASSERTION_LIFETIME + 600
     rebuild_issuance(store, ledger, now, horizon)
     keys = KeyRing.open(
@@ -208,7 +210,9 @@ def _turn_secret(path: Path) -> bytes:
 
 
 async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
-    authority = await asyncio.to_thread(_open_authority, app[CONFIG], app[CLOCK], app[LOG])
+    authority = await asyncio.to_thread(
+        _open_authority, app[CONFIG], app[CLOCK], app[LOG], app[DATABASE]
+    )
     app[AUTHORITY] = authority
     try:
         yield

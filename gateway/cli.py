@@ -175,12 +175,14 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
 def cmd_invite(args: argparse.Namespace) -> int:
     from .auth.enroll import hash_code, new_code
     from .auth.store import IdentityStore, Invite
+    from .db import Database
 
     config = _config(args)
     if not 60 <= args.ttl <= config.invite_max_ttl:
         print(f"error: --ttl must be 60..{config.invite_max_ttl} seconds", file=sys.stderr)
         return 2
-    store = IdentityStore(config.data_dir / "identity.db")
+    db = Database.from_config(config)
+    store = IdentityStore(db.open("identity"))
     try:
         now = int(time.time())
         code = new_code()
@@ -190,6 +192,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
         store.create_invite(hash_code(code), invite)
     finally:
         store.close()
+        db.close()
     print(code)
     print(
         f"single-use admin invite, valid for {args.ttl} s: redeem it with POST /v1/enroll",

@@ -21,6 +21,7 @@ from .auth.enroll import hash_code, new_code
 from .auth.jwk import thumbprint
 from .auth.store import IdentityStore, Invite
 from .client import ClientError, Credentials, Session
+from .db import Database
 
 __all__ = [
     "NPI",
@@ -56,12 +57,14 @@ def wait_ready(server: str, proc: subprocess.Popen[bytes], timeout: float = 30) 
 
 
 def local_invite(data_dir: Path, role: str) -> str:
-    store = IdentityStore(data_dir / "identity.db")
+    db = Database(data_dir)  # the demos run the embedded default
     try:
+        store = IdentityStore(db.open("identity"))
         code, now = new_code(), int(time.time())
         store.create_invite(hash_code(code), Invite(role, "cli:local", now, now + 600, {}))
-    finally:
         store.close()
+    finally:
+        db.close()
     return code
 
 

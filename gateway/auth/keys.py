@@ -7,8 +7,11 @@ the JWKS until every token they signed has expired.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,8 +62,14 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+#: How long a ring trusts its copy of ``keys.json`` before it looks again, in seconds.
+RESCAN_EVERY = 1.0
+
+
 class KeyRing:
-    """Signing keys on disk. Not thread-safe for writers: rotate from one process."""
+    """Signing keys on disk, shared by every replica that shares the key dir (like the log
+    key). A key rotated by any process (``telegate keys rotate``, or another replica) is
+    seen here within RESCAN_EVERY seconds; rotations serialize on a lock file."""
 
     def __init__(self, directory: Path, *, alg: str = "EdDSA", keep_seconds: int = 3600) -> None:
         if alg not in ("EdDSA", "ES256"):
@@ -70,6 +79,7 @@ class KeyRing:
         self.keep_seconds = keep_seconds
         self.keys: list[SigningKey] = []
         self._stamp: tuple[int, int, int] | None = None
+        self._looked: float | None = None
 
     @classmethod
     def open(
@@ -79,18 +89,39 @@ class KeyRing:
         ring = cls(directory, alg=alg, keep_seconds=keep_seconds)
         ring._load()
         if not ring.keys:
-            ring.rotate(now)
+            with ring._writing():
+                ring._load()  # a replica starting beside this one may have made it
+                if not ring.keys:
+                    ring._rotate(now)
         return ring
 
-    def refresh(self) -> None:
-        """Reload if ``keys.json`` changed on disk (``telegate keys rotate`` from another
-        process); one ``stat`` when nothing changed."""
+    def refresh(self, now: float, *, force: bool = False) -> None:
+        """Reload if ``keys.json`` changed on disk (a rotation by another process), looking
+        at most once per RESCAN_EVERY of ``now`` unless ``force``d (a token names a key
+        this ring does not know); one ``stat`` when nothing changed."""
+        last = self._looked
+        if not force and last is not None and 0 <= now - last < RESCAN_EVERY:
+            return
+        self._looked = now
         try:
             stamp = _stamp(self.dir / "keys.json")
         except FileNotFoundError:
             return
         if stamp != self._stamp:
             self._load()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Exclude every other process's rotation: two replicas rotating at once would
+        each write keys.json without the other's new key, and the tokens that key signed
+        would verify nowhere else."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.dir / ".rotate.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _load(self) -> None:
         index = self.dir / "keys.json"
@@ -140,7 +171,15 @@ class KeyRing:
         return next(k for k in reversed(self.keys) if k.retired is None)
 
     def rotate(self, now: int) -> SigningKey:
-        """Make a new current key; the old one verifies until its tokens have expired."""
+        """Make a new current key; the old one verifies until its tokens have expired.
+        An opened ring starts from the keys on disk, so a key another process rotated in
+        is kept (a ring made without ``open`` replaces the set: a wholesale swap)."""
+        with self._writing():
+            if self._stamp is not None:
+                self._load()
+            return self._rotate(now)
+
+    def _rotate(self, now: int) -> SigningKey:
         private: PrivateKey = (
             Ed25519PrivateKey.generate()
             if self.alg == "EdDSA"
@@ -163,6 +202,9 @@ class KeyRing:
         return None
 
     def jwks(self, now: int) -> dict[str, list[dict[str, str]]]:
+        """The public keys that verify tokens now, including one rotated in elsewhere
+        within the last RESCAN_EVERY seconds."""
+        self.refresh(now)
         keys = []
         for k in self.keys:
             if k.retired is None or k.retired + self.keep_seconds > now:

@@ -32,7 +32,7 @@ from aiohttp.typedefs import Handler
 from ledger.errors import LedgerError
 from ledger.events import Event, EventType, format_time
 
-from ..appkeys import CLOCK, CONFIG, PRINCIPAL
+from ..appkeys import AUTHORITY, CLOCK, CONFIG, PRINCIPAL
 from ..errors import GatewayError
 from ..recorder import record
 from .sources import Networks, load_pseudonym_key, parse_networks, pseudonym, source_address
@@ -239,6 +239,11 @@ async def refusal_middleware(request: web.Request, handler: Handler) -> web.Stre
     refusals = request.app[REFUSALS]
     source = request[SOURCE] = refusals.source(request)
     refusals.admit(source, _kind(request, TooManyRequests.status, TooManyRequests.slug))
+    auth = request.app.get(AUTHORITY)
+    if auth is not None:
+        # What other replicas revoked, read in a thread once a second, before any handler
+        # reads it on the event loop (Authority.refresh).
+        await auth.fresh()
     try:
         return await handler(request)
     except GatewayError as e:

@@ -1,21 +1,31 @@
-"""Off-ledger identity state in SQLite (``<data_dir>/identity.db``): subjects, invites,
-issued tokens and used client-assertion ids. PHI such as names lives only here, never on
-the ledger; the ledger holds ids, thumbprints and salted commitments."""
+"""Off-ledger identity state in the ``identity`` store (``gateway.db``: identity.db by
+default, the shared PostgreSQL database at scale): subjects, invites, issued tokens and spent
+client-assertion ids. PHI such as names lives only here, never on the ledger; the ledger
+holds ids, thumbprints and salted commitments."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sqlite3
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from ..db.dialect import reading, writing
+from ..db.engine import sqlite_engine
+from .tables import client_jtis, invites, status_counter, subjects, tokens
 
 __all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord", "assertion_key"]
+
+#: ``revoked_since`` from the beginning of time: every revoked row.
+EVER = -(1 << 62)
+#: Ids per ``IN (...)`` list: well under SQLite's bound-variable limit.
+_CHUNK = 500
 
 
 def assertion_key(client_id: str, jti: str) -> str:
@@ -55,317 +65,330 @@ class TokenRecord:
     revoked: int | None
 
 
-class IdentityStore:
-    """All methods are blocking: call them from a thread (``asyncio.to_thread``)."""
+# Built once: SQLAlchemy caches each statement's compiled form, so a store call costs one
+# parameter binding, not a query construction (see gateway/consent/store.py). An UPDATE's
+# parameters may not be named after its columns, hence ``now``, ``sid`` and the like.
+_s, _i, _t, _j, _n = subjects.c, invites.c, tokens.c, client_jtis.c, status_counter.c
+_INVITE = sa.select(_i.role, _i.created_by, _i.created, _i.expires, _i.attrs)
+_PEEK = _INVITE.where(
+    _i.code_hash == sa.bindparam("code"), _i.used.is_(None), _i.expires > sa.bindparam("now")
+)
+_REDEEM = (
+    invites.update()
+    .where(
+        _i.code_hash == sa.bindparam("code"), _i.used.is_(None), _i.expires > sa.bindparam("now")
+    )
+    .values(used=sa.bindparam("now"))
+    .returning(_i.role, _i.created_by, _i.created, _i.expires, _i.attrs)
+)
+_SUBJECT = sa.select(subjects).where(_s.id == sa.bindparam("id"))
+_BY_JKT = sa.select(_s.id).where(_s.jkt == sa.bindparam("jkt"))
+_NAMES = sa.select(_s.id, _s.role, _s.attrs).where(_s.id.in_(sa.bindparam("ids", expanding=True)))
+_DEVICES = sa.select(_s.id).where(_s.role == "device", _s.patient == sa.bindparam("patient"))
+_REVOKE_SUBJECT = (
+    subjects.update()
+    .where(_s.id == sa.bindparam("sid"), _s.revoked.is_(None))
+    .values(revoked=sa.bindparam("now"))
+)
+_REVOKE_ITS_TOKENS = (
+    tokens.update()
+    .where(_t.sub == sa.bindparam("sid"), _t.revoked.is_(None))
+    .values(revoked=sa.bindparam("now"))
+    .returning(_t.status_idx)
+)
+# Who can no longer act since ``since``: revoked subjects, and the devices of revoked
+# patients (a device acts only for its patient). Both read only the partial index on
+# revoked rows (identity_0002), so a replica's once-a-second look is cheap.
+_patients = sa.select(_s.id).where(_s.revoked >= sa.bindparam("since")).scalar_subquery()
+_REVOKED_SUBJECTS = sa.union(
+    sa.select(_s.id).where(_s.revoked >= sa.bindparam("since")),
+    sa.select(_s.id).where(_s.role == "device", _s.patient.in_(_patients)),
+)
+_REVOKED_INDEXES = sa.select(_t.status_idx).where(_t.revoked >= sa.bindparam("since"))
+_TOKEN = sa.select(tokens).where(_t.jti == sa.bindparam("jti"))
+_REVOKE_TOKEN = (
+    tokens.update()
+    .where(_t.jti == sa.bindparam("tid"), _t.revoked.is_(None))
+    .values(revoked=sa.bindparam("now"))
+    .returning(_t.status_idx)
+)
+_RESERVE = (
+    status_counter.update()
+    .where(_n.id == 1)
+    .values(next=_n.next + sa.bindparam("n"))
+    .returning(_n.next)
+)
+_TOKEN_IDS = sa.select(_t.jti).where(_t.jti.in_(sa.bindparam("ids", expanding=True)))
+_ABOVE_USED = (  # the counter never falls behind an index a restored row holds
+    status_counter.update()
+    .where(_n.id == 1)
+    .values(
+        next=sa.func.coalesce(
+            sa.select(sa.func.max(_t.status_idx) + 1)
+            .where(_t.status_idx >= _n.next)
+            .scalar_subquery(),
+            _n.next,
+        )
+    )
+)
+_PRUNE_JTIS = client_jtis.delete().where(_j.exp < sa.bindparam("before"))
+# Per dialect, built once too: "insert unless the key is there" with a rowcount to read.
+# (SQLAlchemy reports an INSERT's rowcount only when asked to preserve it.)
+_INSERT_OR_SKIP = {
+    (name, table.name): dialect.insert(table)
+    .on_conflict_do_nothing()
+    .execution_options(preserve_rowcount=True)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+    for table in (tokens, client_jtis)
+}
+# PostgreSQL: this transaction's commit returns before its WAL reaches disk. Why that is
+# safe for the rows written with it (issued tokens, spent client-assertion ids):
+# - a spent assertion id is committed before the token's attestation.issued event, and the
+#   ledger (on the same server: database_url names both) commits that event synchronously.
+#   A synchronous commit flushes the WAL up to its own record, so every assertion id of an
+#   issued token is durable once its event is;
+# - a token row is written after its event. A server crash can drop the last of them, and
+#   rebuild_issuance (gateway/auth/recovery.py) restores them from the ledger when a replica
+#   starts. Until then the lost token still verifies (signature, status bit from the
+#   durable counter, subject revocation), only its receipt lookup and revocation by jti
+#   miss it, so after a database crash restart the replicas.
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit = off")
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA busy_timeout = 5000")
-        self._lock = threading.Lock()
-        self.db = sqlite_utils.Database(conn)
-        self._conn = conn
-        self._migrate()
+
+def _subject(row: sa.Row[Any]) -> Subject:
+    m = row._mapping
+    return Subject(
+        m["id"],
+        m["role"],
+        m["jkt"],
+        m["jwk"],
+        int(m["created"]),
+        None if m["revoked"] is None else int(m["revoked"]),
+        m["patient"],
+        m["attrs"] or {},
+    )
+
+
+def _invite(row: sa.Row[Any, Any, Any, Any, Any]) -> Invite:
+    return Invite(row[0], row[1], int(row[2]), int(row[3]), row[4] or {})
+
+
+def _token(row: sa.Row[Any]) -> TokenRecord:
+    m = row._mapping
+    return TokenRecord(
+        m["jti"],
+        m["sub"],
+        m["role"],
+        int(m["exp"]),
+        int(m["status_idx"]),
+        int(m["ledger_index"]),
+        None if m["revoked"] is None else int(m["revoked"]),
+    )
+
+
+def _row(t: TokenRecord) -> dict[str, Any]:
+    return {
+        "jti": t.jti,
+        "sub": t.sub,
+        "role": t.role,
+        "exp": t.exp,
+        "status_idx": t.status_idx,
+        "ledger_index": t.ledger_index,
+        "revoked": t.revoked,
+    }
+
+
+def _no_fsync(dbapi: Any, _record: Any) -> None:
+    dbapi.execute("PRAGMA synchronous = NORMAL")
+
+
+class IdentityStore:
+    """Blocking: call from a thread. ``engine`` comes from ``Database.open("identity")``;
+    ``close`` leaves it open (the database layer disposes of it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
         # Issued tokens and spent client-assertion ids are written on every token request.
         # They need no fsync of their own: each issuance is also an attestation.issued
-        # ledger event (durable, group-committed), and restore_issuance() rebuilds any rows
-        # a power loss took from this connection's unsynced WAL tail.
-        fast = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        fast.execute("PRAGMA synchronous = NORMAL")
-        fast.execute("PRAGMA busy_timeout = 5000")
-        self._fast = fast
-
-    def _migrate(self) -> None:
-        t = self.db.table
-        if "subjects" not in self.db.table_names():
-            t("subjects").create(
-                {
-                    "id": str,
-                    "role": str,
-                    "jkt": str,
-                    "jwk": str,
-                    "created": int,
-                    "revoked": int,
-                    "patient": str,
-                    "attrs": str,
-                },
-                pk="id",
-                not_null={"role", "jkt", "jwk", "created"},
-            )
-            # One key, one identity: a holder key names exactly one subject.
-            t("subjects").create_index(["jkt"], unique=True)
-        if "invites" not in self.db.table_names():
-            t("invites").create(
-                {
-                    "code_hash": str,
-                    "role": str,
-                    "created_by": str,
-                    "created": int,
-                    "expires": int,
-                    "used": int,
-                    "attrs": str,
-                },
-                pk="code_hash",
-                not_null={"role", "created_by", "created", "expires"},
-            )
-        if "tokens" not in self.db.table_names():
-            t("tokens").create(
-                {
-                    "jti": str,
-                    "sub": str,
-                    "role": str,
-                    "exp": int,
-                    "status_idx": int,
-                    "ledger_index": int,
-                    "revoked": int,
-                },
-                pk="jti",
-                not_null={"sub", "role", "exp", "status_idx", "ledger_index"},
-            )
-            t("tokens").create_index(["sub"])
-            t("tokens").create_index(["status_idx"], unique=True)
-        if "client_jtis" not in self.db.table_names():
-            t("client_jtis").create({"key": str, "exp": int}, pk="key")
-            t("client_jtis").create_index(["exp"])
+        # ledger event (durable, group-committed), and rebuild_issuance() restores any rows
+        # a power loss took. On SQLite that is a second engine on the same file whose
+        # connections commit without fsync (WAL, synchronous=NORMAL); on PostgreSQL the
+        # same engine, with an asynchronous commit (_ASYNC_COMMIT says why that is safe).
+        self._fast = engine
+        self._pruned: int | None = None
+        if self._dialect == "sqlite":
+            assert engine.url.database is not None
+            self._fast = sqlite_engine(Path(engine.url.database))
+            sa.event.listen(self._fast, "connect", _no_fsync)  # after sqlite_engine's FULL
 
     def close(self) -> None:
-        with self._lock:
-            self._fast.close()
-            self._conn.close()
+        if self._fast is not self._engine:
+            self._fast.dispose()
+
+    @contextmanager
+    def _issuing(self) -> Iterator[Connection]:
+        with writing(self._fast) as conn:
+            if self._dialect == "postgresql":
+                conn.execute(_ASYNC_COMMIT)
+            yield conn
 
     # -- invites -----------------------------------------------------------------
     def create_invite(self, code_hash: str, invite: Invite) -> None:
-        with self._lock:
-            self.db.table("invites").insert(
-                {
-                    "code_hash": code_hash,
-                    "role": invite.role,
-                    "created_by": invite.created_by,
-                    "created": invite.created,
-                    "expires": invite.expires,
-                    "used": None,
-                    "attrs": json.dumps(invite.attrs),
-                }
+        with writing(self._engine) as conn:
+            conn.execute(
+                invites.insert().values(
+                    code_hash=code_hash,
+                    role=invite.role,
+                    created_by=invite.created_by,
+                    created=invite.created,
+                    expires=invite.expires,
+                    used=None,
+                    attrs=invite.attrs,
+                )
             )
 
     def peek_invite(self, code_hash: str, now: int) -> Invite | None:
         """The invite if it is usable now, without using it."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT role, created_by, created, expires, attrs FROM invites "
-                "WHERE code_hash = ? AND used IS NULL AND expires > ?",
-                (code_hash, now),
-            ).fetchone()
-        return (
-            None
-            if row is None
-            else Invite(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"))
-        )
+        with reading(self._engine) as conn:
+            row = conn.execute(_PEEK, {"code": code_hash, "now": now}).first()
+        return None if row is None else _invite(row)
 
     def redeem_invite(self, code_hash: str, now: int) -> Invite | None:
         """Mark the invite used, atomically; None if unknown, used or expired."""
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE invites SET used = ? WHERE code_hash = ? AND used IS NULL AND expires > ?",
-                (now, code_hash, now),
-            )
-            if cur.rowcount != 1:
-                return None
-            row = self._conn.execute(
-                "SELECT role, created_by, created, expires, attrs FROM invites WHERE code_hash = ?",
-                (code_hash,),
-            ).fetchone()
-        return Invite(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"))
+        with writing(self._engine) as conn:
+            row = conn.execute(_REDEEM, {"code": code_hash, "now": now}).first()
+        return None if row is None else _invite(row)
 
     # -- subjects ----------------------------------------------------------------
     def add_subject(self, s: Subject) -> None:
-        with self._lock:
-            self.db.table("subjects").insert(
-                {
-                    "id": s.id,
-                    "role": s.role,
-                    "jkt": s.jkt,
-                    "jwk": json.dumps(s.jwk),
-                    "created": s.created,
-                    "revoked": s.revoked,
-                    "patient": s.patient,
-                    "attrs": json.dumps(s.attrs),
-                }
+        """Raises sqlalchemy's IntegrityError when the id or the key is taken."""
+        with writing(self._engine) as conn:
+            conn.execute(
+                subjects.insert().values(
+                    id=s.id,
+                    role=s.role,
+                    jkt=s.jkt,
+                    jwk=s.jwk,
+                    created=s.created,
+                    revoked=s.revoked,
+                    patient=s.patient,
+                    attrs=s.attrs,
+                )
             )
 
     def subject(self, sid: str) -> Subject | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT id, role, jkt, jwk, created, revoked, patient, attrs FROM subjects "
-                "WHERE id = ?",
-                (sid,),
-            ).fetchone()
-        if row is None:
-            return None
-        return Subject(
-            row[0],
-            row[1],
-            row[2],
-            json.loads(row[3]),
-            row[4],
-            row[5],
-            row[6],
-            json.loads(row[7] or "{}"),
-        )
+        with reading(self._engine) as conn:
+            row = conn.execute(_SUBJECT, {"id": sid}).first()
+        return None if row is None else _subject(row)
 
     def display_names(self, ids: Iterable[str]) -> dict[str, str]:
         """Who each of ``ids`` is, said to a person: a subject's display name, or a
-        device's model; ids with neither (or unknown) are left out. One query for any
-        number of ids (a JSON array bound as one parameter: no per-row round trip, no
-        limit on bound variables). The caller decides who may see these names."""
+        device's model; ids with neither (or unknown) are left out. One query per 500 ids.
+        The caller decides who may see these names."""
         wanted = sorted({i for i in ids if isinstance(i, str)})
-        if not wanted:
-            return {}
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, role, json_extract(attrs, '$.display_name'), "
-                "json_extract(attrs, '$.model') FROM subjects "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(wanted),),
-            ).fetchall()
         out: dict[str, str] = {}
-        for sid, role, name, model in rows:
-            label = name if isinstance(name, str) else model if role == "device" else None
-            if isinstance(label, str) and label:
-                out[str(sid)] = label
+        if not wanted:
+            return out
+        with reading(self._engine) as conn:
+            for at in range(0, len(wanted), _CHUNK):
+                for sid, role, attrs in conn.execute(_NAMES, {"ids": wanted[at : at + _CHUNK]}):
+                    attrs = attrs if isinstance(attrs, dict) else {}
+                    name, model = attrs.get("display_name"), attrs.get("model")
+                    label = name if isinstance(name, str) else model if role == "device" else None
+                    if isinstance(label, str) and label:
+                        out[str(sid)] = label
         return out
 
     def subject_by_jkt(self, jkt: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute("SELECT id FROM subjects WHERE jkt = ?", (jkt,)).fetchone()
+        with reading(self._engine) as conn:
+            row = conn.execute(_BY_JKT, {"jkt": jkt}).first()
         return None if row is None else str(row[0])
 
     def revoke_subject(self, sid: str, now: int) -> list[int]:
         """Revoke a subject and all its tokens; returns their status indexes."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute(
-                    "UPDATE subjects SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, sid)
-                )
-                idx = [
-                    r[0]
-                    for r in self._conn.execute(
-                        "SELECT status_idx FROM tokens WHERE sub = ? AND revoked IS NULL", (sid,)
-                    )
-                ]
-                self._conn.execute(
-                    "UPDATE tokens SET revoked = ? WHERE sub = ? AND revoked IS NULL", (now, sid)
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return idx
+        with writing(self._engine) as conn:
+            conn.execute(_REVOKE_SUBJECT, {"sid": sid, "now": now})
+            rows = conn.execute(_REVOKE_ITS_TOKENS, {"sid": sid, "now": now}).all()
+        return sorted(int(r[0]) for r in rows)
+
+    def revoked_since(self, since: int = EVER) -> tuple[set[str], list[int]]:
+        """Who can no longer act and which status indexes are revoked, among what was
+        revoked at or after ``since`` (default: ever), read in one snapshot."""
+        with reading(self._engine) as conn:
+            subs = {str(r[0]) for r in conn.execute(_REVOKED_SUBJECTS, {"since": since})}
+            idx = [int(r[0]) for r in conn.execute(_REVOKED_INDEXES, {"since": since})]
+        return subs, idx
 
     def revoked_subjects(self) -> set[str]:
         """Who can no longer act: revoked subjects, and the devices of revoked patients (a
         device acts only for its patient)."""
-        with self._lock:
-            return {
-                r[0]
-                for r in self._conn.execute(
-                    "SELECT id FROM subjects WHERE revoked IS NOT NULL OR (role = 'device' AND"
-                    " patient IN (SELECT id FROM subjects WHERE revoked IS NOT NULL))"
-                )
-            }
+        return self.revoked_since()[0]
 
     def devices(self, patient: str) -> list[str]:
         """The devices enrolled for ``patient``."""
-        with self._lock:
-            q = "SELECT id FROM subjects WHERE role = 'device' AND patient = ?"
-            return [r[0] for r in self._conn.execute(q, (patient,))]
+        with reading(self._engine) as conn:
+            return [str(r[0]) for r in conn.execute(_DEVICES, {"patient": patient})]
 
     # -- tokens ------------------------------------------------------------------
-    def reserve_status_index(self) -> int:
-        # Indexes are allocated under the lock and written with the token, so they are unique;
-        # the in-memory counter is seeded from the table at start.
-        with self._lock:
-            row = self._conn.execute("SELECT max(status_idx) FROM tokens").fetchone()
-        return int(row[0]) + 1 if row[0] is not None else 0
+    def reserve_status_indexes(self, n: int) -> range:
+        """``n`` status-list indexes no other caller (in this process or any replica on the
+        database) has or will get. Durable before it returns, so a token issued with one of
+        them never shares its bit with a later one, even after a crash."""
+        with writing(self._engine) as conn:
+            end = int(conn.execute(_RESERVE, {"n": n}).scalar_one())
+        return range(end - n, end)
 
     def add_token(self, t: TokenRecord) -> None:
-        with self._lock:
-            # Plain SQL on the hot path (one row per issued token); sqlite-utils builds the
-            # schema.
-            self._fast.execute(
-                "INSERT INTO tokens (jti, sub, role, exp, status_idx, ledger_index, revoked) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (t.jti, t.sub, t.role, t.exp, t.status_idx, t.ledger_index, t.revoked),
-            )
+        with self._issuing() as conn:
+            # A replica's rebuild_issuance may have restored it from the ledger already.
+            conn.execute(_INSERT_OR_SKIP[self._dialect, "tokens"], _row(t))
 
     def token(self, jti: str) -> TokenRecord | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT jti, sub, role, exp, status_idx, ledger_index, revoked "
-                "FROM tokens WHERE jti = ?",
-                (jti,),
-            ).fetchone()
-        if row is None:
-            return None
-        return TokenRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+        with reading(self._engine) as conn:
+            row = conn.execute(_TOKEN, {"jti": jti}).first()
+        return None if row is None else _token(row)
 
     def revoke_token(self, jti: str, now: int) -> int | None:
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE tokens SET revoked = ? WHERE jti = ? AND revoked IS NULL", (now, jti)
-            )
-            if cur.rowcount != 1:
-                return None
-            row = self._conn.execute(
-                "SELECT status_idx FROM tokens WHERE jti = ?", (jti,)
-            ).fetchone()
-        return int(row[0])
+        with writing(self._engine) as conn:
+            row = conn.execute(_REVOKE_TOKEN, {"tid": jti, "now": now}).first()
+        return None if row is None else int(row[0])
 
     def revoked_indexes(self) -> list[int]:
-        with self._lock:
-            return [
-                r[0]
-                for r in self._conn.execute(
-                    "SELECT status_idx FROM tokens WHERE revoked IS NOT NULL"
-                )
-            ]
+        return self.revoked_since()[1]
 
     # -- client assertion replay -------------------------------------------------
     def use_client_jti(self, key: str, exp: int, now: int) -> bool:
         """Record a client assertion id (``key`` = :func:`assertion_key`); False if it was
         seen before (a replay)."""
-        with self._lock:
-            # Indexed on exp, so pruning touches only what expired.
-            self._fast.execute("DELETE FROM client_jtis WHERE exp < ?", (now - 600,))
-            try:
-                self._fast.execute("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", (key, exp))
-            except sqlite3.IntegrityError:
-                return False
-        return True
+        with self._issuing() as conn:
+            if now != self._pruned:  # once a second is enough to keep the table small
+                # Indexed on exp, so pruning touches only what expired.
+                conn.execute(_PRUNE_JTIS, {"before": now - 600})
+                self._pruned = now
+            cur = conn.execute(
+                _INSERT_OR_SKIP[self._dialect, "client_jtis"], {"key": key, "exp": exp}
+            )
+        return cur.rowcount == 1
 
     def restore_issuance(self, tokens: list[TokenRecord], assertions: list[tuple[str, int]]) -> int:
         """Re-insert issuance rows rebuilt from the ledger; returns how many were missing."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._conn.total_changes
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO tokens (jti, sub, role, exp, status_idx, ledger_index,"
-                    " revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (t.jti, t.sub, t.role, t.exp, t.status_idx, t.ledger_index, t.revoked)
-                        for t in tokens
-                    ],
+        added = 0
+        with writing(self._engine) as conn:
+            have: set[str] = set()
+            for at in range(0, len(tokens), _CHUNK):
+                ids = [t.jti for t in tokens[at : at + _CHUNK]]
+                have.update(str(r[0]) for r in conn.execute(_TOKEN_IDS, {"ids": ids}))
+            missing = [_row(t) for t in tokens if t.jti not in have]
+            if missing:
+                # Skip conflicts all the same: a replica starting beside this one may
+                # restore the same rows.
+                conn.execute(_INSERT_OR_SKIP[self._dialect, "tokens"], missing)
+                added += len(missing)
+            for key, exp in assertions:
+                cur = conn.execute(
+                    _INSERT_OR_SKIP[self._dialect, "client_jtis"], {"key": key, "exp": exp}
                 )
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO client_jtis (key, exp) VALUES (?, ?)", assertions
-                )
-                added = self._conn.total_changes - before
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                added += max(cur.rowcount, 0)
+            conn.execute(_ABOVE_USED)
         return added

@@ -21,12 +21,13 @@ from ledger.events import Event, EventType
 from ledger.log import Receipt
 
 from ..clock import stamped
-from ..errors import GatewayError
+from ..db.errors import DatabaseUnavailable
+from ..errors import GatewayError, Unavailable
 from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
 from .status import StatusList
-from .store import IdentityStore, Subject, TokenRecord
+from .store import EVER, IdentityStore, Subject, TokenRecord
 
 __all__ = [
     "ROLE_SCOPES",
@@ -39,6 +40,12 @@ __all__ = [
 MAX_TOKEN_SIZE = 8192
 VERIFIED_CACHE_MAX = 10_000
 STATUS_LIST_ID = "1"
+#: How old this replica's copy of what others revoked may be, in seconds of the clock.
+REFRESH_EVERY = 1.0
+#: How far back beyond the clock skew each look reaches (see Authority.refresh).
+REFRESH_OVERLAP = 60
+#: Status indexes reserved at a time (one database write per block).
+STATUS_BLOCK = 32
 
 #: What each role may ask for; a token carries the requested subset (default: all).
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
@@ -115,10 +122,13 @@ class Authority:
         self.replay = replay
         self.nonces = nonces
         self.status = StatusList()
-        for i in store.revoked_indexes():
-            self.status.set(i)
-        self.revoked_subjects = store.revoked_subjects()
-        self._next_status = store.reserve_status_index()
+        self._revoked_subjects: set[str] = set()
+        # What every replica revoked, read whole now and then incrementally (refresh).
+        self._looked: float | None = None  # the clock at the last successful look
+        self._failed: float | None = None  # the clock at the last failed one
+        self._fetching = False
+        self.refresh()
+        self._free = range(0)  # status indexes this process reserved and has not used
         self._lock = asyncio.Lock()
         # Signature checks of tokens seen before are remembered (bounded): a client sends
         # the same token with every request; only the fresh DPoP proof needs a new check.
@@ -126,6 +136,77 @@ class Authority:
 
     def now(self) -> int:
         return int(self.clock())
+
+    # -- what any replica revoked --------------------------------------------------
+    @property
+    def revoked_subjects(self) -> set[str]:
+        """Who can no longer act (revoked subjects and the devices of revoked patients),
+        through this replica or any other on the database: at most REFRESH_EVERY old. The
+        revoke handler adds to it at once, so this replica refuses them from its next
+        request."""
+        self.refresh()
+        return self._revoked_subjects
+
+    def _due(self, now: float) -> bool:
+        last = self._looked
+        return last is None or not 0 <= now - last < REFRESH_EVERY
+
+    def _since(self) -> int:
+        # Revocation times are stamped by the revoking replica's clock and committed a
+        # moment later: look back over the clock skew allowed between replicas and a
+        # margin, so a revocation stamped just before the last look and committed just
+        # after it is not missed. Revocations are never undone, so the sets only grow.
+        last = self._looked
+        return EVER if last is None else int(last) - self.skew - REFRESH_OVERLAP
+
+    def _learn(self, now: float, subjects: set[str], indexes: list[int]) -> None:
+        # On the event loop's thread only (refresh, fresh): the sets are read there too.
+        self._revoked_subjects |= subjects
+        for i in indexes:
+            self.status.set(i)
+        self._looked, self._failed = now, None
+
+    def refresh(self) -> None:
+        """Read what was revoked since the last look, at most once per REFRESH_EVERY of
+        the injected clock (docs/database.md, "Caches and several replicas"): one indexed
+        read of only what was revoked since. Blocking: requests get it done off the event
+        loop by ``fresh`` (refusal_middleware) first, so this reads only where no request
+        came first (a live socket). Raises DatabaseUnavailable (a 503: fail closed rather
+        than act on a stale list), at once, without waiting on the database again, for a
+        second after a look failed."""
+        now = self.clock()
+        if not self._due(now):
+            return
+        failed = self._failed
+        if failed is not None and 0 <= now - failed < REFRESH_EVERY:
+            raise DatabaseUnavailable(
+                "cannot read revocations from the database", headers={"Retry-After": "1"}
+            )
+        try:
+            subjects, indexes = self.store.revoked_since(self._since())
+        except Unavailable:
+            self._failed = now
+            raise
+        self._learn(now, subjects, indexes)
+
+    async def fresh(self) -> None:
+        """``refresh`` in a thread, so the event loop never waits on the database; a
+        failure is left for ``refresh`` to report to whoever needs the list."""
+        now = self.clock()
+        if not self._due(now) or self._fetching:
+            return
+        failed = self._failed
+        if failed is not None and 0 <= now - failed < REFRESH_EVERY:
+            return
+        self._fetching = True
+        try:
+            subjects, indexes = await asyncio.to_thread(self.store.revoked_since, self._since())
+        except Unavailable:
+            self._failed = now
+            return
+        finally:
+            self._fetching = False
+        self._learn(now, subjects, indexes)
 
     # -- issuance ----------------------------------------------------------------
     async def issue(
@@ -154,11 +235,19 @@ class Authority:
         now = self.now()
         jti = secrets.token_urlsafe(18)
         async with self._lock:
-            idx = self._next_status
-            self._next_status += 1
+            if not self._free:
+                # Reserved in the database, so no two replicas hand out one index; in
+                # blocks, so that costs one durable write per STATUS_BLOCK tokens. A block
+                # a process does not use up is left as 0 (valid) bits no token names.
+                self._free = await asyncio.to_thread(
+                    self.store.reserve_status_indexes, STATUS_BLOCK
+                )
+            idx, self._free = self._free[0], self._free[1:]
         exp = now + self.lifetime if not_after is None else min(now + self.lifetime, not_after)
         aud: str | list[str] = [origin, *audience] if audience else origin
-        self.keys.refresh()
+        # One stat every issuance, not once a second: a token signed with a key another
+        # process retired a moment ago, dated after its retirement, would be refused.
+        self.keys.refresh(now, force=True)
         key = self.keys.current
         event = stamped(
             lambda: now,
@@ -207,6 +296,7 @@ class Authority:
         if len(token) > MAX_TOKEN_SIZE or token.count(".") != 2:
             raise Unauthorized("malformed access token")
         now = self.now()
+        self.refresh()
         claims = self._verified_claims(token, origin, now)
         if claims is None:
             claims = self._verify_signature(token, origin, now)
@@ -247,7 +337,7 @@ class Authority:
         kid = str(header.get("kid"))
         key = self.keys.verification_key(kid, now)
         if key is None:
-            self.keys.refresh()  # a key rotated in by another process
+            self.keys.refresh(now, force=True)  # a key rotated in by another process
             key = self.keys.verification_key(kid, now)
         if key is None:
             raise Unauthorized("access token signed by an unknown key")
@@ -316,7 +406,8 @@ class Authority:
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""
         now = self.now()
-        self.keys.refresh()  # a key rotated in by `telegate keys rotate` signs the list too
+        self.refresh()  # bits revoked through other replicas
+        self.keys.refresh(now, force=True)  # a key rotated in elsewhere signs the list too
         key = self.keys.current
         claims = {
             "sub": f"{origin}/v1/status/{STATUS_LIST_ID}",

@@ -70,6 +70,22 @@ SCHEMAS: dict[str, Schema] = {
             "sessions_0001",
             {"sessions": frozenset({"id", "patient", "provider", "state", "created", "updated"})},
         ),
+        Schema(
+            "identity",
+            "identity_0001",
+            {  # as sqlite-utils created them (gateway/auth/store.py before this layer)
+                "subjects": frozenset(
+                    {"id", "role", "jkt", "jwk", "created", "revoked", "patient", "attrs"}
+                ),
+                "invites": frozenset(
+                    {"code_hash", "role", "created_by", "created", "expires", "used", "attrs"}
+                ),
+                "tokens": frozenset(
+                    {"jti", "sub", "role", "exp", "status_idx", "ledger_index", "revoked"}
+                ),
+                "client_jtis": frozenset({"key", "exp"}),
+            },
+        ),
     )
 }
 

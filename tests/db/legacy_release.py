@@ -1,6 +1,7 @@
 """A data dir as the release before the database layer wrote it: the stores' own SQL,
-copied from gateway/consent/store.py and gateway/sessions/store.py at 12e185b, run with the
-stdlib driver. ``python -m tests.db.legacy_release DIR`` makes one by hand."""
+copied from gateway/consent/store.py and gateway/sessions/store.py at 12e185b (and the
+identity store's, gateway/auth/store.py at 00d7832: the DDL sqlite-utils issued for it), run
+with the stdlib driver. ``python -m tests.db.legacy_release DIR`` makes one by hand."""
 
 from __future__ import annotations
 
@@ -74,5 +75,99 @@ def make_data_dir(data_dir: Path) -> None:
     db.close()
 
 
+# What sqlite-utils 4 issued for IdentityStore._migrate (read back from sqlite_master).
+IDENTITY_SCHEMA = """
+CREATE TABLE "subjects" (
+   "id" TEXT PRIMARY KEY,
+   "role" TEXT NOT NULL,
+   "jkt" TEXT NOT NULL,
+   "jwk" TEXT NOT NULL,
+   "created" INTEGER NOT NULL,
+   "revoked" INTEGER,
+   "patient" TEXT,
+   "attrs" TEXT
+);
+CREATE UNIQUE INDEX "idx_subjects_jkt"
+    ON "subjects" ("jkt");
+CREATE TABLE "invites" (
+   "code_hash" TEXT PRIMARY KEY,
+   "role" TEXT NOT NULL,
+   "created_by" TEXT NOT NULL,
+   "created" INTEGER NOT NULL,
+   "expires" INTEGER NOT NULL,
+   "used" INTEGER,
+   "attrs" TEXT
+);
+CREATE TABLE "tokens" (
+   "jti" TEXT PRIMARY KEY,
+   "sub" TEXT NOT NULL,
+   "role" TEXT NOT NULL,
+   "exp" INTEGER NOT NULL,
+   "status_idx" INTEGER NOT NULL,
+   "ledger_index" INTEGER NOT NULL,
+   "revoked" INTEGER
+);
+CREATE INDEX "idx_tokens_sub"
+    ON "tokens" ("sub");
+CREATE UNIQUE INDEX "idx_tokens_status_idx"
+    ON "tokens" ("status_idx");
+CREATE TABLE "client_jtis" (
+   "key" TEXT PRIMARY KEY,
+   "exp" INTEGER
+);
+CREATE INDEX "idx_client_jtis_exp"
+    ON "client_jtis" ("exp");
+"""
+
+_JWK = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+#: (id, role, jkt, jwk, created, revoked, patient, attrs)
+SUBJECTS = [
+    ("adm:1", "admin", "jkt-adm", _JWK, 1_700_000_000, None, None, {}),
+    ("pat:1", "patient", "jkt-pat1", _JWK, 1_700_000_010, None, None, {"display_name": "Ana"}),
+    ("dev:1", "device", "jkt-dev1", _JWK, 1_700_000_020, None, "pat:1", {"model": "Oxi 2"}),
+    ("pat:2", "patient", "jkt-pat2", _JWK, 1_700_000_030, 1_700_000_500, None, {}),
+    ("dev:2", "device", "jkt-dev2", _JWK, 1_700_000_040, None, "pat:2", {"model": "BP 1"}),
+]
+#: (code_hash, role, created_by, created, expires, used, attrs)
+INVITES = [
+    ("h1", "provider", "adm:1", 1_700_000_000, 1_900_000_000, None, {"npi": "1234567893"}),
+    ("h2", "patient", "adm:1", 1_700_000_000, 1_900_000_000, 1_700_000_005, {}),
+]
+#: (jti, sub, role, exp, status_idx, ledger_index, revoked)
+TOKENS = [
+    ("t1", "adm:1", "admin", 1_900_000_000, 0, 3, None),
+    ("t2", "pat:2", "patient", 1_900_000_000, 1, 5, 1_700_000_500),
+    ("t3", "dev:1", "device", 1_900_000_000, 7, 9, None),
+]
+#: (key, exp)
+CLIENT_JTIS = [("k1", 1_900_000_000)]
+
+
+def make_identity_db(data_dir: Path) -> None:
+    """identity.db holding the records above, written with the old store's INSERTs."""
+    db = _db(data_dir / "identity.db")
+    db.executescript(IDENTITY_SCHEMA)
+    for sid, role, jkt, jwk, created, revoked, patient, attrs in SUBJECTS:
+        db.execute(
+            "INSERT INTO subjects (id, role, jkt, jwk, created, revoked, patient, attrs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sid, role, jkt, json.dumps(jwk), created, revoked, patient, json.dumps(attrs)),
+        )
+    for code, role, by, created, expires, used, attrs in INVITES:
+        db.execute(
+            "INSERT INTO invites (code_hash, role, created_by, created, expires, used, attrs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (code, role, by, created, expires, used, json.dumps(attrs)),
+        )
+    db.executemany(
+        "INSERT INTO tokens (jti, sub, role, exp, status_idx, ledger_index, revoked) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        TOKENS,
+    )
+    db.executemany("INSERT INTO client_jtis (key, exp) VALUES (?, ?)", CLIENT_JTIS)
+    db.close()
+
+
 if __name__ == "__main__":
     make_data_dir(Path(sys.argv[1]))
+    make_identity_db(Path(sys.argv[1]))

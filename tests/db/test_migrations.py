@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.auth.store import IdentityStore, Invite, Subject, TokenRecord
 from gateway.cli import main
 from gateway.config import Config
 from gateway.consent.store import Consent, ConsentStore, Emergency
@@ -44,11 +45,19 @@ def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
             )
         for s in old.SESSIONS:
             assert sessions.get(s[0]) == CallSession(*s[:3], State(s[3]), *s[4:])
-        assert db.current() == {"consent": head("consent"), "sessions": head("sessions")}
+        assert db.current() == {
+            "consent": head("consent"),
+            "sessions": head("sessions"),
+            "identity": None,  # not in this data dir: nothing opened it
+        }
         # Writable afterwards, and the old rows are still there after a second start.
         assert consents.revoke("c1", 1_700_000_500)
         sessions.add(CallSession("s4", "pat:9", "prov:9", State.SCHEDULED, 1, 1))
-        assert db.upgrade() == {"consent": head("consent"), "sessions": head("sessions")}
+        assert db.upgrade() == {
+            "consent": head("consent"),
+            "sessions": head("sessions"),
+            "identity": head("identity"),
+        }
     finally:
         db.close()
     raw = sqlite3.connect(data / "consent.db")
@@ -85,17 +94,20 @@ def test_db_upgrade_and_current_on_the_embedded_default(
     assert out == [
         "consent: none (behind: run `telegate db upgrade` for consent_0001)",
         "sessions: none (behind: run `telegate db upgrade` for sessions_0001)",
+        "identity: none (behind: run `telegate db upgrade` for identity_0002)",
     ]
     assert not (data / "consent.db").exists()  # asking creates nothing
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001",
         "sessions: sessions_0001",
+        "identity: identity_0002",
     ]
     assert main(["db", "current", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
+        "identity: identity_0002 (head)",
     ]
     db = Database(data)
     try:  # the legacy sessions.db kept its rows through `db upgrade`
@@ -117,6 +129,7 @@ def test_db_upgrade_and_current_on_postgresql(
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
+        "identity: identity_0002 (head)",
     ]
     assert not (tmp_path / "data").exists()  # nothing went to SQLite files
 
@@ -193,3 +206,65 @@ async def test_the_app_runs_its_consent_and_sessions_on_postgresql(
         assert c.execute("SELECT count(*) FROM consents").fetchone() == (1,)
         assert c.execute("SELECT scopes FROM consents").fetchone() == (["call"],)  # jsonb
         assert c.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+
+
+def test_an_identity_db_of_the_previous_release_is_adopted_with_every_record(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    old.make_identity_db(data)
+    db = Database(data)
+    try:
+        store = IdentityStore(db.open("identity"))  # what serve does at start
+        for sid, role, jkt, jwk, created, revoked, patient, attrs in old.SUBJECTS:
+            assert store.subject(sid) == Subject(
+                sid, role, jkt, jwk, created, revoked, patient, attrs
+            )
+            assert store.subject_by_jkt(jkt) == sid
+        assert store.display_names(["pat:1", "dev:1", "adm:1"]) == {
+            "pat:1": "Ana",
+            "dev:1": "Oxi 2",
+        }
+        now = 1_700_001_000
+        assert store.peek_invite("h1", now) == Invite(
+            "provider", "adm:1", 1_700_000_000, 1_900_000_000, {"npi": "1234567893"}
+        )
+        assert store.peek_invite("h2", now) is None  # used before the upgrade, still used
+        for t in old.TOKENS:
+            assert store.token(t[0]) == TokenRecord(*t)
+        # The revoked patient's device is refused with it; the revoked token's bit is set.
+        assert store.revoked_subjects() == {"pat:2", "dev:2"}
+        assert store.revoked_indexes() == [1]
+        assert not store.use_client_jti("k1", 1_900_000_000, now)  # spent before: a replay
+        # New indexes start after the highest one the old release handed out.
+        assert store.reserve_status_indexes(2) == range(8, 10)
+        assert store.redeem_invite("h1", now) is not None
+        assert store.revoke_subject("adm:1", now) == [0]
+        store.close()
+        assert db.current()["identity"] == head("identity") == "identity_0002"
+    finally:
+        db.close()
+    raw = sqlite3.connect(data / "identity.db")
+    assert raw.execute("SELECT count(*) FROM subjects").fetchone() == (len(old.SUBJECTS),)
+    assert json.loads(raw.execute("SELECT attrs FROM subjects WHERE id='dev:1'").fetchone()[0]) == {
+        "model": "Oxi 2"
+    }
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"idx_subjects_jkt", "idx_tokens_sub", "idx_tokens_status_idx"} <= names
+    raw.close()
+
+
+def test_an_identity_db_with_other_columns_is_refused_not_adopted(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    raw = sqlite3.connect(data / "identity.db")
+    raw.executescript(old.IDENTITY_SCHEMA)
+    raw.execute("ALTER TABLE invites DROP COLUMN attrs")
+    raw.close()
+    db = Database(data)
+    try:
+        with pytest.raises(SchemaMismatch, match="invites is not the one telegate created"):
+            db.open("identity")
+    finally:
+        db.close()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from gateway.auth.store import IdentityStore, Invite, Subject, TokenRecord
 from gateway.consent.store import Consent, ConsentStore, Emergency
 from gateway.db import (
     Database,
@@ -168,3 +169,72 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(tmp_path: Any) -> N
             SessionStore(down.engine("sessions")).move("s1", State.ENDED, 1)
     finally:
         down.close()
+
+
+# -- identity ----------------------------------------------------------------------------
+def _identity_subject(sid: str, jkt: str, patient: str | None = None) -> Subject:
+    role = "device" if patient else "patient"
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": jkt}
+    return Subject(sid, role, jkt, jwk, T0, None, patient, {"display_name": f"N {sid}"})
+
+
+def test_identity_invites_subjects_and_names(db: Database) -> None:
+    store = IdentityStore(db.open("identity"))
+    invite = Invite("patient", "adm:1", T0, T0 + 600, {"display_name": "Ana"})
+    store.create_invite("h1", invite)
+    assert store.peek_invite("h1", T0 + 1) == invite
+    assert store.peek_invite("h1", T0 + 600) is None  # expired
+    assert store.redeem_invite("h1", T0 + 1) == invite
+    assert store.redeem_invite("h1", T0 + 2) is None  # single use
+    assert store.peek_invite("h1", T0 + 2) is None
+    pat = _identity_subject("pat:1", "k1")
+    store.add_subject(pat)
+    store.add_subject(_identity_subject("dev:1", "k2", patient="pat:1"))
+    assert store.subject("pat:1") == pat
+    assert store.subject_by_jkt("k2") == "dev:1"
+    with pytest.raises(sa.exc.IntegrityError):  # one key, one identity
+        store.add_subject(_identity_subject("pat:2", "k1"))
+    assert store.devices("pat:1") == ["dev:1"]
+    ids = [f"pat:x{i}" for i in range(1200)] + ["pat:1"]  # more than one IN list
+    assert store.display_names(ids) == {"pat:1": "N pat:1"}
+    store.close()
+
+
+def test_identity_tokens_assertions_and_revocation(db: Database) -> None:
+    store = IdentityStore(db.open("identity"))
+    store.add_subject(_identity_subject("pat:1", "k1"))
+    store.add_subject(_identity_subject("dev:1", "k2", patient="pat:1"))
+    a, b = store.reserve_status_indexes(2)
+    t1 = TokenRecord("j1", "pat:1", "patient", FAR, a, 10, None)
+    t2 = TokenRecord("j2", "dev:1", "device", FAR, b, 11, None)
+    store.add_token(t1)
+    store.add_token(t2)
+    store.add_token(t1)  # restored from the ledger already: not an error
+    assert store.token("j1") == t1
+    assert store.use_client_jti("c1", T0 + 60, T0)
+    assert not store.use_client_jti("c1", T0 + 60, T0)  # a replay
+    assert store.use_client_jti("c2", T0 + 60, T0)
+    assert store.revoke_token("j2", T0 + 5) == b
+    assert store.revoke_token("j2", T0 + 6) is None
+    assert store.revoke_subject("pat:1", T0 + 10) == [a]
+    subs, idx = store.revoked_since()
+    assert (subs, sorted(idx)) == ({"pat:1", "dev:1"}, [a, b])
+    assert store.revoked_since(T0 + 7) == ({"pat:1", "dev:1"}, [a])
+    assert store.revoked_since(T0 + 11) == (set(), [])
+    store.close()
+
+
+def test_identity_rows_lost_in_a_crash_are_restored_and_the_counter_stays_ahead(
+    db: Database,
+) -> None:
+    store = IdentityStore(db.open("identity"))
+    (idx,) = store.reserve_status_indexes(1)
+    kept = TokenRecord("j1", "pat:1", "patient", FAR, idx, 1, None)
+    store.add_token(kept)
+    lost = TokenRecord("j2", "pat:1", "patient", FAR, idx + 40, 2, None)
+    assert store.restore_issuance([kept, lost], [("c1", FAR), ("c2", FAR)]) == 3
+    assert store.token("j2") == lost
+    assert not store.use_client_jti("c1", FAR, T0)
+    assert store.restore_issuance([kept, lost], [("c1", FAR)]) == 0
+    assert store.reserve_status_indexes(1)[0] > idx + 40
+    store.close()

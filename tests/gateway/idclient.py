@@ -15,8 +15,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.appkeys import CONFIG
 from gateway.auth.enroll import hash_code, new_code
 from gateway.auth.store import IdentityStore, Invite
+from gateway.config import Config
+from gateway.db import Database
 
 Client = TestClient[Any, Any]
 
@@ -73,14 +76,18 @@ class Holder:
         return jwt.encode(claims, self.key, algorithm=self.alg)
 
 
-def local_invite(data_dir: Path, role: str = "admin", ttl: int = 3600, **attrs: Any) -> str:
-    store = IdentityStore(data_dir / "identity.db")
+def local_invite(where: Path | Config, role: str = "admin", ttl: int = 3600, **attrs: Any) -> str:
+    """An invite written straight to the identity store, as ``telegate invite`` does: of the
+    gateway configured by ``where``, or of the embedded one in the data dir ``where``."""
+    db = Database.from_config(where) if isinstance(where, Config) else Database(where)
     try:
+        store = IdentityStore(db.open("identity"))
         code = new_code()
         now = int(time.time())
         store.create_invite(hash_code(code), Invite(role, "cli:local", now, now + ttl, attrs))
-    finally:
         store.close()
+    finally:
+        db.close()
     return code
 
 
@@ -125,7 +132,9 @@ async def call(
 
 async def admin(client: Client, data_dir: Path) -> tuple[Holder, str]:
     h = Holder()
-    await enroll(client, local_invite(data_dir), h)
+    # The client's gateway may keep its identities in PostgreSQL: ask its config where.
+    where = client.app[CONFIG] if client.app is not None and CONFIG in client.app else data_dir
+    await enroll(client, local_invite(where), h)
     return h, await get_token(client, h)
 
 

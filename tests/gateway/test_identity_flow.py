@@ -123,7 +123,7 @@ async def test_dpop_nonce_mode(aiohttp_client: Any, config: Config) -> None:
 
     c = await aiohttp_client(create_app(dataclasses.replace(config, dpop_require_nonce=True)))
     h = Holder()
-    await enroll(c, local_invite(config.data_dir), h)
+    await enroll(c, local_invite(config), h)
     first = await token_response(c, h)
     body = await first.json()
     assert first.status == 400 and body["error"] == "use_dpop_nonce"
@@ -166,15 +166,15 @@ async def test_issuance_rows_lost_in_a_crash_are_rebuilt_from_the_ledger(
     """identity.db does not fsync per token; the ledger does. Drop the rows a power loss
     could take, restart, and the spent assertion, the token row and the status index
     counter come back from the attestation.issued events."""
-    import sqlite3
-
     from gateway.app import create_app
+    from gateway.auth.tables import client_jtis, tokens
+    from gateway.db import Database, writing
     from tests.gateway.idclient import enroll, local_invite, token_response
 
     app = create_app(config)
     c = await aiohttp_client(app)
     h = Holder()
-    await enroll(c, local_invite(config.data_dir), h)
+    await enroll(c, local_invite(config), h)
     url = str(c.make_url("/oauth/token"))
     assertion = h.assertion(url)
     first = await token_response(c, h, assertion=assertion)
@@ -182,11 +182,13 @@ async def test_issuance_rows_lost_in_a_crash_are_rebuilt_from_the_ledger(
     claims = jwt.decode(token, options={"verify_signature": False})
     port = c.port
     await c.close()
-    db = sqlite3.connect(config.data_dir / "identity.db")
-    db.execute("DELETE FROM tokens")
-    db.execute("DELETE FROM client_jtis")
-    db.commit()
-    db.close()
+    db = Database.from_config(config)  # identity.db, or the PostgreSQL database
+    try:
+        with writing(db.open("identity")) as conn:
+            conn.execute(tokens.delete())
+            conn.execute(client_jtis.delete())
+    finally:
+        db.close()
 
     # Same origin as before (the assertion names it as its audience).
     c = await aiohttp_client(create_app(config), server_kwargs={"port": port})

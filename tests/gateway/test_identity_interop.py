@@ -149,7 +149,7 @@ async def test_jwcrypto_client_enrolls_gets_tokens_and_calls(client: Any, config
 
     # An Ed25519 admin (bootstrap invite) and a P-256 patient it invites.
     adm = JoseClient(client, *_new_key("OKP"))
-    enrolled = await adm.enroll(local_invite(config.data_dir))
+    enrolled = await adm.enroll(local_invite(config))
     assert enrolled["role"] == "admin"
     adm_token = await adm.token()
     r = await adm.request("POST", "/v1/invites", adm_token, json={"role": "patient"})
@@ -219,7 +219,7 @@ async def test_jwcrypto_proofs_are_single_use_and_key_bound(
     client: Any, config: Config, kind: str
 ) -> None:
     holder = JoseClient(client, *_new_key(kind))
-    await holder.enroll(local_invite(config.data_dir))
+    await holder.enroll(local_invite(config))
     token = await holder.token()
     proof = holder.dpop("GET", "/v1/me", token)
     headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
@@ -239,7 +239,7 @@ async def test_jws_compact_parts_are_what_the_gateway_signs(client: Any, config:
     """The access token is a plain compact JWS: jwcrypto's JWS layer verifies it directly
     with the one JWKS key its kid names, and refuses it under every other key."""
     holder = JoseClient(client, *_new_key("OKP"))
-    await holder.enroll(local_invite(config.data_dir))
+    await holder.enroll(local_invite(config))
     token = await holder.token()
     keyset = await _jwks(client)
     kid = json.loads(b64u_decode(token.split(".")[0]))["kid"]

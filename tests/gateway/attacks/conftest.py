@@ -49,7 +49,7 @@ async def nonce_world(aiohttp_client: Any, config: Config) -> tuple[World, Nonce
 
     adm = Holder()
     adm.clock = clock
-    await enroll(client, local_invite(cfg.data_dir), adm)
+    await enroll(client, local_invite(cfg), adm)
     adm_token = await token_for(adm)
     inv = await call_with_nonce(
         client,

@@ -171,7 +171,7 @@ async def test_a_source_over_its_rate_gets_429_and_no_work_is_done(
         assert (await w.client.get("/v1/me")).status == 401
     # The bucket is empty: answered 429 before any handler runs, so even a valid invite
     # is not spent by a request from this source.
-    invite = local_invite(w.config.data_dir)
+    invite = local_invite(w.config)
     r = await w.client.post("/v1/enroll", json={"invite": invite, "jwk": Holder().jwk})
     body = await problem(r, 429, "too-many-requests")
     assert r.headers["Retry-After"] == "2"  # one token at 0.5 a second

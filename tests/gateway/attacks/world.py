@@ -84,7 +84,7 @@ async def _world(aiohttp_client: Any, config: Config) -> World:
     client = await aiohttp_client(create_app(config, clock=clock))
     adm = Holder()
     adm.clock = clock
-    await enroll(client, local_invite(config.data_dir), adm)
+    await enroll(client, local_invite(config), adm)
     adm_token = await get_token(client, adm)
     pat = Holder()
     pat.clock = clock
