@@ -14,7 +14,6 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ledger.cosignatures import CosignatureStore
 from ledger.events import Event, EventType
 from ledger.log import Log
 from ledger.pgstore import PGStore
@@ -52,6 +51,7 @@ from .config import Config
 from .consent import http as consent_http
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .cosignatures import CosignatureStore
 from .db import Database
 from .deadlines import Deadlines
 from .errors import Unavailable, problem_middleware, track_streams
@@ -140,7 +140,7 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
     if not config.witnesses:
         yield
         return
-    store = await asyncio.to_thread(CosignatureStore, config.data_dir / "cosignatures.db")
+    store = CosignatureStore(await asyncio.to_thread(app[DATABASE].open, "cosignatures"))
 
     async def on_alarm(data: dict[str, object]) -> None:
         await record(app, event(app, EventType.WITNESS_ALARM, GATEWAY_ACTOR, data=data))

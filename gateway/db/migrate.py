@@ -70,6 +70,44 @@ SCHEMAS: dict[str, Schema] = {
             "sessions_0001",
             {"sessions": frozenset({"id", "patient", "provider", "state", "created", "updated"})},
         ),
+        Schema(
+            "federation",
+            "federation_0001",
+            {
+                "checkpoints": frozenset({"log", "size", "note"}),
+                "forks": frozenset({"log", "seen", "a", "b"}),
+                "pins": frozenset({"issuer", "jwks", "fetched"}),
+                "exchanged": frozenset(
+                    {
+                        "jti",
+                        "sub",
+                        "status_idx",
+                        "exp",
+                        "peer",
+                        "foreign_jti",
+                        "status_uri",
+                        "foreign_idx",
+                    }
+                ),
+            },
+        ),
+        Schema(
+            "cosignatures",
+            "cosignatures_0001",
+            {
+                "checkpoints": frozenset({"size", "note"}),
+                "cosignatures": frozenset({"size", "witness", "timestamp", "line"}),
+                "witnesses": frozenset({"witness", "size"}),
+            },
+        ),
+        Schema(
+            "witness",
+            "witness_0001",
+            {
+                "logs": frozenset({"origin", "size", "root", "timestamp", "note"}),
+                "forks": frozenset({"origin", "size", "root", "seen", "note"}),
+            },
+        ),
     )
 }
 

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.auth.jwk import HolderKey, b64u
 from gateway.auth.status import StatusList
+from gateway.db import Database
 from gateway.federation import Peer, PinnedKey, Refused, TrustList
 from gateway.federation.keys import by_kid
 from gateway.federation.peers import Unreachable
@@ -323,11 +324,11 @@ class Revoked:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[FederationState]:
-    s = FederationState(tmp_path / "federation.db")
+    db = Database(tmp_path)
     try:
-        yield s
+        yield FederationState(db.open("federation"))
     finally:
-        s.close()
+        db.close()
 
 
 def follower(
@@ -392,13 +393,14 @@ async def test_a_token_of_a_peer_no_longer_trusted_is_revoked(
 async def test_links_outlive_a_restart_until_their_tokens_expire(
     tmp_path: Path, lists: StatusLists
 ) -> None:
-    path = tmp_path / "federation.db"
-    state = FederationState(path)
+    db = Database(tmp_path)
+    state = FederationState(db.open("federation"))
     revs, _ = follower(state, lists)
     await revs.follow(link("t1", 1, exp=NOW + 10), NOW)
     await revs.follow(link("t2", 2, exp=NOW + 300), NOW)
-    state.close()
-    state = FederationState(path)
+    db.close()
+    db = Database(tmp_path)
+    state = FederationState(db.open("federation"))
     try:
         assert {k.jti for k in state.links(NOW)} == {"t1", "t2"}
         assert state.links(NOW + 11) == [link("t2", 2, exp=NOW + 300)]
@@ -407,4 +409,4 @@ async def test_links_outlive_a_restart_until_their_tokens_expire(
         assert again.link_of("t1", NOW + 10 + SKEW) is not None
         assert again.link_of("t1", NOW + 11 + SKEW) is None  # A's token expired, skew too
     finally:
-        state.close()
+        db.close()
