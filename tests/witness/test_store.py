@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway.db import for_update, writing
 from gateway.witness import WitnessConfig, WitnessDatabase, WitnessStore, open_witness
+from gateway.witness.tables import logs
 from ledger.merkle import EMPTY_ROOT
 from ledger.witness import LogState, StaleOldSize
 
@@ -91,6 +94,52 @@ def test_two_processes_sharing_the_state(config: WitnessConfig, store: WitnessSt
         assert store.checkpoint(ORIGIN) == b"there"
     finally:
         other_db.close()
+
+
+def _blocked(engine: Engine) -> None:
+    """Give a competing transaction time to reach the lock (on PostgreSQL: until it waits)."""
+    if engine.dialect.name == "sqlite":
+        time.sleep(0.3)  # SQLite cannot show who waits; BEGIN IMMEDIATE blocks in C
+        return
+    deadline = time.monotonic() + 10
+    with engine.connect() as c:
+        q = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        while c.execute(q).scalar_one() == 0:
+            assert time.monotonic() < deadline, "the competing advance never waited for the lock"
+            c.rollback()
+            time.sleep(0.01)
+
+
+def test_an_advance_waits_for_a_competing_one_and_sees_its_result(
+    config: WitnessConfig, engine: Engine, store: WitnessStore
+) -> None:
+    # Another witness process holds the log's row and moves it on. Without the row lock
+    # (FOR UPDATE / BEGIN IMMEDIATE) this advance would read the old state, pass the
+    # compare, and overwrite the other's cosigned checkpoint: a rollback of the witness.
+    store.advance(ORIGIN, LogState(), A, b"note A")
+    outcome: list[BaseException | None] = []
+
+    def ours() -> None:
+        try:
+            store.advance(ORIGIN, A, B, b"ours")
+            outcome.append(None)
+        except StaleOldSize as e:
+            outcome.append(e)
+
+    other_db = WitnessDatabase(config)
+    try:
+        other = other_db.open("witness")
+        th = threading.Thread(target=ours)
+        with writing(other) as conn:
+            conn.execute(for_update(sa.select(logs).where(logs.c.origin == ORIGIN))).one()
+            conn.execute(logs.update().values(size=11, root=b"c" * 32, note=b"theirs"))
+            th.start()
+            _blocked(other)
+        th.join(30)
+    finally:
+        other_db.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], StaleOldSize) and outcome[0].size == 11
+    assert store.checkpoint(ORIGIN) == b"theirs"
 
 
 class _Stalling(WitnessStore):
