@@ -17,6 +17,7 @@ value another replica kept meanwhile and decides again against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -61,6 +62,7 @@ _REPIN = (
 )
 _EXPIRE = exchanged.delete().where(exchanged.c.exp < sa.bindparam("expired"))
 _LINKS = sa.select(exchanged).where(exchanged.c.exp >= sa.bindparam("expired"))
+_LINK = sa.select(exchanged).where(exchanged.c.jti == sa.bindparam("jti"))
 
 
 class FederationState:
@@ -150,18 +152,26 @@ class FederationState:
         """The links whose tokens expire at ``expired`` or later."""
         with reading(self._engine) as conn:
             rows = conn.execute(_LINKS, {"expired": expired}).all()
-        return [
-            Link(
-                r.jti,
-                r.sub,
-                int(r.status_idx),
-                int(r.exp),
-                r.peer,
-                r.foreign_jti,
-                StatusRef(r.status_uri, int(r.foreign_idx)),
-            )
-            for r in rows
-        ]
+        return [_link(r) for r in rows]
+
+    def linked(self, jti: str) -> Link | None:
+        """The link of this gateway's token ``jti``, if it was issued by exchange (by any
+        replica) and not forgotten yet."""
+        with reading(self._engine) as conn:
+            row = conn.execute(_LINK, {"jti": jti}).first()
+        return None if row is None else _link(row)
 
     def close(self) -> None:
         """Nothing to release: kept so callers' lifecycles need not change."""
+
+
+def _link(r: sa.Row[Any]) -> Link:
+    return Link(
+        r.jti,
+        r.sub,
+        int(r.status_idx),
+        int(r.exp),
+        r.peer,
+        r.foreign_jti,
+        StatusRef(r.status_uri, int(r.foreign_idx)),
+    )

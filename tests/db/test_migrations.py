@@ -256,3 +256,19 @@ def test_federation_cosignature_and_witness_files_are_adopted_with_every_record(
     raw = sqlite3.connect(wdir / "state.db")  # the witness's file kept its name
     assert raw.execute("SELECT count(*) FROM witness_forks").fetchone() == (1,)
     raw.close()
+
+
+def test_the_witness_refuses_a_stale_postgresql_schema_then_serves_from_it(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.witness import WitnessConfig, open_witness
+
+    toml = tmp_path / "witness.toml"
+    toml.write_text(f'name = "w.example/w"\ndata_dir = "w"\ndatabase_url = "{pg_url}"\n')
+    config = WitnessConfig.load(toml, env={})
+    with pytest.raises(SchemaMismatch, match="witness schema is at no schema yet"):
+        open_witness(config)
+    assert main(["db", "upgrade", "--database-url", pg_url]) == 0
+    service = open_witness(config)
+    service.close()
+    assert not (tmp_path / "w" / "state.db").exists()  # the state is in PostgreSQL
