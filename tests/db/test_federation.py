@@ -5,6 +5,7 @@ pin are compare-and-swap, so a race neither hides a fork nor lowers the kept siz
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from gateway.federation.verify import StatusRef
 from ledger.checkpoint import CosignatureSigner, WitnessedCheckpoint, open_checkpoint
 from ledger.note import Signer
 from tests.db.test_stores import _blocked
+from tests.gateway.idclient import Holder
 from tests.witness.conftest import History
 
 ORIGIN = "b.example/telegate/log"
@@ -208,3 +210,39 @@ async def test_two_replicas_advancing_at_once_keep_the_larger(
     # The second was checked against the first's note: a proof between 6 and 8 was read.
     assert (6, 8) in readers[1].asked
     assert a.state.fork(peer.log.vkey) is None
+
+
+class JwksReader:
+    """A peer's JWKS as one replica fetches it: ``keys`` (an attacker on one path could
+    serve each replica another set). Each fetch is held until both replicas fetched."""
+
+    def __init__(self, kid: str, fetched: asyncio.Barrier) -> None:
+        self.jwks_doc = {"keys": [{**Holder().jwk, "kid": kid}]}
+        self.fetched = fetched
+
+    async def jwks(self, peer: Peer) -> Any:
+        await self.fetched.wait()
+        return self.jwks_doc
+
+    async def consistency(self, peer: Peer, old: int, new: int) -> list[bytes]:
+        raise AssertionError("not used")
+
+
+async def test_two_replicas_pinning_on_first_use_pin_one_jwks(
+    db: Database, replica: Database, peer: Peer
+) -> None:
+    # Both replicas meet the peer for the first time at once and fetch different sets: the
+    # one pinned first is the pin at both, and the other replica uses it, not its own fetch.
+    fetched = asyncio.Barrier(2)
+    readers = (JwksReader("ka", fetched), JwksReader("kb", fetched))
+    a, b = [
+        Federation(
+            TrustList((peer,)), FederationState(d.open("federation")), r, clock=lambda: 0, skew=30
+        )
+        for d, r in zip((db, replica), readers, strict=True)
+    ]
+    got = await asyncio.gather(a._keys(peer, "ka", 100), b._keys(peer, "kb", 100))
+    pinned = a.state.pinned(peer.issuer)
+    assert pinned is not None
+    (kid,) = [k["kid"] for k in json.loads(pinned[0])["keys"]]
+    assert [set(g) for g in got] == [{kid}, {kid}]
