@@ -89,7 +89,9 @@ class CosignatureStore:
                 sa.select(_c.line).where(_c.size == size, ours).order_by(_c.witness)
             ).scalars()
             found = [bytes(x) for x in lines]
-        if note is None:  # pruned between the two reads by a replica that served a newer one
+        if note is None or len(found) < quorum:
+            # Pruned between the reads (each sees the latest commit on PostgreSQL) by a
+            # replica that has served a newer one: that one is the answer, next time.
             return None
         return int(size), with_cosignatures(bytes(note), found)
 

@@ -172,7 +172,8 @@ class Federation:
         ``witnessed``) and the largest one accepted from ``peer`` before are one history,
         by an RFC 6962 consistency proof read from the peer; keep the larger. Raises Refused:
         ``forked`` (recorded; both notes in ``data["evidence"]``), ``peer_forked`` (caught
-        before), ``peer_unreachable`` (no proof could be read: try again later)."""
+        before), ``peer_unreachable`` (no proof could be read: try again later), ``busy``
+        (other replicas kept newer checkpoints ``RACES`` times meanwhile: try again)."""
         st, vkey, cp = self.state, peer.log.vkey, witnessed.checkpoint
         async with self._lock(peer, "log"):
             prev = await asyncio.to_thread(st.latest, vkey)
