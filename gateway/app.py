@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -381,7 +382,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     if config.witness_config:
         # A witness for peers' logs in this process (docs/witness.md): C2SP tlog-witness
         # routes under /witness, plain text, outside /openapi.json like the pages.
-        witness_setup(
-            app, WitnessConfig.load(config.witness_config), prefix="/witness", clock=clock
-        )
+        witness = WitnessConfig.load(config.witness_config)
+        if witness.database_url is None and config.database_url is not None:
+            # Every replica hosts this witness, with one key: its state must be one too, or
+            # two replicas could each cosign another root for one size (docs/witness.md).
+            witness = dataclasses.replace(witness, database_url=config.database_url)
+        witness_setup(app, witness, prefix="/witness", clock=clock)
     return app

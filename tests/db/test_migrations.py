@@ -272,3 +272,31 @@ def test_the_witness_refuses_a_stale_postgresql_schema_then_serves_from_it(
     service = open_witness(config)
     service.close()
     assert not (tmp_path / "w" / "state.db").exists()  # the state is in PostgreSQL
+
+
+async def test_a_witness_hosted_by_a_gateway_on_postgresql_keeps_its_state_there(
+    tmp_path: Path, pg_url: str, aiohttp_client: Any
+) -> None:
+    # Every replica hosts the witness with one key: a state.db per replica would let two of
+    # them cosign two roots for one size. Without a database_url of its own, it uses the
+    # gateway's database.
+    from gateway.witness import WITNESS
+    from ledger.note import Signer
+    from tests.witness.conftest import History
+
+    log = Signer.generate("peer.example/log")
+    toml = tmp_path / "witness.toml"
+    toml.write_text(
+        'name = "w.example/w"\ndata_dir = "w"\n\n'
+        f'[[logs]]\norigin = "peer.example/log"\nvkey = "{log.vkey}"\n'
+    )
+    assert main(["db", "upgrade", "--database-url", pg_url]) == 0
+    config = Config(data_dir=tmp_path / "data", database_url=pg_url, witness_config=str(toml))
+    client = await aiohttp_client(create_app(config))
+    service = client.server.app[WITNESS]
+    service.add_checkpoint(History(log).grow(3).body(0))
+    assert not (tmp_path / "w" / "state.db").exists()
+    with psycopg.connect(pg_url) as c:
+        assert c.execute("SELECT origin, size FROM witness_logs").fetchall() == [
+            ("peer.example/log", 3)
+        ]

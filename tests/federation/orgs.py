@@ -122,11 +122,10 @@ def org_config(
     """``me`` hosts a witness for ``peer``'s log and submits to ``peer``'s and the
     independent ones; ``trust`` is its trust list's text."""
     witness_toml = me.data / "witness.toml"
-    witness_url = database_url(me.data / "witness")
+    # No database_url: on PostgreSQL the hosted witness keeps its state in the gateway's.
     witness_toml.write_text(
-        f'name = "{me.name}.example/witness"\ndata_dir = "witness"\n'
-        + (f'database_url = "{witness_url}"\n' if witness_url else "")
-        + f'\n[[logs]]\norigin = "{peer.origin}"\nvkey = "{peer.log_vkey}"\n'
+        f'name = "{me.name}.example/witness"\ndata_dir = "witness"\n\n'
+        f'[[logs]]\norigin = "{peer.origin}"\nvkey = "{peer.log_vkey}"\n'
     )
     trust_file = me.data / "trust.toml"
     trust_file.write_text(trust)
