@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -14,7 +15,6 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ledger.cosignatures import CosignatureStore
 from ledger.events import Event, EventType
 from ledger.log import Log
 from ledger.pgstore import PGStore
@@ -52,6 +52,7 @@ from .config import Config
 from .consent import http as consent_http
 from .consent.guard import ConsentGuard
 from .consent.store import ConsentStore
+from .cosignatures import CosignatureStore
 from .db import Database
 from .deadlines import Deadlines
 from .errors import Unavailable, problem_middleware, track_streams
@@ -140,7 +141,7 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
     if not config.witnesses:
         yield
         return
-    store = await asyncio.to_thread(CosignatureStore, config.data_dir / "cosignatures.db")
+    store = CosignatureStore(await asyncio.to_thread(app[DATABASE].open, "cosignatures"))
 
     async def on_alarm(data: dict[str, object]) -> None:
         await record(app, event(app, EventType.WITNESS_ALARM, GATEWAY_ACTOR, data=data))
@@ -385,7 +386,10 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     if config.witness_config:
         # A witness for peers' logs in this process (docs/witness.md): C2SP tlog-witness
         # routes under /witness, plain text, outside /openapi.json like the pages.
-        witness_setup(
-            app, WitnessConfig.load(config.witness_config), prefix="/witness", clock=clock
-        )
+        witness = WitnessConfig.load(config.witness_config)
+        if witness.database_url is None and config.database_url is not None:
+            # Every replica hosts this witness, with one key: its state must be one too, or
+            # two replicas could each cosign another root for one size (docs/witness.md).
+            witness = dataclasses.replace(witness, database_url=config.database_url)
+        witness_setup(app, witness, prefix="/witness", clock=clock)
     return app

@@ -26,7 +26,6 @@ import aiohttp
 from aiohttp import web
 
 from ledger.checkpoint import Checkpoint
-from ledger.cosignatures import CosignatureStore
 from ledger.cosigning import (
     REFUSALS,
     BadWitnessAnswer,
@@ -40,6 +39,7 @@ from ledger.log import Log
 from ledger.note import parse_note
 
 from .config import WitnessPeer
+from .cosignatures import CosignatureStore
 from .observability import Metrics
 
 __all__ = ["COMMIT_SIGNAL", "WITNESSING", "CommitSignal", "Witnessing"]

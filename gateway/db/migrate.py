@@ -86,6 +86,44 @@ SCHEMAS: dict[str, Schema] = {
                 "client_jtis": frozenset({"key", "exp"}),
             },
         ),
+        Schema(
+            "federation",
+            "federation_0001",
+            {
+                "checkpoints": frozenset({"log", "size", "note"}),
+                "forks": frozenset({"log", "seen", "a", "b"}),
+                "pins": frozenset({"issuer", "jwks", "fetched"}),
+                "exchanged": frozenset(
+                    {
+                        "jti",
+                        "sub",
+                        "status_idx",
+                        "exp",
+                        "peer",
+                        "foreign_jti",
+                        "status_uri",
+                        "foreign_idx",
+                    }
+                ),
+            },
+        ),
+        Schema(
+            "cosignatures",
+            "cosignatures_0001",
+            {
+                "checkpoints": frozenset({"size", "note"}),
+                "cosignatures": frozenset({"size", "witness", "timestamp", "line"}),
+                "witnesses": frozenset({"witness", "size"}),
+            },
+        ),
+        Schema(
+            "witness",
+            "witness_0001",
+            {
+                "logs": frozenset({"origin", "size", "root", "timestamp", "note"}),
+                "forks": frozenset({"origin", "size", "root", "seen", "note"}),
+            },
+        ),
     )
 }
 

@@ -56,6 +56,9 @@ log = logging.getLogger("telegate.federation")
 #: Least time between two fetches of a TOFU peer's JWKS for an unknown kid, seconds: tokens
 #: with made-up kids must not turn this gateway into a request generator against the peer.
 JWKS_REFETCH = 60
+#: How many times a check is redone against a value another replica kept meanwhile before
+#: the caller is told to retry (503): each redo means a peer checkpoint or pin really moved.
+RACES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,44 +172,65 @@ class Federation:
         ``witnessed``) and the largest one accepted from ``peer`` before are one history,
         by an RFC 6962 consistency proof read from the peer; keep the larger. Raises Refused:
         ``forked`` (recorded; both notes in ``data["evidence"]``), ``peer_forked`` (caught
-        before), ``peer_unreachable`` (no proof could be read: try again later)."""
+        before), ``peer_unreachable`` (no proof could be read: try again later), ``busy``
+        (other replicas kept newer checkpoints ``RACES`` times meanwhile: try again)."""
         st, vkey, cp = self.state, peer.log.vkey, witnessed.checkpoint
         async with self._lock(peer, "log"):
-            if await asyncio.to_thread(st.fork, vkey) is not None:
-                raise Refused("peer_forked", f"{peer.name}'s log was caught forked; refused")
             prev = await asyncio.to_thread(st.latest, vkey)
-            if prev is not None:
-                old = open_checkpoint(prev, peer.log).checkpoint
-                proof: list[bytes] = []
-                if old.size != cp.size:
-                    lo, hi = sorted((old.size, cp.size))
-                    try:
-                        proof = await self.reader.consistency(peer, lo, hi)
-                    except CannotProve:
-                        proof = []  # it signed a tree it cannot show: no proof will join them
-                    except Unreachable as e:
-                        raise Refused(
-                            "peer_unreachable",
-                            f"cannot read a consistency proof from {peer.name}; retry later",
-                            error="temporarily_unavailable",
-                            status=503,
-                        ) from e
-                try:
-                    check_fork(prev, note, proof, peer.log)
-                except LogForked as e:
-                    await asyncio.to_thread(st.record_fork, vkey, now, e.evidence)
-                    log.error(
-                        "peer log forked",
-                        extra={"fields": {"peer": peer.name, "sizes": [old.size, cp.size]}},
-                    )
-                    raise Refused(
-                        "forked",
-                        f"{peer.name} signed two histories: {e}",
-                        evidence=[n.decode() for n in e.evidence],
-                    ) from e
-                if cp.size <= old.size:
+            # Another replica may keep a checkpoint between our read and our write: the
+            # write is a compare-and-swap on ``prev``, and a lost one is checked again
+            # against what that replica kept (two checkpoints each consistent with ``prev``
+            # need not be consistent with each other: that is a fork to catch).
+            for _ in range(RACES):
+                if await asyncio.to_thread(st.fork, vkey) is not None:
+                    raise Refused("peer_forked", f"{peer.name}'s log was caught forked; refused")
+                if prev is not None and not await self._consistent(peer, prev, note, now):
+                    return  # no larger than the kept one, which extends it
+                kept = await asyncio.to_thread(st.advance, vkey, cp.size, note, prev)
+                if kept == note:
                     return
-            await asyncio.to_thread(st.advance, vkey, cp.size, note)
+                prev = kept
+            raise Refused(
+                "busy",
+                f"{peer.name}'s checkpoint kept changing while this one was checked; retry",
+                error="temporarily_unavailable",
+                status=503,
+            )
+
+    async def _consistent(self, peer: Peer, prev: bytes, note: bytes, now: int) -> bool:
+        """Check ``note`` against ``prev``, the checkpoint kept of ``peer``'s log; whether
+        ``note`` is the larger one. Raises Refused (``forked``, recorded;
+        ``peer_unreachable``)."""
+        old = open_checkpoint(prev, peer.log).checkpoint
+        cp = open_checkpoint(note, peer.log).checkpoint
+        proof: list[bytes] = []
+        if old.size != cp.size:
+            lo, hi = sorted((old.size, cp.size))
+            try:
+                proof = await self.reader.consistency(peer, lo, hi)
+            except CannotProve:
+                proof = []  # it signed a tree it cannot show: no proof will join them
+            except Unreachable as e:
+                raise Refused(
+                    "peer_unreachable",
+                    f"cannot read a consistency proof from {peer.name}; retry later",
+                    error="temporarily_unavailable",
+                    status=503,
+                ) from e
+        try:
+            check_fork(prev, note, proof, peer.log)
+        except LogForked as e:
+            await asyncio.to_thread(self.state.record_fork, peer.log.vkey, now, e.evidence)
+            log.error(
+                "peer log forked",
+                extra={"fields": {"peer": peer.name, "sizes": [old.size, cp.size]}},
+            )
+            raise Refused(
+                "forked",
+                f"{peer.name} signed two histories: {e}",
+                evidence=[n.decode() for n in e.evidence],
+            ) from e
+        return cp.size > old.size
 
     async def _keys(self, peer: Peer, kid: str, now: int) -> Mapping[str, PinnedKey]:
         """The peer's signing keys: pinned in the trust list, or pinned on first use and
@@ -214,25 +238,40 @@ class Federation:
         if not peer.tofu:
             return by_kid(peer.keys)
         st = self.state
-        keys: tuple[PinnedKey, ...] = ()
         async with self._lock(peer, "keys"):
-            pinned = await asyncio.to_thread(st.pinned, peer.issuer)
-            if pinned is not None:
-                keys = parse_jwks(json.loads(pinned[0]), strict=True)
-                if kid in by_kid(keys) or now < pinned[1] + self.refetch:
-                    return by_kid(keys)
-            fetched = await self._fetch_jwks(peer)
-            if pinned is None:
-                log.info("pinned a peer's JWKS on first use", extra={"fields": {"peer": peer.name}})
-                new = fetched
-            else:
-                try:
-                    new = rotate(keys, fetched)
-                except KeyContinuityBroken as e:
-                    await asyncio.to_thread(st.pin, peer.issuer, pinned[0], now)  # rate limit
-                    raise Refused("key_continuity", e.detail or e.title) from e
-            await asyncio.to_thread(st.pin, peer.issuer, dump_jwks(new), now)
-            return by_kid(new)
+            # Pinning is a compare-and-swap too: the first replica to pin a JWKS on first
+            # use wins, and a rotation applies only to the pin it was checked against.
+            for _ in range(RACES):
+                keys: tuple[PinnedKey, ...] = ()
+                pinned = await asyncio.to_thread(st.pinned, peer.issuer)
+                if pinned is not None:
+                    keys = parse_jwks(json.loads(pinned[0]), strict=True)
+                    if kid in by_kid(keys) or now < pinned[1] + self.refetch:
+                        return by_kid(keys)
+                fetched = await self._fetch_jwks(peer)
+                if pinned is None:
+                    new = fetched
+                else:
+                    try:
+                        new = rotate(keys, fetched)
+                    except KeyContinuityBroken as e:
+                        # Rate limit the refetch; lost to a replica that pinned meanwhile: fine.
+                        await asyncio.to_thread(st.pin, peer.issuer, pinned[0], now, pinned[0])
+                        raise Refused("key_continuity", e.detail or e.title) from e
+                was = None if pinned is None else pinned[0]
+                if await asyncio.to_thread(st.pin, peer.issuer, dump_jwks(new), now, was):
+                    if pinned is None:
+                        log.info(
+                            "pinned a peer's JWKS on first use",
+                            extra={"fields": {"peer": peer.name}},
+                        )
+                    return by_kid(new)
+            raise Refused(
+                "busy",
+                f"{peer.name}'s pinned keys kept changing while they were checked; retry",
+                error="temporarily_unavailable",
+                status=503,
+            )
 
     async def _fetch_jwks(self, peer: Peer) -> tuple[PinnedKey, ...]:
         try:
@@ -282,7 +321,7 @@ def local_subject(
     subject = Subject(sid, t.role, t.jkt, jwk, now, None, None, attrs)
     try:
         store.add_subject(subject)
-    except Exception as e:  # sqlite3.IntegrityError: a concurrent first exchange won
+    except Exception as e:  # an integrity error: a concurrent first exchange won
         again = store.subject(sid)
         if again is None or again.jkt != t.jkt:
             raise Refused("subject_conflict", "could not record this identity here") from e

@@ -22,14 +22,13 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ledger.events import EventType
 
-from ..appkeys import AUTHORITY, CLOCK, CONFIG
+from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE
 from ..auth.dpop import DPoPError
 from ..auth.http import (
     PEER_AUDIENCES,
@@ -186,7 +185,7 @@ def _accepted_data(a: Accepted, first: bool) -> dict[str, Any]:
 
 async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     config, clock = app[CONFIG], app[CLOCK]
-    state = await asyncio.to_thread(FederationState, Path(config.data_dir) / "federation.db")
+    state = FederationState(await asyncio.to_thread(app[DATABASE].open, "federation"))
     client = PeerClient()
     fed = Federation(
         app[TRUST], state, client, clock=clock, skew=config.clock_skew, revoke=revoker(app)

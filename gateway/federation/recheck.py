@@ -51,7 +51,8 @@ async def recheck_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Check a token issued here by exchange against its peer's revocations (see the
     module text). Raises PeerStatusUnknown; anything else is left to authentication."""
     fed = request.app.get(FEDERATION)
-    if fed is not None and fed.revocations.following:
+    # Not only when this replica follows links: another may have issued the token.
+    if fed is not None:
         await _recheck(request, fed)
     return await handler(request)
 
@@ -66,7 +67,7 @@ async def _recheck(request: web.Request, fed: Federation) -> None:
     except InvalidKey:
         return
     now = int(fed.clock())
-    link = fed.revocations.link_of(jti, now) if isinstance(jti, str) else None
+    link = await fed.revocations.find(jti, now) if isinstance(jti, str) else None
     if link is None or request.app[AUTHORITY].status.get(link.status_idx):
         return
     try:

@@ -19,6 +19,7 @@ for it: once the peer answers, the token works again, unless its bit is set.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from .keys import PinnedKey
@@ -32,6 +33,9 @@ __all__ = ["RETRY", "Revocations", "Revoke", "StatusLists"]
 
 #: Seconds between two fetches of a list after one failed.
 RETRY = 5
+#: Token ids remembered as not issued by exchange (each costs one store read per replica
+#: once): enough for every live token of a large deployment; forgetting one costs a read.
+UNLINKED_MAX = 65_536
 
 KeysFor = Callable[[Peer, str, int], Awaitable[Mapping[str, PinnedKey]]]
 #: Revoke this gateway's token of a link, for a reason (a short code); idempotent.
@@ -111,6 +115,7 @@ class Revocations:
         self.revoke = revoke
         self._links: dict[str, Link] = {}
         self._revoked: set[str] = set()
+        self._unlinked: OrderedDict[str, None] = OrderedDict()
 
     def load(self, links: Iterable[Link]) -> None:
         """Follow ``links`` (kept in ``federation.db`` across restarts)."""
@@ -143,6 +148,23 @@ class Revocations:
         if link is None or jti in self._revoked or link.exp < now - self.skew:
             return None
         return link
+
+    async def find(self, jti: str, now: int) -> Link | None:
+        """:meth:`link_of`, also for a token issued by exchange at another replica: one not
+        followed here is looked up in the store (once; a token without a link is
+        remembered as such, safely, since a link is stored before its token is handed
+        out, so a token shown anywhere either has its link stored already or never will)."""
+        link = self.link_of(jti, now)
+        if link is not None or jti in self._links or jti in self._unlinked:
+            return link
+        found = await asyncio.to_thread(self.state.linked, jti)
+        if found is None:
+            self._unlinked[jti] = None
+            if len(self._unlinked) > UNLINKED_MAX:
+                self._unlinked.popitem(last=False)
+            return None
+        self._links.setdefault(jti, found)
+        return self.link_of(jti, now)
 
     async def recheck(self, link: Link, now: int) -> None:
         """While ``link``'s token lives: revoke it here if its peer has revoked the token it

@@ -10,12 +10,13 @@ from __future__ import annotations
 from .app import WITNESS, WitnessService, create_app, open_witness, setup
 from .config import LogConfig, WitnessConfig
 from .keys import init_witness_key, load_witness_key
-from .store import WitnessStore
+from .store import WitnessDatabase, WitnessStore
 
 __all__ = [
     "WITNESS",
     "LogConfig",
     "WitnessConfig",
+    "WitnessDatabase",
     "WitnessService",
     "WitnessStore",
     "create_app",

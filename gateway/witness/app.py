@@ -25,7 +25,7 @@ from ledger.witness import (
 
 from .config import WitnessConfig
 from .keys import init_witness_key
-from .store import WitnessStore
+from .store import WitnessDatabase, WitnessStore
 
 __all__ = ["WITNESS", "WitnessService", "create_app", "open_witness", "setup"]
 
@@ -35,7 +35,7 @@ _TEXT = "text/plain"
 
 
 class WitnessService:
-    """The pure :class:`Witness` joined to its store and clock. Methods block (SQLite)."""
+    """The pure :class:`Witness` joined to its store and clock. Methods block (the database)."""
 
     def __init__(
         self,
@@ -44,9 +44,12 @@ class WitnessService:
         *,
         clock: Callable[[], float] = time.time,
         max_body_size: int,
+        database: WitnessDatabase | None = None,
     ) -> None:
+        """``database``, if given, is closed with the service."""
         self.witness = witness
         self.store = store
+        self.database = database
         self.clock = clock
         self.max_body_size = max_body_size
         # tlog-witness monitoring: logs are addressed by the lowercase hex SHA-256 of origin.
@@ -80,16 +83,27 @@ class WitnessService:
 
     def close(self) -> None:
         self.store.close()
+        if self.database is not None:
+            self.database.close()
 
 
 def open_witness(
     config: WitnessConfig, *, clock: Callable[[], float] = time.time
 ) -> WitnessService:
-    """Load (or create) the key and open the store. Blocking. Raises ConfigError."""
+    """Load (or create) the key and open the store: the embedded file is migrated (an old
+    one adopted), a PostgreSQL schema only checked. Blocking. Raises ConfigError,
+    SchemaMismatch, DatabaseUnavailable."""
     signer, _ = init_witness_key(config.key_path, config.name)
     witness = Witness(signer, config.witnessed_logs())
-    store = WitnessStore(config.db_path)
-    return WitnessService(witness, store, clock=clock, max_body_size=config.max_body_size)
+    db = WitnessDatabase(config)
+    try:
+        store = WitnessStore(db.open("witness"))
+    except BaseException:
+        db.close()
+        raise
+    return WitnessService(
+        witness, store, clock=clock, max_body_size=config.max_body_size, database=db
+    )
 
 
 WITNESS = web.AppKey("witness", WitnessService)

@@ -6,6 +6,8 @@ data_dir = "witness-data"          # state.db lives here; relative paths are fro
 key_file = "witness.skey"          # optional; default <data_dir>/witness.skey
 host = "127.0.0.1"
 port = 8190
+# database_url = "postgresql://user:password@host:5432/witness"  # optional: several witness
+#   processes sharing one state; env TELEGATE_WITNESS_DATABASE_URL overrides it
 
 [[logs]]
 origin = "hospital-a.example/telegate/log"
@@ -15,8 +17,10 @@ vkeys = ["hospital-a.example/telegate/log+1b2c3d4e+AY...="]
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,13 @@ from ledger.errors import LedgerError
 from ledger.note import Verifier
 from ledger.witness import MAX_REQUEST_SIZE, WitnessedLog
 
+from ..db.url import check_url, redact
 from ..errors import ConfigError
 
-__all__ = ["LogConfig", "WitnessConfig"]
+__all__ = ["DATABASE_URL_ENV", "LogConfig", "WitnessConfig"]
+
+#: The environment variable that gives the witness its database (as ``database_url``).
+DATABASE_URL_ENV = "TELEGATE_WITNESS_DATABASE_URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,9 @@ class WitnessConfig:
     port: int = 8190
     #: Largest add-checkpoint body accepted, bytes (a signed note plus 63 proof lines).
     max_body_size: int = MAX_REQUEST_SIZE
+    #: ``postgresql://...``: the state in that database (docs/database.md), shared by every
+    #: witness process given it; None: ``state.db`` in ``data_dir``.
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         # signed-note: key names are non-empty, without Unicode spaces or '+'.
@@ -72,6 +83,15 @@ class WitnessConfig:
             if not log.origin or "\n" in log.origin:
                 raise ConfigError("a log origin must be one non-empty line")
             log.witnessed()
+        if self.database_url is not None:
+            check_url(self.database_url)  # raises ConfigError, with the password masked
+
+    def __repr__(self) -> str:
+        # The generated repr would print the database password into any log or traceback.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.database_url is not None:
+            shown["database_url"] = redact(self.database_url)
+        return f"WitnessConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def key_path(self) -> Path:
@@ -85,18 +105,24 @@ class WitnessConfig:
         return [log.witnessed() for log in self.logs]
 
     @classmethod
-    def load(cls, path: str | Path) -> WitnessConfig:
-        """Read a TOML file; relative paths in it are taken from the file's directory."""
+    def load(cls, path: str | Path, env: Mapping[str, str] | None = None) -> WitnessConfig:
+        """Read a TOML file; relative paths in it are taken from the file's directory.
+        ``TELEGATE_WITNESS_DATABASE_URL`` (from ``env``, default the process environment)
+        overrides its ``database_url``; set but empty, it means the embedded file."""
         path = Path(path)
+        env = os.environ if env is None else env
         try:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"cannot read witness config {path}: {e}") from e
+        if (url := env.get(DATABASE_URL_ENV)) is not None:
+            raw["database_url"] = url
         return cls.from_dict(raw, base=path.parent)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, base: Path = Path()) -> WitnessConfig:
         known = {"name", "data_dir", "logs", "key_file", "host", "port", "max_body_size"}
+        known.add("database_url")
         if unknown := set(raw) - known:
             raise ConfigError(f"unknown witness settings: {', '.join(sorted(unknown))}")
         for required in ("name", "data_dir"):
@@ -110,6 +136,8 @@ class WitnessConfig:
         for key in ("port", "max_body_size"):
             if key in raw:
                 kw[key] = _typed(raw, key, int)
+        if "database_url" in raw:
+            kw["database_url"] = _typed(raw, "database_url", str) or None  # "": unset
         kw["logs"] = tuple(_log(entry) for entry in _typed(raw, "logs", list, []))
         return cls(**kw)
 

@@ -5,6 +5,7 @@ with the stdlib driver. ``python -m tests.db.legacy_release DIR`` makes one by h
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import sys
@@ -171,3 +172,130 @@ def make_identity_db(data_dir: Path) -> None:
 if __name__ == "__main__":
     make_data_dir(Path(sys.argv[1]))
     make_identity_db(Path(sys.argv[1]))
+
+
+# The federation, cosignature and witness stores, copied from gateway/federation/state.py,
+# ledger/cosignatures.py and gateway/witness/store.py at 00d7832 (the witness keeps its file
+# as state.db in its own data dir).
+
+FEDERATION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    log TEXT PRIMARY KEY,      -- the peer's log vkey
+    size INTEGER NOT NULL,
+    note BLOB NOT NULL          -- as accepted: log signature and cosignatures
+);
+CREATE TABLE IF NOT EXISTS forks (
+    log TEXT PRIMARY KEY,
+    seen INTEGER NOT NULL,
+    a BLOB NOT NULL,            -- both signed notes, smaller tree first
+    b BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    issuer TEXT PRIMARY KEY,
+    jwks TEXT NOT NULL,
+    fetched INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exchanged (
+    jti TEXT PRIMARY KEY,       -- a token issued here by exchange
+    sub TEXT NOT NULL,
+    status_idx INTEGER NOT NULL, -- its bit in this gateway's status list
+    exp INTEGER NOT NULL,
+    peer TEXT NOT NULL,
+    foreign_jti TEXT NOT NULL,
+    status_uri TEXT NOT NULL,   -- the peer token's status list entry
+    foreign_idx INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchanged_exp ON exchanged (exp);
+"""
+
+COSIGNATURES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL,
+    witness TEXT NOT NULL,   -- the witness's vkey: a new key is a new witness
+    timestamp INTEGER NOT NULL,
+    line BLOB NOT NULL,
+    PRIMARY KEY (size, witness)
+);
+CREATE TABLE IF NOT EXISTS witnesses (witness TEXT PRIMARY KEY, size INTEGER NOT NULL);
+"""
+
+WITNESS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logs (
+    origin TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    note BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forks (
+    origin TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    seen INTEGER NOT NULL,
+    note BLOB NOT NULL,
+    PRIMARY KEY (origin, size, root)
+);
+"""
+
+#: federation.db: (log, size, note)
+PEER_CHECKPOINTS = [("b.example/log+0a1b2c3d+AQ", 17, b"b.example/log\n17\nroot\n\n- sig\n")]
+#: (log, seen, a, b)
+PEER_FORKS = [("c.example/log+0b1c2d3e+AQ", 1_700_000_500, b"note a", b"note b")]
+#: (issuer, jwks, fetched)
+PINS = [("https://b.example", '{"keys": []}', 1_700_000_600)]
+#: (jti, sub, status_idx, exp, peer, foreign_jti, status_uri, foreign_idx)
+EXCHANGED = [
+    ("x1", "fed:b:1", 7, 1_700_003_600, "b", "fj1", "https://b.example/status/1", 3),
+    ("x2", "fed:b:2", 8, 1_700_007_200, "b", "fj2", "https://b.example/status/1", 4),
+]
+
+
+def _sig(name: str, fill: int) -> bytes:
+    """A signed-note signature line (a key hash and a signature, made up)."""
+    return f"\u2014 {name} ".encode() + base64.b64encode(bytes([fill]) * 68) + b"\n"
+
+
+#: cosignatures.db: (size, note), (size, witness, timestamp, line), (witness, size)
+COSIGNED = [(s, f"log\n{s}\nroot{s}\n\n".encode() + _sig("log", s)) for s in (5, 9)]
+LINES = [
+    (5, "w0+vkey", 1_700_000_010, _sig("w0", 50)),
+    (9, "w0+vkey", 1_700_000_020, _sig("w0", 90)),
+    (9, "w1+vkey", 1_700_000_021, _sig("w1", 91)),
+]
+WITNESS_SIZES = [("w0+vkey", 9), ("w1+vkey", 9)]
+#: the witness's state.db: (origin, size, root, timestamp, note), (origin, size, root, seen, note)
+WITNESSED = [("a.example/log", 42, b"r" * 32, 1_700_000_700, b"a.example/log\n42\n...")]
+WITNESS_FORKS = [("a.example/log", 40, b"f" * 32, 1_700_000_650, b"forked note")]
+
+
+def _fill(path: Path, schema: str, rows: dict[str, list[tuple[object, ...]]]) -> None:
+    db = _db(path)
+    db.executescript(schema)
+    for table, values in rows.items():
+        for v in values:
+            db.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(v))})", v)
+    db.close()
+
+
+def make_federation_files(data_dir: Path, witness_dir: Path) -> None:
+    """federation.db and cosignatures.db in ``data_dir`` and a witness's state.db in
+    ``witness_dir``, holding the records above, as the old stores wrote them."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    witness_dir.mkdir(parents=True, exist_ok=True)
+    _fill(
+        data_dir / "federation.db",
+        FEDERATION_SCHEMA,
+        {
+            "checkpoints": PEER_CHECKPOINTS,
+            "forks": PEER_FORKS,
+            "pins": PINS,
+            "exchanged": EXCHANGED,
+        },
+    )
+    _fill(
+        data_dir / "cosignatures.db",
+        COSIGNATURES_SCHEMA,
+        {"checkpoints": COSIGNED, "cosignatures": LINES, "witnesses": WITNESS_SIZES},
+    )
+    _fill(witness_dir / "state.db", WITNESS_SCHEMA, {"logs": WITNESSED, "forks": WITNESS_FORKS})

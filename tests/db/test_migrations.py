@@ -20,12 +20,14 @@ from gateway.auth.store import IdentityStore, Invite, Subject, TokenRecord
 from gateway.cli import main
 from gateway.config import Config
 from gateway.consent.store import Consent, ConsentStore, Emergency
-from gateway.db import Database, SchemaMismatch
+from gateway.db import SCHEMAS, Database, SchemaMismatch
 from gateway.db.migrate import head
 from gateway.sessions.store import CallSession, SessionStore, State
 from tests.db import legacy_release as old
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The stores after consent and sessions, in the order ``db current`` lists them.
+OTHERS = [name for name in SCHEMAS if name not in ("consent", "sessions")]
 
 
 def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
@@ -58,6 +60,12 @@ def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
             "sessions": head("sessions"),
             "identity": head("identity"),
         }
+        opened = {"consent": head("consent"), "sessions": head("sessions")}
+        assert {k: v for k, v in db.current().items() if k in opened} == opened
+        # Writable afterwards, and the old rows are still there after a second start.
+        assert consents.revoke("c1", 1_700_000_500)
+        sessions.add(CallSession("s4", "pat:9", "prov:9", State.SCHEDULED, 1, 1))
+        assert db.upgrade() == {name: head(name) for name in SCHEMAS}
     finally:
         db.close()
     raw = sqlite3.connect(data / "consent.db")
@@ -94,21 +102,18 @@ def test_db_upgrade_and_current_on_the_embedded_default(
     assert out == [
         "consent: none (behind: run `telegate db upgrade` for consent_0001)",
         "sessions: none (behind: run `telegate db upgrade` for sessions_0001)",
-        "identity: none (behind: run `telegate db upgrade` for identity_0002)",
-    ]
+    ] + [f"{n}: none (behind: run `telegate db upgrade` for {head(n)})" for n in OTHERS]
     assert not (data / "consent.db").exists()  # asking creates nothing
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001",
         "sessions: sessions_0001",
-        "identity: identity_0002",
-    ]
+    ] + [f"{n}: {head(n)}" for n in OTHERS]
     assert main(["db", "current", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
-        "identity: identity_0002 (head)",
-    ]
+    ] + [f"{n}: {head(n)} (head)" for n in OTHERS]
     db = Database(data)
     try:  # the legacy sessions.db kept its rows through `db upgrade`
         assert SessionStore(db.engine("sessions")).get("s2") is not None
@@ -129,8 +134,7 @@ def test_db_upgrade_and_current_on_postgresql(
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
-        "identity: identity_0002 (head)",
-    ]
+    ] + [f"{n}: {head(n)} (head)" for n in OTHERS]
     assert not (tmp_path / "data").exists()  # nothing went to SQLite files
 
 
@@ -268,3 +272,107 @@ def test_an_identity_db_with_other_columns_is_refused_not_adopted(tmp_path: Path
             db.open("identity")
     finally:
         db.close()
+
+
+def test_federation_cosignature_and_witness_files_are_adopted_with_every_record(
+    tmp_path: Path,
+) -> None:
+    from gateway.cosignatures import CosignatureStore
+    from gateway.federation.state import FederationState, Link
+    from gateway.federation.verify import StatusRef
+    from gateway.witness import WitnessConfig, WitnessDatabase, WitnessStore
+    from ledger.witness import LogState
+
+    data, wdir = tmp_path / "data", tmp_path / "witness"
+    old.make_federation_files(data, wdir)
+    db = Database(data)
+    wdb = WitnessDatabase(WitnessConfig(name="w.example/w", data_dir=wdir))
+    try:
+        fed = FederationState(db.open("federation"))  # what serve does at start
+        for log, _size, note in old.PEER_CHECKPOINTS:
+            assert fed.latest(log) == note
+        for log, _seen, a, b in old.PEER_FORKS:
+            assert fed.fork(log) == (a, b)
+        for issuer, jwks, fetched in old.PINS:
+            assert fed.pinned(issuer) == (jwks, fetched)
+        assert sorted(fed.links(0), key=lambda k: k.jti) == [
+            Link(*x[:6], StatusRef(x[6], x[7]))  # type: ignore[arg-type]
+            for x in old.EXCHANGED
+        ]
+        cos = CosignatureStore(db.open("cosignatures"))
+        for witness, size in old.WITNESS_SIZES:
+            assert cos.witnessed_size(witness) == size
+        newest = cos.newest([w for w, _ in old.WITNESS_SIZES], 2)
+        assert newest == (9, old.COSIGNED[1][1] + old.LINES[1][3] + old.LINES[2][3])
+        assert cos.newest(["w0+vkey"], 1) is not None
+        witness = WitnessStore(wdb.open("witness"))
+        for origin, size, root, ts, note in old.WITNESSED:
+            assert witness.latest(origin) == LogState(size, root, ts)
+            assert witness.checkpoint(origin) == note
+        assert witness.forks("a.example/log") == [old.WITNESS_FORKS[0][4]]
+        current = db.current()
+        assert current["federation"] == head("federation")
+        assert current["cosignatures"] == head("cosignatures")
+        assert wdb.current()["witness"] == head("witness")
+        # Writable afterwards, and still there after a second start.
+        fed.record_fork("d.example/log", 1, (b"x", b"y"))
+        cos.prune(9)
+    finally:
+        db.close()
+        wdb.close()
+    db = Database(data)
+    try:
+        fed = FederationState(db.open("federation"))
+        assert fed.fork("d.example/log") == (b"x", b"y")
+        assert fed.latest(old.PEER_CHECKPOINTS[0][0]) == old.PEER_CHECKPOINTS[0][2]
+        lines = CosignatureStore(db.open("cosignatures")).newest(["w0+vkey", "w1+vkey"], 1)
+        assert lines is not None and lines[0] == 9
+    finally:
+        db.close()
+    raw = sqlite3.connect(wdir / "state.db")  # the witness's file kept its name
+    assert raw.execute("SELECT count(*) FROM witness_forks").fetchone() == (1,)
+    raw.close()
+
+
+def test_the_witness_refuses_a_stale_postgresql_schema_then_serves_from_it(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.witness import WitnessConfig, open_witness
+
+    toml = tmp_path / "witness.toml"
+    toml.write_text(f'name = "w.example/w"\ndata_dir = "w"\ndatabase_url = "{pg_url}"\n')
+    config = WitnessConfig.load(toml, env={})
+    with pytest.raises(SchemaMismatch, match="witness schema is at no schema yet"):
+        open_witness(config)
+    assert main(["db", "upgrade", "--database-url", pg_url]) == 0
+    service = open_witness(config)
+    service.close()
+    assert not (tmp_path / "w" / "state.db").exists()  # the state is in PostgreSQL
+
+
+async def test_a_witness_hosted_by_a_gateway_on_postgresql_keeps_its_state_there(
+    tmp_path: Path, pg_url: str, aiohttp_client: Any
+) -> None:
+    # Every replica hosts the witness with one key: a state.db per replica would let two of
+    # them cosign two roots for one size. Without a database_url of its own, it uses the
+    # gateway's database.
+    from gateway.witness import WITNESS
+    from ledger.note import Signer
+    from tests.witness.conftest import History
+
+    log = Signer.generate("peer.example/log")
+    toml = tmp_path / "witness.toml"
+    toml.write_text(
+        'name = "w.example/w"\ndata_dir = "w"\n\n'
+        f'[[logs]]\norigin = "peer.example/log"\nvkey = "{log.vkey}"\n'
+    )
+    assert main(["db", "upgrade", "--database-url", pg_url]) == 0
+    config = Config(data_dir=tmp_path / "data", database_url=pg_url, witness_config=str(toml))
+    client = await aiohttp_client(create_app(config))
+    service = client.server.app[WITNESS]
+    service.add_checkpoint(History(log).grow(3).body(0))
+    assert not (tmp_path / "w" / "state.db").exists()
+    with psycopg.connect(pg_url) as c:
+        assert c.execute("SELECT origin, size FROM witness_logs").fetchall() == [
+            ("peer.example/log", 3)
+        ]

@@ -31,7 +31,7 @@ from ledger.checkpoint import NotWitnessed, verify_witnessed
 from ledger.errors import InvalidCheckpoint
 from ledger.note import Verifier
 from tests.gateway.idclient import Holder, call
-from tests.witness.gateways import DEADLINE, WitnessServer, free_port, log_vkey
+from tests.witness.gateways import DEADLINE, WitnessServer, database_url, free_port, log_vkey
 
 Client = TestClient[Any, Any]
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -122,6 +122,7 @@ def org_config(
     """``me`` hosts a witness for ``peer``'s log and submits to ``peer``'s and the
     independent ones; ``trust`` is its trust list's text."""
     witness_toml = me.data / "witness.toml"
+    # No database_url: on PostgreSQL the hosted witness keeps its state in the gateway's.
     witness_toml.write_text(
         f'name = "{me.name}.example/witness"\ndata_dir = "witness"\n\n'
         f'[[logs]]\norigin = "{peer.origin}"\nvkey = "{peer.log_vkey}"\n'
@@ -140,6 +141,7 @@ def org_config(
         "witness_backoff_max": 0.2,
         "witness_config": str(witness_toml),
         "trust_file": str(trust_file),
+        "database_url": database_url(me.data),
     }
     settings.update(kw)
     return Config(**settings)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.db import Database
 from gateway.federation import Federation, Peer, Refused, TrustList
 from gateway.federation.peers import CannotProve, Unreachable
 from gateway.federation.state import FederationState
@@ -64,11 +65,12 @@ def history(signer: Signer) -> History:
 @pytest.fixture
 def parts(tmp_path: Path, peer: Peer, history: History) -> Iterator[tuple[Federation, Reader]]:
     reader = Reader(history)
-    state = FederationState(tmp_path / "federation.db")
+    db = Database(tmp_path)
+    state = FederationState(db.open("federation"))
     try:
         yield Federation(TrustList((peer,)), state, reader, clock=lambda: 0, skew=30), reader
     finally:
-        state.close()
+        db.close()
 
 
 async def _see(fed: Federation, peer: Peer, note: bytes) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.auth.jwk import HolderKey, b64u
 from gateway.auth.status import StatusList
+from gateway.db import Database
 from gateway.federation import Peer, PinnedKey, Refused, TrustList
 from gateway.federation.keys import by_kid
 from gateway.federation.peers import Unreachable
@@ -323,11 +324,11 @@ class Revoked:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[FederationState]:
-    s = FederationState(tmp_path / "federation.db")
+    db = Database(tmp_path)
     try:
-        yield s
+        yield FederationState(db.open("federation"))
     finally:
-        s.close()
+        db.close()
 
 
 def follower(
@@ -392,13 +393,14 @@ async def test_a_token_of_a_peer_no_longer_trusted_is_revoked(
 async def test_links_outlive_a_restart_until_their_tokens_expire(
     tmp_path: Path, lists: StatusLists
 ) -> None:
-    path = tmp_path / "federation.db"
-    state = FederationState(path)
+    db = Database(tmp_path)
+    state = FederationState(db.open("federation"))
     revs, _ = follower(state, lists)
     await revs.follow(link("t1", 1, exp=NOW + 10), NOW)
     await revs.follow(link("t2", 2, exp=NOW + 300), NOW)
-    state.close()
-    state = FederationState(path)
+    db.close()
+    db = Database(tmp_path)
+    state = FederationState(db.open("federation"))
     try:
         assert {k.jti for k in state.links(NOW)} == {"t1", "t2"}
         assert state.links(NOW + 11) == [link("t2", 2, exp=NOW + 300)]
@@ -407,4 +409,39 @@ async def test_links_outlive_a_restart_until_their_tokens_expire(
         assert again.link_of("t1", NOW + 10 + SKEW) is not None
         assert again.link_of("t1", NOW + 11 + SKEW) is None  # A's token expired, skew too
     finally:
-        state.close()
+        db.close()
+
+
+class _Counting(FederationState):
+    """The store, counting the links read from it by token id."""
+
+    def __init__(self, state: FederationState) -> None:
+        super().__init__(state._engine)
+        self.reads = 0
+
+    def linked(self, jti: str) -> Link | None:
+        self.reads += 1
+        return super().linked(jti)
+
+
+async def test_a_token_issued_by_another_replica_is_followed_here(
+    state: FederationState, lists: StatusLists, b: ScriptedPeer
+) -> None:
+    # Replica A issues t1 by exchange; t1 is then shown to replica B, which never followed
+    # it. B finds the link in the shared store and revokes t1 once B's peer revokes its token.
+    a, _ = follower(state, lists)
+    theirs = _Counting(state)
+    b_revs, b_revoked = follower(theirs, lists)
+    await a.follow(link("t1", 1), NOW)
+    assert b_revs.link_of("t1", NOW) is None  # not in B's memory
+    t1 = await b_revs.find("t1", NOW)
+    assert t1 == link("t1", 1) and await b_revs.find("t1", NOW) == t1 and theirs.reads == 1
+    b.text = status_jwt((1,), iat=NOW + 10)
+    await b_revs.recheck(t1, NOW + 60)
+    assert b_revoked.calls == [("t1", "revoked_at_peer")]
+    # A token that is not one issued by exchange is read from the store once, then known.
+    assert await b_revs.find("local-token", NOW) is None
+    assert await b_revs.find("local-token", NOW) is None and theirs.reads == 2
+    # An expired link found in the store is not followed.
+    await a.follow(link("t2", 2, exp=NOW + 5), NOW)
+    assert await b_revs.find("t2", NOW + 5 + SKEW + 1) is None

@@ -7,18 +7,23 @@ a test can fork a log (two histories, one key) or roll it back (sign an older si
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.db import Database
 from gateway.witness.app import create_app
 from gateway.witness.config import LogConfig, WitnessConfig
 from ledger.checkpoint import Checkpoint
 from ledger.merkle import consistency_proof, leaf_hash, root_of
 from ledger.note import Signer, format_note
+from tests.conftest import need
+from tests.pgschema import answers, fresh_schema
 
 ORIGIN = "hospital-a.example/telegate/log"
 OTHER_ORIGIN = "clinic-b.example/telegate/log"
@@ -99,13 +104,39 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(scope="session")
+def _pg_schemas() -> Iterator[contextlib.ExitStack]:
+    """The PostgreSQL schemas the tests made, dropped when the session ends (a witness app
+    may outlive the test's own fixtures by a moment; see tests/gateway/conftest.py)."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
 @pytest.fixture
-def config(tmp_path: Path, log_signer: Signer) -> WitnessConfig:
+def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> str | None:
+    """With ``TELEGATE_TEST_DATABASE_URL`` set, a fresh PostgreSQL schema of it, upgraded as
+    ``telegate db upgrade`` would; unset, None: the witness's own ``state.db``."""
+    base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
+    if not base:
+        return None
+    need(answers(base), f"PostgreSQL at TELEGATE_TEST_DATABASE_URL={base}")
+    url: str = request.getfixturevalue("_pg_schemas").enter_context(fresh_schema(base))
+    db = Database(tmp_path / "unused", url)
+    try:
+        db.upgrade()
+    finally:
+        db.close()
+    return url
+
+
+@pytest.fixture
+def config(tmp_path: Path, log_signer: Signer, database_url: str | None) -> WitnessConfig:
     other = Signer.generate(OTHER_ORIGIN)
     return WitnessConfig(
         name=WITNESS_NAME,
         data_dir=tmp_path / "witness",
         logs=(LogConfig(ORIGIN, (log_signer.vkey,)), LogConfig(OTHER_ORIGIN, (other.vkey,))),
+        database_url=database_url,
     )
 
 

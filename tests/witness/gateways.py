@@ -8,6 +8,9 @@ or stay up and answer 503 while ``failing`` is set. It counts the requests it wa
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import os
 import socket
 import time
 from collections import Counter
@@ -19,12 +22,36 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.config import Config, WitnessPeer
+from gateway.db import Database
 from gateway.ledger_keys import init_log_key
 from gateway.witness.app import create_app as witness_app
 from gateway.witness.config import LogConfig, WitnessConfig
 from gateway.witness.keys import init_witness_key
+from tests.pgschema import fresh_schema
 
 ORIGIN = "test.example/telegate/log"
+
+_schemas: dict[Path, str] = {}
+_dropped = contextlib.ExitStack()
+atexit.register(_dropped.close)
+
+
+def database_url(data_dir: Path) -> str | None:
+    """With ``TELEGATE_TEST_DATABASE_URL`` set, a PostgreSQL schema of it for the gateway or
+    witness whose data dir this is (the same one again on a restart), upgraded as
+    ``telegate db upgrade`` would, and dropped when the tests end; unset, None (SQLite)."""
+    base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
+    if not base:
+        return None
+    if data_dir not in _schemas:
+        url = _dropped.enter_context(fresh_schema(base))
+        db = Database(data_dir, url)
+        try:
+            db.upgrade()
+        finally:
+            db.close()
+        _schemas[data_dir] = url
+    return _schemas[data_dir]
 
 
 def free_port() -> int:
@@ -46,10 +73,12 @@ class WitnessServer:
     ) -> None:
         """``also``: more logs to follow, as (origin, vkey) pairs (one witness for several
         organizations' logs, as in the federation tests)."""
+        data_dir = root / name.replace("/", "_")
         self.config = WitnessConfig(
             name=name,
-            data_dir=root / name.replace("/", "_"),
+            data_dir=data_dir,
             logs=(LogConfig(origin, (log_vkey,)), *(LogConfig(o, (k,)) for o, k in also)),
+            database_url=database_url(data_dir),
         )
         self.vkey = init_witness_key(self.config.key_path, name)[0].vkey
         self.port = free_port()
@@ -94,6 +123,7 @@ def log_vkey(data_dir: Path, origin: str = ORIGIN) -> str:
 
 def gateway_config(data_dir: Path, witnesses: list[WitnessServer], **kw: Any) -> Config:
     settings: dict[str, Any] = {"witness_rate": 50.0, "witness_backoff_max": 0.2}
+    settings["database_url"] = database_url(data_dir)
     settings.update(kw)
     return Config(
         data_dir=data_dir,

@@ -132,3 +132,28 @@ def test_cli_init_prints_the_vkey(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_cli_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["witness", "init", "--config", str(tmp_path / "none.toml")]) == 1
     assert capsys.readouterr().err.startswith("error: cannot read witness config")
+
+
+def test_database_url_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    base = 'name = "w.example/w"\ndata_dir = "d"\n'
+    url = "postgresql://witness:hunter2@db.example:5432/witness"
+    assert WitnessConfig.load(write(tmp_path, base), env={}).database_url is None
+    path = write(tmp_path, base + f'database_url = "{url}"\n')
+    cfg = WitnessConfig.load(path, env={})
+    assert cfg.database_url == url
+    assert "hunter2" not in repr(cfg) and "witness:***@db.example" in repr(cfg)
+    other = "postgresql://w@other.example/w"
+    env = {"TELEGATE_WITNESS_DATABASE_URL": other}
+    assert WitnessConfig.load(path, env=env).database_url == other
+    empty = {"TELEGATE_WITNESS_DATABASE_URL": ""}  # set but empty: the embedded state.db
+    assert WitnessConfig.load(path, env=empty).database_url is None
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "postgresql://w:hunter2@db.example:port/w", "postgresql://h/"]
+)
+def test_a_bad_database_url_is_refused_without_its_password(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'name = "w.example/w"\ndata_dir = "d"\ndatabase_url = "{url}"\n')
+    with pytest.raises(ConfigError) as e:
+        WitnessConfig.load(path, env={})
+    assert "database_url" in str(e.value) and "hunter2" not in str(e.value)

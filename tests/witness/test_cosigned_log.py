@@ -1,5 +1,5 @@
-"""Keeping cosignatures (a real SQLite file), adopting a cosigned checkpoint in the log,
-and receipts that carry it."""
+"""Adopting a cosigned checkpoint in the log, and receipts that carry it (keeping the
+cosignatures: tests/db/test_cosignatures.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from ledger.checkpoint import CosignatureSigner, cosign, open_checkpoint, verify_witnessed
-from ledger.cosignatures import CosignatureStore
 from ledger.errors import InvalidCheckpoint, LedgerError
 from ledger.log import Log
 from ledger.note import Signer
@@ -30,34 +29,6 @@ def log(tmp_path: Path) -> Iterator[Log]:
     ledger.start()
     yield ledger
     ledger.close()
-
-
-def test_store_finds_the_newest_quorum_and_survives_reopen(tmp_path: Path, log: Log) -> None:
-    notes = {}
-    for i in range(3):
-        log.append_sync(f"entry {i}".encode())
-        notes[log.size] = log.checkpoint()
-    vkeys = [w.vkey for w in W]
-    store = CosignatureStore(tmp_path / "cosignatures.db")
-    assert store.newest(vkeys, 1) is None and store.witnessed_size(vkeys[0]) == 0
-    store.add(vkeys[0], 2, notes[2], line(notes[2], W[0]), T0)
-    store.add(vkeys[1], 2, notes[2], line(notes[2], W[1]), T0)
-    store.add(vkeys[0], 3, notes[3], line(notes[3], W[0]), T0)
-    store.close()
-
-    store = CosignatureStore(tmp_path / "cosignatures.db")  # durable: a new process sees it
-    assert store.witnessed_size(vkeys[0]) == 3 and store.witnessed_size(vkeys[2]) == 0
-    size, note = store.newest(vkeys, 1) or (0, b"")
-    assert size == 3 and verify_witnessed(note, log.verifier, [W[0].verifier], 1)
-    size, note = store.newest(vkeys, 2) or (0, b"")
-    assert size == 2
-    assert len(verify_witnessed(note, log.verifier, [w.verifier for w in W], 2).cosignatures) == 2
-    # Only the witnesses asked about count: w1 alone is not a quorum of one at size 3.
-    assert (store.newest([vkeys[1]], 1) or (0,))[0] == 2
-    assert store.newest(vkeys, 3) is None
-    store.prune(3)
-    assert store.newest(vkeys, 2) is None and (store.newest(vkeys, 1) or (0,))[0] == 3
-    store.close()
 
 
 def test_log_adopts_only_its_own_cosigned_checkpoints(tmp_path: Path, log: Log) -> None:

@@ -48,7 +48,8 @@ async def test_a_rolled_back_gateway_is_refused_and_raises_the_alarm(
     log = Verifier.from_vkey(log_vkey(data))
     w = await WitnessServer(tmp_path, "w.example/witness", log.vkey).start()
     try:
-        cfg = gateway_config(data, [w])
+        # The backup is a copy of the data dir: the gateway's state in SQLite files there.
+        cfg = gateway_config(data, [w], database_url=None)
         first = await aiohttp_client(create_app(cfg))
         await append(first, 3)
         await witnessed_copy(first)
