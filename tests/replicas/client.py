@@ -78,9 +78,18 @@ class Admin:
         }
         return jwt.encode(claims, self.key, algorithm="EdDSA")
 
-    async def enroll(self, http: aiohttp.ClientSession, group: Replicas, at: Replica) -> None:
-        """Redeem a local bootstrap invite (``telegate invite admin``) at ``at``."""
-        code = telegate("invite", "admin", "--data-dir", str(group.data_dir), env=group.cli_env())
+    async def enroll(
+        self, http: aiohttp.ClientSession, group: Replicas, at: Replica, by: Admin | None = None
+    ) -> None:
+        """Redeem at ``at`` an invite of ``by`` (another admin), or else a local bootstrap
+        invite (``telegate invite admin``)."""
+        if by is None:
+            env = group.cli_env()
+            code = telegate("invite", "admin", "--data-dir", str(group.data_dir), env=env)
+        else:
+            status, body = await append(http, by, at, role="admin")
+            assert status == 201, body
+            code = body["invite"]
         async with http.post(
             at.url + "/v1/enroll", json={"invite": code.strip(), "jwk": self.jwk}
         ) as resp:
@@ -112,11 +121,14 @@ class Admin:
         }
 
 
-async def append(http: aiohttp.ClientSession, admin: Admin, at: Replica) -> tuple[int, Any]:
-    """One ledger append through ``at``: (status, body), Retry-After folded into the body."""
+async def append(
+    http: aiohttp.ClientSession, admin: Admin, at: Replica, role: str = "auditor"
+) -> tuple[int, Any]:
+    """One ledger append through ``at`` (an invite): (status, body), the Retry-After header
+    folded into the body."""
     async with http.post(
         at.url + "/v1/invites",
-        json={"role": "auditor", "ttl": 60},
+        json={"role": role, "ttl": 60},
         headers=admin.headers("POST", "/v1/invites"),
         timeout=REQUEST_TIMEOUT,
     ) as resp:
@@ -183,7 +195,7 @@ class Load:
         admin = self.admins[i % len(self.admins)]
         rng = random.Random(i)
         while not self.stopping:
-            live = [r for r in self.members if r.alive]
+            live = [r for r in self.members if r.ready]
             if not live:
                 await asyncio.sleep(0.01)
                 continue
@@ -192,7 +204,7 @@ class Load:
             try:
                 status, body = await append(self.http, admin, r)
             except (TimeoutError, aiohttp.ClientConnectionError) as e:
-                if r.alive and r.starts == starts:
+                if r.ready and r.starts == starts:
                     self.failures.append((r.name, 0, repr(e)))
                 continue
             if status == 201:
@@ -201,7 +213,7 @@ class Load:
                 self.acks.append(Ack(r.name, receipt, time.monotonic()))
                 if self._until():
                     self._reached.set()
-            elif r.alive and r.starts == starts:
+            elif r.ready and r.starts == starts:
                 self.failures.append((r.name, status, body))
             if self.pause:
                 await asyncio.sleep(self.pause)
@@ -223,13 +235,15 @@ class Watcher:
     async def run(self) -> None:
         while not self.stopping:
             for r in self.members:
-                if not r.alive:
+                if not r.ready:
                     continue
                 try:
                     cp, note = await get_checkpoint(self.http, r, self.log)
                 except aiohttp.ClientConnectionError:
                     continue
-                mine = self.seen.setdefault(f"{r.name}#{r.starts}", [])
+                # By name, across restarts too: a restarted replica starts from the
+                # database, which holds at least every checkpoint any replica returned.
+                mine = self.seen.setdefault(r.name, [])
                 if mine:
                     last = mine[-1][0]
                     # A replica never serves a checkpoint older than one it returned.
@@ -249,7 +263,7 @@ async def check_consistent(
     """Every checkpoint in ``olds`` is a prefix of ``final``: a consistency proof for each
     distinct size, from a random live replica, verified here (RFC 9162 2.1.4.2)."""
     distinct = {cp.size: cp for cp in olds}
-    live = [r for r in members if r.alive]
+    live = [r for r in members if r.ready]
     for size, cp in sorted(distinct.items()):
         other = [c for c in olds if c.size == size and c.root != cp.root]
         assert not other, f"two roots for size {size}"
@@ -265,7 +279,7 @@ async def check_included(
 ) -> None:
     """Every acknowledged receipt's leaf is at its index in ``final``: an inclusion proof
     from a random live replica, verified here against the final root."""
-    live = [r for r in members if r.alive]
+    live = [r for r in members if r.ready]
     indexes = [a.receipt.index for a in acks]
     assert len(set(indexes)) == len(indexes), "two acknowledgements share a leaf index"
     sem = asyncio.Semaphore(8)

@@ -112,6 +112,8 @@ class Replica:
         self.log_path = logs / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        #: Answered /readyz since its last start, and not killed or stopped since.
+        self.ready = False
 
     def env(self) -> dict[str, str]:
         return {
@@ -123,6 +125,7 @@ class Replica:
 
     def start(self, wait: bool = True) -> None:
         assert self.proc is None or self.proc.poll() is not None
+        self.ready = False
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
@@ -150,6 +153,7 @@ class Replica:
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
                     if r.status == 200:
+                        self.ready = True
                         return
             except OSError:
                 pass
@@ -162,12 +166,14 @@ class Replica:
 
     def kill(self) -> None:
         """SIGKILL, at whatever point it is, and reap it."""
+        self.ready = False
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(10)
 
     def stop(self) -> int | None:
+        self.ready = False
         if self.proc is None:
             return None
         if self.proc.poll() is None:

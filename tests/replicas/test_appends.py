@@ -43,7 +43,7 @@ async def test_replicas_grow_one_log(replicas: Replicas, n: int, tmp_path: Path)
     async with aiohttp.ClientSession() as http:
         admins = [Admin() for _ in range(3)]
         for i, a in enumerate(admins):
-            await a.enroll(http, replicas, members[i % n])
+            await a.enroll(http, replicas, members[i % n], by=admins[0] if i else None)
             # From one replica only: see test_tokens_issued_through_every_replica.
             await a.get_token(http, members[0])
         load = Load(http, admins, members, log)
