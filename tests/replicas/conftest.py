@@ -68,10 +68,10 @@ def telegate(*args: str, env: dict[str, str] | None = None, timeout: float = 60)
 
 
 @contextlib.contextmanager
-def fresh_database(server: str) -> Iterator[str]:
+def fresh_database(server: str, drop: bool = True) -> Iterator[str]:
     """A new, empty database on ``server``'s PostgreSQL, upgraded as an operator would
-    before starting replicas; dropped afterwards (``WITH (FORCE)`` ends the sessions a
-    killed replica left behind)."""
+    before starting replicas; dropped afterwards unless ``drop`` is False (``WITH (FORCE)``
+    ends the sessions a killed replica left behind)."""
     admin = with_database(server, "postgres")
     name = f"telegate_rep_{secrets.token_hex(5)}"
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as c:
@@ -81,8 +81,9 @@ def fresh_database(server: str) -> Iterator[str]:
         telegate("db", "upgrade", "--database-url", url)
         yield url
     finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        if drop:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 @pytest.fixture(scope="session")
@@ -237,25 +238,28 @@ def replicas(database: str, tmp_path: Path) -> Iterator[Replicas]:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of this test's own, on a free port, run as the ``postgres``
-    user (Debian's binaries), which the test may stop and start: never the shared one."""
+    """A PostgreSQL cluster of this test's own, on a free port (Debian's binaries), which
+    the test may stop and start: never the shared one. PostgreSQL refuses to run as root:
+    as root, it runs as the ``postgres`` user."""
 
     def __init__(self) -> None:
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
         need(bool(bins), "Debian's PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
-        need(os.geteuid() == 0 and shutil.which("runuser") is not None, "root, to run as postgres")
         self.bin = bins[-1].parent
         self.port = free_port()
+        self.root = os.geteuid() == 0
         # Under /tmp, not tmp_path: the postgres user must reach it.
         self.dir = Path(tempfile.mkdtemp(prefix="telegate-pg-"))
-        shutil.chown(self.dir, "postgres", "postgres")
+        if self.root:
+            shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "cluster"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._as_postgres(self.bin / "initdb", "-A", "trust", "-U", "postgres", "-D", self.data)
 
     def _as_postgres(self, *argv: object, timeout: float = 60) -> None:
+        runas = ["runuser", "-u", "postgres", "--"] if self.root else []
         r = subprocess.run(
-            ["runuser", "-u", "postgres", "--", *map(str, argv)],
+            [*runas, *map(str, argv)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -264,7 +268,7 @@ class PrivatePostgres:
         assert r.returncode == 0, f"{argv[0]}: {r.stdout}{r.stderr}"
 
     def start(self) -> None:
-        opts = f"-p {self.port} -h 127.0.0.1 -k /tmp -c fsync=on"
+        opts = f"-p {self.port} -h 127.0.0.1 -k {self.dir}"
         log = self.dir / "server.log"
         self._as_postgres(
             self.bin / "pg_ctl", "start", "-w", "-D", self.data, "-l", log, "-o", opts
