@@ -178,6 +178,8 @@ class Load:
     #: Answers other than 201 from replicas that were alive before and after the request.
     failures: list[tuple[str, int, Any]] = field(default_factory=list)
     stopping: bool = False
+    #: Per replica, the largest tree size it returned to a client (in a receipt).
+    returned: dict[str, int] = field(default_factory=dict)
     _until: Callable[[], bool] = lambda: False
     _reached: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -211,6 +213,8 @@ class Load:
                 receipt = Receipt.from_json(body["receipt"])
                 receipt.verify(self.log)  # offline: signature and inclusion
                 self.acks.append(Ack(r.name, receipt, time.monotonic()))
+                size = open_checkpoint(receipt.checkpoint, self.log).checkpoint.size
+                self.returned[r.name] = max(size, self.returned.get(r.name, 0))
                 if self._until():
                     self._reached.set()
             elif r.ready and r.starts == starts:
@@ -223,12 +227,20 @@ class Load:
 
 
 class Watcher:
-    """Polls every replica's checkpoint; checks each replica's answers never go back."""
+    """Polls every replica's checkpoint; checks that no replica serves a checkpoint older
+    than one it returned before: served here, or inside a receipt (``returned``)."""
 
-    def __init__(self, http: aiohttp.ClientSession, members: list[Replica], log: Verifier) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        members: list[Replica],
+        log: Verifier,
+        returned: dict[str, int],
+    ) -> None:
         self.http = http
         self.members = members
         self.log = log
+        self.returned = returned
         self.seen: dict[str, list[tuple[Checkpoint, bytes]]] = {}
         self.stopping = False
 
@@ -237,6 +249,7 @@ class Watcher:
             for r in self.members:
                 if not r.ready:
                     continue
+                floor = self.returned.get(r.name, 0)  # what it returned before this GET
                 try:
                     cp, note = await get_checkpoint(self.http, r, self.log)
                 except aiohttp.ClientConnectionError:
@@ -244,6 +257,7 @@ class Watcher:
                 # By name, across restarts too: a restarted replica starts from the
                 # database, which holds at least every checkpoint any replica returned.
                 mine = self.seen.setdefault(r.name, [])
+                assert cp.size >= floor, f"{r.name} served {cp.size} after a receipt at {floor}"
                 if mine:
                     last = mine[-1][0]
                     # A replica never serves a checkpoint older than one it returned.

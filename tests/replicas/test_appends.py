@@ -47,7 +47,7 @@ async def test_replicas_grow_one_log(replicas: Replicas, n: int, tmp_path: Path)
             # From one replica only: see test_tokens_issued_through_every_replica.
             await a.get_token(http, members[0])
         load = Load(http, admins, members, log)
-        watcher = Watcher(http, members, log)
+        watcher = Watcher(http, members, log, load.returned)
         watching = asyncio.create_task(watcher.run())
         workers = await load.run(6)
         t0 = time.monotonic()

@@ -84,7 +84,7 @@ async def test_sigkill_a_random_replica_under_load(replicas: Replicas, tmp_path:
             await a.get_token(http, members[0])
         # Small load: the restarts need the CPU more than the appends do.
         load = Load(http, admins, members, log, pause=0.02)
-        watcher = Watcher(http, members, log)
+        watcher = Watcher(http, members, log, load.returned)
         watching = asyncio.create_task(watcher.run())
         workers = await load.run(3)
         before = await newest(http, replicas, log)
