@@ -241,6 +241,8 @@ class Watcher:
         self.members = members
         self.log = log
         self.returned = returned
+        self.newest: Checkpoint | None = None  # the largest tree any replica served
+        self.catch_ups = 0
         self.seen: dict[str, list[tuple[Checkpoint, bytes]]] = {}
         self.stopping = False
 
@@ -265,7 +267,24 @@ class Watcher:
                     if cp.size == last.size:
                         assert cp.root == last.root, f"{r.name}: two roots for size {cp.size}"
                 mine.append((cp, note))
+                if self.newest is not None and self.newest.size > cp.size:
+                    await self.catch_up(r, cp, self.newest)
+                if self.newest is None or cp.size > self.newest.size:
+                    self.newest = cp
             await asyncio.sleep(0.02)
+
+    async def catch_up(self, r: Replica, mine: Checkpoint, newer: Checkpoint) -> None:
+        """Ask ``r``, whose view is behind, for a proof up to a tree another replica
+        served: it reads the shared tree on demand (``Log.catch_up``) while commits go on,
+        which must neither fail nor take its view back. The proof is verified here."""
+        url = f"{r.url}/ledger/proof/consistency?old={mine.size}&new={newer.size}"
+        try:
+            body = await get_json(self.http, url)
+        except aiohttp.ClientConnectionError:
+            return
+        proof = [base64.b64decode(p) for p in body["proof"]]
+        verify_consistency(mine.size, newer.size, mine.root, newer.root, proof)
+        self.catch_ups += 1
 
     def checkpoints(self) -> list[Checkpoint]:
         return [cp for seen in self.seen.values() for cp, _ in seen]

@@ -69,7 +69,11 @@ async def test_replicas_grow_one_log(replicas: Replicas, n: int, tmp_path: Path)
         seen = watcher.checkpoints() + receipt_checkpoints(load.acks, log) + finals
         sizes = await check_consistent(http, members, seen, final)
         assert sizes > n  # the watcher saw the log grow, not one checkpoint
-        print(f"{n} replicas: {len(load.acks)} appends in {took:.1f} s {dict(per)}; {sizes} sizes")
+        assert watcher.catch_ups > 0  # lagging replicas were asked about newer trees
+        print(
+            f"{n} replicas: {len(load.acks)} appends in {took:.1f} s {dict(per)}; {sizes} sizes,"
+            f" {watcher.catch_ups} catch-ups"
+        )
 
     # The whole log, exported from the database and verified offline by the CLI.
     out = tmp_path / "export"
