@@ -122,6 +122,8 @@ class Replica:
             "TELEGATE_LOG_ORIGIN": ORIGIN,
             "TELEGATE_PUBLIC_URL": PUBLIC_URL,
             "TELEGATE_LOG_LEVEL": "WARNING",
+            # Tokens are fetched once per test: let them outlive a slow run on a busy machine.
+            "TELEGATE_TOKEN_LIFETIME": "3600",
         }
 
     def start(self, wait: bool = True) -> None:
