@@ -83,7 +83,7 @@ async def test_sigkill_a_random_replica_under_load(replicas: Replicas, tmp_path:
             await a.enroll(http, replicas, members[0], by=admins[0] if i else None)
             await a.get_token(http, members[0])
         # Small load: the restarts need the CPU more than the appends do.
-        load = Load(http, admins, members, log, pause=0.02)
+        load = Load(http, admins, members, log, pause=0.05)
         watcher = Watcher(http, members, log, load.returned)
         watching = asyncio.create_task(watcher.run())
         workers = await load.run(3)
