@@ -85,6 +85,12 @@ async def test_replicas_grow_one_log(replicas: Replicas, n: int, tmp_path: Path)
     line = telegate("verify", str(out), "--vkey", replicas.vkey, "--quiet", "--workers", "1")
     assert line.startswith(f"OK {log.name} size "), line
     assert int(line.split()[3]) >= final.size, line
+    # And over HTTP from the last replica (tiles, entry bundles and checkpoint as it serves
+    # them), as a monitor would.
+    url = members[-1].url + "/ledger/"
+    line = telegate("verify", url, "--vkey", replicas.vkey, "--quiet", "--workers", "1")
+    assert line.startswith(f"OK {log.name} size "), line
+    assert int(line.split()[3]) >= final.size, line
 
 
 @pytest.mark.xfail(
