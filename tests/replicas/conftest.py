@@ -147,7 +147,7 @@ class Replica:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, limit: float = 30) -> None:
+    def wait_ready(self, limit: float = 60) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
