@@ -204,8 +204,9 @@ class Replicas:
         self.vkey = telegate("keys", "init", "--data-dir", str(self.data_dir), env=env).strip()
 
     def start(self, n: int) -> list[Replica]:
-        """Start ``n`` replicas: the first alone (it creates the signing key and the other
-        secrets in the shared key dir), then the rest together."""
+        """Start ``n`` replicas: on a new data dir the first alone (SQLite stores still in
+        the data dir can refuse first starts at once: ``database is locked``), then the
+        rest together."""
         new = [
             Replica(f"r{len(self.members) + i}", self.data_dir, self.database_url, self.logs)
             for i in range(n)
