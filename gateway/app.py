@@ -55,7 +55,7 @@ from .consent.store import ConsentStore
 from .cosignatures import CosignatureStore
 from .db import Database
 from .deadlines import Deadlines
-from .errors import Unavailable, problem_middleware, track_streams
+from .errors import ConfigError, Unavailable, problem_middleware, track_streams
 from .federation.http import setup as federation_setup
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
@@ -195,13 +195,30 @@ def _open_authority(
 
 
 def _secret(path: Path, make: Callable[[], bytes] = lambda: secrets.token_bytes(32)) -> bytes:
-    """A secret kept in a 0600 file, created with ``make()`` on first use."""
+    """A secret kept in a 0600 file, created with ``make()`` on first use.
+
+    Replicas sharing the key dir may start at once: the secret is written whole under a
+    temporary name, then linked into place, which fails if another process got there
+    first. So the file appears whole or not at all, and every replica uses the first one
+    made; creating it in place let a replica read it empty (tests/replicas/
+    test_shared_key_dir.py). Raises ConfigError for an empty file."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(make())
-    return path.read_bytes()
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(make())
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    secret = path.read_bytes()
+    if not secret.strip():
+        raise ConfigError(f"the secret file {path} is empty: restore it from a backup")
+    return secret
 
 
 def _turn_secret(path: Path) -> bytes:

@@ -10,6 +10,7 @@ import argparse
 import base64
 import csv
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -54,11 +55,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     if config.database_url is not None:
         _check_schema(config)  # a one-line refusal here, before anything opens
-    init_log_key(config.key_dir, config.log_origin)
+    _init_key_dir(config)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
     web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
     return 0
+
+
+def _init_key_dir(config: Config) -> None:
+    """Create the log key and the first attestation signing key if the key dir has none,
+    under an exclusive lock on the dir. Replicas sharing a key dir may start together:
+    unlocked, each made a signing key of its own and kept signing with it while
+    ``keys.json`` named only the last one written (its tokens then verify nowhere), and
+    one could read ``log.skey`` created but not yet written."""
+    import fcntl
+
+    from .auth.keys import KeyRing
+
+    config.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(config.key_dir / ".init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes
+        init_log_key(config.key_dir, config.log_origin)
+        KeyRing.open(
+            config.key_dir / "signing",
+            int(time.time()),
+            alg=config.signing_alg,
+            keep_seconds=config.token_lifetime + config.clock_skew,
+        )
+    finally:
+        os.close(fd)
 
 
 def _check_schema(config: Config) -> None:
