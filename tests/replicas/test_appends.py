@@ -93,12 +93,6 @@ async def test_replicas_grow_one_log(replicas: Replicas, n: int, tmp_path: Path)
     assert int(line.split()[3]) >= final.size, line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the identity store hands out token status-list indexes per process "
-    "(Authority._next_status, docs/database.md 'not yet safe with several replicas'): "
-    "the second replica's token breaks tokens.status_idx's unique index (500)",
-)
 async def test_tokens_issued_through_every_replica(replicas: Replicas) -> None:
     members = replicas.start(2)
     async with aiohttp.ClientSession() as http:
