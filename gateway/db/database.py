@@ -86,7 +86,14 @@ class Database:
     def upgrade(self) -> dict[str, str]:
         """Migrate every store to this release's head; returns each one's revision."""
         with reaching(self.describe()):
-            return {name: migrate.upgrade(self.engine(name), name) for name in migrate.SCHEMAS}
+            return {name: migrate.upgrade(self.engine(name), name) for name in self.stores()}
+
+    def stores(self) -> list[str]:
+        """The stores kept here: all of them in a shared database; in a data dir, those
+        whose embedded file lives there (not the witness server's)."""
+        return [
+            name for name, s in migrate.SCHEMAS.items() if self.url is not None or s.in_data_dir
+        ]
 
     def current(self) -> dict[str, str | None]:
         """Every store's revision (None: not created). Creates no file."""
@@ -94,7 +101,7 @@ class Database:
             if self.url is not None:
                 return migrate.current(self.engine(""))
             out: dict[str, str | None] = {}
-            for name in migrate.SCHEMAS:
+            for name in self.stores():
                 exists = self.path(name).exists()
                 out[name] = migrate.current(self.engine(name))[name] if exists else None
             return out
@@ -104,7 +111,7 @@ class Database:
         with reaching(self.describe()):
             if self.url is not None:
                 self._check_copied(self.engine(""))
-            for name in migrate.SCHEMAS:
+            for name in self.stores():
                 migrate.check(self.engine(name), name)
 
     def close(self) -> None:

@@ -48,6 +48,9 @@ class Schema:
     name: str
     adopt: str
     legacy: Mapping[str, frozenset[str]]
+    #: False for a store that another process owns when embedded (the witness server keeps
+    #: ``state.db`` in its own data dir): a gateway's data dir gets no file for it.
+    in_data_dir: bool = True
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -123,6 +126,7 @@ SCHEMAS: dict[str, Schema] = {
                 "logs": frozenset({"origin", "size", "root", "timestamp", "note"}),
                 "forks": frozenset({"origin", "size", "root", "seen", "note"}),
             },
+            in_data_dir=False,
         ),
     )
 }

@@ -60,6 +60,10 @@ class WitnessDatabase(Database):
     def path(self, name: str) -> Path:
         return self._file if name == "witness" else super().path(name)
 
+    def stores(self) -> list[str]:
+        # Its own file holds its one store; a shared database holds every store.
+        return super().stores() if not self.embedded else ["witness"]
+
     def open(self, name: str) -> Engine:
         if self.embedded:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

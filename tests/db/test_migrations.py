@@ -28,6 +28,8 @@ from tests.db import legacy_release as old
 ROOT = Path(__file__).resolve().parents[2]
 #: The stores after consent and sessions, in the order ``db current`` lists them.
 OTHERS = [name for name in SCHEMAS if name not in ("consent", "sessions")]
+#: The same in a gateway's data dir: the witness server's store is not kept there.
+EMBEDDED = [name for name in OTHERS if SCHEMAS[name].in_data_dir]
 
 
 def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
@@ -52,7 +54,7 @@ def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
         # Writable afterwards, and the old rows are still there after a second start.
         assert consents.revoke("c1", 1_700_000_500)
         sessions.add(CallSession("s4", "pat:9", "prov:9", State.SCHEDULED, 1, 1))
-        assert db.upgrade() == {name: head(name) for name in SCHEMAS}
+        assert db.upgrade() == {name: head(name) for name in SCHEMAS if SCHEMAS[name].in_data_dir}
         assert db.current()["identity"] == head("identity")  # made by the upgrade
     finally:
         db.close()
@@ -90,18 +92,19 @@ def test_db_upgrade_and_current_on_the_embedded_default(
     assert out == [
         "consent: none (behind: run `telegate db upgrade` for consent_0001)",
         "sessions: none (behind: run `telegate db upgrade` for sessions_0001)",
-    ] + [f"{n}: none (behind: run `telegate db upgrade` for {head(n)})" for n in OTHERS]
+    ] + [f"{n}: none (behind: run `telegate db upgrade` for {head(n)})" for n in EMBEDDED]
     assert not (data / "consent.db").exists()  # asking creates nothing
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001",
         "sessions: sessions_0001",
-    ] + [f"{n}: {head(n)}" for n in OTHERS]
+    ] + [f"{n}: {head(n)}" for n in EMBEDDED]
     assert main(["db", "current", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
-    ] + [f"{n}: {head(n)} (head)" for n in OTHERS]
+    ] + [f"{n}: {head(n)} (head)" for n in EMBEDDED]
+    assert not (data / "witness.db").exists()  # the witness server's, not the gateway's
     db = Database(data)
     try:  # the legacy sessions.db kept its rows through `db upgrade`
         assert SessionStore(db.engine("sessions")).get("s2") is not None
