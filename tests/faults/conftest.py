@@ -22,7 +22,9 @@ from yarl import URL
 
 from gateway.config import Config
 from tests.conftest import IN_CI, ROOT, need
-from tests.gateway.conftest import free_port
+
+# The in-process gateway's fixtures (SQLite files, or a fresh PostgreSQL schema).
+from tests.gateway.conftest import _pg_schemas, config, free_port
 from tests.gateway.vitals.world import World
 
 ORIGIN = "faults.example/telegate/log"
@@ -189,4 +191,16 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         gw.stop()
 
 
-__all__ = ["IN_CI", "ORIGIN", "Gateway", "Remote", "cli", "fill", "remote", "spawn", "tmpfs"]
+__all__ = [
+    "IN_CI",
+    "ORIGIN",
+    "Gateway",
+    "Remote",
+    "_pg_schemas",
+    "cli",
+    "config",
+    "fill",
+    "remote",
+    "spawn",
+    "tmpfs",
+]
