@@ -46,12 +46,14 @@ def cli(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Compl
     return r
 
 
-def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """``telegate ARGS`` in the background, its output in ``log``."""
+def spawn(*args: str, log: Path, crash: tuple[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``telegate ARGS`` in the background, its output in ``log``; with ``crash`` (a mode
+    and target of tests/faults/crashpoint.py), killed there."""
     env = {**os.environ, "TELEGATE_LOG_ORIGIN": ORIGIN, "PYTHONPATH": str(ROOT)}
+    run = ["gateway.cli"] if crash is None else ["tests.faults.crashpoint", *crash]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *args],
+            [sys.executable, "-m", *run, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -71,9 +73,15 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, crash: tuple[str, str] | None = None) -> None:
         self.proc = spawn(
-            "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), log=self.log_path
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            log=self.log_path,
+            crash=crash,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,7 +149,9 @@ class Remote:
 @contextlib.asynccontextmanager
 async def remote(gw: Gateway, seconds: float = 30) -> AsyncIterator[Remote]:
     t = aiohttp.ClientTimeout(total=seconds)
-    async with aiohttp.ClientSession(timeout=t) as s:
+    # No keep-alive: a gateway killed and restarted must not meet a stale pooled socket.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(timeout=t, connector=connector) as s:
         yield Remote(s, gw.url)
 
 

@@ -2,12 +2,15 @@
 a script by tests/faults/test_kill9.py, never imported by pytest).
 
     python -m tests.faults.crashpoint K TARGET ARGS...
+    python -m tests.faults.crashpoint before|after TARGET ARGS...
 
 TARGET is ``module:Class.method`` or ``module:function``. While a call of it runs, every
 ``open``/``os.open``, ``os.replace``/``rename`` and ``os.unlink`` counts as two steps (just
 before and just after it); at step K the process sends itself SIGKILL, as a power cut or an
 OOM kill would stop it there: no ``finally``, no flush, no cleanup. A K beyond the steps
-taken lets the command finish. The fault-injection method of SQLite's own crash tests
+taken lets the command finish. ``before``/``after`` kill the process as TARGET is called or
+as it returns (its first call), for steps that are not file-system calls (a SQLite commit
+in a running gateway). The fault-injection method of SQLite's own crash tests
 (https://sqlite.org/testing.html#crash_testing), with the process boundary kept real.
 """
 
@@ -56,15 +59,31 @@ def _armed(f: Callable[..., Any]) -> Callable[..., Any]:
     return g
 
 
+def _kill(f: Callable[..., Any], when: str) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def g(*a: Any, **kw: Any) -> Any:
+        if when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        r = f(*a, **kw)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return r
+
+    return g
+
+
 def main() -> int:
     at, target, *args = sys.argv[1:]
-    _state["at"] = int(at)
+    _state["at"] = int(at) if at.isdigit() else 0
     module, _, name = target.partition(":")
     owner: Any = importlib.import_module(module)
     *path, attr = name.split(".")
     for p in path:
         owner = getattr(owner, p)
-    setattr(owner, attr, _armed(getattr(owner, attr)))
+    f = getattr(owner, attr)
+    if at in ("before", "after"):
+        setattr(owner, attr, _kill(f, at))
+    else:
+        setattr(owner, attr, _armed(f))
     for mod, fn in ((io, "open"), (os, "open"), (os, "replace"), (os, "rename"), (os, "unlink")):
         setattr(mod, fn, _counted(getattr(mod, fn)))
     import builtins
