@@ -31,7 +31,7 @@ from tests.gateway.vitals.world import batch, hr
 KILLED = -9
 
 
-def crash(at: int, target: str, *args: str) -> int:
+def crash(at: int | str, target: str, *args: str) -> int:
     """``telegate ARGS`` SIGKILLed at step ``at`` of ``target``; its return code (-9 when
     the kill came, 0 when it finished first)."""
     env = {**__import__("os").environ, "TELEGATE_LOG_ORIGIN": ORIGIN, "PYTHONPATH": str(ROOT)}
@@ -135,6 +135,17 @@ def test_export_killed_at_every_step(tmp_path: Path) -> None:
     assert killed == 3
     crash(0, "ledger.export:export_log", "ledger", "export", str(out), "--data-dir", str(data))
     assert _exported(out) == second
+    verify(out)
+
+
+def test_first_export_killed_right_after_its_checkpoint(tmp_path: Path) -> None:
+    """Killed as the export's last file lands: the directory verifies on its own (its vkey
+    was written before the checkpoint, not after)."""
+    data, out = tmp_path / "data", tmp_path / "export"
+    size = grow(data, 10)
+    args = ("ledger", "export", str(out), "--data-dir", str(data))
+    assert crash("after", "ledger.export:export_log", *args) == KILLED
+    assert _exported(out) == size
     verify(out)
 
 
