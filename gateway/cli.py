@@ -188,12 +188,17 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
         if config.database_url
         else SQLiteStore(config.db_path, writer=False)
     )
+    out = Path(args.dir)
     try:
-        out = Path(args.dir)
+        # The vkey first: an export stopped at any point (the checkpoint is written last) is
+        # then the previous export or this one, each verifiable from the directory alone.
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "vkey.tmp"
+        tmp.write_text(signer.vkey + "\n")
+        tmp.replace(out / "vkey")
         cp = export_log(store, out)
     finally:
         store.close()
-    (out / "vkey").write_text(signer.vkey + "\n")
     print(f"exported {cp.size} entries of {cp.origin} to {out}")
     return 0
 

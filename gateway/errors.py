@@ -4,6 +4,7 @@ RFC 9457 problem+json. Handlers raise; only this module decides what the client 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from ledger.errors import (
     LedgerUnavailable,
 )
 from ledger.errors import NotFound as LedgerNotFound
+from ledger.store import sqlite_transient
 
 __all__ = [
     "BadRequest",
@@ -159,6 +161,21 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return started
 
 
+def _store_transient(e: BaseException) -> bool:
+    """True for an embedded store's transient SQLite error (disk full, locked, I/O), also
+    when it is hidden behind the error of a cleanup that followed it: SQLite itself rolls
+    back on SQLITE_FULL and SQLITE_IOERR (https://sqlite.org/lang_transaction.html, "Response
+    To Errors Within A Transaction"), so a store's unconditional ``ROLLBACK`` then fails with
+    "cannot rollback - no transaction is active", raised while handling the real error."""
+    if sqlite_transient(e):
+        return True
+    return (
+        isinstance(e, sqlite3.Error)
+        and e.__context__ is not None
+        and sqlite_transient(e.__context__)
+    )
+
+
 def _problem(e: Exception) -> web.StreamResponse:
     """``e`` as problem+json; re-raised if it is an HTTP answer below 400 (a redirect)."""
     if isinstance(e, GatewayError):
@@ -173,6 +190,18 @@ def _problem(e: Exception) -> web.StreamResponse:
         log.error("ledger unavailable", extra={"fields": {"error": str(e)}})
         resp = problem_response(
             503, Unavailable.slug, Unavailable.title, "the ledger takes no appends now; retry later"
+        )
+        resp.headers["Retry-After"] = "5"
+        return resp
+    if _store_transient(e):
+        # An embedded store's SQLite file could not be written now: its file system is full,
+        # another process holds its lock past the busy timeout, or a write failed. SQLite
+        # rolled the transaction back, so nothing was kept and the client may retry; the
+        # same answer as the database layer's DatabaseUnavailable (gateway/db/errors.py).
+        why = e if sqlite_transient(e) else e.__context__
+        log.error("store unavailable", extra={"fields": {"error": str(why)}})
+        resp = problem_response(
+            503, Unavailable.slug, Unavailable.title, "a store takes no writes now; retry later"
         )
         resp.headers["Retry-After"] = "5"
         return resp

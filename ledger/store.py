@@ -7,6 +7,7 @@ signed over the new root. A crash therefore leaves either the whole batch or non
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import LedgerError, NotFound, StoreLocked
+from .errors import LedgerError, LedgerUnavailable, NotFound, StoreLocked
 from .merkle import EMPTY_ROOT, fold_right, leaf_hash, node_hash, subtree_nodes
 from .tiles import TILE_HEIGHT, TILE_WIDTH, Tile
 
-__all__ = ["Commit", "Frontier", "LogStore", "SQLiteStore"]
+__all__ = ["Commit", "Frontier", "LogStore", "SQLiteStore", "sqlite_transient"]
 
 _LEVEL_SHIFT = 48  # node id = level << 48 | index: 2**48 leaves is beyond any real log.
 
@@ -33,6 +34,26 @@ _UPPER_CACHE_MAX = 1 << 18
 
 def _node_id(level: int, index: int) -> int:
     return (level << _LEVEL_SHIFT) | index
+
+
+# SQLite's primary result codes for a commit that may succeed if simply tried again: the
+# file system is full (SQLITE_FULL), another process holds the database's lock past the
+# busy timeout (SQLITE_BUSY, SQLITE_LOCKED), or a write or fsync failed (SQLITE_IOERR).
+# SQLite rolls the transaction back on each (https://sqlite.org/rescode.html), and a WAL
+# frame without a valid commit frame after it is never read back (https://sqlite.org/
+# fileformat2.html#the_write_ahead_log), so nothing of the batch is acknowledged or kept.
+_TRANSIENT = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR}
+)
+
+
+def sqlite_transient(e: BaseException) -> bool:
+    """True when ``e`` is a SQLite error that a later retry of the same commit may not meet
+    (disk full, database locked by another process, an I/O or fsync error)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return (
+        isinstance(e, sqlite3.OperationalError) and code is not None and code & 0xFF in _TRANSIENT
+    )
 
 
 class Frontier:
@@ -301,12 +322,31 @@ class SQLiteStore:
                 (frontier.size, note),
             )
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
+            frontier.size, frontier.nodes = saved
+            if not sqlite_transient(e):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            # The writer goes on (ledger.log treats LedgerUnavailable as one failed batch):
+            # appends resume by themselves once space returns or the lock is released. The
+            # connection is dropped, so the next commit starts on a fresh one whatever state
+            # a failed write or fsync left this one in.
+            self._drop(db)
+            raise LedgerUnavailable(f"the log's database takes no commit now: {e}") from e
+        return Commit(start, new, base, note)
+
+    def _drop(self, db: sqlite3.Connection) -> None:
+        """Roll back (if SQLite has not already) and close this thread's connection."""
+        with contextlib.suppress(sqlite3.Error):
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            frontier.size, frontier.nodes = saved
-            raise
-        return Commit(start, new, base, note)
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+        with self._conns_lock:
+            if db in self._conns:
+                self._conns.remove(db)
+        self._local.db = None
 
     def close(self) -> None:
         with self._conns_lock:
