@@ -3,6 +3,9 @@ the server's CPU per append. Section ``postgres`` of ``python -m bench.ledger``.
 
 ``BENCH_SWITCH=0.0005`` sets the writer processes' ``sys.setswitchinterval`` (an experiment:
 how long the writer thread waits for the GIL after each database round trip).
+``BENCH_PROFILE=DIR`` runs cProfile (wall clock) in each writer process's ledger-writer
+thread and in its event loop, from the start line to the end of the row, and writes
+``DIR/writer-K.pstats`` and ``DIR/loop-K.pstats`` (read them with ``python -m pstats``).
 
 Each telegate row spawns N writer processes (``python -m bench.ledger_pg worker ...``), each
 a Log over a PGStore on one fresh schema; they open the log, wait for the same start line,
@@ -13,6 +16,7 @@ run for the row's duration and print their counts. Server CPU is the CPU time of
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import hashlib
 import json
 import os
@@ -92,8 +96,29 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         max_batch=MAX_BATCH,
         on_commit=lambda n, t: batches.append((n, t)),
     )
+    prof_dir = os.environ.get("BENCH_PROFILE")
+    profs: dict[str, cProfile.Profile] = {}
+    if prof_dir:
+        run = log._run
+
+        def profiled_run() -> None:
+            profs["writer"] = p = cProfile.Profile()
+            p.enable()
+            try:
+                run()
+            finally:
+                p.disable()
+
+        log._run = profiled_run  # type: ignore[method-assign]
     log.start()
     base = (k + 1) * 10**9
+
+    def profile_loop() -> None:
+        # The event loop's profile starts at the start line; the writer's runs from the
+        # writer's start (the warm-up is a hundred appends, noise).
+        if prof_dir:
+            profs["loop"] = p = cProfile.Profile()
+            p.enable()
 
     async def closed(appenders: int) -> dict[str, Any]:
         seq = iter(range(base, base + 10**9))
@@ -101,6 +126,7 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         batches.clear()
+        profile_loop()
         deadline, count = now() + dur, 0
 
         async def one() -> None:
@@ -121,6 +147,7 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         batches.clear()
+        profile_loop()
         lat: list[float] = []
         tasks: set[asyncio.Task[None]] = set()
 
@@ -135,12 +162,17 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
 
     try:
         out = asyncio.run(closed(int(load)) if mode == "closed" else open_loop(load))
+        if "loop" in profs:
+            profs["loop"].disable()
+            profs["loop"].dump_stats(f"{prof_dir}/loop-{k}.pstats")
         out["commits"] = len(batches)
         out["commit_s"] = sum(t for _, t in batches)
         print(json.dumps(out), flush=True)
         sys.stdin.readline()  # keep the connections (and their server CPU) until measured
     finally:
         log.close()
+        if "writer" in profs:
+            profs["writer"].dump_stats(f"{prof_dir}/writer-{k}.pstats")
     return out
 
 
