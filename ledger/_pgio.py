@@ -10,10 +10,23 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
+from psycopg.abc import PQGen
+from psycopg.waiting import Wait
 
 from .errors import LedgerError, LedgerUnavailable
 
-__all__ = ["COPY_SQL", "TRANSIENT", "Conn", "Readers", "copy_rows", "error", "unavailable"]
+__all__ = [
+    "COPY_SQL",
+    "STATE_ID",
+    "TRANSIENT",
+    "Conn",
+    "Readers",
+    "copy_rows",
+    "copy_transaction",
+    "error",
+    "unavailable",
+]
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 # Errors that say "the server cannot be used now" (refused, reset, shut down, timed out):
@@ -29,18 +42,90 @@ COPY_SQL = "COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY)"
 _ROW = struct.Struct(">hiqi32si")  # 3 fields: id int8, hash bytea(32), data length (-1: NULL)
 
 
+_STATE_ROW = struct.Struct(">hiqi")  # 3 fields, the first id int8; then hash's length
+STATE_ID = -1  # the row that carries a commit's new tree state (see pgstore._COMMIT_SQL)
+
+
 def copy_rows(
-    start: int, hashes: Sequence[bytes], leaves: Sequence[bytes], nodes: Sequence[tuple[int, bytes]]
+    start: int,
+    hashes: Sequence[bytes],
+    leaves: Sequence[bytes],
+    nodes: Sequence[tuple[int, bytes]],
+    state: tuple[int, bytes, bytes] | None = None,
 ) -> bytes:
     """``COPY ledger_nodes (id, hash, data)`` binary data: the leaves from index ``start``,
-    then the inner ``(id, hash)`` nodes."""
+    then the inner ``(id, hash)`` nodes, then (if given) the ``(size, frontier, note)``
+    state row: id ``STATE_ID``, hash = size (8 bytes, big-endian) + frontier, data = note."""
     pack = _ROW.pack
     parts = [_COPY_HEADER]
     for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
         parts += (pack(3, 8, i, 32, h, len(d)), d)
     parts += [pack(3, 8, i, 32, h, -1) for i, h in nodes]
+    if state is not None:
+        size, frontier, note = state
+        head = struct.pack(">q", size) + frontier
+        parts += (_STATE_ROW.pack(3, 8, STATE_ID, len(head)), head)
+        parts += (struct.pack(">i", len(note)), note)
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
+
+
+# A whole commit is one simple-protocol query string whose COPY the writer feeds once it has
+# the lock's answer (see pgstore). libpq gives COPY no place in a pipeline, and psycopg's
+# cursor.copy() refuses a query with statements after the COPY, so the exchange is driven
+# here with psycopg's own non-blocking generators.
+_CHUNK = 1 << 17
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COPY_IN)
+
+
+def _check(results: Sequence[pq.abc.PGresult], encoding: str) -> None:
+    for r in results:
+        if r.status not in _OK:
+            raise psycopg.errors.error_from_result(r, encoding=encoding)
+
+
+def copy_transaction(
+    conn: Conn, sql: bytes, feed: Callable[[pq.abc.PGresult], bytes]
+) -> list[pq.abc.PGresult]:
+    """Send ``sql`` (statements, one ``COPY ... FROM STDIN`` among them); when the COPY
+    starts, write ``feed(the result before it)`` and end it; return every result.
+
+    Raises the psycopg error of the first statement that failed (the server then skipped
+    the rest of the string), OperationalError when the connection breaks, and whatever
+    ``feed`` raises (the COPY is then left unfinished: the caller must close the connection,
+    which aborts the transaction).
+    """
+    results: list[pq.abc.PGresult] = conn.wait(
+        _copy_transaction(conn.pgconn, sql, feed, conn.info.encoding)
+    )
+    return results
+
+
+def _copy_transaction(
+    pgconn: pq.abc.PGconn, sql: bytes, feed: Callable[[pq.abc.PGresult], bytes], encoding: str
+) -> PQGen[list[pq.abc.PGresult]]:
+    pgconn.send_query(sql)
+    yield from generators.send(pgconn)
+    before: list[pq.abc.PGresult] = yield from generators.fetch_many(pgconn)
+    _check(before, encoding)
+    if len(before) < 2 or before[-1].status != pq.ExecStatus.COPY_IN:
+        raise LedgerError("the commit's COPY did not start")
+    data = memoryview(feed(before[-2]))
+    for i in range(0, len(data), _CHUNK):
+        while pgconn.put_copy_data(data[i : i + _CHUNK]) == 0:
+            yield Wait.W
+    while pgconn.put_copy_end() == 0:
+        yield Wait.W
+    yield from generators.send(pgconn)
+    after: list[pq.abc.PGresult] = []
+    while True:
+        # One list per statement until the end of the string (an empty list).
+        more: list[pq.abc.PGresult] = yield from generators.fetch_many(pgconn)
+        if not more:
+            break
+        after += more
+    _check(after, encoding)
+    return before + after
 
 
 # Messages name the error class only: a driver message may carry host and user names, and
