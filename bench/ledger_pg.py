@@ -16,6 +16,7 @@ run for the row's duration and print their counts. Server CPU is the CPU time of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import hashlib
 import json
@@ -25,7 +26,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,30 @@ def server_cpu() -> dict[int, float]:
     return out
 
 
-def cpu_since(before: dict[int, float]) -> float:
-    """Server CPU seconds since ``before``; backends that exited meanwhile are not counted
-    (the rows' own backends live through them)."""
-    return sum(t - before.get(pid, 0.0) for pid, t in server_cpu().items())
+# The server processes that every commit drives (WAL flushes, dirty buffers) whoever sends it.
+_SHARED = (b"walwriter", b"checkpointer", b"background writer")
+
+
+def shared_pids() -> set[int]:
+    out: set[int] = set()
+    for pid in server_cpu():
+        with contextlib.suppress(OSError):
+            if any(n in Path(f"/proc/{pid}/cmdline").read_bytes() for n in _SHARED):
+                out.add(pid)
+    return out
+
+
+def cpu_since(before: dict[int, float], pids: Iterable[int] | None = None) -> float:
+    """Server CPU seconds since ``before`` of every postgres process, or of ``pids`` only;
+    processes that exited meanwhile are not counted (the rows' own backends live through
+    them)."""
+    now_ = server_cpu()
+    keep = now_.keys() if pids is None else set(pids) & now_.keys()
+    return sum(now_[pid] - before.get(pid, 0.0) for pid in keep)
+
+
+def backend_pids(conns: Iterable[psycopg.Connection[Any] | None]) -> list[int]:
+    return [c.info.backend_pid for c in conns if c is not None and not c.closed]
 
 
 @contextmanager
@@ -165,6 +186,9 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         if "loop" in profs:
             profs["loop"].disable()
             profs["loop"].dump_stats(f"{prof_dir}/loop-{k}.pstats")
+        store = log.store
+        assert isinstance(store, PGStore)
+        out["pids"] = backend_pids([store._wconn, *store._pool._idle.queue])
         out["commits"] = len(batches)
         out["commit_s"] = sum(t for _, t in batches)
         print(json.dumps(out), flush=True)
@@ -208,7 +232,7 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
             assert p.stdout is not None
             if p.stdout.readline().strip() != b"ready":
                 raise RuntimeError(f"a writer process failed to start (exit {p.wait()})")
-        s0 = server_cpu()
+        s0, shared = server_cpu(), shared_pids()
         for p in procs:
             assert p.stdin is not None
             p.stdin.write(b"go\n")
@@ -221,6 +245,7 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
                 raise RuntimeError(f"a writer process failed (exit {p.wait()})")
             outs.append(json.loads(line))
         server = cpu_since(s0)
+        own = cpu_since(s0, [pid for o in outs for pid in o["pids"]] + list(shared))
         for p in procs:
             p.communicate(b"exit\n", timeout=STALL)
     finally:
@@ -229,7 +254,11 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
                 p.kill()
                 p.wait()
     count = sum(o["count"] for o in outs)
-    r: dict[str, Any] = {"count": count, "server_cpu_us": 1e6 * server / max(1, count)}
+    r: dict[str, Any] = {
+        "count": count,
+        "server_cpu_us": 1e6 * server / max(1, count),
+        "own_server_cpu_us": 1e6 * own / max(1, count),
+    }
     if mode == "closed":
         r["aps"] = sum(o["count"] / o["elapsed"] for o in outs)
         r["client_cpu_us"] = 1e6 * sum(o["cpu"] for o in outs) / max(1, count)
@@ -251,9 +280,10 @@ def run_raw(url: str, batch: int, dur: float) -> dict[str, Any]:
     PGStore(url).close()  # the same tables, and the same COPY framing as the store
     sha = hashlib.sha256
     n, busy = 0, 0.0
-    s0 = server_cpu()
+    s0, shared = server_cpu(), shared_pids()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = on")
+        pids = [*backend_pids([conn]), *shared]
         wall = now()
         while now() - wall < dur:
             rows = [entry(n + i) for i in range(batch)]
@@ -276,7 +306,8 @@ def run_raw(url: str, batch: int, dur: float) -> dict[str, Any]:
             busy += now() - t0
             n += batch
         server = cpu_since(s0)  # before the connection (and its backend) closes
-    return {"aps": n / busy, "server_cpu_us": 1e6 * server / n}
+        own = cpu_since(s0, pids)
+    return {"aps": n / busy, "server_cpu_us": 1e6 * server / n, "own_server_cpu_us": 1e6 * own / n}
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "STATE_ID",
     "TRANSIENT",
     "Conn",
+    "LeafFrames",
     "Readers",
     "copy_rows",
     "copy_transaction",
@@ -56,25 +57,57 @@ def copy_rows(
     """``COPY ledger_nodes (id, hash, data)`` binary data: the leaves from index ``start``,
     then the inner ``(id, hash)`` nodes, then (if given) the ``(size, frontier, note)``
     state row: id ``STATE_ID``, hash = size (8 bytes, big-endian) + frontier, data = note."""
-    pack = _ROW.pack
-    parts = [_COPY_HEADER]
-    for i, (h, d) in enumerate(zip(hashes, leaves, strict=True), start):
-        parts += (pack(3, 8, i, 32, h, len(d)), d)
-    parts += [pack(3, 8, i, 32, h, -1) for i, h in nodes]
-    if state is not None:
-        size, frontier, note = state
-        head = struct.pack(">q", size) + frontier
-        parts += (_STATE_ROW.pack(3, 8, STATE_ID, len(head)), head)
-        parts += (struct.pack(">i", len(note)), note)
-    parts.append(_COPY_TRAILER)
-    return b"".join(parts)
+    return LeafFrames(hashes, leaves).copy_data(start, nodes, state)
+
+
+class LeafFrames:
+    """A batch's leaf rows framed for COPY before their position is known (each id is
+    written in place once it is): the tree-state lock is then held for the id patches,
+    0.55 us per append, instead of the whole framing, 1.44 us (batch of 760, this machine).
+    """
+
+    def __init__(self, hashes: Sequence[bytes], leaves: Sequence[bytes]) -> None:
+        pack = _ROW.pack
+        parts = [_COPY_HEADER]
+        offsets: list[int] = []
+        at = len(_COPY_HEADER) + 6  # a row: field count (2), id length (4), id (8), ...
+        for h, d in zip(hashes, leaves, strict=True):
+            parts += (pack(3, 8, 0, 32, h, len(d)), d)
+            offsets.append(at)
+            at += _ROW.size + len(d)
+        self._buf = bytearray(b"".join(parts))
+        self._offsets = offsets
+
+    def copy_data(
+        self,
+        start: int,
+        nodes: Sequence[tuple[int, bytes]],
+        state: tuple[int, bytes, bytes] | None = None,
+    ) -> bytes:
+        """The COPY data with the leaves from index ``start``, then ``nodes`` and ``state``
+        (as :func:`copy_rows` says)."""
+        buf, pack_into = self._buf, struct.pack_into
+        for i, at in enumerate(self._offsets, start):
+            pack_into(">q", buf, at, i)
+        pack = _ROW.pack
+        parts: list[bytes | bytearray] = [buf, *[pack(3, 8, i, 32, h, -1) for i, h in nodes]]
+        if state is not None:
+            size, frontier, note = state
+            head = struct.pack(">q", size) + frontier
+            parts += (_STATE_ROW.pack(3, 8, STATE_ID, len(head)), head)
+            parts += (struct.pack(">i", len(note)), note)
+        parts.append(_COPY_TRAILER)
+        return b"".join(parts)
 
 
 # A whole commit is one simple-protocol query string whose COPY the writer feeds once it has
 # the lock's answer (see pgstore). libpq gives COPY no place in a pipeline, and psycopg's
 # cursor.copy() refuses a query with statements after the COPY, so the exchange is driven
 # here with psycopg's own non-blocking generators.
-_CHUNK = 1 << 17
+# Each libpq call here lets the GIL go, and getting it back from a busy event loop can take
+# a switch interval (5 ms): one call for a whole batch (~200 KiB at 1000 appends), not one
+# per 128 KiB (a 1-writer run measured 2.65 ms on average in put_copy_data, under the lock).
+_CHUNK = 1 << 22
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COPY_IN)
 
 

@@ -23,6 +23,7 @@ from ._pgio import (
     STATE_ID,
     TRANSIENT,
     Conn,
+    LeafFrames,
     Readers,
     copy_rows,
     copy_transaction,
@@ -267,14 +268,16 @@ class PGStore:
     ) -> Commit:
         if not self._writer:
             raise LedgerError("store is read-only")
-        hashes = [leaf_hash(d) for d in leaves]  # position-free: done before taking the lock
+        # Position-free, so done before taking the lock: leaf hashes and their COPY rows.
+        hashes = [leaf_hash(d) for d in leaves]
+        frames = LeafFrames(hashes, leaves)
         done: list[tuple[Commit, Frontier]] = []
 
         def feed(row: pq.abc.PGresult) -> bytes:
             # The lock is granted: everything from here to the COPY's end is time the
             # other writers wait.
             state = (int(_text(row)), bytes.fromhex(_text(row, 1)[2:]))
-            c, tree, data = self._integrate(state, leaves, hashes, sign)
+            c, tree, data = self._integrate(state, frames, leaves, hashes, sign)
             done.append((c, tree))
             return data
 
@@ -307,6 +310,7 @@ class PGStore:
     @staticmethod
     def _integrate(
         state: tuple[int, bytes],
+        frames: LeafFrames,
         leaves: Sequence[bytes],
         hashes: Sequence[bytes],
         sign: Callable[[int, bytes], bytes],
@@ -319,7 +323,7 @@ class PGStore:
         note = sign(tree.size, tree.root())
         inner = [(_node_id(lvl, idx), h) for (lvl, idx), h in new.items() if lvl]
         frontier_blob = b"".join(h for _, _, h in tree.nodes)
-        data = copy_rows(start, hashes, leaves, inner, (tree.size, frontier_blob, note))
+        data = frames.copy_data(start, inner, (tree.size, frontier_blob, note))
         return Commit(start, new, base, note), tree, data
 
     def _drop_writer(self) -> None:
