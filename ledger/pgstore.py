@@ -54,22 +54,26 @@ T = TypeVar("T")
 # The last SELECT checks, inside the transaction, the invariant that the leaves end where
 # the tree does (a division by zero aborts it otherwise): a bug can fail a commit, never
 # commit a tree that disagrees with its rows.
-_COMMIT_SQL = (
-    b"BEGIN;"
-    b" SELECT size, frontier FROM ledger_tree WHERE id = 0 FOR UPDATE;"
-    b" COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY);"
-    b" WITH s AS (DELETE FROM ledger_nodes WHERE id = %d RETURNING"
+_PREPARE_SQL = (
+    b"PREPARE ledger_lock AS SELECT size, frontier FROM ledger_tree WHERE id = 0 FOR UPDATE;"
+    b" PREPARE ledger_finish AS WITH s AS (DELETE FROM ledger_nodes WHERE id = %d RETURNING"
     b" ('x' || encode(substring(hash FOR 8), 'hex'))::bit(64)::bigint AS size,"
     b" substring(hash FROM 9) AS frontier, data AS note),"
     b" c AS (INSERT INTO ledger_checkpoints (size, note) SELECT size, note FROM s"
     b" ON CONFLICT (size) DO NOTHING)"
     b" UPDATE ledger_tree t SET size = s.size, frontier = s.frontier, note = s.note"
     b" FROM s WHERE t.id = 0;"
-    b" SELECT 1 / (t.size = coalesce((SELECT max(id) + 1 FROM ledger_nodes"
-    b" WHERE id >= 0 AND id < 281474976710656), 0) AND t.note IS NOT NULL)::int"
-    b" FROM ledger_tree t WHERE t.id = 0;"
-    b" COMMIT"
+    b" PREPARE ledger_check AS SELECT 1 / (t.size = coalesce((SELECT max(id) + 1"
+    b" FROM ledger_nodes WHERE id >= 0 AND id < 281474976710656), 0)"
+    b" AND t.note IS NOT NULL)::int FROM ledger_tree t WHERE t.id = 0"
 ) % STATE_ID
+# Prepared once per connection: parsing and planning the statements in every commit cost
+# the server about a third of a commit's fixed 0.9 ms of CPU, all of it under the lock.
+_COMMIT_SQL = (
+    b"BEGIN; EXECUTE ledger_lock;"
+    b" COPY ledger_nodes (id, hash, data) FROM STDIN (FORMAT BINARY);"
+    b" EXECUTE ledger_finish; EXECUTE ledger_check; COMMIT"
+)
 
 
 def _text(res: pq.abc.PGresult, col: int = 0) -> str:
@@ -257,6 +261,7 @@ class PGStore:
                 f"SET synchronous_commit = on; SET lock_timeout = {self._lock_timeout_ms};"
                 " SET idle_in_transaction_session_timeout = 30000".encode()
             )
+            conn.execute(_PREPARE_SQL)
             self._wconn = conn
         return conn
 
