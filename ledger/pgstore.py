@@ -47,13 +47,14 @@ T = TypeVar("T")
 # and a state row (id STATE_ID: new size + frontier, and the signed checkpoint) that the
 # statements after it move into ledger_checkpoints and ledger_tree, deleting it again, so
 # the transaction commits without waiting for the client once the COPY ends.
-# Measured (bench/ledger.py postgres, 2 writer processes on a busy 2-core machine): with
-# BEGIN+lock, COPY and checkpoint+tree+COMMIT as separate exchanges (four round trips,
-# each a wait for the writer thread to get the GIL back from the event loop) the lock was
-# held 23.7 ms per 337-append batch, of which 2.1 ms computing; see bench/RESULTS.md.
-# The last SELECT checks, inside the transaction, the invariant that the leaves end where
-# the tree does (a division by zero aborts it otherwise): a bug can fail a commit, never
-# commit a tree that disagrees with its rows.
+# Why not psycopg's cursor.copy() and pipelines (bench/ledger.py postgres, 2 writer
+# processes, busy 2-core machine): with BEGIN+lock, COPY and checkpoint+tree+COMMIT as
+# separate exchanges (four round trips, each a wait for the writer thread to get the GIL
+# back from the event loop) the lock was held 23.7 ms per 337-append batch; as one string,
+# 12-17 ms per ~460-append batch on the same machine (see bench/RESULTS.md, 2026-12-03).
+# ledger_check verifies, inside the transaction, that the leaves end where the tree does
+# (a division by zero aborts it otherwise): a bug can fail a commit, never commit a tree
+# that disagrees with its rows.
 _PREPARE_SQL = (
     b"PREPARE ledger_lock AS SELECT size, frontier FROM ledger_tree WHERE id = 0 FOR UPDATE;"
     b" PREPARE ledger_finish AS WITH s AS (DELETE FROM ledger_nodes WHERE id = %d RETURNING"
