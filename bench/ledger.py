@@ -1006,7 +1006,8 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
             key="aps",
             base=n == 2,
             note=f"(server {med(k, 'own_server_cpu_us'):.1f} us/append [all postgres "
-            f"{med(k, 'server_cpu_us'):.1f}], writers {med(k, 'client_cpu_us'):.1f} us/append; "
+            f"{med(k, 'server_cpu_us'):.1f}], writers {med(k, 'client_cpu_us'):.1f} us/append "
+            f"of which ledger-writer threads {med(k, 'writer_thread_cpu_us'):.1f}; "
             f"avg batch {med(k, 'avg_batch'):.0f}; writer threads in _commit "
             f"{100 * med(k, 'commit_busy') / n:.0f}% of the time)",
         )
@@ -1064,7 +1065,8 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
         "writer (which other clients of the server drive too); [all postgres]: every "
         "postgres process on this machine (other databases' clients included). Writers: "
         "the writer processes' own CPU per append (appenders, event loop and ledger writer "
-        "thread); SQLite: the whole bench process's CPU per append over the row.",
+        "thread), and the ledger-writer threads' part of it (/proc task stat); SQLite: the "
+        "whole bench process's CPU per append over the row.",
         "raw: the rows one group commit writes (leaves with SHA-256, as many node rows, a "
         "checkpoint, the tree-state row) by COPY in one transaction per 1000 appends, "
         "synchronous_commit=on; no tree, no signature, no receipts, no asyncio.",

@@ -133,6 +133,14 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         log._run = profiled_run  # type: ignore[method-assign]
     log.start()
     base = (k + 1) * 10**9
+    assert log._thread is not None
+    tid = log._thread.native_id
+
+    def writer_cpu() -> float:
+        """CPU seconds of the ledger-writer thread (the rest of the process is the event
+        loop running the appenders, and the interpreter's other threads)."""
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def profile_loop() -> None:
         # The event loop's profile starts at the start line; the writer's runs from the
@@ -156,11 +164,11 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
                 await log.append(entry(next(seq)))
                 count += 1
 
-        t0, c0 = now(), resource.getrusage(resource.RUSAGE_SELF)
+        t0, c0, w0 = now(), resource.getrusage(resource.RUSAGE_SELF), writer_cpu()
         await asyncio.wait_for(asyncio.gather(*(one() for _ in range(appenders))), dur + STALL)
-        c1 = resource.getrusage(resource.RUSAGE_SELF)
+        c1, w1 = resource.getrusage(resource.RUSAGE_SELF), writer_cpu()
         cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-        return {"count": count, "elapsed": now() - t0, "cpu": cpu}
+        return {"count": count, "elapsed": now() - t0, "cpu": cpu, "writer_cpu": w1 - w0}
 
     async def open_loop(rate: float) -> dict[str, Any]:
         for i in range(200):
@@ -262,6 +270,7 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
     if mode == "closed":
         r["aps"] = sum(o["count"] / o["elapsed"] for o in outs)
         r["client_cpu_us"] = 1e6 * sum(o["cpu"] for o in outs) / max(1, count)
+        r["writer_thread_cpu_us"] = 1e6 * sum(o["writer_cpu"] for o in outs) / max(1, count)
         r["avg_batch"] = count / max(1, sum(o["commits"] for o in outs))
         r["commit_busy"] = sum(o["commit_s"] for o in outs) / dur
     else:
