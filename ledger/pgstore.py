@@ -258,9 +258,18 @@ class PGStore:
             # synchronous standbys configured, replicated) - an acknowledged append is
             # durable. lock_timeout bounds the wait behind a stuck writer; the server ends
             # a session left idle inside a transaction, releasing the tree-state lock.
+            # While it holds the lock this session is inside a COPY, waiting for the rows
+            # (see _COMMIT_SQL), where neither that timeout nor statement_timeout acts
+            # (measured on PostgreSQL 15: the lock stays held until the client sends or its
+            # connection ends): the server's own keepalives end it when the writer's host
+            # stops answering (a crash, a partition, a paused VM) in ~11 s, not the
+            # system's default 2 hours. A writer process that is stopped (SIGSTOP) while
+            # its host lives holds the lock until it resumes or dies.
             conn.execute(
                 f"SET synchronous_commit = on; SET lock_timeout = {self._lock_timeout_ms};"
-                " SET idle_in_transaction_session_timeout = 30000".encode()
+                " SET idle_in_transaction_session_timeout = 30000;"
+                " SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                " SET tcp_keepalives_count = 3".encode()
             )
             conn.execute(_PREPARE_SQL)
             self._wconn = conn
