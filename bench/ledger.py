@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -305,11 +306,17 @@ def run_telegate(path: Path, c: int, dur: float, seq: Iterator[int]) -> dict[str
     batches: list[tuple[int, float]] = []
     log = open_log(path, batches)
 
+    cpu = [0.0]
+
     async def run() -> tuple[int, float]:
         warm = (log.append(entry(next(seq))) for _ in range(min(c, 100)))
         await asyncio.wait_for(asyncio.gather(*warm), STALL)
         batches.clear()  # warm-up done
-        return await closed_loop(log.append, c, dur, seq)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        out = await closed_loop(log.append, c, dur, seq)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu[0] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        return out
 
     try:
         durability = telegate_durability(log)
@@ -317,6 +324,7 @@ def run_telegate(path: Path, c: int, dur: float, seq: Iterator[int]) -> dict[str
     finally:
         log.close()
     return {
+        "cpu_us": 1e6 * cpu[0] / max(1, n),
         "aps": n / el,
         "avg_batch": n / len(batches) if batches else math.nan,
         "busy": sum(b[1] for b in batches) / el,
@@ -997,12 +1005,23 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
             "/s",
             key="aps",
             base=n == 2,
-            note=f"(server {med(k, 'server_cpu_us'):.1f} us/append, writers "
-            f"{med(k, 'client_cpu_us'):.1f} us/append; avg batch {med(k, 'avg_batch'):.0f}; "
-            f"writer threads in _commit {100 * med(k, 'commit_busy') / n:.0f}% of the time)",
+            note=f"(server {med(k, 'own_server_cpu_us'):.1f} us/append [all postgres "
+            f"{med(k, 'server_cpu_us'):.1f}], writers {med(k, 'client_cpu_us'):.1f} us/append "
+            f"of which ledger-writer threads {med(k, 'writer_thread_cpu_us'):.1f}; "
+            f"avg batch {med(k, 'avg_batch'):.0f}; writer threads in _commit "
+            f"{100 * med(k, 'commit_busy') / n:.0f}% of the time)",
         )
+        m[f"pg_server_us_{n}"] = med(k, "own_server_cpu_us")
+        m[f"pg_writer_us_{n}"] = med(k, "client_cpu_us")
     m["pg_sqlite_aps"] = med("sqlite", "aps")
-    t.add("telegate SQLiteStore, 1 process", "appends/s", m["pg_sqlite_aps"], "/s", key="aps")
+    t.add(
+        "telegate SQLiteStore, 1 process",
+        "appends/s",
+        m["pg_sqlite_aps"],
+        "/s",
+        key="aps",
+        note=f"(process {med('sqlite', 'cpu_us'):.1f} us/append, SQLite in it)",
+    )
     m["pg_raw_aps"] = med("raw", "aps")
     t.add(
         "raw psycopg COPY (batch=1000)",
@@ -1010,7 +1029,8 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
         m["pg_raw_aps"],
         "/s",
         key="aps",
-        note=f"(server {med('raw', 'server_cpu_us'):.1f} us/append)",
+        note=f"(server {med('raw', 'own_server_cpu_us'):.1f} us/append [all postgres "
+        f"{med('raw', 'server_cpu_us'):.1f}])",
     )
     for n in (2, 1):
         r = lat[n]
@@ -1022,7 +1042,8 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
             r["p99_ms"],
             "ms",
             note=f"(completed {r['count']:,}; avg batch {r['avg_batch']:.0f}; "
-            f"server {r['server_cpu_us']:.1f} us/append)",
+            f"server {r['own_server_cpu_us']:.1f} us/append [all postgres "
+            f"{r['server_cpu_us']:.1f}])",
         )
     at = f" @{OFFERED_RATE:,.0f}/s"
     t.add("telegate SQLiteStore", "p50 from scheduled time" + at, sqlite_lat["p50_ms"], "ms")
@@ -1039,9 +1060,13 @@ def bench_postgres(cfg: Config, tmp: Path, res: Results) -> None:
         "over the writer processes, each a Log over a PGStore on one fresh schema; "
         f"median of {cfg.rounds} round(s). Latency: {cfg.latency_seconds:g}s open loop, "
         "the offered rate split over the processes.",
-        "server CPU: utime+stime of every postgres process on this machine over the row, "
-        "per append (other clients of the server count too); writers: the writer "
-        "processes' own CPU per append.",
+        "server CPU: utime+stime over the row, per append, of the row's own backends (the "
+        "writers' connections) plus the server's WAL writer, checkpointer and background "
+        "writer (which other clients of the server drive too); [all postgres]: every "
+        "postgres process on this machine (other databases' clients included). Writers: "
+        "the writer processes' own CPU per append (appenders, event loop and ledger writer "
+        "thread), and the ledger-writer threads' part of it (/proc task stat); SQLite: the "
+        "whole bench process's CPU per append over the row.",
         "raw: the rows one group commit writes (leaves with SHA-256, as many node rows, a "
         "checkpoint, the tree-state row) by COPY in one transaction per 1000 appends, "
         "synchronous_commit=on; no tree, no signature, no receipts, no asyncio.",

@@ -3,6 +3,9 @@ the server's CPU per append. Section ``postgres`` of ``python -m bench.ledger``.
 
 ``BENCH_SWITCH=0.0005`` sets the writer processes' ``sys.setswitchinterval`` (an experiment:
 how long the writer thread waits for the GIL after each database round trip).
+``BENCH_PROFILE=DIR`` runs cProfile (wall clock) in each writer process's ledger-writer
+thread and in its event loop, from the start line to the end of the row, and writes
+``DIR/writer-K.pstats`` and ``DIR/loop-K.pstats`` (read them with ``python -m pstats``).
 
 Each telegate row spawns N writer processes (``python -m bench.ledger_pg worker ...``), each
 a Log over a PGStore on one fresh schema; they open the log, wait for the same start line,
@@ -13,6 +16,8 @@ run for the row's duration and print their counts. Server CPU is the CPU time of
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import cProfile
 import hashlib
 import json
 import os
@@ -21,7 +26,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,10 +63,30 @@ def server_cpu() -> dict[int, float]:
     return out
 
 
-def cpu_since(before: dict[int, float]) -> float:
-    """Server CPU seconds since ``before``; backends that exited meanwhile are not counted
-    (the rows' own backends live through them)."""
-    return sum(t - before.get(pid, 0.0) for pid, t in server_cpu().items())
+# The server processes that every commit drives (WAL flushes, dirty buffers) whoever sends it.
+_SHARED = (b"walwriter", b"checkpointer", b"background writer")
+
+
+def shared_pids() -> set[int]:
+    out: set[int] = set()
+    for pid in server_cpu():
+        with contextlib.suppress(OSError):
+            if any(n in Path(f"/proc/{pid}/cmdline").read_bytes() for n in _SHARED):
+                out.add(pid)
+    return out
+
+
+def cpu_since(before: dict[int, float], pids: Iterable[int] | None = None) -> float:
+    """Server CPU seconds since ``before`` of every postgres process, or of ``pids`` only;
+    processes that exited meanwhile are not counted (the rows' own backends live through
+    them)."""
+    now_ = server_cpu()
+    keep = now_.keys() if pids is None else set(pids) & now_.keys()
+    return sum(now_[pid] - before.get(pid, 0.0) for pid in keep)
+
+
+def backend_pids(conns: Iterable[psycopg.Connection[Any] | None]) -> list[int]:
+    return [c.info.backend_pid for c in conns if c is not None and not c.closed]
 
 
 @contextmanager
@@ -92,8 +117,37 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         max_batch=MAX_BATCH,
         on_commit=lambda n, t: batches.append((n, t)),
     )
+    prof_dir = os.environ.get("BENCH_PROFILE")
+    profs: dict[str, cProfile.Profile] = {}
+    if prof_dir:
+        run = log._run
+
+        def profiled_run() -> None:
+            profs["writer"] = p = cProfile.Profile()
+            p.enable()
+            try:
+                run()
+            finally:
+                p.disable()
+
+        log._run = profiled_run  # type: ignore[method-assign]
     log.start()
     base = (k + 1) * 10**9
+    assert log._thread is not None
+    tid = log._thread.native_id
+
+    def writer_cpu() -> float:
+        """CPU seconds of the ledger-writer thread (the rest of the process is the event
+        loop running the appenders, and the interpreter's other threads)."""
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def profile_loop() -> None:
+        # The event loop's profile starts at the start line; the writer's runs from the
+        # writer's start (the warm-up is a hundred appends, noise).
+        if prof_dir:
+            profs["loop"] = p = cProfile.Profile()
+            p.enable()
 
     async def closed(appenders: int) -> dict[str, Any]:
         seq = iter(range(base, base + 10**9))
@@ -101,6 +155,7 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         batches.clear()
+        profile_loop()
         deadline, count = now() + dur, 0
 
         async def one() -> None:
@@ -109,11 +164,11 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
                 await log.append(entry(next(seq)))
                 count += 1
 
-        t0, c0 = now(), resource.getrusage(resource.RUSAGE_SELF)
+        t0, c0, w0 = now(), resource.getrusage(resource.RUSAGE_SELF), writer_cpu()
         await asyncio.wait_for(asyncio.gather(*(one() for _ in range(appenders))), dur + STALL)
-        c1 = resource.getrusage(resource.RUSAGE_SELF)
+        c1, w1 = resource.getrusage(resource.RUSAGE_SELF), writer_cpu()
         cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-        return {"count": count, "elapsed": now() - t0, "cpu": cpu}
+        return {"count": count, "elapsed": now() - t0, "cpu": cpu, "writer_cpu": w1 - w0}
 
     async def open_loop(rate: float) -> dict[str, Any]:
         for i in range(200):
@@ -121,6 +176,7 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         batches.clear()
+        profile_loop()
         lat: list[float] = []
         tasks: set[asyncio.Task[None]] = set()
 
@@ -135,12 +191,20 @@ def _worker(mode: str, url: str, k: int, load: float, dur: float) -> dict[str, A
 
     try:
         out = asyncio.run(closed(int(load)) if mode == "closed" else open_loop(load))
+        if "loop" in profs:
+            profs["loop"].disable()
+            profs["loop"].dump_stats(f"{prof_dir}/loop-{k}.pstats")
+        store = log.store
+        assert isinstance(store, PGStore)
+        out["pids"] = backend_pids([store._wconn, *store._pool._idle.queue])
         out["commits"] = len(batches)
         out["commit_s"] = sum(t for _, t in batches)
         print(json.dumps(out), flush=True)
         sys.stdin.readline()  # keep the connections (and their server CPU) until measured
     finally:
         log.close()
+        if "writer" in profs:
+            profs["writer"].dump_stats(f"{prof_dir}/writer-{k}.pstats")
     return out
 
 
@@ -176,7 +240,7 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
             assert p.stdout is not None
             if p.stdout.readline().strip() != b"ready":
                 raise RuntimeError(f"a writer process failed to start (exit {p.wait()})")
-        s0 = server_cpu()
+        s0, shared = server_cpu(), shared_pids()
         for p in procs:
             assert p.stdin is not None
             p.stdin.write(b"go\n")
@@ -189,6 +253,7 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
                 raise RuntimeError(f"a writer process failed (exit {p.wait()})")
             outs.append(json.loads(line))
         server = cpu_since(s0)
+        own = cpu_since(s0, [pid for o in outs for pid in o["pids"]] + list(shared))
         for p in procs:
             p.communicate(b"exit\n", timeout=STALL)
     finally:
@@ -197,10 +262,15 @@ def run_writers(mode: str, url: str, n: int, load: float, dur: float) -> dict[st
                 p.kill()
                 p.wait()
     count = sum(o["count"] for o in outs)
-    r: dict[str, Any] = {"count": count, "server_cpu_us": 1e6 * server / max(1, count)}
+    r: dict[str, Any] = {
+        "count": count,
+        "server_cpu_us": 1e6 * server / max(1, count),
+        "own_server_cpu_us": 1e6 * own / max(1, count),
+    }
     if mode == "closed":
         r["aps"] = sum(o["count"] / o["elapsed"] for o in outs)
         r["client_cpu_us"] = 1e6 * sum(o["cpu"] for o in outs) / max(1, count)
+        r["writer_thread_cpu_us"] = 1e6 * sum(o["writer_cpu"] for o in outs) / max(1, count)
         r["avg_batch"] = count / max(1, sum(o["commits"] for o in outs))
         r["commit_busy"] = sum(o["commit_s"] for o in outs) / dur
     else:
@@ -219,9 +289,10 @@ def run_raw(url: str, batch: int, dur: float) -> dict[str, Any]:
     PGStore(url).close()  # the same tables, and the same COPY framing as the store
     sha = hashlib.sha256
     n, busy = 0, 0.0
-    s0 = server_cpu()
+    s0, shared = server_cpu(), shared_pids()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = on")
+        pids = [*backend_pids([conn]), *shared]
         wall = now()
         while now() - wall < dur:
             rows = [entry(n + i) for i in range(batch)]
@@ -244,7 +315,8 @@ def run_raw(url: str, batch: int, dur: float) -> dict[str, Any]:
             busy += now() - t0
             n += batch
         server = cpu_since(s0)  # before the connection (and its backend) closes
-    return {"aps": n / busy, "server_cpu_us": 1e6 * server / n}
+        own = cpu_since(s0, pids)
+    return {"aps": n / busy, "server_cpu_us": 1e6 * server / n, "own_server_cpu_us": 1e6 * own / n}
 
 
 def main(argv: list[str]) -> int:

@@ -40,6 +40,7 @@ from .merkle import (
     inclusion_proof,
     inclusion_proofs,
     leaf_hash,
+    node_hash,
     tree_hash,
     verify_inclusion,
 )
@@ -414,15 +415,91 @@ class Log:
         start, new, note = c.start, c.nodes, c.note
         size = self._frontier.size
         self._advance(size, note)
-        reader = _BatchReader(new, c.base, self.store)
         indices = range(start, start + len(batch))
-        proofs = inclusion_proofs(start, start + len(batch), size, reader)
-        receipts = [
-            Receipt(i, new[(0, i)], note, tuple(p)) for i, p in zip(indices, proofs, strict=True)
-        ]
+        proofs = _tail_proofs(start, new, c.base, self._frontier.nodes)
+        if proofs is None:
+            reader = _BatchReader(new, c.base, self.store)
+            proofs = [tuple(p) for p in inclusion_proofs(start, size, size, reader)]
+        receipts = [Receipt(i, new[(0, i)], note, p) for i, p in zip(indices, proofs, strict=True)]
         if self._on_commit is not None:
             self._on_commit(len(batch), time.perf_counter() - t0)
         return receipts
+
+
+def _tail_proofs(
+    start: int,
+    new: dict[tuple[int, int], bytes],
+    base: dict[tuple[int, int], bytes],
+    frontier: Sequence[tuple[int, int, bytes]],
+) -> list[tuple[bytes, ...]] | None:
+    """Audit paths of the leaves ``start..size-1`` that one commit appended at the tail of
+    the tree whose maximal complete subtrees are ``frontier`` (``size`` leaves), from the
+    batch's ``new`` nodes and the ``base`` frontier before it; None if a node is not at
+    hand (never expected: the caller then falls back on the store).
+
+    The same paths as :func:`~ledger.merkle.inclusion_proofs`, computed level by level:
+    in an RFC 6962 tree (RFC 9162 2.1.1) the node at level ``l`` holding leaf ``i`` is
+    ``i >> l``, and its sibling ``(i >> l) ^ 1`` is either complete (a node the batch
+    completed, or a frontier node of the tree before it), or the tree's last, incomplete
+    node at that level (the hash of the frontier nodes below ``l``), or absent (the node is
+    carried up unpaired and adds nothing to the path). Each sibling is looked up once per
+    level, not once per leaf, and the levels above the batch's common ancestor give every
+    leaf the same tail. Why not the generic walk: cProfile of a PostgreSQL bench writer
+    (2 processes, 1000 appenders) put inclusion_proofs at 1.2 s of the writer thread's
+    4.2 s; for a batch of 450 at 1M leaves it costs 7-16 us per append, this 2.6 us.
+    """
+    nodes = list(frontier)
+    if not nodes:
+        return None
+    size = 0
+    for lvl, _, _ in nodes:
+        size += 1 << lvl
+    n = size - start
+    if n <= 0:
+        return [] if n == 0 else None
+    # partial[l]: hash of the last, incomplete node of level l (levels with one), i.e.
+    # fold_right of the frontier nodes below l (the frontier runs from high to low level).
+    partial: dict[int, bytes] = {}
+    acc: bytes | None = None
+    for j in range(len(nodes) - 1, -1, -1):
+        lvl, _, h = nodes[j]
+        acc = h if acc is None else node_hash(h, acc)
+        upper = nodes[j - 1][0] if j else lvl + 64
+        for lv in range(lvl + 1, upper + 1):
+            partial[lv] = acc
+    top = (size - 1).bit_length()  # levels 0..top-1 can have a sibling
+    last = size - 1
+    paths: list[list[bytes]] = [[] for _ in range(n)]
+    common: list[bytes] = []
+    for lvl in range(top):
+        first_a, last_a = start >> lvl, last >> lvl
+        complete = size >> lvl
+        sibs: list[bytes | None] = []
+        for a in range(first_a, last_a + 1):
+            s = a ^ 1
+            if s < complete:
+                found = new.get((lvl, s)) or base.get((lvl, s))
+                if found is None:
+                    return None
+                sibs.append(found)
+            elif s == complete and lvl in partial:
+                sibs.append(partial[lvl])
+            else:
+                sibs.append(None)
+        if first_a == last_a:
+            if sibs[0] is not None:
+                common.append(sibs[0])
+            continue
+        width = 1 << lvl
+        for k, sib in enumerate(sibs):
+            if sib is None:
+                continue
+            lo = max((first_a + k) * width, start) - start
+            hi = min((first_a + k + 1) * width, size) - start
+            for p in paths[lo:hi]:
+                p.append(sib)
+    tail = tuple(common)
+    return [(*p, *tail) for p in paths]
 
 
 class _BatchReader:
