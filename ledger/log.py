@@ -333,6 +333,17 @@ class Log:
     def _next(self) -> _Pending | object:
         """The next queued item; over a shared store, refresh the view while idle."""
         if not self.store.shared:
+            # After a failed commit (a full disk), probe the file while idle: readiness must
+            # come back when the fault ends, not only after some append is let through.
+            probe = getattr(self.store, "probe", None)
+            while self._unavailable and probe is not None:
+                try:
+                    return self._queue.get(timeout=max(self.refresh_interval, 0.25))
+                except queue.Empty:
+                    pass
+                with contextlib.suppress(LedgerError):
+                    probe()
+                    self._unavailable = False
             return self._queue.get()
         while True:
             try:

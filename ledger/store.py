@@ -348,6 +348,25 @@ class SQLiteStore:
                 self._conns.remove(db)
         self._local.db = None
 
+    def probe(self) -> None:
+        """Raise LedgerUnavailable unless the log's file system takes a synced write now (a
+        disk that was full has room again): 64 KiB written, fsynced and removed beside the
+        log. The writer calls it while idle after a failed commit, so readiness returns when
+        the fault ends rather than only after an append succeeds."""
+        probe = self.path.with_name(self.path.name + ".probe")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, bytes(1 << 16))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise LedgerUnavailable(f"the log's file system takes no writes: {e.strerror}") from e
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+
     def close(self) -> None:
         with self._conns_lock:
             for db in self._conns:

@@ -108,13 +108,6 @@ def test_locked_past_busy_timeout_fails_the_batch_not_the_writer(
         log.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger/log.py: an embedded (non-shared) Log clears _unavailable only on a "
-    "successful commit, so /readyz stays 503 after space returns until some append "
-    "succeeds; a load balancer waiting for ready never sends one. Fix: in Log._next, "
-    "while _unavailable and not shared, probe the store when idle (as for shared stores).",
-)
 def test_ready_again_when_space_returns_without_an_append(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", 4) as mnt:
         log = Log(SQLiteStore(mnt / "ledger.db"), Signer.generate(ORIGIN))
