@@ -70,6 +70,29 @@ SCHEMAS: dict[str, Schema] = {
             "sessions_0001",
             {"sessions": frozenset({"id", "patient", "provider", "state", "created", "updated"})},
         ),
+        Schema(
+            "vitals",
+            "vitals_0001",
+            {
+                "patient_keys": frozenset({"patient", "wrapped", "created"}),
+                "erased": frozenset({"patient", "time", "event", "ledger_index"}),
+                "batches": frozenset(
+                    {
+                        "seq",
+                        "device",
+                        "batch_id",
+                        "patient",
+                        "received",
+                        "tag",
+                        "nonce",
+                        "ciphertext",
+                        "event",
+                        "size_hint",
+                        "ledger_index",
+                    }
+                ),
+            },
+        ),
     )
 }
 

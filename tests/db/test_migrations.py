@@ -44,11 +44,19 @@ def test_a_data_dir_of_the_previous_release_is_adopted_with_every_record(
             )
         for s in old.SESSIONS:
             assert sessions.get(s[0]) == CallSession(*s[:3], State(s[3]), *s[4:])
-        assert db.current() == {"consent": head("consent"), "sessions": head("sessions")}
+        assert db.current() == {
+            "consent": head("consent"),
+            "sessions": head("sessions"),
+            "vitals": None,  # an old vitals.db is adopted when the vitals store opens it
+        }
         # Writable afterwards, and the old rows are still there after a second start.
         assert consents.revoke("c1", 1_700_000_500)
         sessions.add(CallSession("s4", "pat:9", "prov:9", State.SCHEDULED, 1, 1))
-        assert db.upgrade() == {"consent": head("consent"), "sessions": head("sessions")}
+        assert db.upgrade() == {
+            "consent": head("consent"),
+            "sessions": head("sessions"),
+            "vitals": head("vitals"),
+        }
     finally:
         db.close()
     raw = sqlite3.connect(data / "consent.db")
@@ -85,17 +93,20 @@ def test_db_upgrade_and_current_on_the_embedded_default(
     assert out == [
         "consent: none (behind: run `telegate db upgrade` for consent_0001)",
         "sessions: none (behind: run `telegate db upgrade` for sessions_0001)",
+        "vitals: none (behind: run `telegate db upgrade` for vitals_0001)",
     ]
     assert not (data / "consent.db").exists()  # asking creates nothing
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001",
         "sessions: sessions_0001",
+        "vitals: vitals_0001",
     ]
     assert main(["db", "current", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
+        "vitals: vitals_0001 (head)",
     ]
     db = Database(data)
     try:  # the legacy sessions.db kept its rows through `db upgrade`
@@ -117,6 +128,7 @@ def test_db_upgrade_and_current_on_postgresql(
     assert capsys.readouterr().out.splitlines() == [
         "consent: consent_0001 (head)",
         "sessions: sessions_0001 (head)",
+        "vitals: vitals_0001 (head)",
     ]
     assert not (tmp_path / "data").exists()  # nothing went to SQLite files
 
@@ -193,3 +205,43 @@ async def test_the_app_runs_its_consent_and_sessions_on_postgresql(
         assert c.execute("SELECT count(*) FROM consents").fetchone() == (1,)
         assert c.execute("SELECT scopes FROM consents").fetchone() == (["call"],)  # jsonb
         assert c.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+
+
+def test_an_old_data_dir_s_vitals_are_all_found_and_decrypt_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    from gateway.vitals.store import Erased, VitalsStore
+
+    data = tmp_path / "data"
+    old.make_data_dir(data)
+    db = Database(data)
+    try:
+        master = (data / "keys" / "vitals-master.key").read_bytes()
+        store = VitalsStore(db.open("vitals"), master)  # what serve does at start
+        assert db.current()["vitals"] == head("vitals")
+        for patient in {v[2] for v in old.VITALS}:
+            got = [
+                (m.device, m.batch_id, m.received, m.ledger_index, content)
+                for m, content in store.read(patient, 0, 2**62, 0, 100)
+            ]
+            assert got == [
+                (d, b, r, i, c) for d, b, p, r, c, i in old.VITALS if p == patient and i is not None
+            ]
+        # The batch the old release left pending is still pending (reconcile settles it).
+        assert [(d, b) for d, b, _e, _s in store.pending()] == [
+            (d, b) for d, b, _p, _r, _c, i in old.VITALS if i is None
+        ]
+        patient, when, _event, index = old.ERASED[0]
+        assert store.erased(patient) == (when, index)
+        with pytest.raises(Erased):
+            store.read(patient, 0, 2**62, 0, 100)
+        # Writable afterwards: a new batch goes in after the old ones and reads back.
+        tag, nonce, ct = store.seal("pat:1", "dev:1", "b3", b"{}", {"readings": []}, 1_700_000_100)
+        row = ("dev:1", "b3", "pat:1", 1_700_000_100, tag, nonce, ct, b"{}", 8)
+        assert store.commit([row], []) == [True]
+        store.set_indexes([(9, "dev:1", "b3")])
+        (*_, (last, content)) = store.read("pat:1", 0, 2**62, 0, 100)
+        assert (last.batch_id, content) == ("b3", {"readings": []})
+        assert last.seq > len(old.VITALS)  # AUTOINCREMENT kept: no sequence number reused
+    finally:
+        db.close()
