@@ -110,3 +110,31 @@ async def test_a_ledger_that_takes_no_appends_answers_503_with_retry_after(world
     resp = await world.send(b)
     assert resp.status == 503 and resp.headers["Retry-After"] == "5"
     assert (await resp.json())["type"].endswith("/unavailable")
+
+
+async def test_a_repost_leaves_a_young_batch_stored_elsewhere_to_its_replica(
+    world: World, config: Config
+) -> None:
+    intake = world.client.server.app[VITALS].intake
+    real = intake.append
+
+    async def broken(event: Any) -> Any:
+        raise RuntimeError("ledger unavailable")
+
+    intake.append = broken
+    b = batch([hr(70, time.time() - 5)], "elsewhere")
+    assert (await world.send(b)).status == 500
+    intake.append = real
+    # As if another replica had stored it and might be appending it right now.
+    intake._abandoned.clear()
+    busy = await world.send(b)
+    assert busy.status == 503 and 1 <= int(busy.headers["Retry-After"]) <= 5
+    assert (await world.events("vitals.batch")) == []
+    # Past the grace that replica is presumed gone: the re-post settles it, once.
+    _update_batches(config, received=batches.c.received - RECONCILE_GRACE)
+    again = await world.send(b)
+    assert again.status == 200, await again.text()
+    (ev,) = await world.events("vitals.batch")
+    assert ev["_index"] == (await again.json())["receipt"]["index"]
+    assert (await world.send(b)).status == 200
+    assert len(await world.events("vitals.batch")) == 1
