@@ -293,12 +293,14 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     master = await asyncio.to_thread(_secret, config.key_dir / "vitals-master.key")
-    store = await asyncio.to_thread(VitalsStore, config.data_dir / "vitals.db", master)
+    engine = await asyncio.to_thread(app[DATABASE].open, "vitals")
+    store = VitalsStore(engine, master, app[CLOCK])
     limits = Limits(config.vitals_max_readings, config.vitals_max_age, config.vitals_future_skew)
     intake = Intake(store, app[LOG], lambda ev: record(app, ev), app[CLOCK], limits)
     settled = await intake.reconcile()  # batches or erasures a crash left half-done
     if settled:
         log.warning("settled pending vitals records", extra={"fields": {"count": settled}})
+    intake.start_sweeping()
     deadlines = Deadlines(app[CLOCK])
     streamer = Streamer(
         app[HUB],

@@ -128,6 +128,29 @@ SCHEMAS: dict[str, Schema] = {
             },
             in_data_dir=False,
         ),
+        Schema(
+            "vitals",
+            "vitals_0001",
+            {
+                "patient_keys": frozenset({"patient", "wrapped", "created"}),
+                "erased": frozenset({"patient", "time", "event", "ledger_index"}),
+                "batches": frozenset(
+                    {
+                        "seq",
+                        "device",
+                        "batch_id",
+                        "patient",
+                        "received",
+                        "tag",
+                        "nonce",
+                        "ciphertext",
+                        "event",
+                        "size_hint",
+                        "ledger_index",
+                    }
+                ),
+            },
+        ),
     )
 }
 

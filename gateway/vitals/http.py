@@ -100,6 +100,8 @@ async def get_vitals(request: web.Request) -> web.Response:
     hi = int(until.timestamp()) + VITALS_MAX_AGE_CAP if until else 2**62
     after = q["after"]
     fetch = q["limit"] + 1  # every batch has a reading, so this many fill a page
+    # Read your writes: a batch this replica answered with a receipt is readable here.
+    await request.app[VITALS].intake.writer.indexes_written()
     try:
         batches = await asyncio.to_thread(store.read, pid, lo, hi, after[0] - 1, fetch)
     except Erased as e:

@@ -5,11 +5,23 @@ Order matters for "nothing lost": the sealed batch is stored first (pending), th
 crash in between leaves a pending row that :meth:`Intake.reconcile` settles on the next
 start (it finds the event on the ledger, or appends it), and a device that retries gets
 the same receipt, never a second event.
+
+With several replicas on one database, a pending row may be another replica's request in
+flight (stored, its append not yet done). Only the replica that stored a row settles it
+before it is ``RECONCILE_GRACE`` seconds old (and only once its own append has failed);
+anyone settles it after that, at start, in the periodic sweep or on a retry, under a row
+lock that makes every other settler skip it (``VitalsStore.settle``). A retry that meets a
+younger row stored elsewhere is told to come back (503, Retry-After) rather than append the
+event a second time. The grace is far above an append's latency (milliseconds; the ledger
+answers 503 when it cannot append), which is what makes the rule safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,13 +34,21 @@ from ..auth.jwk import HolderKey
 from ..auth.store import Subject
 from ..auth.tokens import Forbidden
 from ..clock import stamped
-from ..errors import BadRequest, Conflict, GatewayError
+from ..errors import BadRequest, Conflict, GatewayError, Unavailable
 from .batch import FHIR_CTY, Batch, Limits, check_readings, parse_native, verify_jws
 from .fhir import bundle_readings
 from .store import Erased, VitalsStore
 from .stream import Streamer
 
-__all__ = ["Gone", "Intake", "Prepared", "Vitals"]
+__all__ = ["RECONCILE_GRACE", "Gone", "InFlight", "Intake", "Prepared", "Vitals"]
+
+log = logging.getLogger("telegate.vitals")
+
+#: Seconds (injected clock) a pending batch or erasure belongs to the request that stored
+#: it; after that any replica may settle it.
+RECONCILE_GRACE = 30
+#: How many of this process's failed appends it remembers, to settle them on the retry.
+ABANDONED_MAX = 10_000
 
 Append = Callable[[Event | bytes], Awaitable[Receipt]]
 Lookup = Callable[[str], Subject | None]
@@ -38,6 +58,11 @@ class Gone(GatewayError):
     status = 410
     slug = "erased"
     title = "This patient's data was erased"
+
+
+class InFlight(Unavailable):
+    """The batch is stored and another replica is appending its event: retry later for
+    the receipt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +86,7 @@ class _GroupWriter:
         self.executor = executor
         self._rows: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
         self._done: list[tuple[int, str, str]] = []
+        self._marks: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
 
     def _kick(self) -> None:
@@ -77,10 +103,21 @@ class _GroupWriter:
         self._done.append((index, device, batch_id))
         self._kick()
 
+    async def indexes_written(self) -> None:
+        """Return once the ledger indexes noted so far are committed (or their commit
+        failed): a read after a post on this replica then sees that batch."""
+        if not self._done and (self._task is None or self._task.done()):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append(fut)
+        self._kick()
+        await fut
+
     async def _run(self) -> None:
-        while self._rows or self._done:
+        while self._rows or self._done or self._marks:
             rows, self._rows = self._rows, []
             done, self._done = self._done, []
+            marks, self._marks = self._marks, []
             batch = [r for r, _ in rows]
             loop = asyncio.get_running_loop()
             try:
@@ -90,6 +127,10 @@ class _GroupWriter:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
+            finally:
+                for mark in marks:
+                    if not mark.done():
+                        mark.set_result(None)
             for (_, fut), ok in zip(rows, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
@@ -118,6 +159,10 @@ class Intake:
         self.cpu = ThreadPoolExecutor(2, thread_name_prefix="vitals-prepare")
         self.writer = _GroupWriter(store, ThreadPoolExecutor(1, thread_name_prefix="vitals-db"))
         self._inflight: dict[tuple[str, str], asyncio.Future[Receipt]] = {}
+        # Batches this process stored whose append then failed: no one here appends them
+        # any more, so the retry may settle them at once, whatever their age.
+        self._abandoned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- the CPU part, run in a thread -----------------------------------------------
     def prepare(self, lookup: Lookup, sub: str, jws: str) -> Prepared:
@@ -215,8 +260,15 @@ class Intake:
             p.entry,
             self.ledger.size,
         )
+        key = (p.device, p.batch.batch_id)
         if await self.writer.put(row):
-            receipt = await self.append(p.entry)
+            try:
+                receipt = await self.append(p.entry)
+            except BaseException:
+                self._abandoned[key] = None
+                if len(self._abandoned) > ABANDONED_MAX:
+                    self._abandoned.popitem(last=False)
+                raise
             self.writer.indexed(receipt.index, p.device, p.batch.batch_id)
             return receipt, True
         # Not inserted: a repeat of this batch id (or the patient was erased meanwhile).
@@ -226,10 +278,22 @@ class Intake:
         if found.tag != p.tag:
             raise Conflict(f"batch {p.batch.batch_id} was already received with other content")
         if found.ledger_index is None:
-            # Stored, but its event was not appended (a failed append): finish it now.
-            await self.reconcile()
+            # Stored, its event not known on the ledger: finish it now if no one else may be
+            # appending it (our own failed append, or older than the grace).
+            wait = found.received + RECONCILE_GRACE - int(self.clock())
+            if key not in self._abandoned and wait > 0:
+                raise InFlight(
+                    f"batch {p.batch.batch_id} is being recorded; retry for its receipt",
+                    headers={"Retry-After": str(min(wait, 5))},
+                )
+            await self._settle(int(self.clock()), only=key)
             found = await asyncio.to_thread(self.store.find, p.device, p.batch.batch_id)
-            assert found is not None and found.ledger_index is not None
+            assert found is not None
+            if found.ledger_index is None:  # another replica holds it right now
+                raise InFlight(
+                    f"batch {p.batch.batch_id} is being recorded; retry for its receipt",
+                    headers={"Retry-After": "1"},
+                )
         return await asyncio.to_thread(self.ledger.receipt_for, found.ledger_index), False
 
     async def record_erasure(self, patient: str, event: bytes) -> Receipt:
@@ -239,32 +303,71 @@ class Intake:
         return receipt
 
     async def close(self) -> None:
-        """Commit what is queued, then stop the threads and close the store."""
+        """Stop the sweep, commit what is queued, then stop the threads and close the
+        store."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.writer.flush()
         self.cpu.shutdown()
         self.writer.executor.shutdown()
         await asyncio.to_thread(self.store.close)
 
     # -- recovery --------------------------------------------------------------------
-    async def reconcile(self) -> int:
-        """Settle batches stored but not known on the ledger, and erasures not recorded:
-        find each event on the ledger (from the size when it was stored) or append it.
-        Returns how many were settled."""
+    async def reconcile(self, grace: int | None = None) -> int:
+        """Settle batches stored but not known on the ledger, and erasures not recorded,
+        that are at least ``grace`` seconds old: find each batch's event on the ledger
+        (from the size when it was stored) or append it. The default grace is none for an
+        embedded store at start (no other process uses it, and nothing is in flight yet),
+        else ``RECONCILE_GRACE``. Returns how many were settled."""
+        if grace is None:
+            grace = RECONCILE_GRACE if self.store.shared or self._sweeper else 0
         await self.writer.flush()
-        pending = await asyncio.to_thread(self.store.pending)
-        settled: list[tuple[int, str, str]] = []
-        for device, batch_id, event, size_hint in pending:
-            index = await asyncio.to_thread(self._find, event, size_hint)
-            if index is None:
-                index = (await self.append(event)).index
-            settled.append((index, device, batch_id))
-        if settled:
-            await asyncio.to_thread(self.store.set_indexes, settled)
-        erasures = await asyncio.to_thread(self.store.unrecorded_erasures)
-        for patient, event in erasures:
-            index = (await self.append(event)).index
-            await asyncio.to_thread(self.store.set_erasure_index, patient, index)
-        return len(settled) + len(erasures)
+        cutoff = int(self.clock()) - grace
+        n = await self._settle(cutoff)
+        append = self._blocking_append()
+
+        return n + await asyncio.to_thread(self.store.settle_erasures, cutoff, append)
+
+    def _blocking_append(self) -> Callable[[bytes], int]:
+        """``append`` for the store's thread (which holds a row lock meanwhile): the append
+        itself runs on this loop; the thread waits for its index."""
+        loop = asyncio.get_running_loop()
+
+        async def append(event: bytes) -> Receipt:
+            return await self.append(event)
+
+        return lambda event: asyncio.run_coroutine_threadsafe(append(event), loop).result().index
+
+    async def _settle(self, cutoff: int, only: tuple[str, str] | None = None) -> int:
+        append = self._blocking_append()
+
+        def resolve(event: bytes, size_hint: int) -> int:
+            index = self._find(event, size_hint)
+            return append(event) if index is None else index
+
+        n = await asyncio.to_thread(self.store.settle, cutoff, resolve, only)
+        if only is not None:
+            self._abandoned.pop(only, None)
+        return n
+
+    def start_sweeping(self, every: float = RECONCILE_GRACE) -> None:
+        """Settle, every ``every`` seconds, what was left pending longer than the grace (a
+        request whose append failed and was never retried, a replica that died)."""
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    n = await self.reconcile(RECONCILE_GRACE)
+                except Exception:  # the next round tries again; requests are unaffected
+                    log.exception("settling pending vitals records failed")
+                    continue
+                if n:
+                    log.warning("settled pending vitals records", extra={"fields": {"count": n}})
+
+        self._sweeper = asyncio.ensure_future(sweep())
 
     def _find(self, event: bytes, start: int, chunk: int = 1024) -> int | None:
         size = self.ledger.size

@@ -149,30 +149,56 @@ async def test_erasure_shreds_the_data_and_keeps_the_log_valid(
 async def test_no_key_material_or_reading_survives_in_the_files(
     world: World, config: Config
 ) -> None:
-    import sqlite3
+    import sqlalchemy as sa
+
+    from gateway.db import Database, reading
+    from gateway.vitals.tables import batches, erased, patient_keys
 
     now = await _seed(world, 1)
-    db = Path(config.data_dir) / "vitals.db"
-    con = sqlite3.connect(db)
-    (wrapped,) = con.execute(
-        "SELECT wrapped FROM patient_keys WHERE patient = ?", (world.pat.sub,)
-    ).fetchone()
-    (ct,) = con.execute(
-        "SELECT ciphertext FROM batches WHERE patient = ?", (world.pat.sub,)
-    ).fetchone()
-    con.close()
-    files = [p for p in db.parent.glob("vitals.db*")]
-    assert any(wrapped in p.read_bytes() for p in files)
-    # Nothing about a reading is in plain text (the ledger event kept for recovery names
-    # the codes, as the ledger does; never a unit, value or time).
-    for p in files:
-        data = p.read_bytes()
-        assert b"mm[Hg]" not in data and b"/min" not in data
-        assert iso(now - 300)[:19].encode() not in data
-    assert (await _erase(world)).status == 200
-    for p in db.parent.glob("vitals.db*"):
-        data = p.read_bytes()
-        assert wrapped not in data and ct[:64] not in data, p.name
+    db = Database.from_config(config)
+    try:
+        engine = db.engine("vitals")
+        pat = world.pat.sub
+        with reading(engine) as c:
+            wrapped = c.execute(
+                sa.select(patient_keys.c.wrapped).where(patient_keys.c.patient == pat)
+            ).scalar_one()
+            ct = c.execute(
+                sa.select(batches.c.ciphertext).where(batches.c.patient == pat)
+            ).scalar_one()
+            stored = b"".join(
+                v if isinstance(v, bytes) else str(v).encode()
+                for row in c.execute(sa.select(batches)).all()
+                for v in row
+            )
+        # Nothing about a reading is in plain text (the ledger event kept for recovery names
+        # the codes, as the ledger does; never a unit, value or time).
+        assert b"mm[Hg]" not in stored and b"/min" not in stored
+        assert iso(now - 300)[:19].encode() not in stored
+        files = list(config.data_dir.glob("vitals.db*")) if db.embedded else []
+        assert not db.embedded or any(wrapped in p.read_bytes() for p in files)
+        for p in files:
+            data = p.read_bytes()
+            assert b"mm[Hg]" not in data and b"/min" not in data
+            assert iso(now - 300)[:19].encode() not in data
+        assert (await _erase(world)).status == 200
+        with reading(engine) as c:  # the live rows, on either engine
+            assert (
+                c.execute(sa.select(patient_keys).where(patient_keys.c.patient == pat)).all() == []
+            )
+            left = c.execute(
+                sa.select(batches.c.nonce, batches.c.ciphertext).where(batches.c.patient == pat)
+            ).all()
+            assert left == [(None, None)]
+            assert c.execute(sa.select(erased.c.patient)).scalars().all() == [pat]
+        # SQLite: secure_delete and the truncated WAL leave no copy in the files. (PostgreSQL
+        # keeps old row versions until VACUUM, in its WAL and backups: only wrapped, useless
+        # without the master key, which never enters the database.)
+        for p in config.data_dir.glob("vitals.db*") if db.embedded else []:
+            data = p.read_bytes()
+            assert wrapped not in data and ct[:64] not in data, p.name
+    finally:
+        db.close()
 
 
 async def test_erasure_is_admin_only_and_validated(world: World) -> None:
