@@ -37,14 +37,10 @@ pytest: $(STAMP)
 ## The gateway's tests again with the ledger and the converted stores on PostgreSQL (one
 ## fresh schema per test; docs/database.md). Where no server answers it says so and stops,
 ## except in CI (CI=true), where that is a failure.
-# A test that reads the vitals store's SQLite file directly runs in the SQLite pass only
-# until it is rewritten against the database layer.
-PG_DESELECT := \
-  --deselect tests/gateway/vitals/test_read_erase.py::test_a_reader_checks_the_device_signature_with_the_device_key_alone
 PG_URL ?= $(or $(TELEGATE_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 pytest-pg: $(STAMP)
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(PG_URL)" 2>/dev/null; then \
-	    TELEGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -q -rs tests/gateway tests/db tests/federation tests/witness $(PG_DESELECT); \
+	    TELEGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -q -rs tests/gateway tests/db tests/federation tests/witness; \
 	elif [ "$$CI" = "true" ]; then \
 	    echo "CI=true: PostgreSQL does not answer at $(PG_URL)"; exit 1; \
 	else \
