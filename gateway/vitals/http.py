@@ -182,7 +182,8 @@ async def erase(request: web.Request) -> web.Response:
     vitals = app[VITALS]
     now = app[AUTHORITY].now()
     try:
-        n, ev = await asyncio.to_thread(vitals.intake.store.erase, pid, make, now)
+        size = vitals.intake.ledger.size  # before the append: where recovery looks first
+        n, ev = await asyncio.to_thread(vitals.intake.store.erase, pid, make, now, size)
     except Erased as e:
         raise Conflict("this patient's data was already erased") from e
     receipt = await vitals.intake.record_erasure(pid, ev)

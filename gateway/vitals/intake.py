@@ -326,9 +326,8 @@ class Intake:
         await self.writer.flush()
         cutoff = int(self.clock()) - grace
         n = await self._settle(cutoff)
-        append = self._blocking_append()
-
-        return n + await asyncio.to_thread(self.store.settle_erasures, cutoff, append)
+        resolve = self._find_or_append()
+        return n + await asyncio.to_thread(self.store.settle_erasures, cutoff, resolve)
 
     def _blocking_append(self) -> Callable[[bytes], int]:
         """``append`` for the store's thread (which holds a row lock meanwhile): the append
@@ -340,13 +339,20 @@ class Intake:
 
         return lambda event: asyncio.run_coroutine_threadsafe(append(event), loop).result().index
 
-    async def _settle(self, cutoff: int, only: tuple[str, str] | None = None) -> int:
+    def _find_or_append(self) -> Callable[[bytes, int], int]:
+        """For the store's thread: the event's index on the ledger, looked for from
+        ``size_hint`` (the size before its append was tried), else appended now. An event
+        whose append landed before a crash is found, never recorded twice."""
         append = self._blocking_append()
 
         def resolve(event: bytes, size_hint: int) -> int:
             index = self._find(event, size_hint)
             return append(event) if index is None else index
 
+        return resolve
+
+    async def _settle(self, cutoff: int, only: tuple[str, str] | None = None) -> int:
+        resolve = self._find_or_append()
         n = await asyncio.to_thread(self.store.settle, cutoff, resolve, only)
         if only is not None:
             self._abandoned.pop(only, None)

@@ -153,7 +153,7 @@ _READ = (
 )
 _SHRED = batches.update().where(_b.patient == sa.bindparam("p")).values(nonce=None, ciphertext=None)
 _CLAIM_ERASURE = (
-    sa.select(_x.patient, _x.event)
+    sa.select(_x.patient, _x.event, _x.size_hint)
     .where(_x.ledger_index.is_(None), _x.patient > sa.bindparam("after"))
     .where(_x.time <= sa.bindparam("cutoff"))
     .order_by(_x.patient)
@@ -347,11 +347,14 @@ class VitalsStore:
             row = conn.execute(_TOMBSTONE, {"p": patient}).first()
         return None if row is None else (int(row[0]), row[1])
 
-    def erase(self, patient: str, event: Callable[[int], bytes], now: int) -> tuple[int, bytes]:
+    def erase(
+        self, patient: str, event: Callable[[int], bytes], now: int, size_hint: int = 0
+    ) -> tuple[int, bytes]:
         """Destroy the patient's key and ciphertexts and leave a tombstone holding the
-        erasure's ledger event (``event(batches)``), recorded by the caller next: one
-        transaction. Returns how many batches became unreadable, and the event. Raises
-        Erased if already done (by any replica)."""
+        erasure's ledger event (``event(batches)``), recorded by the caller next, and
+        ``size_hint``, the ledger's size before that append (where recovery looks for the
+        event first): one transaction. Returns how many batches became unreadable, and the
+        event. Raises Erased if already done (by any replica)."""
         with writing(self._engine) as conn:
             if self._sqlite:
                 # Deleted content is overwritten, so an erased key is not left in free pages.
@@ -362,7 +365,9 @@ class VitalsStore:
             conn.execute(patient_keys.delete().where(_k.patient == patient))
             n = conn.execute(_SHRED, {"p": patient}).rowcount
             ev = event(n)
-            conn.execute(erased.insert().values(patient=patient, time=now, event=ev))
+            conn.execute(
+                erased.insert().values(patient=patient, time=now, event=ev, size_hint=size_hint)
+            )
         self._forget(patient)
         if self._sqlite:
             self._truncate_wal()
@@ -395,9 +400,10 @@ class VitalsStore:
             ).all()
         return [(r[0], r[1]) for r in rows]
 
-    def settle_erasures(self, cutoff: int, resolve: Callable[[bytes], int]) -> int:
-        """Record erasures made at or before ``cutoff`` whose event is not on the ledger:
-        as :meth:`settle`, one locked row at a time. Returns how many."""
+    def settle_erasures(self, cutoff: int, resolve: Callable[[bytes, int], int]) -> int:
+        """Record erasures made at or before ``cutoff`` whose index is not noted:
+        ``resolve(event, size_hint)`` finds the event on the ledger or appends it, as
+        :meth:`settle`, one locked row at a time. Returns how many."""
         done, after = 0, ""
         while True:
             with writing(self._engine) as conn:
@@ -405,5 +411,6 @@ class VitalsStore:
                 if row is None:
                     return done
                 after = row.patient
-                conn.execute(_ERASURE_INDEX, {"p": row.patient, "i": resolve(row.event)})
+                index = resolve(row.event, int(row.size_hint or 0))
+                conn.execute(_ERASURE_INDEX, {"p": row.patient, "i": index})
             done += 1

@@ -38,6 +38,8 @@ erased = sa.Table(
     sa.Column("time", Seconds, nullable=False),
     sa.Column("event", sa.LargeBinary, nullable=False),
     sa.Column("ledger_index", Int64),
+    # The ledger's size before the event's append (vitals_0002): where recovery looks first.
+    sa.Column("size_hint", Int64),
 )
 
 #: One row per batch; ``ledger_index`` NULL while its event is not known to be on the

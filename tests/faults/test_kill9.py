@@ -6,6 +6,7 @@ is left as it was before or as it is after, the gateway starts on it, and the lo
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -76,20 +77,27 @@ def _keys_consistent(signing: Path) -> str:
 async def test_key_rotation_killed_at_every_step(tmp_path: Path) -> None:
     data = tmp_path / "data"
     signing = data / "keys" / "signing"
-    kids = {_keys_consistent(signing)}  # the first key, as a first start makes it
-    killed = 0
-    # Steps: the new pem (1-2: os.open, 3-4: fdopen), keys.json.tmp (5-6: open), and the
-    # replace that makes the new ring current (7-8).
-    for at in (3, 7, 8):
-        rc = crash(
-            at, "gateway.auth.keys:KeyRing.rotate", "keys", "rotate", "--data-dir", str(data)
-        )
-        killed += rc == KILLED
-        kid = _keys_consistent(signing)
-        # Before (the same current key) or after (a new one): never none, never a mix.
-        assert kid in kids if at < 8 else kid not in kids, (at, rc)
-        kids.add(kid)
-    assert killed == 3
+    first = _keys_consistent(signing)  # the first key, as a first start makes it
+    killed, left = 0, data
+    # Walk K over every file-system step of a rotation (the lock file, reading the ring on
+    # disk, the new pem, keys.json.tmp, the replace) until one runs to the end. Each K
+    # starts from a copy of the same data dir: a rotation that got through its replace
+    # leaves one more key to read, and so more steps, for the next.
+    for at in range(1, 61):
+        d = tmp_path / f"k{at}"
+        shutil.copytree(data, d)
+        rc = crash(at, "gateway.auth.keys:KeyRing.rotate", "keys", "rotate", "--data-dir", str(d))
+        # Before (the first key current) or after (a new one): never none, never a mix.
+        kid = _keys_consistent(d / "keys" / "signing")
+        if rc != KILLED:
+            assert rc == 0 and kid != first, (at, rc)  # the rotation that finished
+            break
+        killed += 1
+        left = d
+    else:
+        raise AssertionError("a rotation took more than 60 file-system steps")
+    assert killed >= 3
+    data, signing = left, left / "keys" / "signing"  # what the last kill left
     # The gateway starts on what the kills left, signs with the current key, and a rotation
     # killed while it runs leaves it serving.
     gw = Gateway(data, tmp_path)
@@ -221,13 +229,6 @@ async def test_erasure_killed_between_the_store_and_the_ledger(tmp_path: Path) -
     assert len(erased) == 1  # appended on restart, from the tombstone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/vitals/intake.py Intake.reconcile appends every unrecorded erasure "
-    "without looking for it on the ledger first (as it does for batches, with _find from "
-    "its size hint): a kill after the append and before set_erasure_index records the "
-    "erasure twice. Fix: keep the ledger size in the tombstone and _find the event first.",
-)
 async def test_erasure_killed_after_the_ledger_is_recorded_once(tmp_path: Path) -> None:
     at = ("before", "gateway.vitals.store:VitalsStore.set_erasure_index")
     assert len(await _erase_killed(tmp_path, at)) == 1
