@@ -133,7 +133,8 @@ async def call(
 async def admin(client: Client, data_dir: Path) -> tuple[Holder, str]:
     h = Holder()
     # The client's gateway may keep its identities in PostgreSQL: ask its config where.
-    where = client.app[CONFIG] if client.app is not None and CONFIG in client.app else data_dir
+    app = getattr(client, "app", None)  # bench clients are plain sessions
+    where = app[CONFIG] if app is not None and CONFIG in app else data_dir
     await enroll(client, local_invite(where), h)
     return h, await get_token(client, h)
 
