@@ -6,8 +6,12 @@ then checks the targets of the identity issue and prints PASS/MISS with the marg
     python -m bench.auth --quick              # ~1 min (what `make bench` runs)
     python -m bench.auth                      # full run, < 5 min
     python -m bench.auth --sections verify --json bench/out/auth.json
+    python -m bench.auth --sections issue --database-url postgresql://postgres@127.0.0.1/test
 
 One run starts a real gateway (``create_app``) on 127.0.0.1 with a fresh data directory.
+With ``--database-url``, section 3 also runs a second gateway whose stores (identity, the
+ledger, ...) are in a fresh schema of that PostgreSQL database, and sets its server CPU per
+token beside the SQLite gateway's (target: at most 15% more).
 Section 1 calls its ``Authority`` directly, beside raw PyJWT; sections 2 and 3 drive it
 over loopback HTTP from a load-generator process. Progress goes to stderr, results to
 stdout. A watchdog stops the run if it overruns.
@@ -51,6 +55,7 @@ from bench.ledger import Results, Table, fmt, pct, print_summary, progress, stat
 LOG_ORIGIN = "bench.example/telegate/log"
 CONCURRENCY = (1, 10, 50)
 TARGET_RATIO = 0.60  # verified requests / raw PyJWT decodes, on one core
+PG_CPU_TARGET = 1.15  # server CPU per token, PostgreSQL gateway / SQLite gateway
 HOLDERS = 8  # enrolled clients that take turns at the token endpoint
 LIVE_JTIS = 100_000  # client-assertion ids kept by the store after minutes of issuance
 
@@ -235,8 +240,9 @@ class _Client:
 class Gateway:
     """create_app(Config(...)) served by an AppRunner on 127.0.0.1, plus enrolled clients."""
 
-    def __init__(self, data_dir: Path, access_log: bool) -> None:
+    def __init__(self, data_dir: Path, access_log: bool, database_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database_url = database_url
         self.access_log = access_log
         self._devnull: Any = None
         if access_log:
@@ -258,9 +264,19 @@ class Gateway:
         from gateway.app import create_app
         from gateway.appkeys import AUTHORITY
         from gateway.config import Config as GatewayConfig
-        from tests.gateway.idclient import Holder, admin, enroll, local_invite
+        from tests.gateway.idclient import Holder, enroll, get_token, local_invite
 
-        self.config = GatewayConfig(data_dir=self.data_dir, log_origin=LOG_ORIGIN)
+        self.config = GatewayConfig(
+            data_dir=self.data_dir, log_origin=LOG_ORIGIN, database_url=self.database_url
+        )
+        if self.database_url:
+            from gateway.db import Database
+
+            db = Database.from_config(self.config)  # what `telegate db upgrade` does
+            try:
+                await asyncio.to_thread(db.upgrade)
+            finally:
+                db.close()
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
@@ -273,11 +289,13 @@ class Gateway:
         self.client = _Client(self.session, self.base)
         # Admin bootstrap through a local invite, as `telegate` does on first start; then
         # more clients (admins again: every role goes through the same token endpoint).
-        self.holder, self.token = await admin(self.client, self.data_dir)
+        self.holder = Holder()
+        await enroll(self.client, local_invite(self.config), self.holder)
+        self.token = await get_token(self.client, self.holder)
         self.holders = [self.holder]
         for _ in range(HOLDERS - 1):
             h = Holder()
-            await enroll(self.client, local_invite(self.data_dir), h)
+            await enroll(self.client, local_invite(self.config), h)
             self.holders.append(h)
 
     async def fresh_token(self) -> str:
@@ -655,10 +673,8 @@ async def _log_peer(path: Path, c: int, seconds: float) -> tuple[float, float]:
     return n / el, (n / len(batches) if batches else float("nan"))
 
 
-async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Results) -> None:
-    from bench.ledger import run_raw
-
-    m = res.metrics
+async def _issue_rows(cfg: Config, gw: Gateway, lg: LoadGen) -> dict[int, dict[str, Any]]:
+    """POST /oauth/token at each concurrency: rates, latencies, server CPU per token."""
     url = gw.base + "/oauth/token"
     hist = "telegate_http_request_duration_seconds"
     route = '{method="POST",route="/oauth/token"}'
@@ -704,7 +720,16 @@ async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Res
             "p50": out["p50"] * 1e3,
             "p99": out["p99"] * 1e3,
         }
-        for k, v in rows[c].items():
+    return rows
+
+
+async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Results) -> None:
+    from bench.ledger import run_raw
+
+    m = res.metrics
+    rows = await _issue_rows(cfg, gw, lg)
+    for c, row in rows.items():
+        for k, v in row.items():
             m[f"issue_{k}_{c}"] = v
 
     # Peers: what one durable append costs when nothing is batched, and the ledger's and the
@@ -826,6 +851,68 @@ async def bench_issue(cfg: Config, gw: Gateway, lg: LoadGen, tmp: Path, res: Res
     res.emit(t)
 
 
+async def bench_issue_pg(cfg: Config, lg: LoadGen, tmp: Path, res: Results) -> None:
+    """The issuance rows again, on a gateway whose stores are in PostgreSQL, beside the
+    SQLite gateway's rows of section 3."""
+    from tests.pgschema import fresh_schema
+
+    assert cfg.database_url is not None
+    m = res.metrics
+    with fresh_schema(cfg.database_url) as url:
+        gw = Gateway(tmp / "data-pg", cfg.access_log, url)
+        progress(f"issue on PostgreSQL: starting a gateway on {_redact(url)}")
+        await gw.start()
+        try:
+            rows = await _issue_rows(cfg, gw, lg)
+        finally:
+            await gw.stop()
+    t = AuthTable("3b. Token issuance, SQLite files vs PostgreSQL (one run, same load)")
+    for c, row in rows.items():
+        for k, v in row.items():
+            m[f"issue_pg_{k}_{c}"] = v
+        sq = m.get(f"issue_cpu_us_{c}", float("nan"))
+        clients = f"{c} client{'s' if c > 1 else ''}"
+        t.add(
+            "telegate on SQLite files",
+            f"server CPU per token, {clients}",
+            sq,
+            "us",
+            key=f"p{c}",
+            base=True,
+            note=f"({m.get(f'issue_rate_{c}', float('nan')):,.0f} tokens/s)",
+        )
+        t.add(
+            "telegate on PostgreSQL",
+            f"server CPU per token, {clients}",
+            row["cpu_us"],
+            "us",
+            key=f"p{c}",
+            note=f"({row['rate']:,.0f} tokens/s; p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms)",
+        )
+        m[f"issue_pg_cpu_ratio_{c}"] = row["cpu_us"] / sq if sq == sq else float("nan")
+    t.notes += [
+        "the same client assertions and DPoP proofs, pre-generated per row; the PostgreSQL "
+        "gateway keeps the ledger and every converted store in a fresh schema, created "
+        "and dropped by this run. Server CPU is the gateway process's (user + system): the "
+        f"PostgreSQL server's own CPU is not in it. Target: PostgreSQL <= {PG_CPU_TARGET:.2f}x.",
+    ]
+    res.emit(t)
+    for c in rows:
+        ratio = m[f"issue_pg_cpu_ratio_{c}"]
+        verdict = "PASS" if ratio <= PG_CPU_TARGET else "MISS"
+        print(
+            f"{verdict}: server CPU per token on PostgreSQL, {c} clients: {ratio:.2f}x SQLite "
+            f"(target <= {PG_CPU_TARGET:.2f}x)",
+            flush=True,
+        )
+
+
+def _redact(url: str) -> str:
+    from gateway.db import redact
+
+    return redact(url).split("?", 1)[0]
+
+
 # -- summary --------------------------------------------------------------------------------
 def summarize(cfg: Config, gw: Gateway | None, res: Results) -> None:
     m = res.metrics
@@ -934,6 +1021,7 @@ class Config:
     sections: list[str]
     json: str | None
     tmpdir: str | None
+    database_url: str | None = None
 
 
 SECTIONS = ("verify", "http", "issue")
@@ -968,6 +1056,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     ap.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     ap.add_argument("--tmpdir", help="where to create the gateway's data directory")
+    ap.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="also run section 3 on a gateway whose stores are in this PostgreSQL database "
+        "(a fresh schema, dropped afterwards)",
+    )
     a = ap.parse_args(argv)
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     bad = set(sections) - set(SECTIONS)
@@ -990,11 +1084,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         row_seconds=10.0 if q else 20.0,
         peer_seconds=1.0 if q else 2.0,
         concurrency=conc,
-        hard_limit=150.0 if q else 295.0,
+        hard_limit=(150.0 if q else 295.0) + (90.0 if a.database_url else 0.0),
         access_log=not a.no_access_log,
         sections=sections,
         json=a.json,
         tmpdir=a.tmpdir,
+        database_url=a.database_url,
     )
 
 
@@ -1058,6 +1153,8 @@ async def amain(cfg: Config, res: Results, tmp: Path, lg: LoadGen) -> None:
             await run_section(res, "http", lambda: bench_http(cfg, gw, lg, res))
         if "issue" in cfg.sections:
             await run_section(res, "issue", lambda: bench_issue(cfg, gw, lg, tmp, res))
+            if cfg.database_url:
+                await run_section(res, "issue-pg", lambda: bench_issue_pg(cfg, lg, tmp, res))
         summarize(cfg, gw, res)
     finally:
         await gw.stop()

@@ -6,18 +6,20 @@ holds ids, thumbprints and salted commitments."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import sqlite3
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.engine import Engine
 
 from ..db.dialect import reading, writing
-from ..db.engine import sqlite_engine
+from ..db.engine import PG_CONNECT_TIMEOUT, PG_POOL_TIMEOUT, SQLITE_BUSY_MS
+from ..db.errors import DatabaseUnavailable, reaching
 from .tables import client_jtis, invites, status_counter, subjects, tokens
 
 __all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord", "assertion_key"]
@@ -141,18 +143,41 @@ _INSERT_OR_SKIP = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
     for table in (tokens, client_jtis)
 }
-# PostgreSQL: this transaction's commit returns before its WAL reaches disk. Why that is
-# safe for the rows written with it (issued tokens, spent client-assertion ids):
-# - a spent assertion id is committed before the token's attestation.issued event, and the
-#   ledger (on the same server: database_url names both) commits that event synchronously.
-#   A synchronous commit flushes the WAL up to its own record, so every assertion id of an
-#   issued token is durable once its event is;
-# - a token row is written after its event. A server crash can drop the last of them, and
-#   rebuild_issuance (gateway/auth/recovery.py) restores them from the ledger when a replica
-#   starts. Until then the lost token still verifies (signature, status bit from the
-#   durable counter, subject revocation), only its receipt lookup and revocation by jti
-#   miss it, so after a database crash restart the replicas.
-_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit = off")
+# The two writes of every token request (an issued token, a spent client-assertion id) go
+# to the driver directly, as SQL compiled once from the Core statements above: through an
+# engine's Connection and transaction they cost 1.5-3 times the CPU (measured). They are
+# also the only writes without a synchronous commit of their own; IdentityStore.__init__
+# says why that is safe.
+_FAST_SQL = {
+    "sqlite": {
+        name: str(stmt.compile(dialect=sqlite.dialect(paramstyle="named")))
+        for name, stmt in (
+            ("tokens", _INSERT_OR_SKIP["sqlite", "tokens"]),
+            ("client_jtis", _INSERT_OR_SKIP["sqlite", "client_jtis"]),
+            ("prune", _PRUNE_JTIS),
+        )
+    },
+    "postgresql": {
+        name: str(stmt.compile(dialect=pg_psycopg.dialect()))  # type: ignore[no-untyped-call]
+        for name, stmt in (
+            ("tokens", _INSERT_OR_SKIP["postgresql", "tokens"]),
+            ("client_jtis", _INSERT_OR_SKIP["postgresql", "client_jtis"]),
+            ("prune", _PRUNE_JTIS),
+        )
+    },
+}
+#: Connections of the PostgreSQL pool kept for those writes (on top of the engine's).
+FAST_POOL_SIZE = 1
+FAST_MAX_OVERFLOW = 4
+
+
+def _asynchronous_commit(dbapi: Any, _record: Any) -> None:
+    # This pool's sessions commit asynchronously: as `SET LOCAL synchronous_commit = off`
+    # in each of its transactions, one round trip less. Committed, so the pool's
+    # rollback on checkin does not undo it.
+    with dbapi.cursor() as cur:
+        cur.execute("SET synchronous_commit = off")
+    dbapi.commit()
 
 
 def _subject(row: sa.Row[Any]) -> Subject:
@@ -198,10 +223,6 @@ def _row(t: TokenRecord) -> dict[str, Any]:
     }
 
 
-def _no_fsync(dbapi: Any, _record: Any) -> None:
-    dbapi.execute("PRAGMA synchronous = NORMAL")
-
-
 class IdentityStore:
     """Blocking: call from a thread. ``engine`` comes from ``Database.open("identity")``;
     ``close`` leaves it open (the database layer disposes of it)."""
@@ -209,29 +230,92 @@ class IdentityStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        # Issued tokens and spent client-assertion ids are written on every token request.
-        # They need no fsync of their own: each issuance is also an attestation.issued
-        # ledger event (durable, group-committed), and rebuild_issuance() restores any rows
-        # a power loss took. On SQLite that is a second engine on the same file whose
-        # connections commit without fsync (WAL, synchronous=NORMAL); on PostgreSQL the
-        # same engine, with an asynchronous commit (_ASYNC_COMMIT says why that is safe).
-        self._fast = engine
         self._pruned: int | None = None
+        # Issued tokens and spent client-assertion ids are written on every token request,
+        # without a synchronous commit of their own. Why that is safe:
+        # - a spent assertion id is committed before the token's attestation.issued event,
+        #   and the ledger commits that event durably (group commit). On PostgreSQL the
+        #   ledger is on the same server (database_url names both), and a synchronous
+        #   commit flushes the WAL up to its own record, so the assertion id of every
+        #   issued token is durable once its event is; on SQLite (another file) a power
+        #   loss can drop it, and rebuild_issuance() restores it from the event at start;
+        # - a token row is written after its event: a crash can drop the last ones, and
+        #   rebuild_issuance() (gateway/auth/recovery.py) restores them from the ledger
+        #   when a replica starts. Until then such a token still verifies (signature,
+        #   status bit from the durable counter, subject revocation); only its receipt
+        #   lookup and revocation by jti miss it, so after a PostgreSQL crash restart the
+        #   replicas.
+        # SQLite: a second, stdlib connection to the same file that commits without fsync
+        # (WAL, synchronous=NORMAL), one statement a transaction, as before this layer.
+        # PostgreSQL: a small pool of its own whose sessions commit asynchronously.
+        self._raw: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._fast: Engine | None = None
+        self._where = engine.url.render_as_string(hide_password=True)
         if self._dialect == "sqlite":
             assert engine.url.database is not None
-            self._fast = sqlite_engine(Path(engine.url.database))
-            sa.event.listen(self._fast, "connect", _no_fsync)  # after sqlite_engine's FULL
+            raw = sqlite3.connect(
+                engine.url.database, check_same_thread=False, isolation_level=None
+            )
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            self._raw = raw
+        else:
+            self._fast = sa.create_engine(
+                engine.url,
+                pool_size=FAST_POOL_SIZE,
+                max_overflow=FAST_MAX_OVERFLOW,
+                pool_timeout=PG_POOL_TIMEOUT,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
+            )
+            sa.event.listen(self._fast, "connect", _asynchronous_commit)
 
     def close(self) -> None:
-        if self._fast is not self._engine:
+        with self._lock:
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+        if self._fast is not None:
             self._fast.dispose()
 
-    @contextmanager
-    def _issuing(self) -> Iterator[Connection]:
-        with writing(self._fast) as conn:
-            if self._dialect == "postgresql":
-                conn.execute(_ASYNC_COMMIT)
-            yield conn
+    def _write_fast(self, *steps: tuple[str, dict[str, Any]]) -> int:
+        """The statements ``steps`` names, in one transaction without a synchronous commit
+        (SQLite: each its own); the last one's rowcount. Raises DatabaseUnavailable."""
+        sql = _FAST_SQL[self._dialect]
+        n = 0
+        if self._raw is not None or self._fast is None:
+            with self._lock:
+                if self._raw is None:
+                    raise DatabaseUnavailable("the identity store is closed")
+                try:
+                    for name, params in steps:
+                        n = self._raw.execute(sql[name], params).rowcount
+                except sqlite3.OperationalError as e:  # locked, or the file is gone
+                    raise self._unavailable(e) from e
+            return n
+        dbapi = self._fast.dialect.dbapi
+        assert dbapi is not None
+        with reaching(self._where):
+            raw = self._fast.raw_connection()  # checked by a ping: a restart costs one
+        try:
+            cur = raw.cursor()
+            for name, params in steps:
+                cur.execute(sql[name], params)
+                n = cur.rowcount
+            cur.close()
+            raw.commit()
+        except dbapi.OperationalError as e:
+            raise self._unavailable(e) from e
+        finally:
+            raw.close()  # back to the pool, rolled back if it did not commit
+        return n
+
+    def _unavailable(self, e: Exception) -> DatabaseUnavailable:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return DatabaseUnavailable(
+            f"cannot use the database {self._where}: {why}", headers={"Retry-After": "1"}
+        )
 
     # -- invites -----------------------------------------------------------------
     def create_invite(self, code_hash: str, invite: Invite) -> None:
@@ -340,9 +424,8 @@ class IdentityStore:
         return range(end - n, end)
 
     def add_token(self, t: TokenRecord) -> None:
-        with self._issuing() as conn:
-            # A replica's rebuild_issuance may have restored it from the ledger already.
-            conn.execute(_INSERT_OR_SKIP[self._dialect, "tokens"], _row(t))
+        # Skips a row that is there: a replica's rebuild_issuance may have restored it.
+        self._write_fast(("tokens", _row(t)))
 
     def token(self, jti: str) -> TokenRecord | None:
         with reading(self._engine) as conn:
@@ -361,15 +444,13 @@ class IdentityStore:
     def use_client_jti(self, key: str, exp: int, now: int) -> bool:
         """Record a client assertion id (``key`` = :func:`assertion_key`); False if it was
         seen before (a replay)."""
-        with self._issuing() as conn:
-            if now != self._pruned:  # once a second is enough to keep the table small
-                # Indexed on exp, so pruning touches only what expired.
-                conn.execute(_PRUNE_JTIS, {"before": now - 600})
-                self._pruned = now
-            cur = conn.execute(
-                _INSERT_OR_SKIP[self._dialect, "client_jtis"], {"key": key, "exp": exp}
-            )
-        return cur.rowcount == 1
+        # Indexed on exp, so pruning touches only what expired; once a second is enough.
+        steps: list[tuple[str, dict[str, Any]]] = []
+        if now != self._pruned:
+            self._pruned = now
+            steps.append(("prune", {"before": now - 600}))
+        steps.append(("client_jtis", {"key": key, "exp": exp}))
+        return self._write_fast(*steps) == 1
 
     def restore_issuance(self, tokens: list[TokenRecord], assertions: list[tuple[str, int]]) -> int:
         """Re-insert issuance rows rebuilt from the ledger; returns how many were missing."""

@@ -238,3 +238,30 @@ def test_identity_rows_lost_in_a_crash_are_restored_and_the_counter_stays_ahead(
     assert store.restore_issuance([kept, lost], [("c1", FAR)]) == 0
     assert store.reserve_status_indexes(1)[0] > idx + 40
     store.close()
+
+
+def test_identity_only_issuance_rows_skip_the_synchronous_commit(db: Database) -> None:
+    """Tokens and spent assertion ids are rebuilt from the ledger after a crash, so they
+    alone are written without waiting for the disk; invites, subjects and revocations wait."""
+    store = IdentityStore(db.open("identity"))
+    try:
+        with reading(db.open("identity")) as conn:
+            if conn.dialect.name == "sqlite":
+                durable = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+            else:
+                durable = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+        if store._raw is not None:
+            fast = store._raw.execute("PRAGMA synchronous").fetchone()[0]
+            assert (durable, fast) == (2, 1)  # FULL, NORMAL
+        else:
+            assert store._fast is not None
+            raw = store._fast.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("SHOW synchronous_commit")
+                fast = cur.fetchone()[0]
+            finally:
+                raw.close()
+            assert (durable, fast) == ("on", "off")
+    finally:
+        store.close()
