@@ -141,6 +141,10 @@ def cmd_db(args: argparse.Namespace) -> int:
                 want = head(name)
                 if rev == want:
                     print(f"{name}: {rev} (head)")
+                elif rev is None and db.embedded:
+                    # Embedded stores are made (and upgraded) by the gateway when it first
+                    # opens them: nothing for the operator to run.
+                    print(f"{name}: none (made when the gateway first uses it)")
                 else:
                     at = "none" if rev is None else rev
                     print(f"{name}: {at} (behind: run `telegate db upgrade` for {want})")
@@ -491,6 +495,7 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("role", choices=["admin", "auditor"])
     inv.add_argument("--ttl", type=int, default=3600, help="validity in seconds (default 3600)")
     data_dir(inv)
+    database_url(inv)  # the invite must land where the gateway keeps identities
     inv.set_defaults(func=cmd_invite)
 
     led = sub.add_parser("ledger", help="ledger maintenance")

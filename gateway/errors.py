@@ -44,6 +44,9 @@ class GatewayError(Exception):
     status = 500
     slug = "internal-error"
     title = "Internal server error"
+    #: Set for an error whose detail is for the operator (it names a host, a database or a
+    #: driver's message): the log gets the detail, the client this sentence instead.
+    public_detail: str | None = None
 
     def __init__(
         self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
@@ -179,7 +182,11 @@ def _store_transient(e: BaseException) -> bool:
 def _problem(e: Exception) -> web.StreamResponse:
     """``e`` as problem+json; re-raised if it is an HTTP answer below 400 (a redirect)."""
     if isinstance(e, GatewayError):
-        resp = problem_response(e.status, e.slug, e.title, e.detail, **e.extra)
+        detail = e.detail
+        if e.public_detail is not None:
+            log.error(e.title, extra={"fields": {"error": e.detail}})
+            detail = e.public_detail
+        resp = problem_response(e.status, e.slug, e.title, detail, **e.extra)
         resp.headers.update(e.headers)
         if e.status == 401 and "WWW-Authenticate" not in resp.headers:
             # RFC 9449 7.1: tell the client which scheme and algorithms to use.

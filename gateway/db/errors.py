@@ -16,7 +16,10 @@ __all__ = ["DatabaseUnavailable", "reaching"]
 
 class DatabaseUnavailable(Unavailable):
     """The database cannot be reached, refused the connection, or is locked: a 503 the
-    client may retry, never a 500 and never an answer without the write."""
+    client may retry, never a 500 and never an answer without the write. The detail (which
+    database, the driver's reason) goes to the log and the CLI, never to an HTTP client."""
+
+    public_detail = "the database cannot be used now; retry later"
 
 
 @contextmanager
@@ -26,7 +29,7 @@ def reaching(where: str | URL) -> Iterator[None]:
     (rendered only when there is an error: this wraps every query)."""
     try:
         yield
-    except sa.exc.OperationalError as e:
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
         # The driver's first line says why; the statement and its parameters are left out.
         why = str(e.orig).strip().splitlines()[0] if e.orig is not None else type(e).__name__
         text = where if isinstance(where, str) else where.render_as_string(hide_password=False)

@@ -39,3 +39,19 @@ def check_url(url: str) -> None:
         raise ConfigError(f"database_url is not a URL: {redact(url)}") from e
     if parts.scheme not in SCHEMES or not parts.path.strip("/"):
         raise ConfigError("database_url must be postgresql://user@host:port/database")
+    if parts.netloc.count("@") > 1:
+        # RFC 3986 3.2.1: "@" ends the user information. libpq takes the first one, so an
+        # unencoded "@" in a password would send the rest of it to DNS as a host name.
+        raise ConfigError("database_url: percent-encode '@' in the user or password as %40")
+    try:
+        from psycopg import conninfo  # the driver's own parser: unknown options, bad values
+
+        conninfo.conninfo_to_dict(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    except Exception as e:  # psycopg.ProgrammingError; its text may quote the URL
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        password = parts.password or ""
+        if password and password in why:
+            why = "the driver cannot parse it"
+        raise ConfigError(f"database_url {redact(url)}: {why}") from e

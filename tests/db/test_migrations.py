@@ -90,9 +90,9 @@ def test_db_upgrade_and_current_on_the_embedded_default(
     assert main(["db", "current", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "consent: none (behind: run `telegate db upgrade` for consent_0001)",
-        "sessions: none (behind: run `telegate db upgrade` for sessions_0001)",
-    ] + [f"{n}: none (behind: run `telegate db upgrade` for {head(n)})" for n in EMBEDDED]
+        "consent: none (made when the gateway first uses it)",
+        "sessions: none (made when the gateway first uses it)",
+    ] + [f"{n}: none (made when the gateway first uses it)" for n in EMBEDDED]
     assert not (data / "consent.db").exists()  # asking creates nothing
     assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -367,3 +367,30 @@ async def test_a_witness_hosted_by_a_gateway_on_postgresql_keeps_its_state_there
         assert c.execute("SELECT origin, size FROM witness_logs").fetchall() == [
             ("peer.example/log", 3)
         ]
+
+
+def test_a_local_invite_lands_in_the_database_the_gateway_reads(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`telegate invite admin --database-url` on a PostgreSQL deployment: the invite is in
+    that database (where every replica looks), and no identity.db appears in the data dir."""
+    import time
+
+    from gateway.auth.enroll import hash_code
+    from gateway.auth.store import IdentityStore
+
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "--database-url", pg_url]
+    assert main(["db", "upgrade", *args]) == 0
+    capsys.readouterr()
+    assert main(["invite", "admin", *args]) == 0
+    code = capsys.readouterr().out.strip()
+    db = Database(data, pg_url)
+    try:
+        store = IdentityStore(db.open("identity"))
+        invite = store.peek_invite(hash_code(code), int(time.time()))
+        assert invite is not None and invite.role == "admin"
+        store.close()
+    finally:
+        db.close()
+    assert not (data / "identity.db").exists()

@@ -119,3 +119,51 @@ async def test_two_replicas_serve_one_log(
         note = await (await c.get("/ledger/checkpoint")).read()
         assert open_checkpoint(note, signer.verifier).checkpoint.size >= cp.size
     assert password not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        # libpq ends the user information at the first "@": the rest of the password would
+        # be looked up as a host name, and half of it printed in the error.
+        (f"postgresql://telegate:{SECRET}@x@db.example/telegate", "percent-encode '@'"),
+        # An option the driver does not know: one line, not a traceback at first connect.
+        (f"postgresql://telegate:{SECRET}@db.example/telegate?bogus=1", 'parameter: "bogus"'),
+    ],
+)
+def test_a_url_the_driver_would_misread_is_refused_in_one_line(url: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as refused:
+        Config(database_url=url)
+    assert SECRET not in str(refused.value)
+
+
+async def test_an_unreachable_database_tells_the_client_nothing_about_it(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 503 a client gets names no host, port, user, database or driver message: those
+    are for the operator's log."""
+    from aiohttp import web
+
+    from gateway.db import DatabaseUnavailable
+    from gateway.db.errors import reaching
+    from gateway.errors import problem_middleware
+
+    async def handler(request: web.Request) -> web.Response:
+        import sqlalchemy as sa
+
+        with reaching(f"postgresql://dbuser:{SECRET}@db.internal:6543/phi"):
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    app = web.Application(middlewares=[problem_middleware])
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR):
+        resp = await client.get("/")
+    body = await resp.json()
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert body["detail"] == DatabaseUnavailable.public_detail
+    text = json.dumps(body)
+    for secret in (SECRET, "db.internal", "6543", "phi", "dbuser", "refused"):
+        assert secret not in text, secret
+    logged = " ".join(str(getattr(r, "fields", "")) for r in caplog.records)
+    assert "db.internal:6543/phi" in logged and SECRET not in logged
