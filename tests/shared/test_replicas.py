@@ -20,7 +20,7 @@ from gateway.auth.http import ASSERTION_TYPE
 from gateway.config import Config
 from gateway.db import Database
 from gateway.shared import SharedUnavailable
-from tests.gateway.idclient import Client, Holder, admin, call
+from tests.gateway.idclient import Client, Holder, admin, call, token_response
 from tests.gateway.test_sessions import Call
 from tests.shared.conftest import RedisServer
 
@@ -137,6 +137,8 @@ async def test_without_redis_protected_calls_fail_closed_and_resume_when_it_is_b
         assert r.headers["Retry-After"] == "1"
         assert (await _problem(r))["type"].endswith("/unavailable")
         assert took < 2.0
+    r = await token_response(pair.a, adm)  # the token endpoint spends a proof too
+    assert r.status == 503 and r.headers["Retry-After"] == "1"
     with pytest.raises(SharedUnavailable):
         await pair.a.server.app[TICKETS].issue("s1", adm.sub, "jti", "jkt")
     # Calls that need no proof are still answered.
