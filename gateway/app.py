@@ -42,7 +42,7 @@ from .appkeys import (
 from .audit import http as audit_http
 from .audit.index import EventIndex
 from .auth import http as auth_http
-from .auth.dpop import NonceSource, ReplayCache
+from .auth.dpop import NonceSource, ReplayCache, Replays
 from .auth.keys import KeyRing
 from .auth.recovery import ASSERTION_LIFETIME, rebuild_issuance
 from .auth.refusals import refusal_middleware, refusals_ctx
@@ -64,8 +64,9 @@ from .recorder import event, record
 from .sessions import http as sessions_http
 from .sessions import turn
 from .sessions.live import LiveAccess
-from .sessions.signalling import Hub, Tickets
+from .sessions.signalling import Hub, LocalTickets, Tickets
 from .sessions.store import SessionStore
+from .shared import REDIS, RedisReplays, RedisTickets, key_prefix, redis_ctx
 from .vitals import http as vitals_http
 from .vitals.batch import Limits
 from .vitals.intake import Intake, Vitals
@@ -167,7 +168,7 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _open_authority(
-    config: Config, clock: Callable[[], float], ledger: Log, db: Database
+    config: Config, clock: Callable[[], float], ledger: Log, db: Database, replay: Replays
 ) -> Authority:
     now = int(clock())
     store = IdentityStore(db.open("identity"))
@@ -189,7 +190,7 @@ def _open_authority(
         lifetime=config.token_lifetime,
         skew=config.clock_skew,
         dpop_window=config.dpop_window,
-        replay=ReplayCache(config.dpop_replay_max),
+        replay=replay,
         nonces=nonces,
     )
 
@@ -228,8 +229,16 @@ def _turn_secret(path: Path) -> bytes:
 
 
 async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    # Several replicas spend each DPoP proof once between them (Redis); one process alone
+    # keeps the spent ids in memory.
+    replay: Replays = (
+        RedisReplays(app[REDIS], key_prefix(config.log_origin))
+        if REDIS in app
+        else ReplayCache(config.dpop_replay_max)
+    )
     authority = await asyncio.to_thread(
-        _open_authority, app[CONFIG], app[CLOCK], app[LOG], app[DATABASE]
+        _open_authority, config, app[CLOCK], app[LOG], app[DATABASE], replay
     )
     app[AUTHORITY] = authority
     try:
@@ -282,7 +291,12 @@ async def _consent_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     store = SessionStore(await asyncio.to_thread(app[DATABASE].open, "sessions"))
     app[SESSIONS] = store
-    app[TICKETS] = Tickets(app[CLOCK])
+    tickets: Tickets = (
+        RedisTickets(app[REDIS], key_prefix(app[CONFIG].log_origin), app[CLOCK])
+        if REDIS in app
+        else LocalTickets(app[CLOCK])
+    )
+    app[TICKETS] = tickets
     app[HUB] = Hub()
     try:
         yield
@@ -365,10 +379,11 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     invites); tests pass a fake one instead of sleeping.
     """
     m = Metrics.create()
-    app = web.Application(
-        client_max_size=config.max_body_size,
-        middlewares=[observe_middleware(m), problem_middleware, refusal_middleware],
-    )
+    middlewares = [observe_middleware(m), problem_middleware, refusal_middleware]
+    if config.redis_url is not None:
+        # The shared replay check is awaited before the handler (auth/http.py).
+        middlewares.append(auth_http.shared_auth_middleware)
+    app = web.Application(client_max_size=config.max_body_size, middlewares=middlewares)
     track_streams(app)  # an error after a response began cuts it (gateway/errors.py)
     app[CONFIG] = config
     app[METRICS] = m
@@ -376,6 +391,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     # In-process: one gateway process. Several replicas need a Redis implementation of
     # the same protocol (gateway/invalidation.py).
     app[INVALIDATIONS] = LocalInvalidations()
+    app.cleanup_ctx.append(redis_ctx)  # first: whatever is shared opens on it
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_ledger_ctx)
     # Right after the ledger: anonymous refusals are flushed to it before it closes.

@@ -52,7 +52,7 @@ AUDIT_INDEX = web.AppKey("audit_index", EventIndex)
 DATABASE = web.AppKey("database", Database)
 CONSENTS = web.AppKey("consents", ConsentStore)
 SESSIONS = web.AppKey("sessions", SessionStore)
-TICKETS = web.AppKey("tickets", Tickets)
+TICKETS: web.AppKey[Tickets] = web.AppKey("tickets")
 HUB = web.AppKey("hub", Hub)
 #: Where revocations are published, so that live access that depended on them ends.
 INVALIDATIONS: web.AppKey[Invalidations] = web.AppKey("invalidations")

@@ -41,6 +41,7 @@ def _config(args: argparse.Namespace) -> Config:
         port=getattr(args, "port", None),
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
+        redis_url=getattr(args, "redis_url", None),
     )
 
 
@@ -462,6 +463,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="listen port (TELEGATE_PORT)")
     data_dir(s)
     database_url(s)
+    s.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="redis://host:port/db for the state replicas share (TELEGATE_REDIS_URL); "
+        "default: in process, one gateway process",
+    )
     s.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="the stores' schema (Alembic migrations)")

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -80,6 +81,25 @@ def parse_witnesses(raw: Any) -> tuple[WitnessPeer, ...]:
     ):
         return tuple(WitnessPeer(str(t["url"]), str(t["vkey"])) for t in raw)
     raise ConfigError("witnesses: a string of URL=VKEY items or [[witnesses]] url/vkey tables")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ConfigError unless ``url`` is one redis-py's ``from_url`` takes (the error
+    shows no password)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as e:
+        raise ConfigError(f"redis_url is not a URL: {redact(url)}") from e
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError("redis_url must be redis://host:port/db, rediss://... or unix://path")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError("a unix:// redis_url names the socket: unix:///run/redis.sock")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError("redis_url must name a host: redis://host:port/db")
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,6 +185,11 @@ class Config:
     #: one database (docs/database.md). Unset: SQLite files under ``data_dir``. Its password
     #: never reaches a log, ``/metrics`` or the config digest.
     database_url: str | None = None
+    #: ``redis://[:password@]host:port/db`` (``rediss://`` for TLS, ``unix://`` a socket):
+    #: the state every replica must share (DPoP replay cache, signalling tickets) lives
+    #: there (docs/redis.md). Unset: in process, for one gateway process. Its password is
+    #: masked like the database URL's.
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -211,6 +236,8 @@ class Config:
         self._check_refusals()
         if self.database_url is not None:
             check_url(self.database_url)  # raises ConfigError, with the password masked
+        if self.redis_url is not None:
+            check_redis_url(self.redis_url)
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -253,6 +280,8 @@ class Config:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.database_url is not None:
             shown["database_url"] = redact(self.database_url)
+        if self.redis_url is not None:
+            shown["redis_url"] = redact(self.redis_url)
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -275,6 +304,8 @@ class Config:
             # The same settings with another password are the same settings; and a digest
             # of a secret this short would let anyone with the event guess it offline.
             d["database_url"] = redact(self.database_url)
+        if self.redis_url is not None:
+            d["redis_url"] = redact(self.redis_url)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -301,7 +332,7 @@ class Config:
             if name == "witnesses":
                 kwargs[name] = parse_witnesses(raw)
                 continue
-            if name == "database_url":
+            if name in ("database_url", "redis_url"):
                 kwargs[name] = str(raw) or None  # an empty variable means unset
                 continue
             kind = type(getattr(defaults, name))

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from yarl import URL
@@ -19,7 +19,15 @@ from yarl import URL
 from ..errors import GatewayError
 from .jwk import ALGORITHMS, HolderKey, InvalidKey, b64u, unverified_part
 
-__all__ = ["DPoPError", "DPoPProof", "NonceSource", "ReplayCache", "check_proof", "htu_of"]
+__all__ = [
+    "DPoPError",
+    "DPoPProof",
+    "NonceSource",
+    "ReplayCache",
+    "Replays",
+    "check_proof",
+    "htu_of",
+]
 
 MAX_PROOF_SIZE = 4096
 
@@ -54,9 +62,20 @@ def htu_of(url: URL) -> str:
     return f"{scheme}://{netloc}{url.raw_path or '/'}"
 
 
+class Replays(Protocol):
+    """Where spent proof ids are kept for their acceptance window: in process
+    (:class:`ReplayCache`, one gateway process) or shared by every replica
+    (gateway.shared.RedisReplays)."""
+
+    async def spend(self, key: str, expires: int, now: int) -> bool:
+        """Record ``key`` until ``expires``; False if it is already there (a replay).
+        Raises a 503 GatewayError when the check cannot be made (fail closed)."""
+        ...
+
+
 class ReplayCache:
-    """jti values seen within the acceptance window. Bounded: when full it refuses new
-    proofs (503) rather than forget one that could be replayed."""
+    """jti values seen within the acceptance window, in this process. Bounded: when full it
+    refuses new proofs (503) rather than forget one that could be replayed."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -77,6 +96,10 @@ class ReplayCache:
         seen[key] = expires
         # Keep insertion order roughly by expiry: all entries share one window length.
         return True
+
+    async def spend(self, key: str, expires: int, now: int) -> bool:
+        """:meth:`add`, as the Replays protocol has it (nothing here waits)."""
+        return self.add(key, expires, now)
 
 
 class ReplayCacheFull(GatewayError):

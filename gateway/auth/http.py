@@ -57,6 +57,7 @@ __all__ = [
     "read_json",
     "request_url",
     "setup",
+    "shared_auth_middleware",
 ]
 
 MAX_JSON = 16 * 1024
@@ -127,17 +128,54 @@ def request_url(request: web.Request) -> URL:
 
 
 def authenticate(request: web.Request) -> Principal:
-    """The caller of a protected endpoint (DPoP-bound attestation). Raises 401."""
-    auth = request.app[AUTHORITY]
-    principal: Principal = auth.authenticate(
-        request.method,
-        request_url(request),
-        request.headers,
-        request.headers.getall("DPoP", []),
-        origin(request),
-    )
+    """The caller of a protected endpoint (DPoP-bound attestation). Raises 401, or 503 when
+    a shared replay cache (Redis) could not be asked."""
+    outcome = request.get(_AUTHENTICATED)
+    if outcome is None:
+        auth = request.app[AUTHORITY]
+        principal: Principal = auth.authenticate(
+            request.method,
+            request_url(request),
+            request.headers,
+            request.headers.getall("DPoP", []),
+            origin(request),
+        )
+    elif isinstance(outcome, GatewayError):
+        raise outcome
+    else:
+        principal = outcome
     request[PRINCIPAL] = principal
     return principal
+
+
+#: The outcome of authenticating this request ahead of its handler (shared_auth_middleware).
+_AUTHENTICATED: web.RequestKey[Principal | GatewayError] = web.RequestKey("authenticated")
+
+
+@web.middleware
+async def shared_auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """With a replay cache shared by the replicas (Redis), whose check is awaited, while
+    handlers call :func:`authenticate` synchronously: a request that carries an
+    Authorization header is authenticated here first, its proof spent atomically across
+    replicas, and the outcome, a Principal or the error, is what ``authenticate`` then
+    returns or raises. A handler that never authenticates never sees the outcome, so
+    errors still surface where and when they did. Without Redis this middleware is not
+    installed and ``authenticate`` spends the proof in process, as before."""
+    if "Authorization" in request.headers:
+        auth = request.app[AUTHORITY]
+        try:
+            request[_AUTHENTICATED] = await auth.authenticate_shared(
+                request.method,
+                request_url(request),
+                request.headers,
+                request.headers.getall("DPoP", []),
+                origin(request),
+            )
+        except GatewayError as e:
+            request[_AUTHENTICATED] = e
+    return await handler(request)
 
 
 def token_request_proof(request: web.Request, auth: Authority, now: int) -> DPoPProof:
@@ -477,7 +515,7 @@ async def token(request: web.Request) -> web.Response:
     # The client has proven its key with a fresh, single-use assertion: from here on its
     # refusals are its own ledger events, not anonymous counts.
     request[CALLER] = subject.id
-    if not auth.spend(proof, now):
+    if not await auth.spend_async(proof, now):
         raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
     allowed = frozenset(ROLE_SCOPES[subject.role])
     asked = frozenset(form.get("scope", "").split()) or allowed

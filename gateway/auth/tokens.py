@@ -23,7 +23,7 @@ from ledger.log import Receipt
 from ..clock import stamped
 from ..db.errors import DatabaseUnavailable
 from ..errors import GatewayError, Unavailable
-from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, check_proof
+from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, Replays, check_proof
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
 from .status import StatusList
@@ -98,6 +98,12 @@ class Principal:
 Append = Callable[[Event], Awaitable[Receipt]]
 
 
+def _principal(claims: dict[str, Any], proof: DPoPProof) -> Principal:
+    scope = frozenset(str(claims.get("scope", "")).split())
+    sub, role, jti = claims["sub"], str(claims.get("role")), claims["jti"]
+    return Principal(sub, role, scope, jti, proof.jkt, claims["exp"])
+
+
 class Authority:
     """Issues and checks attestations. Blocking store calls run in threads."""
 
@@ -110,7 +116,7 @@ class Authority:
         lifetime: int,
         skew: int,
         dpop_window: int,
-        replay: ReplayCache,
+        replay: Replays,
         nonces: NonceSource | None = None,
     ) -> None:
         self.keys = keys
@@ -370,7 +376,30 @@ class Authority:
     def authenticate(
         self, method: str, url: URL, headers: Mapping[str, str], dpop: list[str], origin: str
     ) -> Principal:
-        """Check ``Authorization: DPoP <token>`` and its proof for this request."""
+        """Check ``Authorization: DPoP <token>`` and its proof for this request, spending
+        the proof in the in-process replay cache. With a shared one (Redis), use
+        :meth:`authenticate_shared`."""
+        claims, proof, now = self._proven(method, url, headers, dpop, origin)
+        # Only now, for an authenticated caller, is the proof's jti spent.
+        if not self.spend(proof, now):
+            raise DPoPError("DPoP proof replayed")
+        return _principal(claims, proof)
+
+    async def authenticate_shared(
+        self, method: str, url: URL, headers: Mapping[str, str], dpop: list[str], origin: str
+    ) -> Principal:
+        """:meth:`authenticate` with the replay check awaited (a Replays shared by the
+        replicas). Raises Unauthorized, DPoPError, or a 503 when the check cannot be made."""
+        claims, proof, now = self._proven(method, url, headers, dpop, origin)
+        if not await self.spend_async(proof, now):
+            raise DPoPError("DPoP proof replayed")
+        return _principal(claims, proof)
+
+    def _proven(
+        self, method: str, url: URL, headers: Mapping[str, str], dpop: list[str], origin: str
+    ) -> tuple[dict[str, Any], DPoPProof, int]:
+        """Every check of the token and its proof except the replay check: the claims, the
+        proof and the time they were checked at."""
         auth = headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "dpop" or not token:
@@ -389,19 +418,25 @@ class Authority:
         )
         if proof.jkt != claims["cnf"]["jkt"]:
             raise DPoPError("DPoP key does not match the token's cnf.jkt")
-        # Only now, for an authenticated caller, is the proof's jti spent.
-        if not self.spend(proof, now):
-            raise DPoPError("DPoP proof replayed")
-        scope = frozenset(str(claims.get("scope", "")).split())
-        sub, role, jti = claims["sub"], str(claims.get("role")), claims["jti"]
-        return Principal(sub, role, scope, jti, proof.jkt, claims["exp"])
+        return claims, proof, now
+
+    def _until(self, proof: DPoPProof, now: int) -> int:
+        # A proof dated up to ``skew`` ahead stays acceptable until ``iat + window + skew``,
+        # so it is remembered until then, not from ``now``.
+        return max(proof.iat, now) + self.dpop_window + self.skew
 
     def spend(self, proof: DPoPProof, now: int) -> bool:
         """Remember a proof's jti for as long as the proof could be accepted; False if it
-        was already spent. A proof dated up to ``skew`` ahead stays acceptable until
-        ``iat + window + skew``, so it is remembered until then, not from ``now``."""
-        until = max(proof.iat, now) + self.dpop_window + self.skew
-        return self.replay.add(f"{proof.jkt}:{proof.jti}", until, now)
+        was already spent. In-process cache only: a shared one is awaited (spend_async)."""
+        replay = self.replay
+        if not isinstance(replay, ReplayCache):
+            raise TypeError("a shared replay cache is awaited: use spend_async")
+        return replay.add(f"{proof.jkt}:{proof.jti}", self._until(proof, now), now)
+
+    async def spend_async(self, proof: DPoPProof, now: int) -> bool:
+        """:meth:`spend` through whichever Replays this authority has. Raises a 503
+        GatewayError when a shared cache cannot be reached (fail closed)."""
+        return await self.replay.spend(f"{proof.jkt}:{proof.jti}", self._until(proof, now), now)
 
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""

@@ -99,7 +99,7 @@ async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
         if not scope:
             raise Refused("scope", f"the token's scope grants none of {' '.join(sorted(asked))}")
         # Spent only now, for a request that passed every other check (as tokens.py does).
-        if not auth.spend(proof, now):
+        if not await auth.spend_async(proof, now):
             raise Refused("dpop", "DPoP proof replayed", error="invalid_dpop_proof")
         subject, first = await asyncio.to_thread(
             local_subject, auth.store, accepted, proof.key.jwk, now

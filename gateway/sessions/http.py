@@ -288,7 +288,7 @@ async def ticket(request: web.Request) -> web.Response:
     if s.state in FINAL:
         raise Conflict(f"the session is {s.state}")
     await _other_stands(request.app, s, party)
-    code, expires = request.app[TICKETS].issue(s.id, p.sub, p.jti, p.jkt)
+    code, expires = await request.app[TICKETS].issue(s.id, p.sub, p.jti, p.jkt)
     return web.json_response(
         {"ticket": code, "expires": int(expires), "ws": f"/v1/sessions/{s.id}/ws?ticket={code}"}
     )
@@ -415,7 +415,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sid = request.match_info["id"]
     code = request.query.get("ticket", "")
     auth = request.app[AUTHORITY]
-    t = request.app[TICKETS].redeem(code, sid) if len(code) <= 64 else None
+    t = await request.app[TICKETS].redeem(code, sid) if len(code) <= 64 else None
     s = await asyncio.to_thread(request.app[SESSIONS].get, sid) if t is not None else None
     party = s.party(t.sub) if (s is not None and t is not None) else None
     rec = await asyncio.to_thread(auth.store.token, t.jti) if t is not None else None

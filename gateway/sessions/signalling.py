@@ -13,11 +13,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-__all__ = ["Hub", "Peer", "Ticket", "Tickets", "fingerprints"]
+__all__ = ["Hub", "LocalTickets", "Peer", "Ticket", "Tickets", "fingerprints"]
 
 MAX_MESSAGE = 64 * 1024
 RELAYED = frozenset({"offer", "answer", "candidate", "bye"})
@@ -46,8 +46,22 @@ class Ticket:
     expires: float
 
 
-class Tickets:
-    """Single-use, short-lived WebSocket tickets, bound to the attestation that asked."""
+class Tickets(Protocol):
+    """Single-use, short-lived WebSocket tickets, bound to the attestation that asked: in
+    process (:class:`LocalTickets`) or shared by every replica (gateway.shared.RedisTickets).
+    Both raise a 503 GatewayError when they cannot be reached."""
+
+    async def issue(self, session: str, sub: str, jti: str, jkt: str) -> tuple[str, float]:
+        """A fresh ticket code and when it expires (clock seconds)."""
+        ...
+
+    async def redeem(self, code: str, session: str) -> Ticket | None:
+        """Spend a ticket; None if unknown, spent, expired or for another session."""
+        ...
+
+
+class LocalTickets:
+    """:class:`Tickets` in this process (one gateway process)."""
 
     def __init__(self, clock: Callable[[], float], ttl: int = 60, max_live: int = 100_000) -> None:
         self.clock = clock
@@ -55,7 +69,7 @@ class Tickets:
         self.max_live = max_live
         self._live: dict[str, Ticket] = {}
 
-    def issue(self, session: str, sub: str, jti: str, jkt: str) -> tuple[str, float]:
+    async def issue(self, session: str, sub: str, jti: str, jkt: str) -> tuple[str, float]:
         now = self.clock()
         if len(self._live) >= self.max_live:
             self._live = {k: t for k, t in self._live.items() if t.expires > now}
@@ -64,7 +78,7 @@ class Tickets:
         self._live[code] = Ticket(session, sub, jti, jkt, expires)
         return code, expires
 
-    def redeem(self, code: str, session: str) -> Ticket | None:
+    async def redeem(self, code: str, session: str) -> Ticket | None:
         """Spend a ticket; None if unknown, spent, expired or for another session."""
         t = self._live.pop(code, None)
         if t is None or t.session != session or t.expires <= self.clock():
