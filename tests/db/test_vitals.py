@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,11 +129,19 @@ def test_a_pending_batch_is_settled_once_only_when_older_than_the_cutoff(
     assert found is not None and found.ledger_index == 41
 
 
-def test_a_replica_skips_a_pending_batch_another_is_settling(
-    db: Database, replica: Database
-) -> None:
-    if db.embedded:
-        pytest.skip("one process per SQLite data dir: BEGIN IMMEDIATE serializes settlers")
+def test_a_replica_skips_a_pending_batch_another_is_settling(pg_url: str, tmp_path: Path) -> None:
+    # PostgreSQL only: an embedded SQLite data dir has one process, whose BEGIN IMMEDIATE
+    # serializes settlers anyway; SKIP LOCKED is what lets replicas settle side by side.
+    db, replica = Database(tmp_path / "data", pg_url), Database(tmp_path / "data", pg_url)
+    db.upgrade()
+    try:
+        _skip_locked(db, replica)
+    finally:
+        db.close()
+        replica.close()
+
+
+def _skip_locked(db: Database, replica: Database) -> None:
     one = VitalsStore(db.open("vitals"), MASTER, Clock())
     two = VitalsStore(replica.open("vitals"), MASTER, Clock())
     one.commit([_row(one, "pat:1", "dev:1", "b1", b"a")], [])
