@@ -4,7 +4,9 @@ Without Redis, a replica keeps in process what several replicas must share (DPoP
 cache, signalling tickets and hub, invalidations: issue 15), so a second replica on the same
 PostgreSQL database is refused with one line naming TELEGATE_REDIS_URL. With Redis on every
 replica, any number may run. A replica's row is written before it looks for others, so of
-two starting at once one sees the other; the earlier start (then the smaller id) stays.
+two starting at once each sees the other and both refuse: safe, and a restart settles it (no
+tie-break by start time, which clock skew between hosts could turn against the replica
+already serving).
 An embedded data dir needs no row: its ledger file lock already admits one gateway.
 """
 
@@ -37,10 +39,10 @@ class NotAlone(ConfigError):
 
 
 def refuse_unshared(store: ReplicaStore, me: Replica, now: int, interval: int = INTERVAL) -> None:
-    """Raise NotAlone if a replica that came before ``me`` was seen in the last few
-    intervals and either of the two runs without Redis."""
+    """Raise NotAlone if another replica was seen in the last few intervals and either of
+    the two runs without Redis."""
     others = store.others(me.id, now - FRESH_INTERVALS * interval)
-    clash = [o for o in others if o.first(me) and not (o.redis and me.redis)]
+    clash = [o for o in others if not (o.redis and me.redis)]
     if not clash:
         return
     o = clash[0]

@@ -22,11 +22,6 @@ class Replica:
     seen: int
     redis: bool
 
-    def first(self, other: Replica) -> bool:
-        """Whether this replica came before ``other`` (two that start at once: the one
-        with the earlier start, then the smaller id, stays)."""
-        return (self.started, self.id) < (other.started, other.id)
-
 
 class ReplicaStore:
     """Blocking (SQLAlchemy): call from a thread."""
