@@ -16,17 +16,21 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.appkeys import INVALIDATIONS
+from gateway.invalidation import Invalidation, Kind
 from gateway.shared.fanout import REDIS_INVALIDATIONS
 from gateway.shared.recheck import REASON
-from tests.gateway.idclient import Holder
+from tests.gateway.idclient import Holder, call
 from tests.gateway.vitals.world import World
 
 from .conftest import PrivateRedis, replica_config
 
 
 class Replicas:
-    def __init__(self, a: TestClient[Any, Any], b: TestClient[Any, Any], w: World) -> None:
-        self.a, self.b, self.w = a, b, w
+    def __init__(
+        self, a: TestClient[Any, Any], b: TestClient[Any, Any], w: World, consent: str
+    ) -> None:
+        self.a, self.b, self.w, self.consent = a, b, w, consent
 
     async def on_a(self, method: str, path: str, h: Holder, token: str, **kw: Any) -> Any:
         """A request to replica A with a token that replica B issued: addressed as if to B
@@ -53,8 +57,8 @@ async def replicas(
     a = await aiohttp_client(create_app(config))
     w = World(b)
     await w.setup(config)
-    await w.grant(["call", "vitals.stream"])
-    yield Replicas(a, b, w)
+    consent = await w.grant(["call", "vitals.stream"])
+    yield Replicas(a, b, w, str(consent["id"]))
 
 
 async def closed_within(ws: Any, code: int, seconds: float) -> list[dict[str, Any]]:
@@ -105,23 +109,62 @@ async def test_a_subject_revoked_on_one_replica_closes_its_socket_on_another_wit
 
 
 async def test_a_replica_does_not_act_twice_on_its_own_revocation(replicas: Replicas) -> None:
-    """The message comes back to its sender through Redis: dropped, so one close, one event."""
+    """The message comes back to its sender through Redis: dropped, so its listeners hear
+    the news once, and the socket's close is recorded once."""
     w = replicas.w
+    heard: list[Invalidation] = []
+
+    async def listener(news: Invalidation) -> None:
+        heard.append(news)
+
+    replicas.b.server.app[INVALIDATIONS].subscribe(listener)
     sid, prov_ws, pat_ws = await w.admitted_call()
     jti = jwt.decode(w.pat_t, options={"verify_signature": False})["jti"]
-    r = await w.client.post(  # on B itself, where the sockets are
+    r = await call(
+        w.client,
+        "POST",
         "/v1/revocations",
+        w.adm,
+        w.adm_t,
         json={"jti": jti, "reason": "key_compromise"},
-        headers={
-            "Authorization": f"DPoP {w.adm_t}",
-            "DPoP": w.adm.dpop("POST", str(w.client.make_url("/v1/revocations")), w.adm_t),
-        },
     )
     assert r.status == 200, await r.text()
     await closed_within(pat_ws, 4403, 1.0)
-    await asyncio.sleep(0.5)  # room for an echo to act again
+    await asyncio.sleep(0.5)  # room for an echo to arrive
+    assert heard == [Invalidation(Kind.TOKEN, jti=jti, reason="key_compromise")]
     assert len(await closed_events(w, sid, 1)) == 1
     await prov_ws.close()
+
+
+async def test_a_consent_revoked_on_one_replica_ends_the_call_on_another(
+    replicas: Replicas,
+) -> None:
+    w = replicas.w
+    sid, prov_ws, pat_ws = await w.admitted_call()
+    r = await replicas.on_a("DELETE", f"/v1/consents/{replicas.consent}", w.pat, w.pat_t)
+    assert r.status == 200, await r.text()
+    got = await closed_within(prov_ws, 4403, 1.0)
+    assert got[-1]["reason"] == "consent"
+    [ev] = await closed_events(w, sid, 1)
+    assert ev["data"]["closed"] == "consent" and ev["data"]["ref"] == replicas.consent
+    await pat_ws.close()
+
+
+async def test_a_consent_revoked_while_redis_is_away_is_found_in_the_database(
+    replicas: Replicas, redis_server: PrivateRedis
+) -> None:
+    w = replicas.w
+    bus_b = replicas.b.server.app[REDIS_INVALIDATIONS]
+    sid, prov_ws, pat_ws = await w.admitted_call()
+    redis_server.kill()
+    await until(lambda: not bus_b.connected)
+    r = await replicas.on_a("DELETE", f"/v1/consents/{replicas.consent}", w.pat, w.pat_t)
+    assert r.status == 503, await r.text()  # recorded, but the others were not told
+    got = await closed_within(prov_ws, 4403, 2.5)
+    assert got[-1]["reason"] == "consent"
+    [ev] = await closed_events(w, sid, 1)
+    assert (ev["data"]["closed"], ev["data"]["reason"]) == ("consent", REASON)
+    await pat_ws.close()
 
 
 async def test_redis_lost_then_back_the_database_covers_the_gap_and_pubsub_resumes(
