@@ -39,6 +39,13 @@ log = logging.getLogger("telegate.invalidation.redis")
 
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
+#: A PING on the subscription this often (s); no answer for two of them is a lost link: a
+#: server that stopped answering (a partition, a frozen host) closes no socket.
+PING_EVERY = 5.0
+
+
+class Silent(ConnectionError):
+    """Redis stopped answering on the subscription's connection."""
 
 
 def channel_of(origin: str) -> str:
@@ -59,11 +66,13 @@ class RedisInvalidations:
         replica_id: str,
         *,
         backoff_max: float = BACKOFF_MAX,
+        ping_every: float = PING_EVERY,
     ) -> None:
         self.client = client
         self.channel = channel_of(origin)
         self.replica_id = replica_id
         self.backoff_max = backoff_max
+        self.ping_every = ping_every
         self._local = LocalInvalidations()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -132,10 +141,7 @@ class RedisInvalidations:
                     log.info("invalidations: Redis subscription restored")
                     if self.on_reconnect is not None:
                         await self._guarded(self.on_reconnect())
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        await self._heard(msg["data"])
+                await self._listen(pubsub)
             except (RedisError, OSError) as e:
                 if not lost:
                     log.warning(
@@ -150,6 +156,22 @@ class RedisInvalidations:
             # Capped exponential backoff with jitter: replicas do not reconnect in step.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
             delay = min(delay * 2, self.backoff_max)
+
+    async def _listen(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        while True:
+            msg = await pubsub.get_message(timeout=min(1.0, self.ping_every))
+            now = loop.time()
+            if msg is not None:
+                heard = now
+                if msg.get("type") == "message":
+                    await self._heard(msg["data"])
+            if now - heard > 2 * self.ping_every:
+                raise Silent("no answer from Redis")
+            if now - pinged >= self.ping_every:
+                pinged = now
+                await pubsub.ping()
 
     async def _heard(self, data: bytes | str) -> None:
         try:

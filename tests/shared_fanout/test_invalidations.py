@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import jwt
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
@@ -19,11 +21,12 @@ from gateway.app import create_app
 from gateway.appkeys import INVALIDATIONS
 from gateway.invalidation import Invalidation, Kind
 from gateway.shared.fanout import REDIS_INVALIDATIONS
+from gateway.shared.invalidation_redis import RedisInvalidations
 from gateway.shared.recheck import REASON
 from tests.gateway.idclient import Holder, call
 from tests.gateway.vitals.world import World
 
-from .conftest import PrivateRedis, replica_config
+from .conftest import ORIGIN, PrivateRedis, replica_config
 
 
 class Replicas:
@@ -199,3 +202,38 @@ async def test_redis_lost_then_back_the_database_covers_the_gap_and_pubsub_resum
     await closed_within(prov_ws, 4403, 1.0)
     evs = await closed_events(w, sid, 2)
     assert [e["data"]["reason"] for e in evs] == [REASON, "key_compromise"]
+
+
+async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
+    redis_server: PrivateRedis,
+) -> None:
+    """A frozen server (SIGSTOP) closes no connection: the subscription's PINGs find it out,
+    and the subscriber rejoins when it answers again."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    bus = RedisInvalidations(client, ORIGIN, "r1", ping_every=0.3)
+    heard: list[Invalidation] = []
+
+    async def listener(news: Invalidation) -> None:
+        heard.append(news)
+
+    bus.subscribe(listener)
+    await bus.start()
+    try:
+        assert bus.connected
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            await until(lambda: not bus.connected, 3)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        await until(lambda: bus.connected, 5)
+        # Another replica's news arrives again; a malformed message is dropped, not fatal.
+        other = aioredis.Redis.from_url(redis_server.url)
+        await other.publish(bus.channel, b"not json")
+        news = Invalidation(Kind.SUBJECT, sub="pat:9", reason="key_compromise")
+        await other.publish(bus.channel, json.dumps({"replica": "r2", "news": news.to_json()}))
+        await other.aclose()
+        await until(lambda: heard == [news], 2)
+    finally:
+        await bus.close()
+        await client.aclose()
