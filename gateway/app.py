@@ -66,7 +66,7 @@ from .sessions import turn
 from .sessions.live import LiveAccess
 from .sessions.signalling import Hub, LocalTickets, Tickets
 from .sessions.store import SessionStore
-from .shared import REDIS, RedisReplays, RedisTickets, key_prefix, redis_ctx
+from .shared import REDIS, RedisReplays, RedisTickets, fanout, key_prefix, redis_ctx
 from .vitals import http as vitals_http
 from .vitals.batch import Limits
 from .vitals.intake import Intake, Vitals
@@ -388,11 +388,15 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[CONFIG] = config
     app[METRICS] = m
     app[CLOCK] = clock
-    # In-process: one gateway process. Several replicas need a Redis implementation of
-    # the same protocol (gateway/invalidation.py).
-    app[INVALIDATIONS] = LocalInvalidations()
+    # Several replicas (issue 15, gateway/shared/fanout.py): with redis_url, invalidations
+    # travel over Redis pub/sub; without, in process (one gateway process).
+    shared = fanout.redis_url(app) is not None
+    if not shared:
+        app[INVALIDATIONS] = LocalInvalidations()
     app.cleanup_ctx.append(redis_ctx)  # first: whatever is shared opens on it
     app.cleanup_ctx.append(_database_ctx)
+    # A heartbeat row per replica on PostgreSQL: a second replica without Redis is refused.
+    app.cleanup_ctx.append(fanout.heartbeat_ctx)
     app.cleanup_ctx.append(_ledger_ctx)
     # Right after the ledger: anonymous refusals are flushed to it before it closes.
     app.cleanup_ctx.append(refusals_ctx)
@@ -401,7 +405,11 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
+    if shared:
+        app.cleanup_ctx.append(fanout.invalidations_ctx)
     app.cleanup_ctx.append(_vitals_ctx)
+    if shared:
+        app.cleanup_ctx.append(fanout.recheck_ctx)
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

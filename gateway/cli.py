@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     if config.database_url is not None:
         _check_schema(config)  # a one-line refusal here, before anything opens
+        _check_alone(config)  # likewise beside another replica when either lacks Redis
     _init_key_dir(config)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
@@ -94,6 +95,22 @@ def _check_schema(config: Config) -> None:
     db = Database.from_config(config)
     try:
         db.check()  # also refuses a database an unfinished `db copy` left
+    finally:
+        db.close()
+
+
+def _check_alone(config: Config) -> None:
+    """Refuse (NotAlone) a replica that could not share its state with one already serving
+    the database; the app checks again once its own heartbeat row is written."""
+    from .db import Database
+    from .replicas.heartbeat import refuse_unshared
+    from .replicas.store import Replica, ReplicaStore
+
+    db = Database.from_config(config)
+    try:
+        now = int(time.time())
+        me = Replica("", now, now, bool(getattr(config, "redis_url", None)))
+        refuse_unshared(ReplicaStore(db.open("replicas")), me, now)
     finally:
         db.close()
 

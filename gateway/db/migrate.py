@@ -128,6 +128,8 @@ SCHEMAS: dict[str, Schema] = {
             },
             in_data_dir=False,
         ),
+        # Replicas' heartbeats (gateway/replicas): only a shared database has several.
+        Schema("replicas", "replicas_0001", {}, in_data_dir=False),
         Schema(
             "vitals",
             "vitals_0001",

@@ -1,6 +1,7 @@
 """State that several replicas of one gateway share through Redis (docs/redis.md): the
 client every such structure uses, and the Redis backings of the in-process structures'
-protocols. Unset ``redis_url``: none of this is used."""
+protocols (replay cache, tickets, invalidations over pub/sub: ``fanout``). Unset
+``redis_url``: none of this is used."""
 
 from __future__ import annotations
 
