@@ -18,7 +18,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.appkeys import INVALIDATIONS
+from gateway.appkeys import AUTHORITY, CLOCK, CONSENTS, INVALIDATIONS
 from gateway.invalidation import Invalidation, Kind
 from gateway.shared.fanout import REDIS_INVALIDATIONS
 from gateway.shared.invalidation_redis import RedisInvalidations
@@ -161,8 +161,13 @@ async def test_a_consent_revoked_while_redis_is_away_is_found_in_the_database(
     sid, prov_ws, pat_ws = await w.admitted_call()
     redis_server.kill()
     await until(lambda: not bus_b.connected)
+    # With Redis away, DPoP-protected calls fail closed (no proof accepted unchecked), so
+    # the revocation comes from a replica that stored it and could not publish it: the
+    # database alone must carry it to replica B.
     r = await replicas.on_a("DELETE", f"/v1/consents/{replicas.consent}", w.pat, w.pat_t)
-    assert r.status == 503, await r.text()  # recorded, but the others were not told
+    assert r.status == 503, await r.text()
+    app_a = replicas.a.server.app
+    assert await asyncio.to_thread(app_a[CONSENTS].revoke, replicas.consent, int(app_a[CLOCK]()))
     got = await closed_within(prov_ws, 4403, 2.5)
     assert got[-1]["reason"] == "consent"
     [ev] = await closed_events(w, sid, 1)
@@ -178,11 +183,16 @@ async def test_redis_lost_then_back_the_database_covers_the_gap_and_pubsub_resum
     sid, prov_ws, pat_ws = await w.admitted_call()
     redis_server.kill()
     await until(lambda: not bus_b.connected)
-    # Redis is down: the revocation is recorded, and the revoking request says that it
-    # could not tell the other replicas (503, retry) ...
+    # Redis is down: DPoP-protected calls fail closed (503, retry), so the revocation is
+    # one a replica stored and could not publish ...
     jti = jwt.decode(w.pat_t, options={"verify_signature": False})["jti"]
     r = await replicas.revoke_on_a({"jti": jti})
     assert r.status == 503 and r.headers["Retry-After"] == "1", await r.text()
+    app_a = replicas.a.server.app
+    assert (
+        await asyncio.to_thread(app_a[AUTHORITY].store.revoke_token, jti, int(app_a[CLOCK]()))
+        is not None
+    )
     # ... yet replica B finds it in the database within its refresh and its recheck.
     t0 = time.monotonic()
     await closed_within(pat_ws, 4403, 3.0)
