@@ -4,6 +4,7 @@ repository (sources and licences in its README), so a fresh clone runs every tes
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if IN_CI and reporter is not None and reporter.stats.get("skipped"):
         reporter.write_line("CI=true: skipped tests are not allowed", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a private redis-server for the whole session: replicas sharing one
+    PostgreSQL database must share a Redis too (docs/redis.md), and none of these tests
+    stops it."""
+    import shutil
+
+    from tests.redisserver import RedisServer
+
+    binary = shutil.which("redis-server")
+    need(binary is not None, "redis-server (apt install redis-server)")
+    assert binary is not None
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.kill()

@@ -14,13 +14,15 @@ from tests.gateway.idclient import admin, get_token, invite_and_enroll
 
 
 async def test_an_answer_from_one_replica_includes_events_another_appended(
-    pg_url: str, aiohttp_client: Any, tmp_path: Path
+    pg_url: str, aiohttp_client: Any, tmp_path: Path, session_redis: str
 ) -> None:
-    data = tmp_path / "data"  # keys and the stores not yet on the database layer
+    data = tmp_path / "data"  # the key dir every replica shares
     db = Database(data, pg_url)
     db.upgrade()
     db.close()
-    config = Config(data_dir=data, database_url=pg_url, log_origin="r.example/t/log")
+    config = Config(
+        data_dir=data, database_url=pg_url, log_origin="r.example/t/log", redis_url=session_redis
+    )
     a = await aiohttp_client(create_app(config))
     b = await aiohttp_client(create_app(config))
     # b learns of a's appends only when asked: its idle refresh is an hour away.
@@ -28,8 +30,6 @@ async def test_an_answer_from_one_replica_includes_events_another_appended(
     adm, adm_t = await admin(a, data)
     aud = await invite_and_enroll(a, adm, adm_t, "auditor")
     pat = await invite_and_enroll(a, adm, adm_t, "patient")
-    # Tokens from a alone: the identity store does not yet share its status-list index
-    # across replicas (docs/database.md).
     aud_t = await get_token(a, aud)
     await get_token(a, pat)  # the last event: the patient's attestation, appended by a
     seen = b.server.app[LOG].size

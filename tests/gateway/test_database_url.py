@@ -78,7 +78,11 @@ def _with_password(url: str) -> tuple[str, str]:
 
 
 async def test_two_replicas_serve_one_log(
-    pg_url: str, aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_url: str,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    session_redis: str,
 ) -> None:
     # pg_url first: its schema must outlive the apps, which record gateway.stopped.
     caplog.set_level(logging.DEBUG)
@@ -93,7 +97,14 @@ async def test_two_replicas_serve_one_log(
         db.close()
     clients = [
         await aiohttp_client(
-            create_app(Config(data_dir=tmp_path / n, log_origin=ORIGIN, database_url=url))
+            create_app(
+                Config(
+                    data_dir=tmp_path / n,
+                    log_origin=ORIGIN,
+                    database_url=url,
+                    redis_url=session_redis,  # replicas on one database share a Redis
+                )
+            )
         )
         for n in ("a", "b")
     ]

@@ -104,8 +104,11 @@ def database(pg_server: str) -> Iterator[str]:
 class Replica:
     """One ``telegate serve`` process on a free loopback port; restartable on that port."""
 
-    def __init__(self, name: str, data_dir: Path, database_url: str, logs: Path) -> None:
+    def __init__(
+        self, name: str, data_dir: Path, database_url: str, logs: Path, redis_url: str | None = None
+    ) -> None:
         self.name = name
+        self.redis_url = redis_url
         self.data_dir = data_dir
         self.database_url = database_url
         self.port = free_port()
@@ -124,6 +127,8 @@ class Replica:
             "TELEGATE_LOG_LEVEL": "WARNING",
             # Tokens are fetched once per test: let them outlive a slow run on a busy machine.
             "TELEGATE_TOKEN_LIFETIME": "3600",
+            # Replicas on one database share a Redis (a second one without it is refused).
+            **({"TELEGATE_REDIS_URL": self.redis_url} if self.redis_url else {}),
         }
 
     def start(self, wait: bool = True) -> None:
@@ -192,9 +197,10 @@ class Replica:
 class Replicas:
     """Replicas sharing one database URL and one data directory (keys, SQLite stores)."""
 
-    def __init__(self, root: Path, database_url: str) -> None:
+    def __init__(self, root: Path, database_url: str, redis_url: str | None = None) -> None:
         self.root = root
         self.database_url = database_url
+        self.redis_url = redis_url
         self.data_dir = root / "data"
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -208,7 +214,13 @@ class Replicas:
         the data dir can refuse first starts at once: ``database is locked``), then the
         rest together."""
         new = [
-            Replica(f"r{len(self.members) + i}", self.data_dir, self.database_url, self.logs)
+            Replica(
+                f"r{len(self.members) + i}",
+                self.data_dir,
+                self.database_url,
+                self.logs,
+                self.redis_url,
+            )
             for i in range(n)
         ]
         self.members += new
@@ -232,8 +244,8 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(database: str, tmp_path: Path) -> Iterator[Replicas]:
-    group = Replicas(tmp_path, database)
+def replicas(database: str, tmp_path: Path, session_redis: str) -> Iterator[Replicas]:
+    group = Replicas(tmp_path, database, session_redis)
     try:
         yield group
     finally:
