@@ -6,8 +6,8 @@ Create Date: 2026-12-03
 
 ``replicas`` (id, started, seen, redis): each replica upserts its row every few seconds and
 deletes it at a clean shutdown; ``serve`` without Redis refuses to start beside another
-replica seen recently (docs/redis.md, "Invalidations across replicas"). A new store: nothing to adopt. Only
-on PostgreSQL: an embedded data dir has one gateway by its ledger's file lock.
+replica seen recently (docs/redis.md, "Invalidations across replicas"). A new store: nothing
+to adopt. Only on PostgreSQL: an embedded data dir has one gateway by its ledger's file lock.
 """
 
 from __future__ import annotations
