@@ -171,10 +171,11 @@ async def test_a_redis_that_hangs_answers_503_within_two_seconds(
 
 
 async def test_a_client_assertion_is_spent_once_across_replicas_through_the_database(
-    pg_url: str, aiohttp_client: Any, tmp_path: Path
+    pg_url: str, aiohttp_client: Any, tmp_path: Path, session_redis: str
 ) -> None:
-    # No Redis: the identity store's client_jtis table in the shared database decides.
-    p = await _pair(aiohttp_client, tmp_path, pg_url, None)
+    # Not Redis but the identity store's client_jtis table in the shared database decides
+    # (the two DPoP proofs differ; the one client assertion is what both replicas see).
+    p = await _pair(aiohttp_client, tmp_path, pg_url, session_redis)
     adm, _ = await admin(p.a, p.config.data_dir)
     url = p.a.make_url("/oauth/token")
     form = {

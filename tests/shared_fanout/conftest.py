@@ -8,9 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,46 +17,14 @@ from gateway.config import Config
 from gateway.db import Database
 from tests.conftest import need
 from tests.pgschema import answers, fresh_schema
+from tests.redisserver import RedisServer
 
 PG_URL = os.environ.get("TELEGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ORIGIN = "fanout.example/telegate/log"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """``redis-server`` of this test only: no persistence, on its own port."""
-
-    def __init__(self, binary: str, logs: Path) -> None:
-        self.binary, self.logs = binary, logs
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no"]
-        with (self.logs / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, "redis-server exited"
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not answer within 10 s")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+#: One private redis-server per test (these tests kill and restart it).
+PrivateRedis = RedisServer
 
 
 @pytest.fixture
@@ -67,7 +32,9 @@ def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
     binary = shutil.which("redis-server")
     need(binary is not None, "redis-server (apt install redis-server)")
     assert binary is not None
-    r = PrivateRedis(binary, tmp_path)
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    r = PrivateRedis(binary, workdir)
     r.start()
     try:
         yield r

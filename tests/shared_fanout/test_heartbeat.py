@@ -26,8 +26,9 @@ from gateway.replicas.heartbeat import (
     refuse_unshared,
 )
 from gateway.replicas.store import Replica, ReplicaStore
+from tests.gateway.conftest import free_port
 
-from .conftest import PrivateRedis, free_port, replica_config
+from .conftest import PrivateRedis, replica_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
