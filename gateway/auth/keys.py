@@ -159,6 +159,11 @@ class KeyRing:
             ring.publish_pending(now)
         return ring
 
+    @property
+    def unpublished(self) -> bool:
+        """True when the local keys changed since they were last published."""
+        return self.publisher is not None and self._generation != self._published_generation
+
     def publish_pending(self, now: int) -> None:
         """Publish the local keys' public parts if they changed since they were last
         published (opened, rotated, re-read from disk). Blocking: Authority calls it in

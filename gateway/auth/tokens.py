@@ -257,6 +257,10 @@ class Authority:
         # here (503) until the new key's dir is copied here; chosen before anything is
         # reserved or recorded.
         self.keys.refresh(now, force=True)
+        if self.keys.unpublished:
+            # Re-read from the key dir (rotated by a process sharing it): published before
+            # it signs anything, so its tokens verify on other hosts as soon as they look.
+            await asyncio.to_thread(self.keys.publish_pending, now)
         key = self.keys.signing_key()
         jti = secrets.token_urlsafe(18)
         async with self._lock:

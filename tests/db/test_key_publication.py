@@ -119,6 +119,20 @@ async def test_a_token_signed_after_a_rotation_on_another_host_verifies_here_at_
     a.auth.verify_token(before, ORIGIN)  # signed before the retirement: still good
 
 
+async def test_a_rotation_by_a_process_off_the_database_is_published_before_it_signs(
+    hosts: tuple[Clock, Host, Host], ledger: Log
+) -> None:
+    """``telegate keys rotate`` writes only the key dir; the gateway sharing that dir
+    publishes the new key before its first token with it, so no token names a key other
+    hosts cannot find."""
+    clock, a, b = hosts
+    _subject(a.store, "adm:1", "admin")
+    new = KeyRing.open(a.keys, int(clock())).rotate(int(clock()))  # no publisher
+    token = await _issue(a, "adm:1", ledger)
+    assert _kid(token) == new.kid
+    b.auth.verify_token(token, ORIGIN)
+
+
 async def test_the_periodic_look_finds_a_new_key_within_a_second(
     hosts: tuple[Clock, Host, Host], ledger: Log
 ) -> None:
