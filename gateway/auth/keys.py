@@ -134,6 +134,9 @@ class KeyRing:
         self._generation = 0
         self._published_generation = -1
         self._warned: str | None = None  # the retired kid signing was last refused for
+        # Keys that vanished from this key dir unretired (a wholesale swap, an operator's
+        # deletion): withdrawn everywhere, not just retired (see _set).
+        self._withdrawn: dict[str, SigningKey] = {}
 
     @classmethod
     def open(
@@ -172,7 +175,13 @@ class KeyRing:
         publisher, generation, keys = self.publisher, self._generation, self.keys
         if publisher is None or generation == self._published_generation:
             return
-        publisher.publish_signing_keys([_published(k) for k in keys], now)
+        rows = [_published(k) for k in keys]
+        for k in list(self._withdrawn.values()):
+            # Retired before it was made and longer ago than any token lives: no token it
+            # signed verifies, and no JWKS lists it (where the database had no retirement
+            # for it yet; a published retirement is never moved).
+            rows.append(replace(_published(k), retired=min(k.created, now - self.keep_seconds) - 1))
+        publisher.publish_signing_keys(rows, now)
         self._published_generation = max(self._published_generation, generation)
 
     def learn(self, published: Iterable[PublishedKey]) -> None:
@@ -201,6 +210,8 @@ class KeyRing:
             remote = self._remote.get(k.kid)
             retired = k.retired if remote is None else _earliest(k.retired, remote.retired)
             verifiers[k.kid] = VerifyingKey(k.kid, k.alg, k.public, k.created, retired)
+        for kid in self._withdrawn:
+            verifiers.pop(kid, None)
         self._verifiers = verifiers
 
     def refresh(self, now: float, *, force: bool = False) -> None:
@@ -253,6 +264,16 @@ class KeyRing:
         self._set(keys)
 
     def _set(self, keys: list[SigningKey]) -> None:
+        # A key this ring held unretired that is no longer in the key dir was removed on
+        # purpose (a wholesale swap, a deletion): before keys were published it then
+        # verified nowhere; withdrawing it keeps that so on every host. Keys leave
+        # keys.json otherwise only after retirement plus keep_seconds.
+        kids = {k.kid for k in keys}
+        for k in self.keys:
+            if k.kid not in kids and k.retired is None:
+                self._withdrawn[k.kid] = k
+        for kid in kids:
+            self._withdrawn.pop(kid, None)
         self.keys = keys
         self._generation += 1
         self._rebuild()

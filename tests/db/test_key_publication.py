@@ -271,3 +271,26 @@ async def test_a_gateway_whose_key_was_rotated_on_another_host_answers_503_until
         other.auth.verify_token(token, iss)
     finally:
         other.close()
+
+
+async def test_a_key_removed_from_a_key_dir_unretired_is_withdrawn_on_every_host(
+    hosts: tuple[Clock, Host, Host], ledger: Log
+) -> None:
+    """A wholesale swap (a ring made without ``open`` replaces the set) made a key verify
+    nowhere before keys were published; it still does, on the other hosts too."""
+    clock, a, b = hosts
+    _subject(a.store, "adm:1", "admin")
+    old_token = await _issue(b, "adm:1", ledger)
+    old = _kid(old_token)
+    b.auth.verify_token(old_token, ORIGIN)
+    swapped = KeyRing(a.keys).rotate(int(clock()))
+    token = await _issue(a, "adm:1", ledger)  # A re-reads its key dir and publishes
+    assert _kid(token) == swapped.kid
+    assert old not in _jwks(a, clock)
+    clock.now += 1.0
+    await b.auth.fresh()
+    assert _jwks(b, clock) == {swapped.kid}
+    with pytest.raises(Unauthorized, match="signed by an unknown key"):
+        b.auth.verify_token(old_token, ORIGIN)  # valid a second ago
+    with pytest.raises(SigningKeyRetired):
+        await _issue(b, "adm:1", ledger)
