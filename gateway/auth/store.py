@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,16 @@ from sqlalchemy.engine import Engine
 from ..db.dialect import reading, writing
 from ..db.engine import PG_CONNECT_TIMEOUT, PG_POOL_TIMEOUT, SQLITE_BUSY_MS
 from ..db.errors import DatabaseUnavailable, reaching
-from .tables import client_jtis, invites, status_counter, subjects, tokens
+from .tables import client_jtis, invites, signing_keys, status_counter, subjects, tokens
 
-__all__ = ["IdentityStore", "Invite", "Subject", "TokenRecord", "assertion_key"]
+__all__ = [
+    "IdentityStore",
+    "Invite",
+    "PublishedKey",
+    "Subject",
+    "TokenRecord",
+    "assertion_key",
+]
 
 #: ``revoked_since`` from the beginning of time: every revoked row.
 EVER = -(1 << 62)
@@ -65,6 +72,17 @@ class TokenRecord:
     status_idx: int
     ledger_index: int
     revoked: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """The public part of an attestation signing key, as every replica publishes it."""
+
+    kid: str
+    alg: str
+    jwk: dict[str, str]
+    created: int
+    retired: int | None
 
 
 # Built once: SQLAlchemy caches each statement's compiled form, so a store call costs one
@@ -133,6 +151,10 @@ _ABOVE_USED = (  # the counter never falls behind an index a restored row holds
         )
     )
 )
+_k = signing_keys.c
+_KEYS_SINCE = sa.select(_k.kid, _k.alg, _k.jwk, _k.created, _k.retired).where(
+    _k.changed >= sa.bindparam("since")
+)
 _PRUNE_JTIS = client_jtis.delete().where(_j.exp < sa.bindparam("before"))
 # Per dialect, built once too: "insert unless the key is there" with a rowcount to read.
 # (SQLAlchemy reports an INSERT's rowcount only when asked to preserve it.)
@@ -143,6 +165,21 @@ _INSERT_OR_SKIP = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
     for table in (tokens, client_jtis)
 }
+
+
+def _publish(dialect: Any) -> Any:
+    # A key is inserted once; after that only its retirement may change, and only from
+    # none to a time: a replica holding an older copy of the key dir, which still lists
+    # the key as current, never un-retires it.
+    ins = dialect.insert(signing_keys)
+    return ins.on_conflict_do_update(
+        index_elements=["kid"],
+        set_={"retired": ins.excluded.retired, "changed": ins.excluded.changed},
+        where=sa.and_(_k.retired.is_(None), ins.excluded.retired.is_not(None)),
+    )
+
+
+_PUBLISH = {"sqlite": _publish(sqlite), "postgresql": _publish(postgresql)}
 # The two writes of every token request (an issued token, a spent client-assertion id) go
 # to the driver directly, as SQL compiled once from the Core statements above: through an
 # engine's Connection and transaction they cost 1.5-3 times the CPU (measured). They are
@@ -439,6 +476,35 @@ class IdentityStore:
 
     def revoked_indexes(self) -> list[int]:
         return self.revoked_since()[1]
+
+    # -- published signing keys -------------------------------------------------
+    def publish_signing_keys(self, keys: Sequence[PublishedKey], now: int) -> None:
+        """Insert the keys not published yet and record retirements, in one transaction
+        (a rotation's new key and its predecessor's retirement land together). A published
+        retirement is never undone or moved. ``now`` stamps the rows that change."""
+        rows = [
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "jwk": k.jwk,
+                "created": k.created,
+                "retired": k.retired,
+                "changed": now,
+            }
+            for k in sorted(keys, key=lambda k: k.kid)  # one lock order for every replica
+        ]
+        if rows:
+            with writing(self._engine) as conn:
+                conn.execute(_PUBLISH[self._dialect], rows)
+
+    def signing_keys_since(self, since: int = EVER) -> list[PublishedKey]:
+        """The published keys inserted or retired at or after ``since`` (default: all)."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(_KEYS_SINCE, {"since": since}).all()
+        return [
+            PublishedKey(str(r[0]), str(r[1]), r[2], int(r[3]), None if r[4] is None else int(r[4]))
+            for r in rows
+        ]
 
     # -- client assertion replay -------------------------------------------------
     def use_client_jti(self, key: str, exp: int, now: int) -> bool:

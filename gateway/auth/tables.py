@@ -3,7 +3,8 @@ the Alembic history (``gateway/db/migrations``, branch ``identity``); these matc
 
 ``identity_0001`` is exactly what the pre-Alembic store (sqlite-utils) created, index names
 included; ``identity_0002`` adds the status-index counter and the indexes that let each
-replica read what others revoked since it last looked (docs/database.md)."""
+replica read what others revoked since it last looked (docs/database.md); ``identity_0003``
+publishes the attestation signing keys' public parts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import sqlalchemy as sa
 
 from ..db.dialect import JSONColumn, Seconds
 
-__all__ = ["client_jtis", "invites", "metadata", "status_counter", "subjects", "tokens"]
+__all__ = [
+    "client_jtis",
+    "invites",
+    "metadata",
+    "signing_keys",
+    "status_counter",
+    "subjects",
+    "tokens",
+]
 
 metadata = sa.MetaData()
 
@@ -91,4 +100,21 @@ status_counter = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("next", Count, nullable=False),
+)
+
+#: The attestation signing keys' public parts (never a private key), published by every
+#: replica so that a token signed on any host verifies on every other within a second, and
+#: a retirement made on one host stops the others signing with that key. ``changed`` is the
+#: publisher's clock when the row was inserted or retired: what each replica's once-a-second
+#: look reads from (a key published late, long after its ``created``, is still seen).
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.Text, primary_key=True),
+    sa.Column("alg", sa.Text, nullable=False),
+    sa.Column("jwk", JSONColumn, nullable=False),
+    sa.Column("created", Seconds, nullable=False),
+    sa.Column("retired", Seconds),
+    sa.Column("changed", Seconds, nullable=False),
+    sa.Index("signing_keys_changed", "changed"),
 )

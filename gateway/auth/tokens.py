@@ -27,7 +27,7 @@ from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, Replays, check
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
 from .status import StatusList
-from .store import EVER, IdentityStore, Subject, TokenRecord
+from .store import EVER, IdentityStore, PublishedKey, Subject, TokenRecord
 
 __all__ = [
     "ROLE_SCOPES",
@@ -44,6 +44,10 @@ STATUS_LIST_ID = "1"
 REFRESH_EVERY = 1.0
 #: How far back beyond the clock skew each look reaches (see Authority.refresh).
 REFRESH_OVERLAP = 60
+#: Least time between two reads of the published signing keys made at once for a token
+#: naming a kid this replica does not know (on top of the once-a-second look): a stream of
+#: tokens with made-up kids costs at most one database read a second.
+UNKNOWN_KID_EVERY = 1.0
 #: Status indexes reserved at a time (one database write per block).
 STATUS_BLOCK = 32
 
@@ -133,6 +137,9 @@ class Authority:
         self._looked: float | None = None  # the clock at the last successful look
         self._failed: float | None = None  # the clock at the last failed one
         self._fetching = False
+        self._kid_looked: float | None = None  # the clock at the last unknown-kid read
+        if keys.publisher is None:
+            keys.publisher = store  # published by the first look, just below
         self.refresh()
         self._free = range(0)  # status indexes this process reserved and has not used
         self._lock = asyncio.Lock()
@@ -165,11 +172,22 @@ class Authority:
         last = self._looked
         return EVER if last is None else int(last) - self.skew - REFRESH_OVERLAP
 
-    def _learn(self, now: float, subjects: set[str], indexes: list[int]) -> None:
+    def _look(self, since: int) -> tuple[set[str], list[int], list[PublishedKey]]:
+        """Blocking (a thread, or the first look): publish this replica's signing keys if
+        they changed (opened, rotated, re-read from the key dir), then read what was
+        revoked and which signing keys were published or retired since ``since``."""
+        self.keys.publish_pending(int(self.clock()))
+        subjects, indexes = self.store.revoked_since(since)
+        return subjects, indexes, self.store.signing_keys_since(since)
+
+    def _learn(
+        self, now: float, subjects: set[str], indexes: list[int], keys: list[PublishedKey]
+    ) -> None:
         # On the event loop's thread only (refresh, fresh): the sets are read there too.
         self._revoked_subjects |= subjects
         for i in indexes:
             self.status.set(i)
+        self.keys.learn(keys)
         self._looked, self._failed = now, None
 
     def refresh(self) -> None:
@@ -189,11 +207,11 @@ class Authority:
                 "cannot read revocations from the database", headers={"Retry-After": "1"}
             )
         try:
-            subjects, indexes = self.store.revoked_since(self._since())
+            subjects, indexes, keys = self._look(self._since())
         except Unavailable:
             self._failed = now
             raise
-        self._learn(now, subjects, indexes)
+        self._learn(now, subjects, indexes, keys)
 
     async def fresh(self) -> None:
         """``refresh`` in a thread, so the event loop never waits on the database; a
@@ -206,13 +224,13 @@ class Authority:
             return
         self._fetching = True
         try:
-            subjects, indexes = await asyncio.to_thread(self.store.revoked_since, self._since())
+            subjects, indexes, keys = await asyncio.to_thread(self._look, self._since())
         except Unavailable:
             self._failed = now
             return
         finally:
             self._fetching = False
-        self._learn(now, subjects, indexes)
+        self._learn(now, subjects, indexes, keys)
 
     # -- issuance ----------------------------------------------------------------
     async def issue(
@@ -239,6 +257,17 @@ class Authority:
         index of the ``federation.accepted`` event a token exchange issues on.
         """
         now = self.now()
+        # One stat every issuance, not once a second: a token signed with a key another
+        # process sharing the key dir retired a moment ago, dated after its retirement,
+        # would be refused. A key retired on another host (published) refuses issuance
+        # here (503) until the new key's dir is copied here; chosen before anything is
+        # reserved or recorded.
+        self.keys.refresh(now, force=True)
+        if self.keys.unpublished:
+            # Re-read from the key dir (rotated by a process sharing it): published before
+            # it signs anything, so its tokens verify on other hosts as soon as they look.
+            await asyncio.to_thread(self.keys.publish_pending, now)
+        key = self.keys.signing_key()
         jti = secrets.token_urlsafe(18)
         async with self._lock:
             if not self._free:
@@ -251,10 +280,6 @@ class Authority:
             idx, self._free = self._free[0], self._free[1:]
         exp = now + self.lifetime if not_after is None else min(now + self.lifetime, not_after)
         aud: str | list[str] = [origin, *audience] if audience else origin
-        # One stat every issuance, not once a second: a token signed with a key another
-        # process retired a moment ago, dated after its retirement, would be refused.
-        self.keys.refresh(now, force=True)
-        key = self.keys.current
         event = stamped(
             lambda: now,
             EventType.ATTESTATION_ISSUED,
@@ -330,7 +355,12 @@ class Authority:
         if hit is None:
             return None
         kid, claims = hit
-        if self.keys.verification_key(kid, now) is None:
+        key = self.keys.verification_key(kid, now)
+        iat = claims.get("iat")
+        if key is None or (
+            key.retired is not None and not (isinstance(iat, int) and iat <= key.retired)
+        ):
+            # Gone, or retired (maybe on another host, learned since) before it signed this.
             del self._verified[(token, origin)]
             return None
         return claims
@@ -344,6 +374,11 @@ class Authority:
         key = self.keys.verification_key(kid, now)
         if key is None:
             self.keys.refresh(now, force=True)  # a key rotated in by another process
+            key = self.keys.verification_key(kid, now)
+        if key is None and self._may_look_for(self.clock()):
+            # Published by a replica on another host since the last look: read at once, not
+            # up to a second later, but at most once per UNKNOWN_KID_EVERY (forged kids).
+            self.keys.learn(self.store.signing_keys_since(self._since()))
             key = self.keys.verification_key(kid, now)
         if key is None:
             raise Unauthorized("access token signed by an unknown key")
@@ -372,6 +407,13 @@ class Authority:
             cache.pop(next(iter(cache)))
         cache[(token, origin)] = (key.kid, claims)
         return claims
+
+    def _may_look_for(self, now: float) -> bool:
+        last = self._kid_looked
+        if last is not None and 0 <= now - last < UNKNOWN_KID_EVERY:
+            return False
+        self._kid_looked = now
+        return True
 
     def authenticate(
         self, method: str, url: URL, headers: Mapping[str, str], dpop: list[str], origin: str
@@ -443,7 +485,7 @@ class Authority:
         now = self.now()
         self.refresh()  # bits revoked through other replicas
         self.keys.refresh(now, force=True)  # a key rotated in elsewhere signs the list too
-        key = self.keys.current
+        key = self.keys.signing_key()
         claims = {
             "sub": f"{origin}/v1/status/{STATUS_LIST_ID}",
             "iat": now,
