@@ -177,13 +177,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
         from .auth.keys import KeyRing
 
         now = int(time.time())
-        ring = KeyRing.open(
-            config.key_dir / "signing",
-            now,
-            alg=config.signing_alg,
-            keep_seconds=config.token_lifetime + config.clock_skew,
-        )
-        key = ring.rotate(now)
+        # On a shared database the rotation is published there at once (public parts
+        # only), so replicas on other hosts verify the new key within a second.
+        db = store = None
+        if config.database_url is not None:
+            from .auth.store import IdentityStore
+            from .db import Database
+
+            db = Database.from_config(config)
+            store = IdentityStore(db.open("identity"))
+        try:
+            ring = KeyRing.open(
+                config.key_dir / "signing",
+                now,
+                alg=config.signing_alg,
+                keep_seconds=config.token_lifetime + config.clock_skew,
+                publisher=store,
+            )
+            key = ring.rotate(now)
+        finally:
+            if store is not None:
+                store.close()
+            if db is not None:
+                db.close()
         # A running gateway notices keys.json changed and signs with the new key; the old
         # one stays in the JWKS until every token it signed has expired.
         print(
@@ -513,6 +529,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     k.add_argument("action", choices=["init", "show", "rotate"])
     data_dir(k)
+    database_url(k)  # rotate publishes the new key's public part there
     k.set_defaults(func=cmd_keys)
 
     inv = sub.add_parser("invite", help="create a single-use invite locally (bootstrap)")
