@@ -36,16 +36,7 @@ def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a private redis-server for the whole session: replicas sharing one
     PostgreSQL database must share a Redis too (docs/redis.md), and none of these tests
     stops it."""
-    import shutil
+    from tests.redisserver import running
 
-    from tests.redisserver import RedisServer
-
-    binary = shutil.which("redis-server")
-    need(binary is not None, "redis-server (apt install redis-server)")
-    assert binary is not None
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
-    finally:
-        server.kill()

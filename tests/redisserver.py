@@ -5,13 +5,18 @@ share one (gateway replicas on one database refuse to run without Redis)."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["RedisServer"]
+from tests.conftest import need
+
+__all__ = ["RedisServer", "running"]
 
 
 def _free_port() -> int:
@@ -61,3 +66,19 @@ class RedisServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+@contextlib.contextmanager
+def running(workdir: Path) -> Iterator[RedisServer]:
+    """A private redis-server in ``workdir``, killed on exit. A missing redis-server is a
+    skip locally, a failure in CI."""
+    binary = shutil.which("redis-server")
+    need(binary is not None, "redis-server (apt install redis-server)")
+    assert binary is not None
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(binary, workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

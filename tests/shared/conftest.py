@@ -5,7 +5,6 @@ database. A missing redis-server or PostgreSQL is a skip locally, a failure in C
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +12,15 @@ import pytest
 
 from tests.conftest import need
 from tests.pgschema import answers, fresh_schema
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, running
 
 PG_URL = os.environ.get("TELEGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    need(binary is not None, "redis-server (apt install redis-server)")
-    assert binary is not None
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = RedisServer(binary, workdir)
-    server.start()
-    try:
+    with running(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="session")

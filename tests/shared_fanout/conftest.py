@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gateway.config import Config
 from gateway.db import Database
 from tests.conftest import need
 from tests.pgschema import answers, fresh_schema
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, running
 
 PG_URL = os.environ.get("TELEGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ORIGIN = "fanout.example/telegate/log"
@@ -29,17 +28,8 @@ PrivateRedis = RedisServer
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    need(binary is not None, "redis-server (apt install redis-server)")
-    assert binary is not None
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    r = PrivateRedis(binary, workdir)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.kill()
+    with running(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
