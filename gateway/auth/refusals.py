@@ -244,6 +244,8 @@ async def refusal_middleware(request: web.Request, handler: Handler) -> web.Stre
         # What other replicas revoked, read in a thread once a second, before any handler
         # reads it on the event loop (Authority.refresh).
         await auth.fresh()
+        # A token signed by a key another host published since: learn it off the loop too.
+        await auth.know_kid(request.headers.get("Authorization"))
     try:
         return await handler(request)
     except GatewayError as e:

@@ -232,6 +232,27 @@ class Authority:
             self._fetching = False
         self._learn(now, subjects, indexes, keys)
 
+    async def know_kid(self, authorization: str | None) -> None:
+        """Before a request's token is verified (refusal_middleware awaits this): if it names
+        a key no ring here knows, read the keys other hosts published, in a thread, at once
+        rather than up to a second later, but at most once per UNKNOWN_KID_EVERY (forged
+        kids cost one read a second, not one each). Verification itself then only looks up
+        a dictionary: the event loop never waits on the database."""
+        if not authorization or not authorization.startswith("DPoP "):
+            return
+        try:
+            kid = str(unverified_part(authorization[5:].strip(), 0).get("kid"))
+        except InvalidKey:
+            return  # refused as malformed by the verification
+        now = self.clock()
+        if self.keys.verification_key(kid, int(now)) is not None or not self._may_look_for(now):
+            return
+        try:
+            keys = await asyncio.to_thread(self.store.signing_keys_since, self._since())
+        except Unavailable:
+            return  # the verification refuses the unknown key; the next second looks again
+        self.keys.learn(keys)
+
     # -- issuance ----------------------------------------------------------------
     async def issue(
         self,
@@ -374,11 +395,6 @@ class Authority:
         key = self.keys.verification_key(kid, now)
         if key is None:
             self.keys.refresh(now, force=True)  # a key rotated in by another process
-            key = self.keys.verification_key(kid, now)
-        if key is None and self._may_look_for(self.clock()):
-            # Published by a replica on another host since the last look: read at once, not
-            # up to a second later, but at most once per UNKNOWN_KID_EVERY (forged kids).
-            self.keys.learn(self.store.signing_keys_since(self._since()))
             key = self.keys.verification_key(kid, now)
         if key is None:
             raise Unauthorized("access token signed by an unknown key")
