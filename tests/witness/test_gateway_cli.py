@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
+from gateway.app import CONFIG, create_app
 from gateway.witnessing import WITNESSING
 from ledger.checkpoint import open_checkpoint
 from ledger.log import Log
@@ -20,6 +20,13 @@ from ledger.note import Signer
 from ledger.store import SQLiteStore
 
 from .gateways import WitnessServer, gateway_config, log_vkey, until
+
+
+def _where(client: Any) -> list[str]:
+    """The gateway's identities may be in PostgreSQL (the PostgreSQL pass): the local
+    invite must be written there, as an operator passes --database-url."""
+    url = client.server.app[CONFIG].database_url
+    return [] if url is None else ["--database-url", url]
 
 
 async def cli(*args: str, module: str = "gateway.cli") -> tuple[int, str, str]:
@@ -84,7 +91,7 @@ async def test_audit_waits_for_a_witnessed_checkpoint(
     client, _, witnesses = gateway
     server = str(client.make_url("")).rstrip("/")
     data = str(tmp_path / "gw")
-    rc, code, err = await cli("invite", "auditor", "--data-dir", data)
+    rc, code, err = await cli("invite", "auditor", "--data-dir", data, *_where(client))
     assert rc == 0, err
     creds = tmp_path / "auditor.json"
     rc, _, err = await cli(
@@ -113,7 +120,7 @@ async def test_audit_keeps_both_checkpoints_of_a_fork(
     client, _, _ = gateway
     server = str(client.make_url("")).rstrip("/")
     data = tmp_path / "gw"
-    rc, code, err = await cli("invite", "auditor", "--data-dir", str(data))
+    rc, code, err = await cli("invite", "auditor", "--data-dir", str(data), *_where(client))
     creds = tmp_path / "auditor.json"
     rc, _, err = await cli(
         "enroll", "--server", server, "--invite", code.strip(), "--out", str(creds)
