@@ -4,13 +4,17 @@ dropped afterwards. PostgreSQL that does not answer is a skip locally, a failure
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.db import Database
+from ledger.log import Log
+from ledger.note import Signer
+from ledger.store import SQLiteStore
 from tests.conftest import need
 from tests.pgschema import answers, fresh_schema
 
@@ -40,3 +44,12 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Log]:
+    """An embedded log for store tests that record on one (revocations, tokens)."""
+    log = Log(SQLiteStore(tmp_path / "ledger.db"), Signer.generate("r.example/t/log"))
+    log.start()
+    yield log
+    await asyncio.to_thread(log.close)

@@ -5,11 +5,10 @@ signing key")."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,6 @@ from gateway.auth.tokens import Authority, Unauthorized
 from gateway.config import Config
 from gateway.db import Database
 from ledger.log import Log
-from ledger.note import Signer
-from ledger.store import SQLiteStore
 from tests.db.test_replicas import ORIGIN, Clock, _subject
 from tests.gateway.idclient import Holder, enroll, get_token, local_invite, token_response
 
@@ -53,14 +50,6 @@ class Host:
     def close(self) -> None:
         self.store.close()
         self.db.close()
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Log]:
-    log = Log(SQLiteStore(tmp_path / "ledger.db"), Signer.generate("r.example/t/log"))
-    log.start()
-    yield log
-    await asyncio.to_thread(log.close)
 
 
 @pytest.fixture

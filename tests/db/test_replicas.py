@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,6 @@ from gateway.db.engine import sqlite_engine
 from gateway.sessions import http as sessions_http
 from gateway.sessions.store import CallSession, SessionStore, State
 from ledger.log import Log
-from ledger.note import Signer
-from ledger.store import SQLiteStore
 from tests.gateway.idclient import Holder, call, enroll, get_token, local_invite, token_response
 
 
@@ -90,14 +88,6 @@ class Replica:
     def close(self) -> None:
         self.store.close()
         self.db.close()
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Log]:
-    log = Log(SQLiteStore(tmp_path / "ledger.db"), Signer.generate("r.example/t/log"))
-    log.start()
-    yield log
-    await asyncio.to_thread(log.close)
 
 
 @pytest.fixture
