@@ -33,12 +33,13 @@ __all__ = ["browser_link", "main", "seed"]
 ROLES = ("admin", "provider", "patient", "device", "auditor")
 
 
-def seed(server: str, data_dir: Path) -> dict[str, Any]:
+def seed(server: str, data_dir: Path, database_url: str | None = None) -> dict[str, Any]:
     """Enroll everyone through the API, grant consent, schedule a call. Returns the
-    scenario (ids, session, credential file paths)."""
+    scenario (ids, session, credential file paths). ``database_url``: the gateway's, when
+    it is not the embedded one in ``data_dir``."""
     out = data_dir / "demo"
     out.mkdir(mode=0o700, exist_ok=True)
-    admin = enroll(server, local_invite(data_dir, "admin"))
+    admin = enroll(server, local_invite(data_dir, "admin", database_url))
     adm = Session(admin)
     creds = {"admin": admin}
 

@@ -56,8 +56,9 @@ def wait_ready(server: str, proc: subprocess.Popen[bytes], timeout: float = 30) 
     raise SystemExit("the gateway did not become ready in time")
 
 
-def local_invite(data_dir: Path, role: str) -> str:
-    db = Database(data_dir)  # the demos run the embedded default
+def local_invite(data_dir: Path, role: str, database_url: str | None = None) -> str:
+    # The demos run the embedded default; the tests also seed a gateway on PostgreSQL.
+    db = Database(data_dir, database_url)
     try:
         store = IdentityStore(db.open("identity"))
         code, now = new_code(), int(time.time())

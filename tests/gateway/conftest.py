@@ -65,19 +65,35 @@ def free_port() -> int:
 class LiveGateway:
     """``telegate serve`` in a real subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        """``database_url``: the stores (and the ledger) in that PostgreSQL database,
+        upgraded first as an operator would (`telegate db upgrade`); unset, SQLite files
+        under ``data_dir``."""
         import os
         import subprocess
         import sys
 
         self.data_dir = data_dir
+        self.database_url = database_url
+        #: What a local command (``telegate invite``) is given to reach this gateway's stores.
+        self.config = Config(
+            data_dir=data_dir, log_origin="live.example/telegate/log", database_url=database_url
+        )
+        db_args: list[str] = []
+        if database_url is not None:
+            db = Database(data_dir, database_url)
+            try:
+                db.upgrade()
+            finally:
+                db.close()
+            db_args = ["--database-url", database_url]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / "gateway.log"
         self._log = self.log_path.open("wb")
         cli = [sys.executable, "-m", "gateway.cli", "serve"]
         self.proc = subprocess.Popen(
-            [*cli, "--port", str(self.port), "--data-dir", str(data_dir)],
+            [*cli, "--port", str(self.port), "--data-dir", str(data_dir), *db_args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "TELEGATE_LOG_ORIGIN": "live.example/telegate/log"},

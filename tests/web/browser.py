@@ -59,7 +59,7 @@ def enroll(
 ) -> str:
     """Open an invite link (``attrs`` go into the invite) and, when the page asks (the
     invite names nobody), say ``name`` (else the role's in NAMES); returns the subject id."""
-    code = local_invite(gw.data_dir, role, **attrs)
+    code = local_invite(gw.config, role, **attrs)
     page = tab.page
     page.goto(f"{gw.url}/enroll?invite={code}")
     if "display_name" not in attrs:

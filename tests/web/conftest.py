@@ -6,6 +6,8 @@ tests skip locally and fail in CI (``need``).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from tests.conftest import need
 from tests.gateway.conftest import LiveGateway
+from tests.pgschema import answers, fresh_schema
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,12 +44,20 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
-    """One gateway for the module's tests: each test enrolls its own auditor."""
-    gw = LiveGateway(tmp_path_factory.mktemp("gateway") / "data")
-    try:
-        yield gw
-    finally:
-        gw.stop()
+    """One gateway for the module's tests: each test enrolls its own auditor. With
+    ``TELEGATE_TEST_DATABASE_URL`` set (the PostgreSQL pass of ``make test``) its stores
+    live in a fresh schema of that database."""
+    with contextlib.ExitStack() as stack:
+        base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
+        url = None
+        if base:
+            need(answers(base), f"PostgreSQL at TELEGATE_TEST_DATABASE_URL={base}")
+            url = stack.enter_context(fresh_schema(base))
+        gw = LiveGateway(tmp_path_factory.mktemp("gateway") / "data", url)
+        try:
+            yield gw
+        finally:
+            gw.stop()
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def _media_bound(gw: LiveGateway, sid: str) -> dict[str, set[tuple[str, str]]]:
 def test_a_browser_patient_calls_an_aiortc_provider(
     chromium: Browser, gateway: LiveGateway, shots: Path
 ) -> None:
-    doctor = enroll_api(gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI))
+    doctor = enroll_api(gateway.url, local_invite(gateway.config, "provider", npi=NPI))
     pat = patient(chromium, gateway)
     page = pat.page
 

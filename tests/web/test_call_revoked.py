@@ -29,7 +29,7 @@ def test_revoking_the_provider_ends_the_call_on_both_pages(
     wait_debug(prov.page, "t.pcState === 'connected'")
     wait_debug(pat.page, "t.pcState === 'connected'")
 
-    admin = Session(enroll_api(gateway.url, local_invite(gateway.data_dir, "admin")))
+    admin = Session(enroll_api(gateway.url, local_invite(gateway.config, "admin")))
     admin.post_json("/v1/revocations", {"sub": prov.sub, "reason": "key_compromise"})
 
     for person in (prov, pat):

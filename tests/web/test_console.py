@@ -311,7 +311,7 @@ def test_rows_name_their_actor_and_subject_with_the_id_beside(
     xss = "<img src=x onerror=alert(1)>"
     doctor = enroll_api(
         gateway.url,
-        local_invite(gateway.data_dir, "provider", npi="1234567893", display_name=xss),
+        local_invite(gateway.config, "provider", npi="1234567893", display_name=xss),
     )
     invited = Session(doctor).post_json("/v1/invites", {"role": "patient"})
     pat = enroll_api(gateway.url, str(invited["invite"]), display_name="Ada Lovelace")

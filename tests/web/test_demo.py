@@ -21,7 +21,7 @@ from tests.web.browser import PHONE, enroll, open_tab, ready, shows_person
 @pytest.fixture(scope="module")
 def demo(gateway: LiveGateway) -> dict[str, Any]:
     """The demo scenario, seeded through the real API into the module's gateway."""
-    scenario = seed(gateway.url, gateway.data_dir)
+    scenario = seed(gateway.url, gateway.data_dir, gateway.database_url)
     creds = {
         role: Credentials.load(gateway.data_dir / "demo" / f"{role}.json")
         for role in ("patient", "provider", "auditor")

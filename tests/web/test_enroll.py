@@ -35,7 +35,7 @@ def test_a_bad_invite_is_explained_and_a_typed_code_enrolls(
     # Typed by hand and submitted from the keyboard.
     page.goto(f"{gateway.url}/enroll")
     ready(page)
-    code = local_invite(gateway.data_dir, "auditor", display_name="Ann Auditor")
+    code = local_invite(gateway.config, "auditor", display_name="Ann Auditor")
     page.get_by_label("Invite code").fill(code)
     page.get_by_label("Invite code").press("Enter")
     expect(page.locator("#done")).to_be_visible()
@@ -72,7 +72,7 @@ def test_an_enrolled_browser_asks_before_replacing_and_can_forget(
     tab = open_tab(chromium)
     page = tab.page
     first = enroll(tab, gateway)
-    code = local_invite(gateway.data_dir, "auditor")
+    code = local_invite(gateway.config, "auditor")
     # An invite link with the code in the fragment (never sent to a server), opened on the
     # page already showing: only the fragment changes.
     page.goto(f"{gateway.url}/enroll#invite={code}")
@@ -182,7 +182,7 @@ def test_an_invite_without_a_name_asks_for_one(
     and brings the person back to the name; the name kept is the trimmed one."""
     tab = open_tab(chromium, PHONE)
     page = tab.page
-    code = local_invite(gateway.data_dir, "patient")
+    code = local_invite(gateway.config, "patient")
     page.goto(f"{gateway.url}/enroll#invite={code}")
     name = page.get_by_label("Your name")
     expect(name).to_be_focused()

@@ -65,7 +65,7 @@ def test_the_patient_page(chromium: Browser, gateway: LiveGateway, shots: Path) 
     pat = patient(chromium, gateway)
     page = pat.page
     doctor = enroll_api(
-        gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI, display_name=XSS)
+        gateway.url, local_invite(gateway.config, "provider", npi=NPI, display_name=XSS)
     )
     _monitor_history(Device(gateway, pat))
 
@@ -176,7 +176,7 @@ def test_a_forged_access_report_line_fails(
     summary field that says something other than the logged event."""
     pat = patient(chromium, gateway, PHONE)
     page = pat.page
-    doctor = enroll_api(gateway.url, local_invite(gateway.data_dir, "provider", npi=NPI))
+    doctor = enroll_api(gateway.url, local_invite(gateway.config, "provider", npi=NPI))
     open_me(page, gateway)
     grant(page, doctor.sub, {"call"})
     for _ in range(3):
