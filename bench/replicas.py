@@ -49,6 +49,7 @@ DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/test"
 CPU_TARGET = 1.15  # server CPU per authenticated request, 2 replicas / 1 replica
 RATE_TARGET = 1.3  # requests/s, 2 replicas / 1 replica
 REDIS_P50_TARGET_MS = 0.3  # what Redis adds to one authenticated request at p50
+RELAY_P99_MS = 10.0  # signalling relay p99, patient on one replica and provider on another
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -68,6 +69,7 @@ class Bench:
         self.tmp = tmp
         self.stack = contextlib.ExitStack()
         self.lg = LoadGen()
+        self.relay_table: AuthTable | None = None
 
     def close(self) -> None:
         self.lg.close()
@@ -196,11 +198,148 @@ class Bench:
                     n = a.latency_requests if clients == 1 else a.requests
                     reqs = self.me_requests(who, n)
                 keep(name, await self.row(method, path, servers, reqs, clients, pids))
+        if not a.no_relay:
+            await self.relay(res)
         floor = await self.redis_floor(a.latency_requests)
         med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in rows.items()}
         res.metrics.update({f"{k}_{m}": x for k, d in med.items() for m, x in d.items()})
         res.metrics["redis_floor_p50_ms"] = floor
         self.report(res, med, floor)
+
+    # -- signalling relay: patient on A, provider on B ---------------------------------
+    async def relay(self, res: Results) -> None:
+        """N calls whose patient sockets are on replica A and provider sockets on B (the
+        relay crosses Redis), then N calls with both on A, the same open-loop load on
+        each: relay latency side by side."""
+        import datetime as dt
+
+        from bench.signalling import NPI, Fleet, bounded, connect_ws, run_load
+        from gateway.config import Config as GatewayConfig
+        from tests.gateway.idclient import (
+            Holder,
+            call,
+            enroll,
+            get_token,
+            invite_and_enroll,
+            local_invite,
+        )
+        from tests.replicas.conftest import PUBLIC_URL
+
+        a = self.args
+        n = a.sessions
+
+        class Via:
+            """bench.auth's client slice, addressing one replica under the public URL."""
+
+            def __init__(self, http: Any, base: str) -> None:
+                self.http, self.base = http, base
+
+            def make_url(self, path: str) -> Any:
+                from yarl import URL
+
+                return URL(PUBLIC_URL + path)
+
+            async def request(self, method: str, path: str, **kw: Any) -> Any:
+                return await self.http.request(method, self.base + path, **kw)
+
+            async def post(self, path: str, **kw: Any) -> Any:
+                return await self.request("POST", path, **kw)
+
+        class Proc:
+            """``stat()`` of replica processes, as bench.signalling's run_load reads it."""
+
+            def __init__(self, pids: list[int]) -> None:
+                self.pids = pids
+
+            async def stat(self) -> dict[str, Any]:
+                return {"cpu": cpu_seconds(self.pids), "gc": (0, 0.0, 0.0), "rss_kib": 0.0}
+
+        async def expect(resp: Any, status: int, what: str) -> Any:
+            body = await resp.json()
+            if resp.status != status:
+                raise RuntimeError(f"{what}: HTTP {resp.status}: {body}")
+            return body
+
+        out: dict[str, dict[str, Any]] = {}
+        async with aiohttp.ClientSession() as http, aiohttp.ClientSession() as ws_session:
+            ca, cb = Via(http, self.a.url), Via(http, self.b.url)
+            where = GatewayConfig(
+                data_dir=self.group.data_dir, database_url=self.group.database_url
+            )
+            adm = Holder()
+            await enroll(ca, local_invite(where), adm)
+            adm_t = await get_token(ca, adm)
+            prov = await invite_and_enroll(ca, adm, adm_t, "provider", npi=NPI)
+            pat = await invite_and_enroll(ca, adm, adm_t, "patient")
+            prov_t, pat_t = await get_token(cb, prov), await get_token(ca, pat)
+            until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            consent = {"grantee": prov.sub, "scopes": ["call"], "until": until}
+            await expect(
+                await call(ca, "POST", "/v1/consents", pat, pat_t, json=consent), 201, "consent"
+            )
+
+            for name, prov_at in (("same", ca), ("cross", cb)):
+                progress(f"relay ({name} replica): scheduling {n:,} sessions")
+
+                async def schedule(_: int) -> str:
+                    r = await call(
+                        ca, "POST", "/v1/sessions", prov, prov_t, json={"patient": pat.sub}
+                    )
+                    return str((await expect(r, 201, "schedule"))["id"])
+
+                sids = await bounded(range(n), schedule, 32)
+
+                async def ticket_ws(sid: str, via: Via, holder: Any, token: str) -> Any:
+                    r = await call(via, "POST", f"/v1/sessions/{sid}/ticket", holder, token)
+                    body = await expect(r, 200, "ticket")
+                    return await connect_ws(ws_session, via.base + body["ws"], hello=True)
+
+                progress(f"relay ({name} replica): {2 * n:,} sockets, patients on A")
+                pats = await bounded(sids, lambda s: ticket_ws(s, ca, pat, pat_t), 32)
+                provs = await bounded(sids, lambda s, v=prov_at: ticket_ws(s, v, prov, prov_t), 32)
+                fleet = Fleet(f"relay {name}")
+                for x, y in zip(pats, provs, strict=True):
+                    fleet.add(x, y)
+
+                async def admit(sid: str, via: Via = prov_at) -> None:
+                    r = await call(via, "POST", f"/v1/sessions/{sid}/admit", prov, prov_t)
+                    await expect(r, 200, "admit")
+
+                await bounded(sids, admit, 32)
+                await asyncio.sleep(1.0)
+                progress(f"relay ({name} replica): open loop, {a.per_session:g} msg/s per session")
+                pids = [self.a.proc.pid] + ([self.b.proc.pid] if name == "cross" else [])  # type: ignore[union-attr]
+                out[name] = await run_load(
+                    fleet, Proc(pids), "open", a.relay_seconds, a.per_session
+                )  # type: ignore[arg-type]
+                await fleet.close()
+        t = AuthTable(f"7. Signalling relay across replicas: {n:,} calls, open loop")
+        for name, label in (
+            ("same", "patient and provider on A"),
+            ("cross", "patient on A, provider on B"),
+        ):
+            r = out[name]
+            key = "relay"
+            t.add(label, "relay p50", r["p50"], "ms", key=key + "50", base=name == "same")
+            t.add(
+                label,
+                "relay p99",
+                r["p99"],
+                "ms",
+                key=key + "99",
+                base=name == "same",
+                note=f"({r['rate']:,.0f} msg/s; lost {r['lost']}, errors {r['errors']}; "
+                f"server {r['server_us_per_msg']:,.0f} µs/msg)",
+            )
+            for k, v in r.items():
+                if isinstance(v, int | float):
+                    res.metrics[f"relay_{name}_{k}"] = v
+        t.notes += [
+            f"{a.per_session:g} candidate messages/s per session ({a.per_session * n:,.0f} msg/s), "
+            f"{a.relay_seconds:g}s; latency from send to arrival on the provider's socket, both "
+            "clocks this process's. Cross: each message goes replica A -> Redis pub/sub -> B.",
+        ]
+        self.relay_table = t
 
     def report(self, res: Results, med: dict[str, dict[str, float]], floor: float) -> None:
         a = self.args
@@ -258,6 +397,8 @@ class Bench:
             f"{os.cpu_count()} cores.",
         ]
         res.emit(t)
+        if self.relay_table is not None:
+            res.emit(self.relay_table)
         lines: list[dict[str, Any]] = []
 
         def add(target: str, ok: bool | None, detail: str) -> None:
@@ -289,6 +430,15 @@ class Bench:
             f"{med['me1_plain']['p50']:.3f} ms; "
             f"redis-py's own round trip {floor:.3f} ms)",
         )
+        if "relay_cross_p99" in res.metrics:
+            p99 = res.metrics["relay_cross_p99"]
+            lost = res.metrics["relay_cross_lost"]
+            add(
+                f"cross-replica relay p99 < {RELAY_P99_MS:g} ms at {a.sessions:,} sessions",
+                p99 < RELAY_P99_MS and lost == 0,
+                f"{p99:.2f} ms (same replica {res.metrics['relay_same_p99']:.2f} ms; "
+                f"lost {lost:.0f})",
+            )
         print_summary(res, lines, "--quick: fewer requests and one round" if a.quick else None)
 
 
@@ -301,7 +451,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--row-seconds", type=float, default=8.0)
+    p.add_argument("--sessions", type=int, default=None, help="calls in the relay rows")
+    p.add_argument("--per-session", type=float, default=1.0, help="messages/s per call")
+    p.add_argument("--relay-seconds", type=float, default=10.0)
+    p.add_argument("--no-relay", action="store_true", help="skip the signalling relay rows")
     args = p.parse_args(argv)
+    if args.sessions is None:
+        args.sessions = 100 if args.quick else 1000
     args.requests = 1500 if args.quick else 6000
     args.tokens = 300 if args.quick else 1200
     args.latency_requests = 300 if args.quick else 1000
