@@ -155,22 +155,29 @@ async def get_vitals(request: web.Request) -> web.Response:
     )
 
 
-async def erase(request: web.Request) -> web.Response:
-    p = authenticate(request)
-    p.require("admin", scope="erase")
-    pid = _patient(request)
-    body = await read_json(request)
+def check_erasure(body: Any) -> tuple[str, str | None]:
+    """``POST /v1/patients/{id}/erase``: the reason (one of REASONS) and the optional
+    ticket reference. Raises BadRequest."""
     if not isinstance(body, dict) or set(body) - {"reason", "reference"}:
         raise BadRequest("send reason and optionally reference")
-    if body.get("reason") not in REASONS:
+    reason = body.get("reason")
+    if not isinstance(reason, str) or reason not in REASONS:
         raise BadRequest(f"reason is one of {', '.join(REASONS)}")
     ref = body.get("reference")
     if ref is not None and not (isinstance(ref, str) and REFERENCE.match(ref)):
         raise BadRequest("reference is a ticket id of 1-64 characters (A-Z a-z 0-9 . _ : -)")
+    return reason, ref
+
+
+async def erase(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", scope="erase")
+    pid = _patient(request)
+    reason, ref = check_erasure(await read_json(request))
     app = request.app
     if await asyncio.to_thread(app[AUTHORITY].store.subject, pid) is None:
         raise NotFound("no such patient")
-    data: dict[str, Any] = {"scope": "vitals", "reason": body["reason"]}
+    data: dict[str, Any] = {"scope": "vitals", "reason": reason}
     if ref is not None:
         data["reference"] = ref
 
