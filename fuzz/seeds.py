@@ -168,7 +168,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
             "seed-revocation": b"\x05" + b'{"sub": "' + PATIENT.encode() + b'", "reason": "left"}',
             "seed-erasure": b"\x06" + b'{"reason": "legal_order", "reference": "TKT-1:2"}',
         },
-        "token": {
+        "oauth": {
             "seed-form": b"\x00grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
             b"&subject_token=a.b.c&subject_token_receipt=e30"
             b"&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"

@@ -456,7 +456,9 @@ def assertion_issuer(assertion: str) -> tuple[str | None, str]:
     """Who a client assertion claims is calling (``iss``, None unless a short string) and
     its header's ``alg``, before any signature check: only to find their key. Raises
     OAuthError ``invalid_client``."""
-    if len(assertion) > 8192 or assertion.count(".") != 2:
+    # A compact JWS is ASCII (base64url and dots): anything else is refused here, before
+    # PyJWT encodes it (a lone surrogate would raise UnicodeEncodeError there).
+    if len(assertion) > 8192 or not assertion.isascii() or assertion.count(".") != 2:
         raise OAuthError("invalid_client", "malformed client assertion", 401)
     try:
         header = unverified_part(assertion, 0)
@@ -476,7 +478,13 @@ def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
 
 
 def decode_assertion(
-    assertion: str, key: HolderKey, endpoint: str, client: str, form_client: str, now: int, skew: int
+    assertion: str,
+    key: HolderKey,
+    endpoint: str,
+    client: str,
+    form_client: str,
+    now: int,
+    skew: int,
 ) -> tuple[str, int]:
     """RFC 7523 3: a client assertion signed by ``key`` for ``endpoint``, by and about
     ``client``, valid at ``now`` and for at most 5 minutes. Returns its ``jti`` and ``exp``

@@ -30,7 +30,7 @@ __all__ = ["setup"]
 JOSE = "application/jose"
 MAX_LIMIT = 10_000
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
-REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" lets a final "\n" through
 LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
 CURSOR = re.compile(r"([0-9]{1,18})(?:\.(-?[0-9]{1,6})?)?", re.ASCII)  # as in the openapi
 
@@ -164,7 +164,7 @@ def check_erasure(body: Any) -> tuple[str, str | None]:
     if not isinstance(reason, str) or reason not in REASONS:
         raise BadRequest(f"reason is one of {', '.join(REASONS)}")
     ref = body.get("reference")
-    if ref is not None and not (isinstance(ref, str) and REFERENCE.match(ref)):
+    if ref is not None and not (isinstance(ref, str) and REFERENCE.fullmatch(ref)):
         raise BadRequest("reference is a ticket id of 1-64 characters (A-Z a-z 0-9 . _ : -)")
     return reason, ref
 
