@@ -17,6 +17,8 @@ from ledger.tiles import encode_entry_bundle
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = 1_800_000_000
+T2 = "2027-02-01T00:00:00Z"  # a consent's end, after NOW
+PATIENT, PROVIDER = "pat:" + "1" * 32, "prov:" + "0" * 32
 T = "2027-01-15T08:00:00Z"  # a little before the harnesses' NOW (2027-01-15T08:00:00Z)
 
 
@@ -90,6 +92,9 @@ def seeds() -> dict[str, dict[str, bytes]]:
     )
     batch = compact_jws({"alg": "EdDSA", "typ": "vitals+json", "kid": jkt}, _native(), HOLDER)
     cosigned = cosign(note5, WITNESS, NOW)
+    endpoint = "https://gw.example/oauth/token"
+    claims = {"iss": PROVIDER, "sub": PROVIDER, "aud": endpoint, "exp": NOW + 60, "jti": "j" * 16}
+    assertion = compact_jws({"alg": "EdDSA", "typ": "JWT"}, json.dumps(claims).encode(), HOLDER)
     line = cosigned[len(note5) :]
     return {
         "note": {
@@ -143,6 +148,41 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "rfc3339": {
             "seed-z": T.encode(),
             "seed-offset": b"2026-12-01T09:30:00.123456789+05:30",
+        },
+        "bodies": {
+            "seed-invite-provider": b"\x00"
+            + json.dumps({"role": "provider", "npi": "1234567893", "ttl": 3600}).encode(),
+            "seed-invite-device": b"\x00"
+            + json.dumps({"role": "device", "patient": PATIENT, "display_name": "Scale"}).encode(),
+            "seed-enroll": b"\x01"
+            + json.dumps(
+                {"invite": "x" * 43, "jwk": HOLDER_JWK, "serial": "SN-1", "model": "Acme 2"}
+            ).encode(),
+            "seed-display-name": b"\x02" + json.dumps({"display_name": "Dr. Jane O'Neil"}).encode(),
+            "seed-consent": b"\x03"
+            + json.dumps(
+                {"grantee": PROVIDER, "scopes": ["vitals.read", "call"], "until": T2}
+            ).encode(),
+            "seed-emergency": b"\x04"
+            + json.dumps({"patient": PATIENT, "reason": "unconscious in the ER"}).encode(),
+            "seed-revocation": b"\x05" + b'{"sub": "' + PATIENT.encode() + b'", "reason": "left"}',
+            "seed-erasure": b"\x06" + b'{"reason": "legal_order", "reference": "TKT-1:2"}',
+        },
+        "oauth": {
+            "seed-form": b"\x00grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+            b"&subject_token=a.b.c&subject_token_receipt=e30"
+            b"&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+            b"&scope=call&audience=https%3A%2F%2Fgw.example%2F",
+            "seed-assertion": b"\x01" + assertion.encode(),
+            "seed-claims": b"\x02" + json.dumps(claims).encode(),
+            "seed-header": b"\x03"
+            + json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": jkt}).encode(),
+        },
+        "query": {
+            "seed-filters": b"type=consent.granted&actor="
+            + PATIENT.encode()
+            + b"&since=2027-01-01T00:00:00Z&until=2027-01-15T08:00:00.5%2B01:00&limit=10",
+            "seed-cursor": b"cursor=0041&limit=1000&session=s%20x",
         },
         "config": {
             "seed-config": b'host = "127.0.0.1"\nport = 8443\n'

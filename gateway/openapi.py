@@ -90,6 +90,100 @@ AREAS: tuple[Mapping[str, Any], ...] = (
 )
 
 
+def _op(method: str, path: str) -> str:
+    """An OpenAPI ``operationRef`` (a JSON pointer into this document, RFC 6901)."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def _link(method: str, path: str, desc: str, **kw: Any) -> dict[str, Any]:
+    return {"operationRef": _op(method, path), "description": desc, **kw}
+
+
+_ID = {"id": "$response.body#/id"}
+
+#: OpenAPI links (3.1 4.8.20): what one answer gives the next call. They chain the
+#: stateful test (tests/gateway/test_stateful.py) through enrollment, a token and the calls
+#: that need what the earlier ones made; a client may read them the same way.
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("post", "/v1/invites", "201"): {
+        "enroll": _link(
+            "post",
+            "/v1/enroll",
+            "Redeem the invite",
+            requestBody={"invite": "$response.body#/invite"},
+        ),
+        "check": _link(
+            "post",
+            "/v1/enroll/check",
+            "What enrolling with it asks",
+            requestBody={"invite": "$response.body#/invite"},
+        ),
+    },
+    ("post", "/v1/enroll", "201"): {
+        "token": _link(
+            "post",
+            "/oauth/token",
+            "The new client's first token (client_credentials, private_key_jwt)",
+            requestBody={"client_id": "$response.body#/client_id"},
+        ),
+        "revoke": _link(
+            "post",
+            "/v1/revocations",
+            "Revoke the new identity",
+            requestBody={"sub": "$response.body#/sub"},
+        ),
+    },
+    ("post", "/oauth/token", "200"): {
+        "me": _link("get", "/v1/me", "Who the token says its holder is"),
+        "introspect": _link(
+            "post",
+            "/oauth/introspect",
+            "Introspect the token",
+            requestBody={"token": "$response.body#/access_token"},
+        ),
+    },
+    ("get", "/v1/me", "200"): {
+        "receipt": _link(
+            "get",
+            "/v1/attestations/{jti}/receipt",
+            "The ledger receipt of the token's issuance",
+            parameters={"jti": "$response.body#/jti"},
+        ),
+        "access_report": _link(
+            "get",
+            "/v1/patients/{patient}/access-report",
+            "The caller's own access report (a patient's)",
+            parameters={"patient": "$response.body#/sub"},
+        ),
+    },
+    ("post", "/v1/consents", "201"): {
+        "revoke": _link("delete", "/v1/consents/{id}", "Revoke the consent", parameters=_ID),
+    },
+    ("post", "/v1/sessions", "201"): {
+        name: _link(method, f"/v1/sessions/{{id}}{tail}", desc, parameters=_ID)
+        for name, method, tail, desc in (
+            ("get", "get", "", "The call"),
+            ("ticket", "post", "/ticket", "A ticket for the call's signalling socket"),
+            ("admit", "post", "/admit", "Admit the patient"),
+            ("end", "post", "/end", "End the call"),
+            ("no_show", "post", "/no-show", "Mark the patient absent"),
+        )
+    },
+    ("post", "/v1/sessions/{id}/admit", "200"): {
+        "end": _link("post", "/v1/sessions/{id}/end", "End the call", parameters=_ID),
+    },
+}
+
+
+def _linked(path: str, method: str, responses: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(responses)
+    for status, response in responses.items():
+        links = LINKS.get((method, path, status))
+        if links is not None:
+            out[status] = {**response, "links": links}
+    return out
+
+
 def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
     """The whole document from the areas' paths. Raises ValueError if two areas describe the
     same path: one would silently replace the other."""
@@ -101,7 +195,10 @@ def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
             # The refusal limiter (gateway.auth.refusals) answers a limited source before
             # any handler runs, whatever the route: every operation can get 429.
             paths[path] = {
-                method: {**op, "responses": {**op["responses"], **RATE_LIMITED}}
+                method: {
+                    **op,
+                    "responses": {**_linked(path, method, op["responses"]), **RATE_LIMITED},
+                }
                 for method, op in ops.items()
             }
     return {

@@ -264,10 +264,7 @@ async def create_invite(request: web.Request) -> web.Response:
         patient = await asyncio.to_thread(auth.store.subject, attrs["patient"])
         if patient is None or patient.role != "patient" or patient.revoked is not None:
             raise BadRequest("no enrolled patient with that id")
-    max_ttl = request.app[CONFIG].invite_max_ttl
-    ttl = body.get("ttl", 86400)
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= max_ttl:
-        raise BadRequest(f"ttl must be 60..{max_ttl} seconds")
+    ttl = invite_ttl(body, request.app[CONFIG].invite_max_ttl)
     if role == "device":
         # A device writes into its patient's record: registering one is an access to the
         # patient, so it takes the patient themself or their `devices` consent (recorded
@@ -298,6 +295,27 @@ async def create_invite(request: web.Request) -> web.Response:
     )
 
 
+def invite_ttl(body: dict[str, Any], max_ttl: int) -> int:
+    """An invite's lifetime in seconds, 60..``max_ttl`` (a day unless asked). Raises
+    BadRequest."""
+    ttl = body.get("ttl", 86400)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= max_ttl:
+        raise BadRequest(f"ttl must be 60..{max_ttl} seconds")
+    return ttl
+
+
+def check_enrollment(body: Any) -> tuple[str, HolderKey]:
+    """The invite code and holder key of ``POST /v1/enroll``, checked before any lookup.
+    Raises BadRequest, InvalidKey, or InvalidInvite for a code no invite can have."""
+    if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
+        raise BadRequest("send the invite code and your public JWK")
+    key = HolderKey.from_jwk(body.get("jwk"))
+    code = body["invite"]
+    if len(code) > 128:
+        raise InvalidInvite()
+    return code, key
+
+
 async def _inviter(auth: Authority, invite: Invite) -> Party:
     """Who made ``invite``, as they stand now. An invite carries its maker's authority:
     once the maker is revoked it is void (InvalidInvite). A local bootstrap invite
@@ -312,13 +330,8 @@ async def _inviter(auth: Authority, invite: Invite) -> Party:
 
 async def enroll(request: web.Request) -> web.Response:
     body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("invite"), str):
-        raise BadRequest("send the invite code and your public JWK")
-    key = HolderKey.from_jwk(body.get("jwk"))
+    code, key = check_enrollment(body)
     auth = request.app[AUTHORITY]
-    code = body["invite"]
-    if len(code) > 128:
-        raise InvalidInvite()
     now = auth.now()
     # Check everything the enrollment needs before spending the invite, so a malformed
     # request does not burn it; then redeem atomically.
@@ -420,9 +433,14 @@ async def read_form(request: web.Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
     # Bounded like a JSON body (413 past the limit, declared or only seen while reading),
     # then parsed as aiohttp's request.post() would, which reads up to client_max_size.
-    raw = await read_body(request, MAX_JSON)
+    return parse_form(await read_body(request, MAX_JSON), request.charset)
+
+
+def parse_form(raw: bytes, charset: str | None) -> dict[str, str]:
+    """The parameters of a form body in ``charset`` (UTF-8 unless said), each once.
+    Raises OAuthError ``invalid_request``."""
     try:
-        text = raw.rstrip().decode(request.charset or "utf-8")
+        text = raw.rstrip().decode(charset or "utf-8")
         pairs = parse_qsl(text, keep_blank_values=True)
     except (LookupError, ValueError) as e:  # an unknown charset, or bytes not in it
         raise OAuthError("invalid_request", "malformed form") from e
@@ -434,9 +452,13 @@ async def read_form(request: web.Request) -> dict[str, str]:
     return out
 
 
-def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
-    # Who claims to be calling, before any signature check: only to find their key.
-    if len(assertion) > 8192 or assertion.count(".") != 2:
+def assertion_issuer(assertion: str) -> tuple[str | None, str]:
+    """Who a client assertion claims is calling (``iss``, None unless a short string) and
+    its header's ``alg``, before any signature check: only to find their key. Raises
+    OAuthError ``invalid_client``."""
+    # A compact JWS is ASCII (base64url and dots): anything else is refused here, before
+    # PyJWT encodes it (a lone surrogate would raise UnicodeEncodeError there).
+    if len(assertion) > 8192 or not assertion.isascii() or assertion.count(".") != 2:
         raise OAuthError("invalid_client", "malformed client assertion", 401)
     try:
         header = unverified_part(assertion, 0)
@@ -444,10 +466,57 @@ def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
     except InvalidKey as e:
         raise OAuthError("invalid_client", "malformed client assertion", 401) from e
     iss = claims.get("iss")
-    subject = auth.store.subject(iss) if isinstance(iss, str) and len(iss) < 64 else None
+    return (iss if isinstance(iss, str) and len(iss) < 64 else None), str(header.get("alg"))
+
+
+def _client_subject(auth: Authority, assertion: str) -> tuple[Subject, str]:
+    iss, alg = assertion_issuer(assertion)
+    subject = auth.store.subject(iss) if iss is not None else None
     if subject is None:
         raise OAuthError("invalid_client", "unknown client", 401)
-    return subject, str(header.get("alg"))
+    return subject, alg
+
+
+def decode_assertion(
+    assertion: str,
+    key: HolderKey,
+    endpoint: str,
+    client: str,
+    form_client: str,
+    now: int,
+    skew: int,
+) -> tuple[str, int]:
+    """RFC 7523 3: a client assertion signed by ``key`` for ``endpoint``, by and about
+    ``client``, valid at ``now`` and for at most 5 minutes. Returns its ``jti`` and ``exp``
+    (the single use is spent by the caller). Raises OAuthError ``invalid_client``."""
+    try:
+        claims = jwt.decode(
+            assertion,
+            key.key,
+            algorithms=[key.alg],
+            audience=endpoint,
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "require": ["iss", "sub", "aud", "exp", "jti"],
+            },
+        )
+    except jwt.PyJWTError as e:
+        raise OAuthError("invalid_client", f"client assertion rejected: {e}", 401) from e
+    exp, jti, nbf = claims["exp"], claims["jti"], claims.get("nbf")
+    # RFC 7523 3 (5): not before nbf (PyJWT's own time checks are off: time is injected).
+    if nbf is not None and (not isinstance(nbf, int) or nbf > now + skew):
+        raise OAuthError("invalid_client", "client assertion is not valid yet", 401)
+    if claims["sub"] != client or form_client != client:
+        raise OAuthError("invalid_client", "iss, sub and client_id must be the client id", 401)
+    if not isinstance(exp, int) or exp <= now - skew:
+        raise OAuthError("invalid_client", "client assertion has expired", 401)
+    if exp > now + MAX_ASSERTION_LIFETIME + skew:
+        raise OAuthError("invalid_client", "client assertion lives longer than 5 minutes", 401)
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
+        raise OAuthError("invalid_client", "client assertion jti is malformed", 401)
+    return jti, exp
 
 
 async def token(request: web.Request) -> web.Response:
@@ -482,33 +551,9 @@ async def token(request: web.Request) -> web.Response:
     if alg != key.alg:
         raise OAuthError("invalid_client", "client assertion algorithm does not match the key", 401)
     endpoint = f"{origin(request)}/oauth/token"
-    try:
-        claims = jwt.decode(
-            assertion,
-            key.key,
-            algorithms=[key.alg],
-            audience=endpoint,
-            options={
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "require": ["iss", "sub", "aud", "exp", "jti"],
-            },
-        )
-    except jwt.PyJWTError as e:
-        raise OAuthError("invalid_client", f"client assertion rejected: {e}", 401) from e
-    exp, jti, nbf = claims["exp"], claims["jti"], claims.get("nbf")
-    # RFC 7523 3 (5): not before nbf (PyJWT's own time checks are off: time is injected).
-    if nbf is not None and (not isinstance(nbf, int) or nbf > now + auth.skew):
-        raise OAuthError("invalid_client", "client assertion is not valid yet", 401)
-    if claims["sub"] != subject.id or form.get("client_id", subject.id) != subject.id:
-        raise OAuthError("invalid_client", "iss, sub and client_id must be the client id", 401)
-    if not isinstance(exp, int) or exp <= now - auth.skew:
-        raise OAuthError("invalid_client", "client assertion has expired", 401)
-    if exp > now + MAX_ASSERTION_LIFETIME + auth.skew:
-        raise OAuthError("invalid_client", "client assertion lives longer than 5 minutes", 401)
-    if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
-        raise OAuthError("invalid_client", "client assertion jti is malformed", 401)
+    jti, exp = decode_assertion(
+        assertion, key, endpoint, subject.id, form.get("client_id", subject.id), now, auth.skew
+    )
     spent = assertion_key(subject.id, jti)
     if not await asyncio.to_thread(auth.store.use_client_jti, spent, exp, now):
         raise OAuthError("invalid_client", "client assertion was already used", 401)
@@ -612,11 +657,7 @@ async def revoke(request: web.Request) -> web.Response:
     p.require("admin", scope="revoke")
     body = await read_json(request)
     auth = request.app[AUTHORITY]
-    if not isinstance(body, dict) or ("jti" in body) == ("sub" in body):
-        raise BadRequest("name exactly one of jti or sub")
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not 1 <= len(reason) <= 64 or not reason.isidentifier():
-        raise BadRequest("reason must be a short code such as key_compromise")
+    reason = check_revocation(body)
     now = auth.now()
     if "jti" in body:
         target = body["jti"]
@@ -656,6 +697,17 @@ async def revoke(request: web.Request) -> web.Response:
     )
     await request.app[INVALIDATIONS].publish(news)
     return web.json_response({"revoked": indexes, "receipt": receipt.to_json()})
+
+
+def check_revocation(body: Any) -> str:
+    """``POST /v1/revocations``: exactly one of ``jti`` and ``sub``; returns the reason, a
+    short code (an identifier of 1-64 characters). Raises BadRequest."""
+    if not isinstance(body, dict) or ("jti" in body) == ("sub" in body):
+        raise BadRequest("name exactly one of jti or sub")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not 1 <= len(reason) <= 64 or not reason.isidentifier():
+        raise BadRequest("reason must be a short code such as key_compromise")
+    return reason
 
 
 async def me(request: web.Request) -> web.Response:

@@ -41,20 +41,15 @@ def _view(c: Consent, now: int) -> dict[str, Any]:
     }
 
 
-async def grant(request: web.Request) -> web.Response:
-    p = authenticate(request)
-    p.require("patient", scope="consent")
-    body = await read_json(request)
+def check_grant(body: Any, now: int) -> tuple[str, tuple[str, ...], int]:
+    """``POST /v1/consents`` at ``now``: the grantee (a provider id or every provider), the
+    scopes (sorted, each once) and the end (epoch seconds, after now and within
+    MAX_CONSENT_DAYS). Raises BadRequest."""
     if not isinstance(body, dict) or set(body) - {"grantee", "scopes", "until"}:
         raise BadRequest("send grantee, scopes and until")
     grantee, scopes, until = body.get("grantee"), body.get("scopes"), body.get("until")
-    auth = request.app[AUTHORITY]
-    if grantee != ROLE_GRANTEE:
-        if not is_subject_id(grantee, "provider"):
-            raise BadRequest(f"grantee is a provider id (prov:...) or {ROLE_GRANTEE!r}")
-        s = await asyncio.to_thread(auth.store.subject, str(grantee))
-        if s is None or s.revoked is not None:
-            raise BadRequest("no enrolled provider with that id")
+    if grantee != ROLE_GRANTEE and not is_subject_id(grantee, "provider"):
+        raise BadRequest(f"grantee is a provider id (prov:...) or {ROLE_GRANTEE!r}")
     if (
         not isinstance(scopes, list)
         or not scopes
@@ -62,13 +57,24 @@ async def grant(request: web.Request) -> web.Response:
         or any(x not in SCOPES for x in scopes)
     ):
         raise BadRequest(f"scopes is a non-empty list of {', '.join(SCOPES)}")
-    now = auth.now()
     end = int(time_param(until, "until").timestamp())
     if not now < end <= now + MAX_CONSENT_DAYS * 86400:
         raise BadRequest(f"until must be in the future and within {MAX_CONSENT_DAYS} days")
-    c = Consent(
-        secrets.token_hex(16), p.sub, str(grantee), tuple(sorted(set(scopes))), now, end, None
-    )
+    return str(grantee), tuple(sorted(set(scopes))), end
+
+
+async def grant(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("patient", scope="consent")
+    body = await read_json(request)
+    auth = request.app[AUTHORITY]
+    now = auth.now()
+    grantee, scopes, end = check_grant(body, now)
+    if grantee != ROLE_GRANTEE:
+        s = await asyncio.to_thread(auth.store.subject, grantee)
+        if s is None or s.revoked is not None:
+            raise BadRequest("no enrolled provider with that id")
+    c = Consent(secrets.token_hex(16), p.sub, grantee, scopes, now, end, None)
     await asyncio.to_thread(request.app[CONSENTS].add, c)
     receipt = await record(
         request.app,
@@ -124,10 +130,9 @@ async def list_consents(request: web.Request) -> web.Response:
     return web.json_response({"consents": [_view(c, now) for c in found], "names": names})
 
 
-async def emergency(request: web.Request) -> web.Response:
-    p = authenticate(request)
-    p.require("provider")
-    body = await read_json(request)
+def check_emergency(body: Any) -> tuple[str, str]:
+    """``POST /v1/emergency-access``: the patient id and the reason (10-500 characters once
+    trimmed). Raises BadRequest."""
     if not isinstance(body, dict) or set(body) - {"patient", "reason"}:
         raise BadRequest("send patient and reason")
     patient, reason = body.get("patient"), body.get("reason")
@@ -135,6 +140,14 @@ async def emergency(request: web.Request) -> web.Response:
         raise BadRequest("patient is a patient id (pat:...)")
     if not isinstance(reason, str) or not 10 <= len(reason.strip()) <= 500:
         raise BadRequest("reason is 10-500 characters: why this cannot wait for consent")
+    return str(patient), reason
+
+
+async def emergency(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("provider")
+    body = await read_json(request)
+    patient, reason = check_emergency(body)
     auth = request.app[AUTHORITY]
     s = await asyncio.to_thread(auth.store.subject, str(patient))
     # A revoked patient is answered like an unknown one (as at invites and scheduling).

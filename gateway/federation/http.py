@@ -59,9 +59,10 @@ GATEWAY_ACTOR = "gw:self"
 FEDERATED_SCOPES = frozenset({"call", "vitals.read"})
 
 
-def _params(request: web.Request, form: dict[str, str]) -> tuple[str, str, frozenset[str]]:
-    """RFC 8693 2.1 parameters, checked. Malformed requests are not recorded (as on the
-    client_credentials path): nothing was presented yet."""
+def exchange_params(base: str, form: dict[str, str]) -> tuple[str, str, frozenset[str]]:
+    """RFC 8693 2.1 parameters of an exchange at the gateway whose origin is ``base``,
+    checked. Malformed requests are not recorded (as on the client_credentials path):
+    nothing was presented yet. Raises OAuthError."""
     token, receipt = form.get("subject_token"), form.get("subject_token_receipt")
     if not token or not receipt:
         raise OAuthError("invalid_request", "send subject_token and subject_token_receipt")
@@ -72,7 +73,7 @@ def _params(request: web.Request, form: dict[str, str]) -> tuple[str, str, froze
     if form.get("requested_token_type", ACCESS_TOKEN_TYPE) != ACCESS_TOKEN_TYPE:
         raise OAuthError("invalid_request", "only access tokens are issued")
     for target in ("audience", "resource"):
-        if target in form and form[target].rstrip("/") != origin(request):
+        if target in form and form[target].rstrip("/") != base:
             raise OAuthError("invalid_target", f"{target} must be this gateway")
     asked = frozenset(form.get("scope", "").split()) or FEDERATED_SCOPES
     if not asked <= FEDERATED_SCOPES:
@@ -83,7 +84,7 @@ def _params(request: web.Request, form: dict[str, str]) -> tuple[str, str, froze
 async def exchange(request: web.Request, form: dict[str, str]) -> web.Response:
     """The token-exchange grant; see the module text."""
     app, auth = request.app, request.app[AUTHORITY]
-    token, receipt_text, asked = _params(request, form)
+    token, receipt_text, asked = exchange_params(origin(request), form)
     now = auth.now()
     fed = app[FEDERATION]
     peer, bound = None, False

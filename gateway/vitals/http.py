@@ -30,7 +30,7 @@ __all__ = ["setup"]
 JOSE = "application/jose"
 MAX_LIMIT = 10_000
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
-REFERENCE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" lets a final "\n" through
 LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
 CURSOR = re.compile(r"([0-9]{1,18})(?:\.(-?[0-9]{1,6})?)?", re.ASCII)  # as in the openapi
 
@@ -155,22 +155,29 @@ async def get_vitals(request: web.Request) -> web.Response:
     )
 
 
+def check_erasure(body: Any) -> tuple[str, str | None]:
+    """``POST /v1/patients/{id}/erase``: the reason (one of REASONS) and the optional
+    ticket reference. Raises BadRequest."""
+    if not isinstance(body, dict) or set(body) - {"reason", "reference"}:
+        raise BadRequest("send reason and optionally reference")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or reason not in REASONS:
+        raise BadRequest(f"reason is one of {', '.join(REASONS)}")
+    ref = body.get("reference")
+    if ref is not None and not (isinstance(ref, str) and REFERENCE.fullmatch(ref)):
+        raise BadRequest("reference is a ticket id of 1-64 characters (A-Z a-z 0-9 . _ : -)")
+    return reason, ref
+
+
 async def erase(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("admin", scope="erase")
     pid = _patient(request)
-    body = await read_json(request)
-    if not isinstance(body, dict) or set(body) - {"reason", "reference"}:
-        raise BadRequest("send reason and optionally reference")
-    if body.get("reason") not in REASONS:
-        raise BadRequest(f"reason is one of {', '.join(REASONS)}")
-    ref = body.get("reference")
-    if ref is not None and not (isinstance(ref, str) and REFERENCE.match(ref)):
-        raise BadRequest("reference is a ticket id of 1-64 characters (A-Z a-z 0-9 . _ : -)")
+    reason, ref = check_erasure(await read_json(request))
     app = request.app
     if await asyncio.to_thread(app[AUTHORITY].store.subject, pid) is None:
         raise NotFound("no such patient")
-    data: dict[str, Any] = {"scope": "vitals", "reason": body["reason"]}
+    data: dict[str, Any] = {"scope": "vitals", "reason": reason}
     if ref is not None:
         data["reference"] = ref
 
