@@ -361,7 +361,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 ) from e
         if seen is None or cp.size >= seen.size:
             seen, seen_note = cp, note
-            state.write_bytes(note)
+            # Whole or not at all: a torn file would lose the anchor of the fork check.
+            write_atomic(state, note, 0o600)
 
     query = {
         k: getattr(args, k)
