@@ -97,6 +97,7 @@ class Minute:
     errors: Counter[str] = field(default_factory=Counter)
     rss_kib: int = 0
     fds: int = 0
+    clients: int = 0  # of fds, established client connections
     ledger_size: int = 0
 
 
@@ -110,6 +111,8 @@ class Recorder:
         self.acks: list[tuple[int, bytes]] = []
         self.fivexx: Counter[str] = Counter()  # every 5xx not a deliberate shed, by kind
         self.shed = 0
+        #: Every answer or failure: (operation, started, seconds taken, "ok" or its kind).
+        self.answers: list[tuple[str, float, float, str]] = []
 
     def minute(self, t: float) -> Minute:
         return self.minutes[int((t - self.t0) // 60)]
@@ -117,9 +120,12 @@ class Recorder:
     def ok(self, op: str, started: float) -> None:
         t = time.monotonic()
         self.minute(t).lat[op].append((t - started) * 1000)
+        self.answers.append((op, started, t - started, "ok"))
 
-    def error(self, op: str, kind: str) -> None:
-        self.minute(time.monotonic()).errors[f"{op}: {kind}"] += 1
+    def error(self, op: str, kind: str, started: float | None = None) -> None:
+        t = time.monotonic()
+        self.minute(t).errors[f"{op}: {kind}"] += 1
+        self.answers.append((op, t if started is None else started, t - (started or t), kind))
 
     def receipt(self, op: str, doc: Any) -> None:
         try:
@@ -138,9 +144,18 @@ class Failed(Exception):
 class Traffic:
     """The parties, their tokens, and one coroutine per operation."""
 
-    def __init__(self, s: Settings, http: aiohttp.ClientSession, base: str, rec: Recorder) -> None:
+    def __init__(
+        self,
+        s: Settings,
+        http: aiohttp.ClientSession,
+        base: str,
+        rec: Recorder,
+        client: _Client | None = None,
+    ) -> None:
         self.s, self.http, self.rec = s, http, rec
-        self.c = _Client(http, base)
+        #: What DPoP proofs name (``make_url``); another client for a gateway behind a
+        #: public URL of its own (tests/faults/test_restarts.py).
+        self.c = client or _Client(http, base)
         self.base = base
         self.tokens: dict[str, str] = {}
         self.adm: Holder
@@ -171,7 +186,7 @@ class Traffic:
             finally:
                 resp.release()
         except (TimeoutError, aiohttp.ClientError) as e:
-            self.rec.error(op, type(e).__name__)
+            self.rec.error(op, type(e).__name__, started)
             raise Failed from e
         return self.answer(op, resp, raw, want, started)
 
@@ -182,7 +197,9 @@ class Traffic:
         if resp.status != want:
             ptype = body.get("type", "") if isinstance(body, dict) else ""
             kind = f"{resp.status} {ptype.rsplit('/', 1)[-1]}".strip()
-            self.rec.error(op, kind)
+            if resp.status == 503 and "Retry-After" not in resp.headers:
+                kind += " without Retry-After"
+            self.rec.error(op, kind, t)
             if resp.status >= 500:
                 if resp.status == 503 and ptype.endswith(SHED_TYPES):
                     self.rec.shed += 1
@@ -358,6 +375,11 @@ class Traffic:
         except (TimeoutError, TypeError, ValueError, aiohttp.ClientError) as e:
             self.rec.error(op, f"no {kind} ({type(e).__name__})")
             raise Failed from e
+        if isinstance(msg, dict) and msg.get("type") == "bye" and kind != "bye":
+            # The gateway ended the call (the patient revoked the provider's consent
+            # meanwhile, say): the mix makes that happen; counted by its reason.
+            self.rec.error(op, f"call ended by {msg.get('from')}: {msg.get('reason')}")
+            raise Failed
         if not isinstance(msg, dict) or msg.get("type") != kind:
             got = msg.get("type") if isinstance(msg, dict) else "?"
             detail = msg.get("error", "") if isinstance(msg, dict) else ""
@@ -376,7 +398,11 @@ class Traffic:
         msg: dict[str, Any],
     ) -> None:
         t = time.monotonic()
-        await a.send_json(msg)
+        try:
+            await a.send_json(msg)
+        except (ConnectionError, aiohttp.ClientError) as e:  # closed by the gateway
+            self.rec.error("ws.relay", f"send: {type(e).__name__}")
+            raise Failed from e
         await self.expect("ws.relay", b, msg["type"], t)
         self.relayed += 1
 
@@ -435,14 +461,31 @@ class Schedule:
             self.inflight[name] -= 1
 
 
-def proc_sample(pid: int) -> tuple[int, int]:
-    """The process's resident set (KiB) and open file descriptors."""
+def proc_sample(pid: int, port: int) -> tuple[int, int, int]:
+    """The process's resident set (KiB), open file descriptors, and how many of those are
+    established client connections to ``port`` (their number follows the load: with more
+    requests in flight the client opens more; a connection the gateway failed to close is
+    not established but CLOSE_WAIT, and stays counted as a descriptor)."""
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    sockets = {int(x[8:-1]) for x in links if x.startswith("socket:[")}
+    clients = 0
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                col = line.split()
+                local_port = int(col[1].rsplit(":", 1)[1], 16)
+                if local_port == port and col[3] == "01" and int(col[9]) in sockets:
+                    clients += 1
+    return rss, len(links), clients
 
 
 @dataclass
@@ -468,7 +511,8 @@ def report_minute(i: int, m: Minute) -> None:
     ops = sorted(m.lat)
     w = max([len(o) for o in ops] + [14])
     rss = f"RSS {m.rss_kib / 1024:,.1f} MiB"
-    print(f"\n== minute {i + 1}: {rss}, {m.fds} fds, log size {m.ledger_size:,} ==")
+    fds = f"{m.fds} fds ({m.clients} client connections)"
+    print(f"\n== minute {i + 1}: {rss}, {fds}, log size {m.ledger_size:,} ==")
     print(f"{'operation':<{w}} | {'answers':>7} | {'per s':>7} | {'p50 ms':>8} | {'p99 ms':>8}")
     print("-" * (w + 45))
     for op in ops:
@@ -510,7 +554,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
         rec = Recorder(time.monotonic(), Verifier.from_vkey(vkey))
         traffic = Traffic(s, http, gw.url, rec)
         await traffic.setup(data)
-        rss0, fds0 = proc_sample(pid)
+        rss0, fds0, _ = proc_sample(pid, gw.port)
         progress(
             f"set up; gateway RSS {rss0 / 1024:.1f} MiB, {fds0} fds; load for {s.minutes:g} min"
         )
@@ -532,7 +576,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
             end = rec.t0 + min(total, (i + 1) * 60)
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             m = rec.minutes[i]
-            m.rss_kib, m.fds = proc_sample(pid)
+            m.rss_kib, m.fds, m.clients = proc_sample(pid, gw.port)
             m.ledger_size = await ledger_size(http, gw.url)
             report_minute(i, m)
         sched.stopping = True
@@ -540,23 +584,8 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
         progress(f"load stopped; waiting for {len(sched.tasks)} operations in flight")
         if sched.tasks:
             await asyncio.wait(list(sched.tasks), timeout=REQUEST_TIMEOUT + 30)
-    # Everything acknowledged is in a log that verifies: exported by the CLI while the
-    # gateway still serves, verified offline by the CLI, each receipt's leaf looked up in
-    # the verified level-0 tiles.
-    out = tmp / "export"
-    vkey_file = tmp / "log.vkey"
-    vkey_file.write_text(vkey + "\n")
     progress("telegate ledger export + telegate verify")
-    cli("ledger", "export", str(out), "--data-dir", str(data), timeout=600)
-    v = cli("verify", "--vkey", str(vkey_file), "--quiet", str(out), check=False, timeout=600)
-    verified = v.returncode == 0
-    missing = len(rec.acks)
-    if verified:
-        size = int((out / "checkpoint").read_text().splitlines()[1])
-        leaves: list[bytes] = []
-        for tile in tiles_for_size(size, 0):
-            leaves += split_hashes((out / tile.path).read_bytes(), tile.width)
-        missing = sum(1 for i, h in rec.acks if i >= size or leaves[i] != h)
+    verified, missing, output = check_log(rec.acks, tmp, vkey, ("--data-dir", str(data)), cli)
     last = rec.minutes[n_minutes - 1]
     ref = rec.minutes[min(s.warmup_minute, n_minutes) - 1]
     warm = rec.minutes[0]
@@ -569,6 +598,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
                 "minute": i + 1,
                 "rss_kib": m.rss_kib,
                 "fds": m.fds,
+                "client_connections": m.clients,
                 "ledger_size": m.ledger_size,
                 "ops": {
                     op: {
@@ -588,9 +618,9 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
         acks=len(rec.acks),
         missing=missing,
         verified=verified,
-        verify_output=(v.stdout + v.stderr)[-2000:],
-        fds_warm=warm.fds,
-        fds_end=last.fds,
+        verify_output=output,
+        fds_warm=warm.fds - warm.clients,
+        fds_end=last.fds - last.clients,
         rss_warm=ref.rss_kib,
         rss_end=last.rss_kib,
         counts={
@@ -602,6 +632,32 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
     )
     res.targets = targets(s, res, ref, last, n_minutes)
     return res
+
+
+def check_log(
+    acks: Sequence[tuple[int, bytes]],
+    tmp: Path,
+    vkey: str,
+    where: Sequence[str],
+    run: Callable[..., Any],
+) -> tuple[bool, int, str]:
+    """Everything acknowledged is in a log that verifies: ``telegate ledger export`` (of the
+    store ``where`` names, while the gateway still serves) into ``tmp/export``, ``telegate
+    verify`` of that directory against ``vkey``, each receipt's leaf hash looked up at its
+    index in the verified level-0 tiles. ``run(*args, check=, timeout=)`` runs the CLI (a
+    CompletedProcess). Returns (verified, receipts missing, the verifier's output)."""
+    out, vkey_file = tmp / "export", tmp / "log.vkey"
+    vkey_file.write_text(vkey + "\n")
+    run("ledger", "export", str(out), *where, check=True, timeout=600)
+    v = run("verify", "--vkey", str(vkey_file), "--quiet", str(out), check=False, timeout=600)
+    if v.returncode != 0:
+        return False, len(acks), (v.stdout + v.stderr)[-2000:]
+    size = int((out / "checkpoint").read_text().splitlines()[1])
+    leaves: list[bytes] = []
+    for tile in tiles_for_size(size, 0):
+        leaves += split_hashes((out / tile.path).read_bytes(), tile.width)
+    missing = sum(1 for i, h in acks if i >= size or leaves[i] != h)
+    return True, missing, (v.stdout + v.stderr)[-2000:]
 
 
 def targets(s: Settings, res: Outcome, ref: Minute, last: Minute, n: int) -> list[dict[str, str]]:
@@ -649,7 +705,7 @@ def targets(s: Settings, res: Outcome, ref: Minute, last: Minute, n: int) -> lis
     out.append(
         line(
             res.fds_end <= res.fds_warm + FD_SLACK,
-            f"open fds at the end <= after minute 1 + {FD_SLACK}",
+            f"open fds (client connections apart) at the end <= after minute 1 + {FD_SLACK}",
             f"{res.fds_warm} -> {res.fds_end}",
         )
     )
