@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ledger.atomic import create_exclusive
 from ledger.events import Event, EventType
 from ledger.log import Log
 from ledger.pgstore import PGStore
@@ -205,17 +205,7 @@ def _secret(path: Path, make: Callable[[], bytes] = lambda: secrets.token_bytes(
     test_shared_key_dir.py). Raises ConfigError for an empty file."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(make())
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_exclusive(path, make(), 0o600)  # fsynced, linked, its directory fsynced
     secret = path.read_bytes()
     if not secret.strip():
         raise ConfigError(f"the secret file {path} is empty: restore it from a backup")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ledger.atomic import write_atomic
 from ledger.cli import add_verify_arguments, add_witness_arguments, run_verify, witness_policy
 from ledger.errors import LedgerError, StoreLocked
 from ledger.export import export_log
@@ -231,9 +232,7 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
         # The vkey first: an export stopped at any point (the checkpoint is written last) is
         # then the previous export or this one, each verifiable from the directory alone.
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "vkey.tmp"
-        tmp.write_text(signer.vkey + "\n")
-        tmp.replace(out / "vkey")
+        write_atomic(out / "vkey", (signer.vkey + "\n").encode())
         cp = export_log(store, out)
     finally:
         store.close()
@@ -362,7 +361,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 ) from e
         if seen is None or cp.size >= seen.size:
             seen, seen_note = cp, note
-            state.write_bytes(note)
+            # Whole or not at all: a torn file would lose the anchor of the fork check.
+            write_atomic(state, note, 0o600)
 
     query = {
         k: getattr(args, k)

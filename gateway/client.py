@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 import urllib.error
@@ -21,6 +20,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.atomic import create_exclusive
 
 from .errors import GatewayError
 
@@ -62,9 +63,10 @@ class Credentials:
             "d": _b64u(self.seed),
             "log_vkey": self.log_vkey,
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
+        # It holds the private key: whole and durable before its name (ledger.atomic), and
+        # never over an existing file.
+        if not create_exclusive(path, json.dumps(data, indent=1).encode(), 0o600):
+            raise FileExistsError(f"{path} exists")
 
     @classmethod
     def load(cls, path: Path) -> Credentials:

@@ -6,9 +6,9 @@ works with ``golang.org/x/mod/sumdb/note`` tooling.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from ledger.atomic import create_exclusive, write_atomic
 from ledger.note import Signer
 
 from .errors import ConfigError
@@ -26,11 +26,11 @@ def init_log_key(key_dir: Path, origin: str) -> tuple[Signer, bool]:
         return load_log_key(key_dir, origin), False
     key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signer = Signer.generate(origin)
-    # O_EXCL: two processes racing to initialise cannot both write a key.
-    fd = os.open(skey, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(signer.skey + "\n")
-    (key_dir / "log.vkey").write_text(signer.vkey + "\n")
+    # Linked into place whole and fsynced (ledger.atomic): two processes racing to
+    # initialise cannot both write a key, and a power cut cannot leave an empty one.
+    if not create_exclusive(skey, (signer.skey + "\n").encode(), 0o600):
+        raise FileExistsError(f"{skey} was created by another process meanwhile")
+    write_atomic(key_dir / "log.vkey", (signer.vkey + "\n").encode())
     return signer, True
 
 

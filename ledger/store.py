@@ -324,7 +324,9 @@ class SQLiteStore:
             db.execute("COMMIT")
         except BaseException as e:
             frontier.size, frontier.nodes = saved
-            if not sqlite_transient(e):
+            # An OSError is I/O that failed under the commit (an fsync, a write) as Python
+            # code in the commit path meets it: transient like SQLite's own SQLITE_IOERR.
+            if not (sqlite_transient(e) or isinstance(e, OSError)):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise

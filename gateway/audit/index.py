@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ledger.atomic import replace_durably
 from ledger.merkle import tree_hash
 from ledger.store import LogStore
 
@@ -243,7 +244,7 @@ def rebuild_index(
         fresh.close()
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        fresh_path.replace(path)
+        replace_durably(fresh_path, path)
     finally:
         os.close(lock)
     return size, differing

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ledger.atomic import create_exclusive, write_atomic
+
 from ..errors import ConfigError, Unavailable
 from .jwk import HolderKey, InvalidKey, b64u
 from .store import PublishedKey
@@ -280,6 +282,8 @@ class KeyRing:
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Each key file durable before keys.json names it, and keys.json durable before a
+        # rotation returns (ledger.atomic): a power cut leaves the old ring or the new one.
         for k in self.keys:
             path = self.dir / f"{k.kid}.pem"
             if not path.exists():
@@ -288,16 +292,13 @@ class KeyRing:
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
                 )
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(pem)
+                if not create_exclusive(path, pem, 0o600):
+                    raise FileExistsError(f"signing key file {path} appeared meanwhile")
         entries = [
             {"kid": k.kid, "alg": k.alg, "created": k.created, "retired": k.retired}
             for k in self.keys
         ]
-        tmp = self.dir / "keys.json.tmp"
-        tmp.write_text(json.dumps(entries, indent=1))
-        os.replace(tmp, self.dir / "keys.json")
+        write_atomic(self.dir / "keys.json", json.dumps(entries, indent=1).encode())
         self._stamp = _stamp(self.dir / "keys.json")
         self._set(self.keys)
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 from pathlib import Path
+
+from ledger.atomic import create_exclusive
 
 from ..errors import ConfigError
 
@@ -110,11 +111,7 @@ def load_pseudonym_key(key_dir: Path, *, create: bool) -> bytes:
     path = key_dir / KEY_FILE
     if create and not path.exists():
         key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
+        # Whole and durable, or not there (ledger.atomic); another process may make it
+        # first: then theirs is used.
+        create_exclusive(path, secrets.token_bytes(32), 0o600)
     return path.read_bytes()

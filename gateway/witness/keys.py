@@ -8,9 +8,9 @@ vkey, written beside the key as ``<key>.vkey``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from ledger.atomic import create_exclusive, write_atomic
 from ledger.checkpoint import CosignatureSigner
 from ledger.errors import LedgerError
 from ledger.note import Signer
@@ -29,17 +29,12 @@ def init_witness_key(path: Path, name: str) -> tuple[CosignatureSigner, bool]:
         return load_witness_key(path, name), False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     signer = Signer.generate(name)
-    try:
-        # O_EXCL: of two processes starting at once, exactly one writes the key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    # Of two processes starting at once, exactly one writes the key, whole and durable
+    # (ledger.atomic).
+    if not create_exclusive(path, (signer.skey + "\n").encode(), 0o600):
         return load_witness_key(path, name), False
-    with os.fdopen(fd, "w") as f:
-        f.write(signer.skey + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     cosigner = CosignatureSigner(signer)
-    _vkey_path(path).write_text(cosigner.vkey + "\n")
+    write_atomic(_vkey_path(path), (cosigner.vkey + "\n").encode())
     return cosigner, True
 
 
