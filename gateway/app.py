@@ -297,7 +297,8 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         else LocalTickets(app[CLOCK])
     )
     app[TICKETS] = tickets
-    app[HUB] = Hub()
+    if REDIS not in app:
+        app[HUB] = Hub()  # with redis_url, fanout.hub_ctx's RedisHub (next)
     try:
         yield
     finally:
@@ -406,6 +407,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
     if shared:
+        app.cleanup_ctx.append(fanout.hub_ctx)  # calls and live vitals across replicas
         app.cleanup_ctx.append(fanout.invalidations_ctx)
     app.cleanup_ctx.append(_vitals_ctx)
     if shared:

@@ -35,8 +35,9 @@ from ..consent.guard import ROLE_GRANTEE
 from ..errors import BadRequest, Conflict, NotFound
 from ..jsonio import loads
 from ..recorder import event, record
+from ..shared.client import SharedUnavailable
 from .live import CLOSE_FORBIDDEN
-from .signalling import MAX_MESSAGE, RELAYED, Ticket, fingerprints
+from .signalling import CLOSE_UNAVAILABLE, MAX_MESSAGE, RELAYED, Ticket, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
 
 __all__ = ["cancel_unfounded", "current_session", "end_call", "setup"]
@@ -100,9 +101,7 @@ async def _move(
 async def _close_room(app: web.Application, sid: str) -> None:
     """Close the sockets of a call that is over (after its ``bye``). Not recorded: the
     call's last transition is."""
-    hub = app[HUB]
-    for party, peer in list(hub.sessions.get(sid, {}).items()):
-        await hub.drop(sid, party, peer, CLOSE_OVER, "session over")
+    await app[HUB].close_room(sid, CLOSE_OVER, "session over")
 
 
 async def end_call(app: web.Application, sid: str, why: str) -> None:
@@ -133,9 +132,7 @@ async def cancel_unfounded(app: web.Application, patient: str, grantee: str) -> 
     for s in found:
         if s.state not in (State.SCHEDULED, State.WAITING) or s.patient != patient:
             continue
-        if grantee not in (s.provider, ROLE_GRANTEE) or "provider" in app[HUB].sessions.get(
-            s.id, {}
-        ):
+        if grantee not in (s.provider, ROLE_GRANTEE) or await app[HUB].reachable(s.id, "provider"):
             continue
         who = Principal(s.provider, "provider", frozenset(), "", "")
         if await app[CONSENT_GUARD].decide(who, patient, "call") is not None:
@@ -386,15 +383,25 @@ async def _relay(
         if k in ("type", "sdp", "candidate", "sdpMid", "sdpMLineIndex", "restart")
     }
     out["from"] = party
-    other = app[HUB].other(s.id, party)
-    if other is None or other.ws.closed:
+    other = "provider" if party == "patient" else "patient"
+    if not await app[HUB].reachable(s.id, other):
         await ws.send_json({"type": "error", "error": "the other party is not connected"})
         return
     if kind == "answer" and current.state == State.ADMITTED:
         # Stored before it is relayed: whoever has seen the answer reads "connected", from
         # any replica (reads no longer wait behind an in-process lock for a write).
-        await _move(app, current, State.CONNECTED, sub)
-    await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out)
+        try:
+            await _move(app, current, State.CONNECTED, sub)
+        except Conflict:
+            # This replica's copy was behind: another replica moved the call meanwhile.
+            app[HUB].current.pop(s.id, None)
+            moved = await current_session(app, s.id)
+            if moved is None or moved.state != State.CONNECTED:
+                await ws.send_json({"type": "error", "error": "not admitted"})
+                return
+    if not await app[HUB].send(s.id, other, out):
+        # Its replica died (kill -9) and its presence has not expired yet.
+        await ws.send_json({"type": "error", "error": "the other party is not connected"})
 
 
 def _stands(auth: Authority, t: Ticket, rec: TokenRecord | None) -> bool:
@@ -426,6 +433,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         party = None
     if s is None or t is None or rec is None or party is None or s.state in FINAL:
         raise Forbidden("unknown, spent or expired ticket for this session")
+    hub = request.app[HUB]
+    # Before the socket opens: with Redis away this is a 503 (Retry-After), and the party's
+    # socket on another replica is told to close (docs/redis.md).
+    owner = await hub.claim(s.id, party, s.patient)
+    try:
+        return await _serve(request, s, party, t, rec, owner)
+    finally:
+        await hub.release(s.id, party, owner, s.patient)
+
+
+async def _serve(
+    request: web.Request, s: CallSession, party: str, t: Ticket, rec: TokenRecord, owner: str
+) -> web.WebSocketResponse:
+    auth = request.app[AUTHORITY]
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
     if not _stands(auth, t, rec):
@@ -434,7 +455,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=CLOSE_FORBIDDEN, message=b"revoked")
         return ws
     hub, live = request.app[HUB], request.app[LIVE]
-    peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti)
+    peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti, owner)
     try:
         if replaced is not None:
             await replaced.ws.close(code=CLOSE_REPLACED, message=b"replaced")
@@ -452,6 +473,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_json({"type": "error", "error": "rate limit"})
                 continue
             await _relay(request, s, party, t.sub, ws, msg.data)
+    except SharedUnavailable:
+        # Redis is away: the page reconnects, and its next ticket waits for Redis.
+        await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, "shared state unavailable")
     finally:
         hub.leave(s.id, party, peer)
         live.closed(s.id, party)

@@ -13,6 +13,7 @@ event per provider per reading.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,10 +22,13 @@ from ledger.events import EventType
 from ..auth.tokens import Principal
 from ..consent.guard import ConsentGuard, Decision
 from ..deadlines import Deadlines
+from ..errors import Unavailable
 from ..sessions.signalling import Hub
 from ..sessions.store import CallSession, State
 
 __all__ = ["Streamer"]
+
+log = logging.getLogger("telegate.vitals.stream")
 
 LIVE = (State.ADMITTED, State.CONNECTED)
 SCOPE = "vitals.stream"
@@ -45,6 +49,9 @@ class Streamer:
         #: Sessions whose provider is being sent this patient's vitals right now, and what
         #: allows it.
         self.streaming: dict[str, Decision] = {}
+        # Readings relayed by the other replicas (gateway.shared.hub): pushed to the
+        # providers here after this replica's own consent check, as if posted here.
+        hub.vitals_listener = self._push_here
 
     async def _entitled(self, sid: str, s: CallSession, patient: str) -> bool:
         """Whether the session's provider may see the patient's live vitals now. Records
@@ -99,7 +106,22 @@ class Streamer:
     async def push(
         self, patient: str, device: str, batch_id: str, readings: list[dict[str, Any]]
     ) -> int:
-        """Send the readings to every provider entitled to them now; returns how many."""
+        """Send the readings to every provider entitled to them now: here, and through the
+        other replicas (with ``redis_url``), each of which checks consent itself; returns
+        how many were sent here."""
+        sent = await self._push_here(patient, device, batch_id, readings)
+        message = {"patient": patient, "device": device, "batch_id": batch_id}
+        try:
+            await self.hub.publish_vitals(patient, {**message, "readings": readings})
+        except Unavailable:
+            # Stored and on the ledger; the providers on other replicas miss it live (their
+            # replicas, without Redis, close their sockets: the pages reconnect).
+            log.warning("vitals: not relayed to the other replicas", extra={"fields": message})
+        return sent
+
+    async def _push_here(
+        self, patient: str, device: str, batch_id: str, readings: list[dict[str, Any]]
+    ) -> int:
         sent = 0
         message = {
             "type": "vitals",
