@@ -475,7 +475,9 @@ async def _serve(
             await _relay(request, s, party, t.sub, ws, msg.data)
     except SharedUnavailable:
         # Redis is away: the page reconnects, and its next ticket waits for Redis.
-        await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, "shared state unavailable")
+        why = "shared state unavailable"
+        told = {"type": "error", "error": why}
+        await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, why, told)
     finally:
         hub.leave(s.id, party, peer)
         live.closed(s.id, party)

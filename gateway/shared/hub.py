@@ -21,9 +21,11 @@ across replicas"):
   :class:`~gateway.vitals.stream.Streamer` decides, by its own consent check, whether its
   provider sees the reading.
 
-Redis unreachable: a new socket is refused (503, ``Retry-After``) before it opens, and the
-sockets open here are closed (1013, ``shared state unavailable``): the page reconnects, and
-its ticket waits for Redis. Nothing here waits on Redis longer than ``client.DEADLINE``.
+Redis unreachable: a new socket is refused (503, ``Retry-After``) before it opens; a socket
+whose message cannot cross Redis is told (``error``: ``shared state unavailable``) and
+closed (1013): its page reconnects, and its ticket waits for Redis. A call with both sockets
+on one replica goes on (its relay needs no Redis; the database still ends it when what
+allowed it is revoked, gateway.shared.recheck). Nothing here waits on Redis longer than ``client.DEADLINE``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..sessions.signalling import CLOSE_UNAVAILABLE, Hub
+from ..sessions.signalling import Hub
 from .client import DEADLINE, SharedUnavailable, guarded
 
 __all__ = ["PRESENCE_TTL", "REFRESH_EVERY", "RedisHub"]
@@ -76,10 +78,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def _other(party: str) -> str:
-    return "provider" if party == "patient" else "patient"
 
 
 class RedisHub(Hub):
@@ -271,11 +269,10 @@ class RedisHub(Hub):
             except (RedisError, OSError) as e:
                 if not lost:
                     log.warning(
-                        "signalling: Redis subscription lost; this replica's sockets close",
+                        "signalling: Redis subscription lost; relays to other replicas fail",
                         extra={"fields": {"error": type(e).__name__}},
                     )
                 lost, self.connected, self._pubsub = True, False, None
-                await self._lost()
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -355,7 +352,7 @@ class RedisHub(Hub):
             try:
                 await self.refresh()
             except SharedUnavailable:
-                await self._lost()
+                pass  # logged by guarded; a key Redis lost meanwhile is set again next time
             except Exception:
                 log.exception("signalling: presence refresh failed")
 
@@ -370,8 +367,3 @@ class RedisHub(Hub):
             )
             if not kept:
                 await self.drop(sid, party, peer, CLOSE_REPLACED, "replaced")
-
-    async def _lost(self) -> None:
-        """Redis is away: close every socket here (the page reconnects when it answers)."""
-        for sid, party, peer in self.peers():
-            self._spawn(self.drop(sid, party, peer, CLOSE_UNAVAILABLE, "shared state unavailable"))
