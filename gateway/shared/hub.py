@@ -25,7 +25,8 @@ Redis unreachable: a new socket is refused (503, ``Retry-After``) before it open
 whose message cannot cross Redis is told (``error``: ``shared state unavailable``) and
 closed (1013): its page reconnects, and its ticket waits for Redis. A call with both sockets
 on one replica goes on (its relay needs no Redis; the database still ends it when what
-allowed it is revoked, gateway.shared.recheck). Nothing here waits on Redis longer than ``client.DEADLINE``.
+allowed it is revoked, gateway.shared.recheck). Nothing here waits on Redis longer than
+``client.DEADLINE``.
 """
 
 from __future__ import annotations
