@@ -21,19 +21,20 @@ from gateway.app import create_app
 from gateway.config import Config
 from tests.gateway.idclient import Holder
 from tests.gateway.vitals.world import World
-from tests.shared_fanout.conftest import (  # noqa: F401 (fixtures)
-    PrivateRedis,
-    _pg_schemas,
-    pg_base,
-    pg_url,
-    redis_server,
-)
 
 #: The origin the real ``telegate serve`` replicas of tests/replicas use: a serve process
 #: beside the in-process replicas shares their keys in Redis (``telegate:<origin>:``).
 from tests.replicas.conftest import ORIGIN
+from tests.shared_fanout import conftest as fanout
+from tests.shared_fanout.conftest import PrivateRedis
 
 Client = TestClient[Any, Any]
+
+# tests/shared_fanout's fixtures: a fresh PostgreSQL schema, a private redis-server per test.
+pg_base = fanout.pg_base
+_pg_schemas = fanout._pg_schemas
+pg_url = fanout.pg_url
+redis_server = fanout.redis_server
 
 
 def config_of(data_dir: Path, database_url: str, redis_url: str) -> Config:
@@ -65,7 +66,9 @@ class Pair:
 
     async def schedule(self) -> str:
         w = self.w
-        r = await self.on(self.b, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
+        r = await self.on(
+            self.b, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub}
+        )
         assert r.status == 201, await r.text()
         return str((await r.json())["id"])
 
@@ -106,18 +109,18 @@ async def events(pair: Pair, kind: str, n: int = 0) -> list[dict[str, Any]]:
         await asyncio.sleep(0.1)
 
 
-async def next_of(ws: Any, kind: str, timeout: float = 10) -> dict[str, Any]:
+async def next_of(ws: Any, kind: str, within: float = 10) -> dict[str, Any]:
     """The next message of type ``kind`` (others before it are skipped)."""
     while True:
-        msg: dict[str, Any] = await ws.receive_json(timeout=timeout)
+        msg: dict[str, Any] = await ws.receive_json(timeout=within)
         if msg["type"] == kind:
             return msg
 
 
-async def closed_with(ws: Any, timeout: float = 10) -> tuple[int | None, list[dict[str, Any]]]:
+async def closed_with(ws: Any, within: float = 10) -> tuple[int | None, list[dict[str, Any]]]:
     """The close code of a socket and the messages it got before it closed."""
     got = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         msg = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
         if msg.type == WSMsgType.TEXT:

@@ -22,9 +22,7 @@ class Peers:
         self.patient = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.provider = RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-    async def connect(
-        self, pat_ws: Any, prov_ws: Any, text: str, restart: bool = False
-    ) -> str:
+    async def connect(self, pat_ws: Any, prov_ws: Any, text: str, restart: bool = False) -> str:
         """The patient offers, the provider answers; the text the provider receives on the
         patient's data channel."""
         received: asyncio.Future[str] = asyncio.get_running_loop().create_future()

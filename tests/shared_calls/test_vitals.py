@@ -61,7 +61,10 @@ async def test_readings_posted_on_one_replica_reach_the_provider_on_another(pair
     # The patient's revocation, made through A, stops the stream on B at once.
     r = await pair.on(pair.a, "DELETE", f"/v1/consents/{consent['id']}", w.pat, w.pat_t)
     assert r.status == 200, await r.text()
-    assert await next_of(prov_ws, "vitals_stopped") == {"type": "vitals_stopped", "reason": "consent"}
+    assert await next_of(prov_ws, "vitals_stopped") == {
+        "type": "vitals_stopped",
+        "reason": "consent",
+    }
     await post_on(pair, pair.a, [hr(89, now - 1)], "live-a2")
     # The call goes on (its own consent), and the provider got nothing of live-a2.
     assert (await next_to_provider(pair, pat_ws, prov_ws, "after"))["type"] == "candidate"
@@ -82,7 +85,10 @@ async def test_the_receiving_replica_checks_consent_before_every_push(pair: Pair
     revoked = await asyncio.to_thread(app_a[CONSENTS].revoke, consent["id"], int(app_a[CLOCK]()))
     assert revoked
     await post_on(pair, pair.a, [hr(71, now - 2)], "refused-1")
-    assert await next_of(prov_ws, "vitals_stopped") == {"type": "vitals_stopped", "reason": "consent"}
+    assert await next_of(prov_ws, "vitals_stopped") == {
+        "type": "vitals_stopped",
+        "reason": "consent",
+    }
     assert (await next_to_provider(pair, pat_ws, prov_ws, "after"))["type"] == "candidate"
     refused = [
         e for e in await events(pair, "consent.refused", 1) if e["data"]["scope"] == "vitals.stream"
