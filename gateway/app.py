@@ -322,6 +322,7 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONSENT_GUARD],
         lambda sid: sessions_http.current_session(app, sid),
         deadlines,
+        relay_key=master if REDIS in app else None,  # readings sealed across replicas
     )
     app[VITALS] = Vitals(intake, streamer)
     live = app[LIVE] = LiveAccess(

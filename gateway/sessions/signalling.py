@@ -126,9 +126,9 @@ class Hub:
     #: Sessions with a live room, (session, when read), see sessions.http.current_session.
     current: dict[str, Any] = field(default_factory=dict)
 
-    #: Told each reading a replica relays: (patient, device, batch_id, readings) (set by
-    #: :class:`gateway.vitals.stream.Streamer`).
-    vitals_listener: Callable[[str, str, str, list[dict[str, Any]]], Awaitable[Any]] | None = None
+    #: Told each batch of readings another replica relays, as it was published (set by
+    #: :class:`gateway.vitals.stream.Streamer`, which reads it).
+    vitals_listener: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
 
     async def claim(self, session: str, party: str, patient: str) -> str:
         """Make the socket about to open the party's one socket, before it opens: an id for

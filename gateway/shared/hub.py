@@ -319,9 +319,7 @@ class RedisHub(Hub):
         if kind == "vitals":
             m = note.get("m")
             if isinstance(m, dict) and self.vitals_listener is not None:
-                await self.vitals_listener(
-                    str(m["patient"]), str(m["device"]), str(m["batch_id"]), list(m["readings"])
-                )
+                await self.vitals_listener(m)
             return
         if not isinstance(sid, str) or not isinstance(party, str):
             return

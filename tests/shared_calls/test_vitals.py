@@ -4,6 +4,8 @@ replica B, which checks the patient's consent itself before every push."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from typing import Any
 
@@ -40,11 +42,23 @@ async def test_readings_posted_on_one_replica_reach_the_provider_on_another(pair
     w = pair.w
     consent = await w.grant(["vitals.stream"])
     sid, prov_ws, pat_ws = await pair.admitted_across()  # provider on B
+    spy = aioredis.Redis.from_url(pair.config.redis_url or "")
+    heard = spy.pubsub(ignore_subscribe_messages=True)
+    await heard.psubscribe("telegate:*:vitals:*")
     now = time.time()
     await post_on(pair, pair.a, [hr(88, now - 2)], "live-a1")
     msg = await next_of(prov_ws, "vitals")
     assert (msg["patient"], msg["device"], msg["batch_id"]) == (w.pat.sub, w.dev.sub, "live-a1")
     assert msg["readings"][0]["value"] == 88
+    # What crossed Redis: identifiers and the readings sealed, nothing of them in the clear.
+    crossed = await heard.get_message(timeout=5)
+    while crossed is None or crossed["type"] != "pmessage":
+        crossed = await heard.get_message(timeout=5)
+    body = json.loads(crossed["data"])["m"]
+    assert set(body) == {"patient", "device", "batch_id", "nonce", "sealed"}
+    assert b"8867-4" not in crossed["data"] and len(base64.b64decode(body["sealed"])) > 16
+    await heard.aclose()
+    await spy.aclose()
     # B decided: the stream's start is one consent.used, naming the session and the consent.
     used = [
         e for e in await events(pair, "consent.used", 1) if e["data"]["scope"] == "vitals.stream"
