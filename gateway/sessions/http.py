@@ -456,6 +456,10 @@ async def _serve(
         return ws
     hub, live = request.app[HUB], request.app[LIVE]
     peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti, owner)
+    if peer.closed is not None:
+        # Another socket of the party (on another replica) took its place while it opened.
+        await ws.close(code=CLOSE_REPLACED, message=b"replaced")
+        return ws
     try:
         if replaced is not None:
             await replaced.ws.close(code=CLOSE_REPLACED, message=b"replaced")

@@ -37,12 +37,14 @@ import json
 import logging
 import random
 import secrets
+from collections import OrderedDict
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiohttp import web
 from redis.exceptions import RedisError
 
-from ..sessions.signalling import Hub
+from ..sessions.signalling import Hub, Peer
 from .client import DEADLINE, SharedUnavailable, guarded
 
 __all__ = ["PRESENCE_TTL", "REFRESH_EVERY", "RedisHub"]
@@ -57,6 +59,7 @@ PING_EVERY = 2.0
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
 CLOSE_REPLACED = 4409
+DISPLACED_MAX = 1000
 #: Relayed messages after which this replica reads the session again (a state moved).
 _MOVES = frozenset({"admitted", "waiting", "bye", "answer"})
 
@@ -109,6 +112,8 @@ class RedisHub(Hub):
         self._confirmed: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        #: Sockets replaced by another before they joined here (their owner ids).
+        self._displaced: OrderedDict[str, None] = OrderedDict()
         self._ready = asyncio.Event()
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
@@ -144,6 +149,7 @@ class RedisHub(Hub):
             )
             old = got.decode() if isinstance(got, bytes) else None
             if old is not None and old != owner:
+                self._displace(old)  # if it is one of ours still opening
                 note = {"r": self.replica_id, "k": "replace", "s": session, "p": party}
                 await self._publish(channels[0], {**note, "o": old}, "handover")
         except BaseException:
@@ -178,7 +184,8 @@ class RedisHub(Hub):
         await super().close_room(session, code, why)
         for party in ("patient", "provider"):
             note = {"r": self.replica_id, "k": "close", "s": session, "p": party}
-            # The replicas that lost Redis close their sockets themselves.
+            # Without Redis, a socket elsewhere is told at its next message (the call is
+            # over: ``not admitted``); the end itself is stored and on the ledger.
             with contextlib.suppress(SharedUnavailable):
                 await self._publish(
                     self.call_channel(session, party), {**note, "c": code, "w": why}, "close"
@@ -227,7 +234,8 @@ class RedisHub(Hub):
         self._refs.pop(channel, None)
         self._confirmed.pop(channel, None)
         if self._pubsub is not None and self.connected:
-            with contextlib.suppress(SharedUnavailable):
+            # A subscription lost meanwhile is made again without this channel.
+            with contextlib.suppress(Exception):
                 await guarded(self._pubsub.unsubscribe(channel), "unsubscribe")
 
     # -- running ---------------------------------------------------------------------------
@@ -333,12 +341,39 @@ class RedisHub(Hub):
             if peer is not None and peer.closed is None and not peer.ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await peer.ws.send_json(m)
-        elif kind == "replace" and peer is not None and peer.owner == note.get("o"):
-            self._spawn(self.drop(sid, party, peer, CLOSE_REPLACED, "replaced"))
+        elif kind == "replace":
+            if peer is not None and peer.owner == note.get("o"):
+                self._spawn(self.drop(sid, party, peer, CLOSE_REPLACED, "replaced"))
+            else:
+                self._displace(str(note.get("o")))
         elif kind == "close" and peer is not None:
             self.current.pop(sid, None)
             code, why = note.get("c"), note.get("w")
             self._spawn(self.drop(sid, party, peer, int(code or 1000), str(why or "")))
+
+    def _displace(self, owner: str) -> None:
+        """A socket displaced while it may still be opening (claimed, not joined yet): it
+        is closed as it joins, not at its first refresh (and never replaces the newer
+        one here)."""
+        self._displaced[owner] = None
+        while len(self._displaced) > DISPLACED_MAX:
+            self._displaced.popitem(last=False)
+
+    def join(
+        self,
+        session: str,
+        party: str,
+        ws: web.WebSocketResponse,
+        sub: str,
+        jti: str = "",
+        owner: str = "",
+    ) -> tuple[Peer, Peer | None]:
+        """As :meth:`Hub.join`; but a socket another one displaced while it was opening
+        does not join: its peer comes back closed (``replaced``), for the caller to close."""
+        if owner in self._displaced:
+            del self._displaced[owner]
+            return Peer(ws, sub, jti, closed="replaced", owner=owner), None
+        return super().join(session, party, ws, sub, jti, owner)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
