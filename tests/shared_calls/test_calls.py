@@ -100,16 +100,16 @@ async def test_one_admitted_socket_per_participant_across_replicas(pair: Pair) -
     await prov_ws.close()
 
 
-async def test_two_sockets_of_one_party_opening_at_once_on_two_replicas_leave_one(
-    pair: Pair,
-) -> None:
+@pytest.mark.parametrize("where", ["two replicas", "one replica"])
+async def test_two_sockets_of_one_party_opening_at_once_leave_one(pair: Pair, where: str) -> None:
     w = pair.w
     sid, prov_ws, pat_ws = await pair.admitted_across()
     t1 = await w.ticket(sid, w.pat, w.pat_t)
     t2 = await w.ticket(sid, w.pat, w.pat_t)
+    second = pair.b if where == "two replicas" else pair.a
     x, y = await asyncio.gather(
         pair.a.ws_connect(f"/v1/sessions/{sid}/ws?ticket={t1}"),
-        pair.b.ws_connect(f"/v1/sessions/{sid}/ws?ticket={t2}"),
+        second.ws_connect(f"/v1/sessions/{sid}/ws?ticket={t2}"),
     )
     code, _ = await closed_with(pat_ws)
     assert code == 4409
