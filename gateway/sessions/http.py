@@ -117,7 +117,7 @@ async def end_call(app: web.Application, sid: str, why: str) -> None:
         return  # moved by someone else meanwhile: over already
     bye = {"type": "bye", "from": "gateway", "state": str(moved.state), "reason": why}
     for who in ("patient", "provider"):
-        await app[HUB].send(sid, who, bye)
+        await app[HUB].tell(sid, who, bye)
     await _close_room(app, sid)
 
 
@@ -132,13 +132,22 @@ async def cancel_unfounded(app: web.Application, patient: str, grantee: str) -> 
     for s in found:
         if s.state not in (State.SCHEDULED, State.WAITING) or s.patient != patient:
             continue
-        if grantee not in (s.provider, ROLE_GRANTEE) or await app[HUB].reachable(s.id, "provider"):
+        if grantee not in (s.provider, ROLE_GRANTEE) or await _provider_joined(app, s.id):
             continue
         who = Principal(s.provider, "provider", frozenset(), "", "")
         if await app[CONSENT_GUARD].decide(who, patient, "call") is not None:
             continue
         if await _scheduled_by(app, s.id) == s.provider:
             await end_call(app, s.id, "consent")
+
+
+async def _provider_joined(app: web.Application, sid: str) -> bool:
+    """Whether the call's provider has a socket open, on any replica; unknown (Redis away)
+    is no: the call is cancelled if nothing allows it (failing closed)."""
+    try:
+        return await app[HUB].reachable(sid, "provider")
+    except SharedUnavailable:
+        return False
 
 
 async def _scheduled_by(app: web.Application, sid: str) -> str | None:
@@ -300,7 +309,7 @@ async def admit(request: web.Request) -> web.Response:
     moved = await _move(request.app, s, State.ADMITTED, p.sub)
     hub = request.app[HUB]
     for who in ("patient", "provider"):
-        await hub.send(s.id, who, {"type": "admitted", "session": s.id})
+        await hub.tell(s.id, who, {"type": "admitted", "session": s.id})
     return web.json_response(_view(moved))
 
 
@@ -311,7 +320,7 @@ async def end(request: web.Request) -> web.Response:
     moved = await _move(request.app, s, to, p.sub)
     hub = request.app[HUB]
     for who in ("patient", "provider"):
-        await hub.send(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
+        await hub.tell(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
     await _close_room(request.app, s.id)
     return web.json_response(_view(moved))
 
@@ -322,7 +331,7 @@ async def no_show(request: web.Request) -> web.Response:
     if party != "provider":
         raise Forbidden("only the session's provider records a no-show")
     moved = await _move(request.app, s, State.NO_SHOW, p.sub)
-    await request.app[HUB].send(
+    await request.app[HUB].tell(
         s.id, "patient", {"type": "bye", "from": party, "state": str(moved.state)}
     )
     await _close_room(request.app, s.id)

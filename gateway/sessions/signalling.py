@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..errors import Unavailable
+
 __all__ = [
     "CLOSE_UNAVAILABLE",
     "Hub",
@@ -223,6 +225,16 @@ class Hub:
             return False
         await peer.ws.send_json(message)
         return True
+
+    async def tell(self, session: str, party: str, message: dict[str, Any]) -> bool:
+        """:meth:`send` for news the gateway gives (admitted, bye, ...) after a change that
+        is already stored: a party the shared state (Redis) cannot reach now is not told
+        (False), and what comes after still happens (closing the sockets here, recording
+        the close). Its page learns the state from ``hello`` when it reconnects."""
+        try:
+            return await self.send(session, party, message)
+        except Unavailable:
+            return False
 
     async def close_all(self) -> None:
         for room in list(self.sessions.values()):

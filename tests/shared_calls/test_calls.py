@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.appkeys import HUB
+from gateway.sessions.http import end_call
 from gateway.shared.fanout import REPLICA_ID
 from gateway.shared.hub import RedisHub
 from tests.gateway.test_sessions import FP_PAT, FP_PROV, sdp
@@ -241,3 +242,24 @@ async def _connected(pair: Pair) -> bool:
 
 async def _exists(client: aioredis.Redis, key: str) -> bool:
     return bool(await client.exists(key))
+
+
+async def test_a_call_ended_while_redis_is_away_still_closes_the_sockets_it_can(
+    pair: Pair, redis_server: PrivateRedis
+) -> None:
+    """Ending a call is stored first: with Redis away the other replica's party is not told,
+    but the end is answered, recorded, and the sockets here are closed."""
+    sid, prov_ws, pat_ws = await pair.admitted_across()
+    redis_server.kill()
+    # DPoP-protected calls fail closed without Redis: the provider's end is made as the
+    # gateway makes one (a provider who lost the right to the call), through B.
+    await end_call(pair.b.server.app, sid, "consent")
+    code, got = await closed_with(prov_ws)
+    assert code == 1000 and got[-1]["type"] == "bye" and got[-1]["state"] == "ended"
+    assert [e["session"] for e in await events(pair, "session.ended", 1)] == [sid]
+    # The patient's socket on A learns it at its next message: the call is over (or, while
+    # A's one-second copy of the call still says admitted, that nothing can cross).
+    await pat_ws.send_json({"type": "offer", "sdp": sdp(FP_PAT)})
+    err = await next_of(pat_ws, "error")
+    assert err["error"] in ("not admitted", "shared state unavailable")
+    await pat_ws.close()
