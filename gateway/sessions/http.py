@@ -393,10 +393,11 @@ async def _relay(
     }
     out["from"] = party
     other = "provider" if party == "patient" else "patient"
-    if not await app[HUB].reachable(s.id, other):
-        await ws.send_json({"type": "error", "error": "the other party is not connected"})
-        return
+    gone = {"type": "error", "error": "the other party is not connected"}
     if kind == "answer" and current.state == State.ADMITTED:
+        if not await app[HUB].reachable(s.id, other):
+            await ws.send_json(gone)
+            return
         # Stored before it is relayed: whoever has seen the answer reads "connected", from
         # any replica (reads no longer wait behind an in-process lock for a write).
         try:
@@ -409,8 +410,8 @@ async def _relay(
                 await ws.send_json({"type": "error", "error": "not admitted"})
                 return
     if not await app[HUB].send(s.id, other, out):
-        # Its replica died (kill -9) and its presence has not expired yet.
-        await ws.send_json({"type": "error", "error": "the other party is not connected"})
+        # No socket here, and no replica heard it (none holds one, or it died: kill -9).
+        await ws.send_json(gone)
 
 
 def _stands(auth: Authority, t: Ticket, rec: TokenRecord | None) -> bool:
