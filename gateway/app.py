@@ -287,7 +287,8 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         else LocalTickets(app[CLOCK])
     )
     app[TICKETS] = tickets
-    app[HUB] = Hub()
+    if REDIS not in app:
+        app[HUB] = Hub()  # with redis_url, fanout.hub_ctx's RedisHub (next)
     try:
         yield
     finally:
@@ -311,6 +312,7 @@ async def _vitals_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONSENT_GUARD],
         lambda sid: sessions_http.current_session(app, sid),
         deadlines,
+        relay_key=master if REDIS in app else None,  # readings sealed across replicas
     )
     app[VITALS] = Vitals(intake, streamer)
     live = app[LIVE] = LiveAccess(
@@ -396,6 +398,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
     if shared:
+        app.cleanup_ctx.append(fanout.hub_ctx)  # calls and live vitals across replicas
         app.cleanup_ctx.append(fanout.invalidations_ctx)
     app.cleanup_ctx.append(_vitals_ctx)
     if shared:

@@ -35,8 +35,9 @@ from ..consent.guard import ROLE_GRANTEE
 from ..errors import BadRequest, Conflict, NotFound
 from ..jsonio import loads
 from ..recorder import event, record
+from ..shared.client import SharedUnavailable
 from .live import CLOSE_FORBIDDEN
-from .signalling import MAX_MESSAGE, RELAYED, Ticket, fingerprints
+from .signalling import CLOSE_UNAVAILABLE, MAX_MESSAGE, RELAYED, Ticket, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
 
 __all__ = ["cancel_unfounded", "current_session", "end_call", "setup"]
@@ -100,9 +101,7 @@ async def _move(
 async def _close_room(app: web.Application, sid: str) -> None:
     """Close the sockets of a call that is over (after its ``bye``). Not recorded: the
     call's last transition is."""
-    hub = app[HUB]
-    for party, peer in list(hub.sessions.get(sid, {}).items()):
-        await hub.drop(sid, party, peer, CLOSE_OVER, "session over")
+    await app[HUB].close_room(sid, CLOSE_OVER, "session over")
 
 
 async def end_call(app: web.Application, sid: str, why: str) -> None:
@@ -118,7 +117,7 @@ async def end_call(app: web.Application, sid: str, why: str) -> None:
         return  # moved by someone else meanwhile: over already
     bye = {"type": "bye", "from": "gateway", "state": str(moved.state), "reason": why}
     for who in ("patient", "provider"):
-        await app[HUB].send(sid, who, bye)
+        await app[HUB].tell(sid, who, bye)
     await _close_room(app, sid)
 
 
@@ -133,15 +132,22 @@ async def cancel_unfounded(app: web.Application, patient: str, grantee: str) -> 
     for s in found:
         if s.state not in (State.SCHEDULED, State.WAITING) or s.patient != patient:
             continue
-        if grantee not in (s.provider, ROLE_GRANTEE) or "provider" in app[HUB].sessions.get(
-            s.id, {}
-        ):
+        if grantee not in (s.provider, ROLE_GRANTEE) or await _provider_joined(app, s.id):
             continue
         who = Principal(s.provider, "provider", frozenset(), "", "")
         if await app[CONSENT_GUARD].decide(who, patient, "call") is not None:
             continue
         if await _scheduled_by(app, s.id) == s.provider:
             await end_call(app, s.id, "consent")
+
+
+async def _provider_joined(app: web.Application, sid: str) -> bool:
+    """Whether the call's provider has a socket open, on any replica; unknown (Redis away)
+    is no: the call is cancelled if nothing allows it (failing closed)."""
+    try:
+        return await app[HUB].reachable(sid, "provider")
+    except SharedUnavailable:
+        return False
 
 
 async def _scheduled_by(app: web.Application, sid: str) -> str | None:
@@ -303,7 +309,7 @@ async def admit(request: web.Request) -> web.Response:
     moved = await _move(request.app, s, State.ADMITTED, p.sub)
     hub = request.app[HUB]
     for who in ("patient", "provider"):
-        await hub.send(s.id, who, {"type": "admitted", "session": s.id})
+        await hub.tell(s.id, who, {"type": "admitted", "session": s.id})
     return web.json_response(_view(moved))
 
 
@@ -314,7 +320,7 @@ async def end(request: web.Request) -> web.Response:
     moved = await _move(request.app, s, to, p.sub)
     hub = request.app[HUB]
     for who in ("patient", "provider"):
-        await hub.send(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
+        await hub.tell(s.id, who, {"type": "bye", "from": party, "state": str(moved.state)})
     await _close_room(request.app, s.id)
     return web.json_response(_view(moved))
 
@@ -325,7 +331,7 @@ async def no_show(request: web.Request) -> web.Response:
     if party != "provider":
         raise Forbidden("only the session's provider records a no-show")
     moved = await _move(request.app, s, State.NO_SHOW, p.sub)
-    await request.app[HUB].send(
+    await request.app[HUB].tell(
         s.id, "patient", {"type": "bye", "from": party, "state": str(moved.state)}
     )
     await _close_room(request.app, s.id)
@@ -386,15 +392,26 @@ async def _relay(
         if k in ("type", "sdp", "candidate", "sdpMid", "sdpMLineIndex", "restart")
     }
     out["from"] = party
-    other = app[HUB].other(s.id, party)
-    if other is None or other.ws.closed:
-        await ws.send_json({"type": "error", "error": "the other party is not connected"})
-        return
+    other = "provider" if party == "patient" else "patient"
+    gone = {"type": "error", "error": "the other party is not connected"}
     if kind == "answer" and current.state == State.ADMITTED:
+        if not await app[HUB].reachable(s.id, other):
+            await ws.send_json(gone)
+            return
         # Stored before it is relayed: whoever has seen the answer reads "connected", from
         # any replica (reads no longer wait behind an in-process lock for a write).
-        await _move(app, current, State.CONNECTED, sub)
-    await app[HUB].send(s.id, "provider" if party == "patient" else "patient", out)
+        try:
+            await _move(app, current, State.CONNECTED, sub)
+        except Conflict:
+            # This replica's copy was behind: another replica moved the call meanwhile.
+            app[HUB].current.pop(s.id, None)
+            moved = await current_session(app, s.id)
+            if moved is None or moved.state != State.CONNECTED:
+                await ws.send_json({"type": "error", "error": "not admitted"})
+                return
+    if not await app[HUB].send(s.id, other, out):
+        # No socket here, and no replica heard it (none holds one, or it died: kill -9).
+        await ws.send_json(gone)
 
 
 def _stands(auth: Authority, t: Ticket, rec: TokenRecord | None) -> bool:
@@ -426,6 +443,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         party = None
     if s is None or t is None or rec is None or party is None or s.state in FINAL:
         raise Forbidden("unknown, spent or expired ticket for this session")
+    hub = request.app[HUB]
+    # Before the socket opens: with Redis away this is a 503 (Retry-After), and the party's
+    # socket on another replica is told to close (docs/redis.md).
+    owner = await hub.claim(s.id, party, s.patient)
+    try:
+        return await _serve(request, s, party, t, rec, owner)
+    finally:
+        await hub.release(s.id, party, owner, s.patient)
+
+
+async def _serve(
+    request: web.Request, s: CallSession, party: str, t: Ticket, rec: TokenRecord, owner: str
+) -> web.WebSocketResponse:
+    auth = request.app[AUTHORITY]
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
     if not _stands(auth, t, rec):
@@ -434,7 +465,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=CLOSE_FORBIDDEN, message=b"revoked")
         return ws
     hub, live = request.app[HUB], request.app[LIVE]
-    peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti)
+    peer, replaced = hub.join(s.id, party, ws, t.sub, t.jti, owner)
+    if peer.closed is not None:
+        # Another socket of the party (on another replica) took its place while it opened.
+        await ws.close(code=CLOSE_REPLACED, message=b"replaced")
+        return ws
     try:
         if replaced is not None:
             await replaced.ws.close(code=CLOSE_REPLACED, message=b"replaced")
@@ -452,6 +487,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_json({"type": "error", "error": "rate limit"})
                 continue
             await _relay(request, s, party, t.sub, ws, msg.data)
+    except SharedUnavailable:
+        # Redis is away: the page reconnects, and its next ticket waits for Redis.
+        why = "shared state unavailable"
+        told = {"type": "error", "error": why}
+        await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, why, told)
     finally:
         hub.leave(s.id, party, peer)
         live.closed(s.id, party)

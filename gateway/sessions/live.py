@@ -195,7 +195,7 @@ class LiveAccess:
             return False
         self.closed(sid, party)
         other = "patient" if party == "provider" else "provider"
-        await self.hub.send(
+        await self.hub.tell(
             sid, other, {"type": "bye", "from": party, "state": state, "reason": why}
         )
         data = {"closed": why, "party": party, "holder": peer.sub, "jti": peer.jti, "code": code}

@@ -11,13 +11,23 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
 
-__all__ = ["Hub", "LocalTickets", "Peer", "Ticket", "Tickets", "fingerprints"]
+from ..errors import Unavailable
+
+__all__ = [
+    "CLOSE_UNAVAILABLE",
+    "Hub",
+    "LocalTickets",
+    "Peer",
+    "Ticket",
+    "Tickets",
+    "fingerprints",
+]
 
 MAX_MESSAGE = 64 * 1024
 RELAYED = frozenset({"offer", "answer", "candidate", "bye"})
@@ -96,24 +106,66 @@ class Peer:
     count: int = 0
     #: Why the gateway closed this socket (``revoked``, ``consent``, ...), once it has.
     closed: str | None = None
+    #: Which socket of the party this is among the replicas (:meth:`Hub.claim`).
+    owner: str = ""
+
+
+#: A socket closed because the shared state (Redis) cannot be reached: the page reconnects
+#: (RFC 6455 7.4.1: 1013, try again later), and its new ticket waits for Redis.
+CLOSE_UNAVAILABLE = 1013
 
 
 @dataclass
 class Hub:
-    """Live sockets by session and party; a per-socket message rate limit."""
+    """Live sockets by session and party; a per-socket message rate limit.
+
+    In process: both parties of a call meet on this replica. With ``redis_url``,
+    :class:`gateway.shared.hub.RedisHub` relays to the parties on other replicas; the
+    ``async`` methods below are where the two differ."""
 
     rate: int = 50  # messages per second per socket
     sessions: dict[str, dict[str, Peer]] = field(default_factory=dict)
     #: Sessions with a live room, (session, when read), see sessions.http.current_session.
     current: dict[str, Any] = field(default_factory=dict)
 
+    #: Told each batch of readings another replica relays, as it was published (set by
+    #: :class:`gateway.vitals.stream.Streamer`, which reads it).
+    vitals_listener: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
+
+    async def claim(self, session: str, party: str, patient: str) -> str:
+        """Make the socket about to open the party's one socket, before it opens: an id for
+        it (``Peer.owner``). In process: nothing to tell anyone (``join`` replaces)."""
+        return secrets.token_hex(8)
+
+    async def release(self, session: str, party: str, owner: str, patient: str) -> None:
+        """The socket ``owner`` of the party is gone (after ``leave``)."""
+
+    async def reachable(self, session: str, party: str) -> bool:
+        """Whether the party has a live socket (on any replica)."""
+        other = self.sessions.get(session, {}).get(party)
+        return other is not None and not other.ws.closed and other.closed is None
+
+    async def publish_vitals(self, patient: str, message: dict[str, Any]) -> None:
+        """Carry a reading to the providers' streams on the other replicas (none here)."""
+
+    async def close_room(self, session: str, code: int, why: str) -> None:
+        """Close every socket of a session (on every replica)."""
+        for party, peer in list(self.sessions.get(session, {}).items()):
+            await self.drop(session, party, peer, code, why)
+
     def join(
-        self, session: str, party: str, ws: web.WebSocketResponse, sub: str, jti: str = ""
+        self,
+        session: str,
+        party: str,
+        ws: web.WebSocketResponse,
+        sub: str,
+        jti: str = "",
+        owner: str = "",
     ) -> tuple[Peer, Peer | None]:
         """The new peer, and the one it replaced, if any. A reconnect with a fresh ticket
         replaces the party's old socket; the caller closes that one (left open, it would
         go on relaying beside the new one)."""
-        peer = Peer(ws, sub, jti)
+        peer = Peer(ws, sub, jti, owner=owner)
         room = self.sessions.setdefault(session, {})
         old = room.get(party)
         room[party] = peer
@@ -173,6 +225,16 @@ class Hub:
             return False
         await peer.ws.send_json(message)
         return True
+
+    async def tell(self, session: str, party: str, message: dict[str, Any]) -> bool:
+        """:meth:`send` for news the gateway gives (admitted, bye, ...) after a change that
+        is already stored: a party the shared state (Redis) cannot reach now is not told
+        (False), and what comes after still happens (closing the sockets here, recording
+        the close). Its page learns the state from ``hello`` when it reconnects."""
+        try:
+            return await self.send(session, party, message)
+        except Unavailable:
+            return False
 
     async def close_all(self) -> None:
         for room in list(self.sessions.values()):

@@ -6,6 +6,8 @@
   invalidations, hearing the other replicas from startup on.
 - :func:`recheck_ctx` (with ``redis_url``, after the live access exists): the once-a-second
   check of live sockets against the database's revocations (``gateway.shared.recheck``).
+- :func:`hub_ctx` (with ``redis_url``, before the sessions' hub is used):
+  :class:`RedisHub` as the app's signalling hub, calls and live vitals across replicas.
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ from aiohttp import web
 from ..appkeys import AUTHORITY, CONFIG, DATABASE, HUB, INVALIDATIONS, LIVE
 from ..replicas.heartbeat import Heartbeat
 from ..replicas.store import ReplicaStore
+from .client import REDIS, key_prefix
+from .hub import RedisHub
 from .invalidation_redis import RedisInvalidations
 from .recheck import Recheck
 
-__all__ = ["REPLICA_ID", "heartbeat_ctx", "invalidations_ctx", "recheck_ctx", "redis_url"]
+__all__ = [
+    "REPLICA_ID",
+    "heartbeat_ctx",
+    "hub_ctx",
+    "invalidations_ctx",
+    "recheck_ctx",
+    "redis_url",
+]
 
 #: This process's id among the replicas: in its heartbeat row and its pub/sub messages.
 REPLICA_ID: web.AppKey[str] = web.AppKey("replica_id", str)
@@ -89,3 +100,18 @@ async def recheck_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         bus.on_reconnect = None
         await recheck.close()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    url = redis_url(app)
+    assert url is not None
+    # The subscription waits for messages indefinitely: a client of its own, as above.
+    listener = aioredis.Redis.from_url(url)
+    hub = RedisHub(app[REDIS], listener, key_prefix(app[CONFIG].log_origin), replica_id(app))
+    app[HUB] = hub
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.close()
+        await listener.aclose()

@@ -13,18 +13,39 @@ event per provider per reading.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.events import EventType
 
 from ..auth.tokens import Principal
 from ..consent.guard import ConsentGuard, Decision
 from ..deadlines import Deadlines
+from ..errors import Unavailable
 from ..sessions.signalling import Hub
 from ..sessions.store import CallSession, State
 
 __all__ = ["Streamer"]
+
+log = logging.getLogger("telegate.vitals.stream")
+
+#: What the relay key is derived for (HMAC-SHA256 of the vitals master key): its own key,
+#: never the one that seals stored batches.
+RELAY_INFO = b"telegate-vitals-relay/v1"
+
+
+def _aad(patient: str, device: str, batch_id: str) -> bytes:
+    return f"{RELAY_INFO.decode()}\n{patient}\n{device}\n{batch_id}".encode()
+
 
 LIVE = (State.ADMITTED, State.CONNECTED)
 SCOPE = "vitals.stream"
@@ -37,6 +58,7 @@ class Streamer:
         guard: ConsentGuard,
         session: Callable[[str], Awaitable[CallSession | None]],
         deadlines: Deadlines | None = None,
+        relay_key: bytes | None = None,
     ) -> None:
         self.hub = hub
         self.guard = guard
@@ -45,6 +67,16 @@ class Streamer:
         #: Sessions whose provider is being sent this patient's vitals right now, and what
         #: allows it.
         self.streaming: dict[str, Decision] = {}
+        # Readings relayed by the other replicas (gateway.shared.hub): pushed to the
+        # providers here after this replica's own consent check, as if posted here. They
+        # cross Redis sealed (AES-GCM) under a key derived from ``relay_key`` (the vitals
+        # master key every replica has): Redis sees identifiers, never a reading.
+        self._relay = (
+            AESGCM(hmac.new(relay_key, RELAY_INFO, hashlib.sha256).digest())
+            if relay_key is not None
+            else None
+        )
+        hub.vitals_listener = self._heard
 
     async def _entitled(self, sid: str, s: CallSession, patient: str) -> bool:
         """Whether the session's provider may see the patient's live vitals now. Records
@@ -99,7 +131,45 @@ class Streamer:
     async def push(
         self, patient: str, device: str, batch_id: str, readings: list[dict[str, Any]]
     ) -> int:
-        """Send the readings to every provider entitled to them now; returns how many."""
+        """Send the readings to every provider entitled to them now: here, and through the
+        other replicas (with ``redis_url``), each of which checks consent itself; returns
+        how many were sent here."""
+        sent = await self._push_here(patient, device, batch_id, readings)
+        message = {"patient": patient, "device": device, "batch_id": batch_id}
+        if self._relay is None:
+            return sent  # one replica: nobody else to tell
+        nonce = os.urandom(12)
+        plain = json.dumps(readings, separators=(",", ":")).encode()
+        sealed = self._relay.encrypt(nonce, plain, _aad(patient, device, batch_id))
+        relayed = {**message, "nonce": nonce.hex(), "sealed": base64.b64encode(sealed).decode()}
+        try:
+            await self.hub.publish_vitals(patient, relayed)
+        except Unavailable:
+            # Stored and on the ledger; the providers on other replicas miss it live (their
+            # replicas, without Redis, close their sockets: the pages reconnect).
+            log.warning("vitals: not relayed to the other replicas", extra={"fields": message})
+        return sent
+
+    async def _heard(self, m: dict[str, Any]) -> None:
+        """A batch another replica relayed: opened, then pushed here as if posted here."""
+        if self._relay is None:
+            return
+        try:
+            patient, device, batch_id = str(m["patient"]), str(m["device"]), str(m["batch_id"])
+            plain = self._relay.decrypt(
+                bytes.fromhex(m["nonce"]),
+                base64.b64decode(m["sealed"]),
+                _aad(patient, device, batch_id),
+            )
+            readings = json.loads(plain)
+        except (KeyError, TypeError, ValueError, InvalidTag):
+            log.warning("vitals: a relayed batch that does not open was dropped")
+            return
+        await self._push_here(patient, device, batch_id, readings)
+
+    async def _push_here(
+        self, patient: str, device: str, batch_id: str, readings: list[dict[str, Any]]
+    ) -> int:
         sent = 0
         message = {
             "type": "vitals",
