@@ -421,6 +421,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
         app.cleanup_ctx.append(fanout.recheck_ctx)
     app.on_shutdown.append(_close_websockets)
     app[DRAIN] = Drain()
+    app[DRAIN].export(m.registry)
     app[DRAIN].hooks.append(lambda: _close_websockets(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Gauge
 
 from ..errors import Unavailable, problem_response
 
@@ -54,6 +55,17 @@ class Drain:
         self._idle.set()
         #: Awaited when the drain begins (and again while waiting): close the WebSockets.
         self.hooks: list[Callable[[], Awaitable[None]]] = []
+
+    def export(self, registry: CollectorRegistry) -> None:
+        """``telegate_requests_in_flight`` and ``telegate_draining`` on ``/metrics``."""
+        Gauge(
+            "telegate_requests_in_flight",
+            "Requests being handled (WebSockets too)",
+            registry=registry,
+        ).set_function(lambda: self.inflight)
+        Gauge("telegate_draining", "1 from SIGTERM until exit", registry=registry).set_function(
+            lambda: float(self.draining)
+        )
 
     def enter(self) -> None:
         self.inflight += 1
