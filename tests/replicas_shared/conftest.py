@@ -73,7 +73,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def group(database: str, tmp_path: Path, session_redis: str) -> Iterator[Replicas]:
+def group(database: str, tmp_path: Path, session_redis: str) -> Iterator[Replicas]:  # noqa: F811
     g = Replicas(tmp_path, database, session_redis)
     try:
         yield g

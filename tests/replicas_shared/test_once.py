@@ -24,7 +24,9 @@ async def test_a_proof_an_assertion_and_a_ticket_are_each_accepted_once(group: R
         # One DPoP proof, to both replicas at once.
         url = str(a.make_url("/v1/me"))
         headers = {"Authorization": f"DPoP {token}", "DPoP": adm.dpop("GET", url, token)}
-        got = await asyncio.gather(a.get("/v1/me", headers=headers), b.get("/v1/me", headers=headers))
+        got = await asyncio.gather(
+            a.get("/v1/me", headers=headers), b.get("/v1/me", headers=headers)
+        )
         assert sorted(r.status for r in got) == [200, 401], [r.status for r in got]
         refused = next(r for r in got if r.status == 401)
         assert (await refused.json())["detail"] == "DPoP proof replayed"
