@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from gateway.auth.http import ASSERTION_TYPE
-from tests.gateway.idclient import admin
+from tests.gateway.idclient import Holder, admin, enroll, local_invite, token_response
 from tests.gateway.test_sessions import Call
 from tests.replicas.conftest import Replicas
 from tests.replicas_shared.conftest import Remote, config_of
@@ -66,3 +67,25 @@ async def _take(c: Remote, sid: str, ticket: str) -> int:
     await ws.close()
     assert hello["type"] == "hello"
     return 101
+
+
+async def test_a_server_nonce_from_one_replica_is_good_at_the_other(
+    group: Replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nonces are an HMAC of a time bucket under keys/dpop-nonce.key: the shared key dir
+    # makes every replica's nonce good at every other (RFC 9449 8).
+    monkeypatch.setenv("TELEGATE_DPOP_REQUIRE_NONCE", "true")
+    r0, r1 = group.start(2)
+    config = config_of(group)
+    async with aiohttp.ClientSession() as http:
+        a, b = Remote(http, r0, config), Remote(http, r1, config)
+        h = Holder()
+        await enroll(a, local_invite(config), h)
+        endpoint = str(a.make_url("/oauth/token"))
+        r = await token_response(a, h)
+        assert r.status == 400 and (await r.json())["error"] == "use_dpop_nonce"
+        nonce = r.headers["DPoP-Nonce"]
+        r = await token_response(b, h, dpop=h.dpop("POST", endpoint, nonce=nonce))
+        assert r.status == 200, await r.text()
+        r = await token_response(b, h, dpop=h.dpop("POST", endpoint, nonce="forged"))
+        assert r.status == 400 and (await r.json())["error"] == "use_dpop_nonce"

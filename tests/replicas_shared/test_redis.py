@@ -91,7 +91,7 @@ async def test_redis_stopped_then_back_empty(pair: Replicas, redis_server: Redis
         marker = redis.Redis.from_url(redis_server.url).get(f"telegate:{ORIGIN}:epoch")
         assert marker is not None and marker.endswith(b" lost"), marker
         # Tickets and tokens work again.
-        assert await get_token(b, adm)  # type: ignore[arg-type]
+        assert await get_token(b, adm)
         ticket = f"/v1/sessions/{sid}/ticket"
         assert (
             await _status(b, ticket, _headers(b, k.prov, k.prov_t, "POST", ticket), "POST") == 200

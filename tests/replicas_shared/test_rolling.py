@@ -164,7 +164,7 @@ async def test_a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write(
 
 
 async def _ticket(remote: Remote, sid: str, k: Call) -> str:
-    token = await get_token(remote, k.prov)  # type: ignore[arg-type]
+    token = await get_token(remote, k.prov)
     url = str(remote.make_url(f"/v1/sessions/{sid}/ticket"))
     headers = {"Authorization": f"DPoP {token}", "DPoP": k.prov.dpop("POST", url, token)}
     r = await remote.post(f"/v1/sessions/{sid}/ticket", headers=headers)
