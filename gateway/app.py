@@ -67,6 +67,8 @@ from .sessions.live import LiveAccess
 from .sessions.signalling import Hub, LocalTickets, Tickets
 from .sessions.store import SessionStore
 from .shared import REDIS, RedisReplays, RedisTickets, fanout, key_prefix, redis_ctx
+from .shared.drain import DRAIN, Drain, drain_middleware
+from .shared.replay import replay_watch_ctx
 from .vitals import http as vitals_http
 from .vitals.batch import Limits
 from .vitals.intake import Intake, Vitals
@@ -223,7 +225,7 @@ async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
     # Several replicas spend each DPoP proof once between them (Redis); one process alone
     # keeps the spent ids in memory.
     replay: Replays = (
-        RedisReplays(app[REDIS], key_prefix(config.log_origin))
+        RedisReplays(app[REDIS], key_prefix(config.log_origin), config.clock_skew)
         if REDIS in app
         else ReplayCache(config.dpop_replay_max)
     )
@@ -351,6 +353,8 @@ async def readyz(request: web.Request) -> web.Response:
     ledger = request.app.get(LOG)
     if ledger is None or not ledger.healthy:
         raise Unavailable("the ledger is not accepting appends")
+    if (drain := request.app.get(DRAIN)) is not None and drain.draining:
+        raise Unavailable("shutting down", headers={"Retry-After": "1"})
     body: dict[str, object] = {"status": "ready", "ledger_size": ledger.size}
     if (witnessing := request.app.get(WITNESSING)) is not None:
         body["witnessing"] = witnessing.status()
@@ -371,7 +375,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     invites); tests pass a fake one instead of sleeping.
     """
     m = Metrics.create()
-    middlewares = [observe_middleware(m), problem_middleware, refusal_middleware]
+    # drain_middleware: in-flight requests counted, new ones refused while a SIGTERM drains
+    # (gateway/shared/drain.py).
+    middlewares = [observe_middleware(m), problem_middleware, drain_middleware, refusal_middleware]
     if config.redis_url is not None:
         # The shared replay check is awaited before the handler (auth/http.py).
         middlewares.append(auth_http.shared_auth_middleware)
@@ -394,6 +400,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(refusals_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
     app.cleanup_ctx.append(_identity_ctx)
+    if shared:
+        # The data-loss marker of the Redis replay cache, watched (gateway/shared/replay.py).
+        app.cleanup_ctx.append(replay_watch_ctx)
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
@@ -404,6 +413,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     if shared:
         app.cleanup_ctx.append(fanout.recheck_ctx)
     app.on_shutdown.append(_close_websockets)
+    app[DRAIN] = Drain()
+    app[DRAIN].export(m.registry)
+    app[DRAIN].hooks.append(lambda: _close_websockets(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -43,14 +43,14 @@ def _config(args: argparse.Namespace) -> Config:
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
         redis_url=getattr(args, "redis_url", None),
+        drain_seconds=getattr(args, "drain_seconds", None),
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .app import create_app
     from .observability import configure_logging
+    from .shared.drain import serve
 
     config = _config(args)
     config.check_serving()
@@ -61,8 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _init_key_dir(config)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
-    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
-    return 0
+    # Not web.run_app: a SIGTERM drains first (gateway/shared/drain.py).
+    return serve(create_app(config), config.host, config.port, config.drain_seconds)
 
 
 def _init_key_dir(config: Config) -> None:
@@ -501,6 +501,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="redis://host:port/db for the state replicas share (TELEGATE_REDIS_URL); "
         "default: in process, one gateway process",
+    )
+    s.add_argument(
+        "--drain-seconds",
+        type=float,
+        metavar="S",
+        help="on SIGTERM, how long to finish in-flight requests before exiting "
+        "(TELEGATE_DRAIN_SECONDS, default 20)",
     )
     s.set_defaults(func=cmd_serve)
 

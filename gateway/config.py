@@ -190,6 +190,10 @@ class Config:
     #: there (docs/redis.md). Unset: in process, for one gateway process. Its password is
     #: masked like the database URL's.
     redis_url: str | None = None
+    #: On SIGTERM, how long (s) a replica drains before it exits: not ready at once, new
+    #: requests 503, in-flight ones finished, WebSockets closed with 1001 (README
+    #: "Running several replicas").
+    drain_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -232,6 +236,8 @@ class Config:
             raise ConfigError("vitals_future_skew must be 0..3600 seconds")
         if not 60 <= self.invite_max_ttl <= 30 * 86400:
             raise ConfigError("invite_max_ttl must be 60 s .. 30 days")
+        if not 0 <= self.drain_seconds <= 600:
+            raise ConfigError("drain_seconds must be 0..600 seconds")
         self._check_witnessing()
         self._check_refusals()
         if self.database_url is not None:

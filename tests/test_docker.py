@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -443,3 +444,141 @@ def test_coturn_accepts_only_rest_credentials_and_no_internal_peers() -> None:
     denied = [value for name, value in conf if name == "denied-peer-ip"]
     for private in ("10.0.0.0", "127.0.0.0", "169.254.0.0", "172.16.0.0", "192.168.0.0"):
         assert any(value.startswith(private + "-") for value in denied), private
+
+
+# --- profile "replicas": two gateways, PostgreSQL, Redis, HAProxy ---------------------------
+
+REPLICAS = ("gateway-1", "gateway-2")
+
+
+def profile_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: s for name, s in compose()["services"].items() if "replicas" in s.get("profiles", [])
+    }
+
+
+def replica_env(name: str) -> dict[str, str]:
+    return {**image_env(instructions()), **service_env(compose()["services"][name])}
+
+
+def haproxy_cfg() -> dict[str, list[list[str]]]:
+    """HAProxy's sections (``backend gateways`` ...) -> their lines, split into words."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for raw in (DOCKER / "haproxy.cfg").read_text().splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not raw[0].isspace():
+            current = sections.setdefault(" ".join(line.split()), [])
+        else:
+            current.append(line.split())
+    return sections
+
+
+def test_the_default_stack_is_unchanged_by_the_replicas_profile() -> None:
+    services = compose()["services"]
+    assert "profiles" not in services["gateway"] and "profiles" not in services["coturn"]
+    assert set(profile_services()) == {"postgres", "redis", "migrate", *REPLICAS, "lb"}
+    # `--profile replicas up lb` beside a running single gateway: no port in common.
+    published = [str(p).rsplit(":", 1)[0] for s in services.values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)), published
+
+
+def test_replicas_share_database_redis_keys_and_origin_with_valid_settings() -> None:
+    services = compose()["services"]
+    configs = []
+    for name in REPLICAS:
+        env = replica_env(name)
+        settings = {k for k in env if k.startswith("TELEGATE_")}
+        assert settings <= SETTINGS, f"not Config fields: {sorted(settings - SETTINGS)}"
+        config = Config.load(env=env)
+        config.check_serving()
+        assert config.database_url and config.database_url.startswith("postgresql://")
+        assert config.redis_url and config.redis_url.startswith("redis://redis:")
+        configs.append(config)
+        # The drain ends before Docker's SIGKILL.
+        grace = services[name]["stop_grace_period"]
+        assert grace.endswith("s") and config.drain_seconds < int(grace[:-1])
+    a, b = configs
+    for setting in ("database_url", "redis_url", "public_url", "log_origin", "data_dir"):
+        assert getattr(a, setting) == getattr(b, setting), setting
+    mounts = [services[n]["volumes"] for n in REPLICAS]
+    assert mounts[0] == mounts[1]  # one data dir: the key dir is shared
+    [volume] = mounts[0]
+    assert volume.split(":")[1] == str(a.data_dir)
+    # The database and Redis the URLs name are services of the profile.
+    assert "@postgres:5432/" in (a.database_url or "")
+    assert (
+        services["migrate"]["environment"]["TELEGATE_DATABASE_URL"]
+        == (services["gateway-1"]["environment"]["TELEGATE_DATABASE_URL"])
+    )
+
+
+def test_replicas_start_after_the_migration_redis_and_each_other() -> None:
+    services = compose()["services"]
+    migrate = services["migrate"]
+    cli._parser().parse_args(migrate["command"][1:])  # a real `telegate` command
+    assert migrate["command"][:3] == ["telegate", "db", "upgrade"]
+    for name in REPLICAS:
+        deps = services[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+        assert deps["redis"]["condition"] == "service_healthy"
+        check = services[name]["healthcheck"]["test"]
+        assert check == ["CMD", *healthcheck_command(instructions())]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["gateway-2"]["depends_on"]["gateway-1"]["condition"] == "service_healthy"
+    for name in REPLICAS:
+        assert services["lb"]["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_official_images_and_a_persistent_redis() -> None:
+    services = compose()["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["lb"]["image"].startswith("haproxy:")
+    command = services["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+
+
+def test_haproxy_balances_the_replicas_on_readyz_and_passes_websockets() -> None:
+    cfg = haproxy_cfg()
+    port = Config.load(env=replica_env("gateway-1")).port
+    lb = compose()["services"]["lb"]
+    assert lb["volumes"] == ["./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    [bind] = [line for line in cfg["frontend telegate"] if line[0] == "bind"]
+    assert [str(p).rsplit(":", 1)[-1] for p in lb["ports"]] == [bind[1].lstrip(":")]
+    assert ["timeout", "tunnel", "2h"] in cfg["defaults"]  # upgraded sockets stay open
+    assert ["retry-on", "conn-failure"] in cfg["defaults"]
+    for backend in ("backend gateways", "backend signalling"):
+        lines = cfg[backend]
+        assert ["http-check", "send", "meth", "GET", "uri", "/readyz"] in lines
+        assert ["http-check", "expect", "status", "200"] in lines
+        servers = [line for line in lines if line[0] == "server"]
+        assert [s[2] for s in servers] == [f"{n}:{port}" for n in REPLICAS]
+        assert all("check" in s for s in servers)
+    # Every socket of one call on one replica, until signalling crosses replicas.
+    assert ["balance", "uri", "depth", "3"] in cfg["backend signalling"]
+    # X-Forwarded-For from the balancer's fixed address only.
+    assert ["option", "forwardfor"] in cfg["frontend telegate"]
+    address = lb["networks"]["replicas"]["ipv4_address"]
+    for name in REPLICAS:
+        assert Config.load(env=replica_env(name)).trusted_proxies == address
+    [subnet] = compose()["networks"]["replicas"]["ipam"]["config"]
+    assert address.rsplit(".", 1)[0] == subnet["subnet"].rsplit(".", 1)[0]
+
+
+def test_haproxy_accepts_its_configuration() -> None:
+    from tests.conftest import need
+
+    haproxy = shutil.which("haproxy")
+    need(haproxy is not None, "haproxy (apt install haproxy) to check docker/haproxy.cfg")
+    assert haproxy is not None
+    r = subprocess.run(
+        [haproxy, "-c", "-f", str(DOCKER / "haproxy.cfg")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Configuration file is valid" in r.stdout + r.stderr

@@ -67,9 +67,10 @@ class Replays(Protocol):
     (:class:`ReplayCache`, one gateway process) or shared by every replica
     (gateway.shared.RedisReplays)."""
 
-    async def spend(self, key: str, expires: int, now: int) -> bool:
+    async def spend(self, key: str, expires: int, now: int, iat: int | None = None) -> bool:
         """Record ``key`` until ``expires``; False if it is already there (a replay).
-        Raises a 503 GatewayError when the check cannot be made (fail closed)."""
+        Raises a 503 GatewayError when the check cannot be made (fail closed), or when
+        ``iat`` (the proof's) predates a loss of the shared cache's data."""
         ...
 
 
@@ -97,7 +98,7 @@ class ReplayCache:
         # Keep insertion order roughly by expiry: all entries share one window length.
         return True
 
-    async def spend(self, key: str, expires: int, now: int) -> bool:
+    async def spend(self, key: str, expires: int, now: int, iat: int | None = None) -> bool:
         """:meth:`add`, as the Replays protocol has it (nothing here waits)."""
         return self.add(key, expires, now)
 

@@ -11,7 +11,9 @@ write to the ledger at will.
   on the ledger: an entry per new source would hand an attacker with many addresses one
   ledger write per address, and the summary follows within one window anyway.
 - A source over its token bucket of anonymous refusals is answered 429 with
-  ``Retry-After`` before any handler runs, and that is counted too.
+  ``Retry-After`` before any handler runs, and that is counted too. With ``redis_url`` the
+  bucket is shared by the replicas (gateway/shared/buckets.py); counts and summaries stay
+  per replica (each replica's summary has its own exact counts).
 
 Events name the route template, the problem type and the source's keyed pseudonym
 (:mod:`.sources`); never the credential, the body, the address or anything else the
@@ -35,6 +37,8 @@ from ledger.events import Event, EventType, format_time
 from ..appkeys import AUTHORITY, CLOCK, CONFIG, PRINCIPAL
 from ..errors import GatewayError
 from ..recorder import record
+from ..shared.buckets import SharedBuckets
+from ..shared.client import REDIS, SharedUnavailable, key_prefix
 from .sources import Networks, load_pseudonym_key, parse_networks, pseudonym, source_address
 from .tally import Refusal, Summary, Tally
 
@@ -79,6 +83,11 @@ class Refusals:
         self._pending: list[Summary] = []
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        #: The replicas' shared buckets (Redis), if any; and what their answers taught
+        #: this replica: source -> when its shared bucket has a token again.
+        self.shared: SharedBuckets | None = None
+        self._empty_until: dict[str, float] = {}
+        self._spending: set[asyncio.Task[None]] = set()
 
     def source(self, request: web.Request) -> str:
         """The keyed pseudonym of the request's source."""
@@ -90,6 +99,11 @@ class Refusals:
         spent its anonymous refusals."""
         now = self.clock()
         wait = self.tally.retry_after(source, now)
+        if (until := self._empty_until.get(source)) is not None:
+            if until > now:
+                wait = max(wait or 0.0, until - now)
+            else:
+                del self._empty_until[source]
         if wait is not None:
             self.tally.count(source, kind, now, limited=True)
             raise TooManyRequests(
@@ -98,12 +112,35 @@ class Refusals:
             )
 
     def note(self, source: str, kind: Refusal) -> None:
-        """Count one anonymous refusal."""
-        if self.tally.count(source, kind, self.clock()):
+        """Count one anonymous refusal (and spend a token of the shared bucket, meanwhile)."""
+        now = self.clock()
+        if self.shared is not None and len(self._spending) < MAX_SPENDING:
+            task = asyncio.get_running_loop().create_task(self._spend_shared(source, now))
+            self._spending.add(task)
+            task.add_done_callback(self._spending.discard)
+        if self.tally.count(source, kind, now):
             log.warning(
                 "anonymous refusals from a source",
                 extra={"fields": {"source": source, "route": kind.route, "problem": kind.problem}},
             )
+
+    async def _spend_shared(self, source: str, now: float) -> None:
+        assert self.shared is not None
+        try:
+            wait = await self.shared.spend(source, now)
+        except SharedUnavailable:
+            return  # fail open: this replica's own bucket still limits the source
+        if wait is not None:
+            if len(self._empty_until) >= self.tally.max_sources:
+                t = self.clock()
+                self._empty_until = {s: u for s, u in self._empty_until.items() if u > t}
+            if len(self._empty_until) < self.tally.max_sources:
+                self._empty_until[source] = now + wait
+
+    async def settle(self) -> None:
+        """Wait for the shared spends under way (shutdown)."""
+        if self._spending:
+            await asyncio.gather(*self._spending, return_exceptions=True)
 
     async def flush(self) -> int:
         """Write the summaries of every window closed by now; how many were written."""
@@ -179,6 +216,8 @@ def summary_event(s: Summary) -> Event:
 
 
 REFUSALS = web.AppKey("refusals", Refusals)
+#: Shared spends under way at once, at most; beyond, a refusal spends only the local bucket.
+MAX_SPENDING = 256
 #: The keyed pseudonym of the request's source (set for every request).
 SOURCE = web.RequestKey("source", str)
 #: A caller authenticated by other means than an attestation: the client that proved its
@@ -200,6 +239,10 @@ async def refusals_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     trusted = parse_networks(config.trusted_proxies)
     refusals = Refusals(tally, key, trusted, app[CLOCK], lambda ev: record(app, ev))
+    if REDIS in app:
+        refusals.shared = SharedBuckets(
+            app[REDIS], key_prefix(config.log_origin), config.refusal_rate, config.refusal_burst
+        )
     app[REFUSALS] = refusals
     task = asyncio.create_task(refusals.run(min(1.0, config.refusal_window / 4)))
     try:
@@ -207,6 +250,7 @@ async def refusals_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         refusals.stop()
         await task
+        await refusals.settle()
         await refusals.flush_all()
 
 

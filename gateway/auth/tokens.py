@@ -494,7 +494,8 @@ class Authority:
     async def spend_async(self, proof: DPoPProof, now: int) -> bool:
         """:meth:`spend` through whichever Replays this authority has. Raises a 503
         GatewayError when a shared cache cannot be reached (fail closed)."""
-        return await self.replay.spend(f"{proof.jkt}:{proof.jti}", self._until(proof, now), now)
+        key, until = f"{proof.jkt}:{proof.jti}", self._until(proof, now)
+        return await self.replay.spend(key, until, now, iat=proof.iat)
 
     def status_list_token(self, origin: str) -> str:
         """The Token Status List as a signed JWT (``typ: statuslist+jwt``)."""

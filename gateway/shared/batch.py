@@ -1,46 +1,54 @@
-"""Concurrent ``SET NX PX`` commands coalesced into one pipelined round trip.
+"""Concurrent calls of one Redis script coalesced into one pipelined round trip.
 
-Every DPoP-protected request spends its proof's ``jti`` in Redis. One command is one write
-and one read on the socket, and on this machine those two system calls cost more than the
-command itself: with redis-py's asyncio client a lone ``SET`` took about 220 µs of CPU
-(bench/replicas.py, py-spy: half of it in the socket write). So the spends of requests that
-arrive together go out as one pipeline (one write, one read), as the ledger group-commits
-appends: while a batch is on the wire the next one gathers, and it is sent as soon as the
-first returns. A lone request still costs one plain ``SET`` and waits for nothing.
+Every DPoP-protected request spends its proof's ``jti`` in Redis (the replay script of
+:mod:`.replay`). One command is one write and one read on the socket, and on this machine
+those two system calls cost more than the command itself: with redis-py's asyncio client a
+lone command took about 220 µs of CPU (bench/replicas.py, py-spy: half of it in the socket
+write). So the calls of requests that arrive together go out as one pipeline (one write, one
+read), as the ledger group-commits appends: while a batch is on the wire the next one
+gathers, and it is sent as soon as the first returns. A lone request still costs one plain
+call and waits for nothing.
 
-A pipeline is not a transaction: each ``SET NX`` is atomic on its own (what the replay
-check needs); one command's error fails only its caller.
+A pipeline is not a transaction: each script runs atomically on its own (what the replay
+check needs); one call's error fails only its caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
-__all__ = ["SetNXBatcher"]
+__all__ = ["ScriptBatcher"]
 
-#: The most commands one pipeline carries; more wait for the next round trip.
+#: The most calls one pipeline carries; more wait for the next round trip.
 MAX_BATCH = 256
 
+_Call = tuple[Sequence[str], Sequence[str], "asyncio.Future[Any]"]
 
-class SetNXBatcher:
-    def __init__(self, client: Redis) -> None:
+
+class ScriptBatcher:
+    def __init__(self, client: Redis, script: AsyncScript) -> None:
         self.client = client
-        self._pending: list[tuple[str, int, asyncio.Future[bool]]] = []
+        self.script = script
+        self._pending: list[_Call] = []
         self._sending = False
-        #: Round trips made and commands sent (for tests and the benchmark).
+        self._task: asyncio.Task[None] | None = None
+        #: Round trips made and calls sent (for tests and the benchmark).
         self.round_trips = 0
-        self.commands = 0
+        self.calls = 0
 
-    async def set_nx(self, key: str, ms: int) -> bool:
-        """``SET key 1 NX PX ms``: True if this call set it. Raises what Redis raised."""
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((key, ms, fut))
+    async def call(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """The script's answer for ``keys`` and ``args``. Raises what Redis raised."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((keys, args, fut))
         if not self._sending:
             self._sending = True
-            asyncio.get_running_loop().create_task(self._send())
+            self._task = loop.create_task(self._send())  # kept: a task nobody holds may go
         return await fut
 
     async def _send(self) -> None:
@@ -51,7 +59,7 @@ class SetNXBatcher:
                 if not live:
                     continue
                 self.round_trips += 1
-                self.commands += len(live)
+                self.calls += len(live)
                 try:
                     results = await self._round_trip(live)
                 except BaseException as e:  # handed to every caller below
@@ -67,21 +75,22 @@ class SetNXBatcher:
                     if isinstance(result, BaseException):
                         fut.set_exception(result)
                     else:
-                        fut.set_result(bool(result))
+                        fut.set_result(result)
         finally:
             self._sending = False
-            # A caller that queued while the last batch failed with CancelledError is not
-            # left waiting: its future is failed too.
+            # Callers that queued behind a cancelled round trip (the app is stopping) are
+            # not left waiting.
             for _, _, fut in self._pending:
                 if not fut.done():
                     fut.set_exception(asyncio.CancelledError())
             self._pending = []
 
-    async def _round_trip(self, batch: list[tuple[str, int, asyncio.Future[bool]]]) -> list[Any]:
+    async def _round_trip(self, batch: list[_Call]) -> list[Any]:
         if len(batch) == 1:
-            key, ms, _ = batch[0]
-            return [await self.client.set(key, b"1", nx=True, px=ms)]
-        pipe = self.client.pipeline(transaction=False)
-        for key, ms, _ in batch:
-            pipe.set(key, b"1", nx=True, px=ms)
-        return list(await pipe.execute(raise_on_error=False))
+            keys, args, _ = batch[0]
+            return [await self.script(keys=keys, args=args, client=self.client)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                # Queued, not sent: the pipeline loads the script first if the server lacks it.
+                await self.script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute(raise_on_error=False))

@@ -42,7 +42,9 @@ class Pair:
         }
 
 
-async def _pair(aiohttp_client: Any, tmp_path: Path, pg_url: str, redis_url: str | None) -> Pair:
+async def _pair(
+    aiohttp_client: Any, tmp_path: Path, pg_url: str, redis_url: str | None, **settings: Any
+) -> Pair:
     from gateway.app import create_app
 
     data = tmp_path / "data"  # the key dir the replicas share
@@ -50,7 +52,11 @@ async def _pair(aiohttp_client: Any, tmp_path: Path, pg_url: str, redis_url: str
     db.upgrade()
     db.close()
     config = Config(
-        data_dir=data, database_url=pg_url, redis_url=redis_url, log_origin="r.example/t/log"
+        data_dir=data,
+        database_url=pg_url,
+        redis_url=redis_url,
+        log_origin="r.example/t/log",
+        **settings,
     )
     a = await aiohttp_client(create_app(config))
     b = await aiohttp_client(create_app(config))
@@ -124,8 +130,11 @@ async def test_one_signalling_ticket_opens_one_socket_across_replicas(pair: Pair
 
 
 async def test_without_redis_protected_calls_fail_closed_and_resume_when_it_is_back(
-    pair: Pair, redis_server: RedisServer
+    pg_url: str, redis_server: RedisServer, aiohttp_client: Any, tmp_path: Path
 ) -> None:
+    # A skew of 1 s: after Redis comes back empty, proofs dated before the loss plus the
+    # skew are refused (gateway/shared/replay.py), so service resumes a second later.
+    pair = await _pair(aiohttp_client, tmp_path, pg_url, redis_server.url, clock_skew=1)
     adm, adm_t = await admin(pair.a, pair.config.data_dir)
     assert (await call(pair.a, "GET", "/v1/me", adm, adm_t)).status == 200
     redis_server.kill()
@@ -143,9 +152,17 @@ async def test_without_redis_protected_calls_fail_closed_and_resume_when_it_is_b
         await pair.a.server.app[TICKETS].issue("s1", adm.sub, "jti", "jkt")
     # Calls that need no proof are still answered.
     assert (await pair.b.get("/healthz")).status == 200
+    before = pair.as_a("GET", "/v1/me", adm, adm_t)  # a proof made before Redis is back
     redis_server.start()  # the same port, empty: the apps are not restarted
+    r = await pair.b.get("/v1/me", headers=before)
+    assert r.status == 503, await r.text()  # dated before the loss: maybe a replay
+    assert (await _problem(r))["type"].endswith("/unavailable")
     for c in (pair.a, pair.b):
-        r = await c.get("/v1/me", headers=pair.as_a("GET", "/v1/me", adm, adm_t))
+        for _ in range(100):  # fresh proofs are accepted once the skew has passed
+            r = await c.get("/v1/me", headers=pair.as_a("GET", "/v1/me", adm, adm_t))
+            if r.status != 503:
+                break
+            await asyncio.sleep(0.1)
         assert r.status == 200, await r.text()
     headers = pair.as_a("GET", "/v1/me", adm, adm_t)
     assert (await pair.b.get("/v1/me", headers=headers)).status == 200

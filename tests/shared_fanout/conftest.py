@@ -65,5 +65,8 @@ def replica_config(data_dir: Path, database_url: str, redis_url: str | None) -> 
         database_url=database_url,
         token_lifetime=3600,
         redis_url=redis_url,
+        # After Redis comes back empty, proofs dated before the loss plus the skew are
+        # refused (gateway/shared/replay.py): a small skew lets a test resume within ~2 s.
+        clock_skew=1,
     )
     return cfg
