@@ -229,6 +229,14 @@ async def test_redis_away_refuses_new_sockets_and_closes_those_it_strands(
         await until(lambda: _exists(redis, hub.presence_key(sid, "provider")), 15)
     finally:
         await redis.aclose()
+    # Redis came back empty: proofs dated before then plus clock_skew are refused (503
+    # "Replay cache lost") until the clock passes it; then fresh proofs are taken again.
+    for _ in range(100):
+        r = await pair.on(pair.a, "GET", "/v1/me", w.pat, w.pat_t)
+        if r.status != 503:
+            break
+        await asyncio.sleep(0.1)
+    assert r.status == 200, await r.text()
     pat_ws = await pair.ws(pair.a, sid, w.pat, w.pat_t)
     await pat_ws.send_json({**CANDIDATE, "sdpMid": "7"})
     assert (await next_of(prov_ws, "candidate"))["sdpMid"] == "7"
