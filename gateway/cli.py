@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
+    from .limits import server_args
     from .observability import configure_logging
 
     config = _config(args)
@@ -60,7 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _init_key_dir(config)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
-    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
+    limits = server_args(config)  # header sizes and the slow-head deadline (gateway/limits)
+    web.run_app(
+        create_app(config), host=config.host, port=config.port, access_log=None, print=None, **limits
+    )
     return 0
 
 
