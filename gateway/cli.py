@@ -62,9 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
     limits = server_args(config)  # header sizes and the slow-head deadline (gateway/limits)
-    web.run_app(
-        create_app(config), host=config.host, port=config.port, access_log=None, print=None, **limits
-    )
+    app = create_app(config)
+    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None, **limits)
     return 0
 
 

@@ -320,9 +320,7 @@ class Config:
         if not 100 <= self.rate_max_keys <= 10_000_000:
             raise ConfigError("rate_max_keys must be 100..10000000")
         if self.rate_exempt_loopback and not _is_loopback(self.host):
-            raise ConfigError(
-                "rate_exempt_loopback is for development: only when host is loopback"
-            )
+            raise ConfigError("rate_exempt_loopback is for development: only when host is loopback")
         if not 1 <= self.max_pending <= 100_000:
             raise ConfigError("max_pending must be 1..100000")
         if not 1 <= self.max_websockets <= 1_000_000:

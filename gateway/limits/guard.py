@@ -127,9 +127,9 @@ class Guard:
         Gauge(
             "telegate_requests_pending", "Requests under way", registry=self.registry
         ).set_function(lambda: self.pending)
-        Gauge(
-            "telegate_websockets_open", "WebSockets open", registry=self.registry
-        ).set_function(lambda: self.sockets)
+        Gauge("telegate_websockets_open", "WebSockets open", registry=self.registry).set_function(
+            lambda: self.sockets
+        )
 
     def source(self, request: web.Request) -> str:
         fwd = request.headers.getall("X-Forwarded-For", []) if self.trusted else []
@@ -187,7 +187,9 @@ class Guard:
     async def socket(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.sockets >= self.config.max_websockets:
             self.refused.labels("websockets").inc()
-            raise Unavailable("the gateway has all the WebSockets it takes open", headers=_retry(SOCKET_RETRY))
+            raise Unavailable(
+                "the gateway has all the WebSockets it takes open", headers=_retry(SOCKET_RETRY)
+            )
         self.sockets += 1
         socket = _Socket()
         token = _SOCKET.set(socket)

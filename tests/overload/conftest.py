@@ -58,7 +58,9 @@ class Served:
 
     async def until_metric(self, name: str, value: float) -> None:
         async with asyncio.timeout(HANG):
-            while await self.metric(name) != value:
+            while True:
+                if await self.metric(name) == value:
+                    return
                 await asyncio.sleep(0.02)
 
     def raw(self) -> socket.socket:

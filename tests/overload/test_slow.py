@@ -124,7 +124,9 @@ async def test_oversized_header_field_and_request_line_are_refused(serve: Serve)
             + b"\r\nConnection: close\r\n\r\n"
         )
         big_line = (
-            b"GET /ledger/" + b"a" * 4096 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            b"GET /ledger/"
+            + b"a" * 4096
+            + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         many = (
             b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\n"
