@@ -12,7 +12,15 @@ from aiohttp import web
 from ..appkeys import CONFIG, METRICS, TICKETS
 from ..errors import problem_middleware
 from .buckets import Buckets
-from .guard import GUARD, CappedTickets, Guard, Limited, claimed_subject, limits_middleware
+from .guard import (
+    GUARD,
+    CappedTickets,
+    Guard,
+    Limited,
+    claimed_subject,
+    limits_middleware,
+    socket_opened,
+)
 from .slow import BodyTimeout, StallWatch, install_watch, server_args
 
 __all__ = [
@@ -48,5 +56,6 @@ def setup(app: web.Application, *, clock: Callable[[], float] = time.monotonic) 
     guard = Guard(config, clock, metrics.registry if metrics is not None else None)
     app[GUARD] = guard
     app.middlewares.insert(app.middlewares.index(problem_middleware) + 1, limits_middleware)
+    app.on_response_prepare.append(socket_opened)
     app.cleanup_ctx.append(_tickets_ctx)
     install_watch(app, config.send_timeout, lambda: guard.refused.labels("stalled_reader").inc())

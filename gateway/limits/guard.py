@@ -41,7 +41,15 @@ from ..sessions.signalling import Ticket, Tickets
 from .buckets import Buckets
 from .slow import BodyDeadline
 
-__all__ = ["GUARD", "CappedTickets", "Guard", "Limited", "claimed_subject", "limits_middleware"]
+__all__ = [
+    "GUARD",
+    "CappedTickets",
+    "Guard",
+    "Limited",
+    "claimed_subject",
+    "limits_middleware",
+    "socket_opened",
+]
 
 #: Never limited: probes must see a shedding gateway as alive, and operators its metrics.
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -184,37 +192,57 @@ class Guard:
             del self.by_subject[socket.sub]
         socket.sub = None
 
-    async def socket(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.sockets >= self.config.max_websockets:
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Run ``handler`` within the caps: every request counts as under way until it ends
+        or its WebSocket opens (:func:`socket_opened`); an upgrade request also holds one of
+        the WebSockets from the start, so the total cap refuses it before its handler."""
+        if self.pending >= self.config.max_pending:
+            self.refused.labels("pending").inc()
+            raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
+        upgrade = _upgrade(request)
+        if upgrade and self.sockets >= self.config.max_websockets:
             self.refused.labels("websockets").inc()
             raise Unavailable(
                 "the gateway has all the WebSockets it takes open", headers=_retry(SOCKET_RETRY)
             )
-        self.sockets += 1
-        socket = _Socket()
-        token = _SOCKET.set(socket)
-        try:
-            return await handler(request)
-        finally:
-            _SOCKET.reset(token)
-            self.release_socket(socket)
-            self.sockets -= 1
-
-    async def request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.pending >= self.config.max_pending:
-            self.refused.labels("pending").inc()
-            raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
+        state = request[_STATE] = _State()
         self.pending += 1
+        self.sockets += upgrade
         deadline = BodyDeadline(
             request, self.config.body_timeout, lambda: self.refused.labels("body_timeout").inc()
         )
         deadline.arm()
+        token = _SOCKET.set(state.socket) if upgrade else None
         try:
             return await handler(request)
         finally:
+            if token is not None:
+                _SOCKET.reset(token)
             deadline.disarm()
-            self.pending -= 1
+            self.release_socket(state.socket)
+            self.sockets -= upgrade
+            if not state.opened:
+                self.pending -= 1
             self.charge(request)
+
+    def socket_opened(self, request: web.Request) -> None:
+        """The request's WebSocket is open: it no longer counts as a request under way (a
+        socket lives for a call; its own caps count it)."""
+        state = request.get(_STATE)
+        if state is not None and not state.opened:
+            state.opened = True
+            self.pending -= 1
+
+
+@dataclass
+class _State:
+    """What the caps hold for one request."""
+
+    socket: _Socket = field(default_factory=_Socket)
+    opened: bool = False
+
+
+_STATE = web.RequestKey("limits_state", _State)
 
 
 GUARD = web.AppKey("limits_guard", Guard)
@@ -230,9 +258,13 @@ async def limits_middleware(request: web.Request, handler: Handler) -> web.Strea
     if guard is None or request.path in EXEMPT:
         return await handler(request)
     guard.admit(request)
-    if _upgrade(request):
-        return await guard.socket(request, handler)
-    return await guard.request(request, handler)
+    return await guard.handle(request, handler)
+
+
+async def socket_opened(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: a WebSocket's handshake answer is going out."""
+    if isinstance(response, web.WebSocketResponse) and (guard := request.app.get(GUARD)):
+        guard.socket_opened(request)
 
 
 class CappedTickets:

@@ -162,6 +162,9 @@ async def test_requests_beyond_the_cap_are_shed_with_503(serve: Serve) -> None:
             assert r.content_type == "application/problem+json"
             assert int(r.headers["Retry-After"]) >= 1
             assert (await r.json())["type"].endswith("/unavailable")
+            # Asking for an upgrade is no way around the cap.
+            upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+            assert (await gw.get("/ledger/checkpoint", headers=upgrade)).status == 503
             # Probes are never shed.
             assert (await gw.get("/healthz")).status == 200
             assert (await gw.get("/readyz")).status == 200

@@ -46,6 +46,8 @@ async def test_websocket_caps_per_subject_and_in_total(serve: Serve) -> None:
         pat = await ws(await k.ticket(sid, k.pat, k.pat_t))
         await gw.until_metric("telegate_websockets_open", 2.0)
         assert await gw.metric('telegate_limited_total{limit="websockets"}') == 1.0
+        # Open sockets are not requests under way: shedding does not count them.
+        assert await gw.metric("telegate_requests_pending") == 0.0
         assert await gw.metric('telegate_limited_total{limit="websockets_subject"}') == 1.0
         await pat.close()
         await prov.close()
