@@ -258,6 +258,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> tuple[float, list[Run]
 def report(capacity: float, runs: list[Run], args: argparse.Namespace) -> None:
     print(f"== Overload: GET /v1/me (DPoP), capacity 1x = {capacity:,.0f} requests/s ==")
     print(f"   shedding: max_pending={args.pending}; open loop {args.seconds:g}s a row")
+    print(f"   load average {args.load_before} before the run, {os.getloadavg()} after")
     cols = (
         "mode",
         "offered/s",
@@ -321,6 +322,7 @@ def main() -> None:
     p.add_argument("--goal-ms", type=float, default=250.0, help="p99 goal of accepted, ms")
     args = p.parse_args()
     threading.Timer(WATCHDOG, lambda: os._exit(3)).start()  # bounded, whatever happens
+    args.load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="telegate-overload-"))
     try:
         capacity, runs = asyncio.run(measure(args, tmp))
