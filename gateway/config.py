@@ -208,6 +208,10 @@ class Config:
     #: Most requests handled at once (WebSockets apart); beyond it: 503 with Retry-After
     #: (load shedding). /healthz, /readyz and /metrics are exempt.
     max_pending: int = 128
+    #: Shed (503 with Retry-After) while the event loop runs later than this on average, ms
+    #: (a share of requests growing to all at twice it): the queue of a gateway out of CPU
+    #: is where no count of requests sees it. 0: off.
+    shed_lag_ms: float = 500.0
     #: Most WebSockets open at once: in total (503 beyond), and per subject (429 beyond).
     max_websockets: int = 1000
     max_websockets_per_subject: int = 4
@@ -323,6 +327,8 @@ class Config:
             raise ConfigError("rate_exempt_loopback is for development: only when host is loopback")
         if not 1 <= self.max_pending <= 100_000:
             raise ConfigError("max_pending must be 1..100000")
+        if not (self.shed_lag_ms == 0 or 10 <= self.shed_lag_ms <= 60_000):
+            raise ConfigError("shed_lag_ms must be 0 (off) or 10..60000")
         if not 1 <= self.max_websockets <= 1_000_000:
             raise ConfigError("max_websockets must be 1..1000000")
         if not 1 <= self.max_websockets_per_subject <= min(1000, self.max_websockets):

@@ -4,6 +4,8 @@ requests under way (load shedding), and deadlines for slow heads, bodies and rea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -38,11 +40,18 @@ __all__ = [
 ]
 
 
-async def _tickets_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _guard_ctx(app: web.Application) -> AsyncIterator[None]:
+    guard = app[GUARD]
     # Added last, so the signalling tickets exist by now (app.py's _sessions_ctx).
     if TICKETS in app:
-        app[TICKETS] = CappedTickets(app[TICKETS], app[GUARD])
-    yield
+        app[TICKETS] = CappedTickets(app[TICKETS], guard)
+    lag = asyncio.create_task(guard.lag.run())
+    try:
+        yield
+    finally:
+        lag.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag
 
 
 def setup(app: web.Application, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -57,5 +66,5 @@ def setup(app: web.Application, *, clock: Callable[[], float] = time.monotonic) 
     app[GUARD] = guard
     app.middlewares.insert(app.middlewares.index(problem_middleware) + 1, limits_middleware)
     app.on_response_prepare.append(socket_opened)
-    app.cleanup_ctx.append(_tickets_ctx)
+    app.cleanup_ctx.append(_guard_ctx)
     install_watch(app, config.send_timeout, lambda: guard.refused.labels("stalled_reader").inc())

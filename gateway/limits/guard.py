@@ -23,6 +23,7 @@ import contextvars
 import ipaddress
 import json
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from ..config import Config
 from ..errors import GatewayError, Unavailable
 from ..sessions.signalling import Ticket, Tickets
 from .buckets import Buckets
+from .lag import LoopLag
 from .slow import BodyDeadline
 
 __all__ = [
@@ -120,6 +122,8 @@ class Guard:
     pending: int = 0
     sockets: int = 0
     by_subject: dict[str, int] = field(default_factory=dict)
+    lag: LoopLag = field(default_factory=LoopLag)
+    random: Callable[[], float] = field(default=random.random)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -138,6 +142,20 @@ class Guard:
         Gauge("telegate_websockets_open", "WebSockets open", registry=self.registry).set_function(
             lambda: self.sockets
         )
+        Gauge(
+            "telegate_loop_lag_seconds",
+            "How late the event loop runs, smoothed",
+            registry=self.registry,
+        ).set_function(lambda: self.lag.seconds)
+
+    def lagging(self) -> bool:
+        """Whether to shed this request for the loop's lateness: never at or under
+        ``shed_lag_ms``, always at twice it, and in between with the probability of how far
+        over it is (as Node's toobusy does), so that admissions fall off smoothly instead of
+        stopping whenever the limit is crossed."""
+        limit = self.config.shed_lag_ms / 1000
+        over = (self.lag.seconds - limit) / limit if limit else 0.0
+        return over > 0 and (over >= 1 or self.random() < over)
 
     def source(self, request: web.Request) -> str:
         fwd = request.headers.getall("X-Forwarded-For", []) if self.trusted else []
@@ -198,6 +216,9 @@ class Guard:
         the WebSockets from the start, so the total cap refuses it before its handler."""
         if self.pending >= self.config.max_pending:
             self.refused.labels("pending").inc()
+            raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
+        if self.lagging():
+            self.refused.labels("lag").inc()
             raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
         upgrade = _upgrade(request)
         if upgrade and self.sockets >= self.config.max_websockets:

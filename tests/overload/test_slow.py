@@ -266,3 +266,23 @@ async def test_a_slow_but_steady_reader_keeps_its_connection() -> None:
         now[0] += 5.0
         watch.sweep()
     assert t.aborted
+
+
+async def test_requests_are_shed_while_the_loop_runs_late(serve: Serve) -> None:
+    """A gateway out of CPU queues requests where no count sees them; its loop's lateness
+    shows it. Blocking the loop (this test's, which the gateway shares) for a while is
+    what a gateway that lacks CPU looks like to its loop."""
+    async with serve(shed_lag_ms=100) as gw:
+        assert (await gw.get("/ledger/checkpoint")).status == 200
+        time.sleep(2.0)  # noqa: ASYNC251 - the point: the loop is held up
+        r = await gw.get("/ledger/checkpoint")
+        assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
+        assert (await r.json())["type"].endswith("/unavailable")
+        assert await gw.metric('telegate_limited_total{limit="lag"}') == 1.0
+        # Probes are not shed; and once the loop keeps time again, requests are served.
+        assert (await gw.get("/healthz")).status == 200
+        async with asyncio.timeout(HANG):
+            while True:
+                if (await gw.get("/ledger/checkpoint")).status == 200:
+                    break
+                await asyncio.sleep(0.05)
