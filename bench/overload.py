@@ -6,7 +6,8 @@ Not a test: it measures and prints a table, then says whether the latency goal h
     python -m bench.overload --seconds 4 --pending 32
 
 A real gateway (``telegate serve``, in its own process, on 127.0.0.1) is started twice:
-once without shedding (``max_pending`` out of reach) and once with it. The token buckets
+once without shedding (``max_pending`` out of reach, ``shed_lag_ms`` 0) and once with it
+(``--pending``, ``--lag-ms``: a CPU-bound gateway sheds for its loop's lateness). The token buckets
 are off (``rate_exempt_loopback``: every request here comes from one address) so that
 what is measured is the cap on requests under way alone. The workload is ``GET /v1/me``
 by 8 enrolled clients, each request with its own DPoP proof (signed before each run, so
@@ -325,8 +326,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=6.0, help="length of each row (default 6)")
     p.add_argument("--pending", type=int, default=32, help="max_pending when shedding")
     p.add_argument("--connections", type=int, default=512, help="client connection pool")
-    p.add_argument("--lag-ms", type=float, default=50, help="shed_lag_ms when shedding")
-    p.add_argument("--nice", type=int, default=10, help="the gateway's niceness (default 10)")
+    p.add_argument("--lag-ms", type=float, default=100, help="shed_lag_ms when shedding")
+    p.add_argument("--nice", type=int, default=0, help="the gateway's niceness (default 0)")
     p.add_argument("--goal-ms", type=float, default=250.0, help="p99 goal of accepted, ms")
     args = p.parse_args()
     threading.Timer(WATCHDOG, lambda: os._exit(3)).start()  # bounded, whatever happens
