@@ -32,8 +32,9 @@ def test_limits_from_env_and_toml(tmp_path: Path) -> None:
     }
 
 
-def test_defaults_limit_loopback() -> None:
+def test_defaults_limit_loopback_and_leave_lag_shedding_off() -> None:
     assert not Config().rate_exempt_loopback
+    assert Config().shed_lag_ms == 0
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,7 @@ def test_defaults_limit_loopback() -> None:
         {"header_timeout": 0},
         {"body_timeout": 7200},
         {"send_timeout": 0.01},
+        {"shed_lag_ms": 5},
     ],
     ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
 )
