@@ -136,6 +136,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # accepted only, seconds
     outcomes: Counter[str] = field(default_factory=Counter)
     cpu: float = 0.0
+    client_cpu: float = 0.0
     lag: float = 0.0
 
     def rate(self, *kinds: str) -> float:
@@ -237,7 +238,7 @@ class Load:
         run = Run(label, rate, seconds)
         queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
         workers = [asyncio.create_task(self.worker(queue, run)) for _ in range(connections)]
-        cpu0 = self.gw.cpu_seconds()
+        cpu0, client0 = self.gw.cpu_seconds(), time.process_time()
         t0 = time.monotonic()
         for i, request in enumerate(requests):
             at = t0 + i / rate
@@ -248,7 +249,9 @@ class Load:
         for _ in workers:
             queue.put_nowait(None)
         await asyncio.gather(*workers)
-        run.cpu = (self.gw.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        span = time.monotonic() - t0
+        run.cpu = (self.gw.cpu_seconds() - cpu0) / span
+        run.client_cpu = (time.process_time() - client0) / span
         return run
 
 
@@ -300,6 +303,7 @@ def report(capacity: float, runs: list[Run], args: argparse.Namespace) -> None:
         "shed/s (429+503)",
         "timeouts+errors",
         "server core",
+        "client core",
     )
     rows = []
     for r in runs:
@@ -314,6 +318,7 @@ def report(capacity: float, runs: list[Run], args: argparse.Namespace) -> None:
                 f"{r.rate('429', '503'):,.0f}",
                 f"{other:,}",
                 f"{r.cpu:.2f}",
+                f"{r.client_cpu:.2f}",
             )
         )
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
