@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -137,6 +138,7 @@ class Run:
     outcomes: Counter[str] = field(default_factory=Counter)
     cpu: float = 0.0
     client_cpu: float = 0.0
+    by_limit: dict[str, float] = field(default_factory=dict)
     lag: float = 0.0
 
     def rate(self, *kinds: str) -> float:
@@ -255,6 +257,14 @@ class Load:
         return run
 
 
+async def limited(session: Any, base: str) -> dict[str, float]:
+    """The gateway's ``telegate_limited_total`` by limit (which limit shed what)."""
+    async with session.get(base + "/metrics") as r:
+        text = await r.text()
+    found = re.findall(r'^telegate_limited_total\{limit="([a-z_]+)"\} ([0-9.e+]+)$', text, re.M)
+    return {k: float(v) for k, v in found}
+
+
 async def measure(args: argparse.Namespace, tmp: Path) -> tuple[float, list[Run]]:
     import aiohttp
 
@@ -280,7 +290,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> tuple[float, list[Run]
                 for mult in (1, 2):
                     progress(f"{name}: {mult}x = {mult * capacity:,.0f}/s for {args.seconds:g}s")
                     label = f"{name}, {mult}x"
+                    before = await limited(session, gw.base)
                     run = await load.open(label, mult * capacity, args.seconds, args.connections)
+                    after = await limited(session, gw.base)
+                    run.by_limit = {k: v - before.get(k, 0) for k, v in after.items()}
                     runs.append(run)
         finally:
             gw.stop()
@@ -333,6 +346,8 @@ def report(capacity: float, runs: list[Run], args: argparse.Namespace) -> None:
         odd = {k: v for k, v in r.outcomes.items() if k not in ("200", "429", "503")}
         if odd:
             print(f"  * {r.label}: other outcomes {dict(odd)}")
+        if cut := {k: int(v) for k, v in r.by_limit.items() if v}:
+            print(f"  * {r.label}: shed by limit {cut}")
         if r.lag > 0.05:
             print(f"  * {r.label}: the load generator fell {r.lag * 1000:,.0f} ms behind")
     ok = shed.pct(0.99) <= args.goal_ms
