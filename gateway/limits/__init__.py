@@ -16,9 +16,9 @@ from ..errors import problem_middleware
 from .buckets import Buckets
 from .guard import (
     GUARD,
-    CappedTickets,
     Guard,
     Limited,
+    cap_tickets,
     claimed_subject,
     limits_middleware,
     socket_opened,
@@ -29,10 +29,10 @@ __all__ = [
     "GUARD",
     "BodyTimeout",
     "Buckets",
-    "CappedTickets",
     "Guard",
     "Limited",
     "StallWatch",
+    "cap_tickets",
     "claimed_subject",
     "limits_middleware",
     "server_args",
@@ -44,7 +44,7 @@ async def _guard_ctx(app: web.Application) -> AsyncIterator[None]:
     guard = app[GUARD]
     # Added last, so the signalling tickets exist by now (app.py's _sessions_ctx).
     if TICKETS in app:
-        app[TICKETS] = CappedTickets(app[TICKETS], guard)
+        cap_tickets(app[TICKETS], guard)
     lag = asyncio.create_task(guard.lag.run())
     try:
         yield

@@ -11,7 +11,7 @@ is *charged* to the client its handler authenticated (``PRINCIPAL``, or ``CALLER
 the token endpoint), and *checked* against the subject its access token claims, read
 without verification: a forged claim can only be refused while the real client has
 spent its own bucket, never spend it. A WebSocket's subject is its ticket's: the tickets
-are wrapped (:class:`CappedTickets`) so that redeeming one for a subject with every
+are capped (:func:`cap_tickets`) so that redeeming one for a subject with every
 socket it may have is refused.
 """
 
@@ -26,7 +26,6 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -45,9 +44,9 @@ from .slow import BodyDeadline
 
 __all__ = [
     "GUARD",
-    "CappedTickets",
     "Guard",
     "Limited",
+    "cap_tickets",
     "claimed_subject",
     "limits_middleware",
     "socket_opened",
@@ -288,22 +287,17 @@ async def socket_opened(request: web.Request, response: web.StreamResponse) -> N
         guard.socket_opened(request)
 
 
-class CappedTickets:
-    """Signalling tickets whose redemption in a WebSocket upgrade claims one of the ticket
-    subject's sockets (:meth:`Guard.claim_socket`); otherwise the tickets wrapped."""
+def cap_tickets(tickets: Tickets, guard: Guard) -> None:
+    """Make redeeming one of ``tickets`` in a WebSocket upgrade claim one of the ticket
+    subject's sockets (:meth:`Guard.claim_socket`, which raises Limited). The instance's
+    ``redeem`` is replaced rather than the tickets wrapped, so ``app[TICKETS]`` stays the
+    in-process or Redis tickets it was (what the replicas' checks look for)."""
+    inner = tickets.redeem
 
-    def __init__(self, inner: Tickets, guard: Guard) -> None:
-        self.inner = inner
-        self.guard = guard
-
-    async def issue(self, session: str, sub: str, jti: str, jkt: str) -> tuple[str, float]:
-        return await self.inner.issue(session, sub, jti, jkt)
-
-    async def redeem(self, code: str, session: str) -> Ticket | None:
-        ticket = await self.inner.redeem(code, session)
+    async def redeem(code: str, session: str) -> Ticket | None:
+        ticket = await inner(code, session)
         if ticket is not None:
-            self.guard.claim_socket(ticket.sub)
+            guard.claim_socket(ticket.sub)
         return ticket
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    tickets.redeem = redeem  # type: ignore[method-assign]
