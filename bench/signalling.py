@@ -145,7 +145,12 @@ async def _serve(kind: str, data_dir: str, conn: Connection) -> None:
         from gateway.config import Config as GatewayConfig
 
         app = create_app(
-            GatewayConfig(data_dir=Path(data_dir), log_origin=LOG_ORIGIN, log_level="ERROR")
+            GatewayConfig(
+                data_dir=Path(data_dir),
+                log_origin=LOG_ORIGIN,
+                log_level="ERROR",
+                rate_exempt_loopback=True,  # one client: the request limits stay out of it
+            )
         )
     else:
         app = _echo_app()

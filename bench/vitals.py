@@ -118,6 +118,7 @@ class GatewayProcess:
             trace = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=fsync,fdatasync"]
             cmd = [*trace, "-e", "signal=none", "-y", "-o", str(fsyncs), *cmd]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGATE_")}
+        env["TELEGATE_RATE_EXEMPT_LOOPBACK"] = "true"  # one load generator, one address
         self.data_dir, self.log, self.trace = data_dir, log, fsyncs
         self.base = f"http://127.0.0.1:{port}"
         with open(log, "wb") as out:

@@ -59,6 +59,7 @@ from .errors import ConfigError, Unavailable, problem_middleware, track_streams
 from .federation.http import setup as federation_setup
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
+from .limits import setup as limits_setup
 from .observability import Metrics, observe_middleware
 from .recorder import event, record
 from .sessions import http as sessions_http
@@ -440,4 +441,5 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
             # two replicas could each cosign another root for one size (docs/witness.md).
             witness = dataclasses.replace(witness, database_url=config.database_url)
         witness_setup(app, witness, prefix="/witness", clock=clock)
+    limits_setup(app)  # last: admission after problem_middleware, socket caps (gateway/limits)
     return app

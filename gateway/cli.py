@@ -49,6 +49,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
+    from .limits import server_args
     from .observability import configure_logging
     from .shared.drain import serve
 
@@ -61,8 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _init_key_dir(config)
     url = f"http://{config.host}:{config.port}/"
     print(f"telegate {__version__} on {url} (data: {config.data_dir})")
-    # Not web.run_app: a SIGTERM drains first (gateway/shared/drain.py).
-    return serve(create_app(config), config.host, config.port, config.drain_seconds)
+    # Not web.run_app: a SIGTERM drains first (gateway/shared/drain.py). Header sizes and
+    # the slow-head deadline are the server's (gateway/limits).
+    limits = server_args(config)
+    return serve(create_app(config), config.host, config.port, config.drain_seconds, **limits)
 
 
 def _init_key_dir(config: Config) -> None:

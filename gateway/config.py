@@ -194,6 +194,46 @@ class Config:
     #: requests 503, in-flight ones finished, WebSockets closed with 1001 (README
     #: "Running several replicas").
     drain_seconds: float = 20.0
+    #: Request limits (docs/reliability.md, "Overload"). Token bucket on every request of
+    #: each source address (after trusted_proxies; an IPv6 source is its /64): refill a
+    #: second, and burst. Beyond it: 429 with Retry-After. Sized for a clinic behind one NAT.
+    address_rate: float = 100.0
+    address_burst: int = 400
+    #: Token bucket on the requests of each authenticated client (an access token's
+    #: subject, or the client proving its key at the token endpoint): refill a second, burst.
+    client_rate: float = 20.0
+    client_burst: int = 200
+    #: Most addresses and clients with a bucket at once; the least recently seen go first.
+    rate_max_keys: int = 100_000
+    #: Exempt loopback sources from both buckets (development, benchmarks). Refused unless
+    #: ``host`` is loopback: behind a reverse proxy on the same host with no
+    #: ``trusted_proxies``, every client would come from loopback and go unlimited.
+    rate_exempt_loopback: bool = False
+    #: Most requests handled at once (WebSockets apart); beyond it: 503 with Retry-After
+    #: (load shedding). /healthz, /readyz and /metrics are exempt.
+    max_pending: int = 128
+    #: Shed (503 with Retry-After) while the event loop runs later than this on average, ms
+    #: (a share of requests growing to all at twice it): the queue of a gateway out of CPU
+    #: is where no count of requests sees it. 0: off, the default: a loop shared with other
+    #: work (an app embedded in tests or another program) runs late for reasons of its own.
+    shed_lag_ms: float = 0.0
+    #: Most WebSockets open at once: in total (503 beyond), and per subject (429 beyond).
+    max_websockets: int = 1000
+    max_websockets_per_subject: int = 4
+    #: Longest request line and longest header field, bytes, and most header fields.
+    max_header_size: int = 8190
+    max_headers: int = 64
+    #: Seconds a connection may take to send a whole request head, from its opening or its
+    #: previous response; it is closed after (slowloris). aiohttp's keepalive_timeout: an idle
+    #: keep-alive connection is closed after this too, so a reverse proxy's upstream idle
+    #: timeout must be shorter.
+    header_timeout: float = 30.0
+    #: Seconds a request body may take to arrive whole, from the handler's start: 408 and
+    #: the connection closes after.
+    body_timeout: float = 30.0
+    #: Seconds a response may sit in the send buffer without the client reading any of it:
+    #: the connection is cut after.
+    send_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -240,6 +280,7 @@ class Config:
             raise ConfigError("drain_seconds must be 0..600 seconds")
         self._check_witnessing()
         self._check_refusals()
+        self._check_limits()
         if self.database_url is not None:
             check_url(self.database_url)  # raises ConfigError, with the password masked
         if self.redis_url is not None:
@@ -280,6 +321,32 @@ class Config:
         if not 1 <= self.refusal_burst <= 1_000_000:
             raise ConfigError("refusal_burst must be 1..1000000")
         parse_networks(self.trusted_proxies)
+
+    def _check_limits(self) -> None:
+        for name in ("address", "client"):
+            if not 0.01 <= getattr(self, f"{name}_rate") <= 100_000:
+                raise ConfigError(f"{name}_rate must be 0.01..100000 requests a second")
+            if not 1 <= getattr(self, f"{name}_burst") <= 1_000_000:
+                raise ConfigError(f"{name}_burst must be 1..1000000")
+        if not 100 <= self.rate_max_keys <= 10_000_000:
+            raise ConfigError("rate_max_keys must be 100..10000000")
+        if self.rate_exempt_loopback and not _is_loopback(self.host):
+            raise ConfigError("rate_exempt_loopback is for development: only when host is loopback")
+        if not 1 <= self.max_pending <= 100_000:
+            raise ConfigError("max_pending must be 1..100000")
+        if not (self.shed_lag_ms == 0 or 10 <= self.shed_lag_ms <= 60_000):
+            raise ConfigError("shed_lag_ms must be 0 (off) or 10..60000")
+        if not 1 <= self.max_websockets <= 1_000_000:
+            raise ConfigError("max_websockets must be 1..1000000")
+        if not 1 <= self.max_websockets_per_subject <= min(1000, self.max_websockets):
+            raise ConfigError("max_websockets_per_subject must be 1..1000, <= max_websockets")
+        if not 1024 <= self.max_header_size <= 65536:
+            raise ConfigError("max_header_size must be 1024..65536 bytes")
+        if not 16 <= self.max_headers <= 1024:
+            raise ConfigError("max_headers must be 16..1024")
+        for name in ("header_timeout", "body_timeout", "send_timeout"):
+            if not 0.1 <= getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be 0.1..3600 seconds")
 
     def __repr__(self) -> str:
         # The generated repr would print the database password into any log or traceback.

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -135,12 +136,16 @@ async def drain_middleware(request: web.Request, handler: Handler) -> web.Stream
         drain.leave()
 
 
-def serve(app: web.Application, host: str, port: int, drain_seconds: float) -> int:
-    """Run ``app`` on ``host:port`` until SIGTERM or SIGINT, drain, clean up; exit 0."""
-    return asyncio.run(_serve(app, host, port, drain_seconds))
+def serve(app: web.Application, host: str, port: int, drain_seconds: float, **server: Any) -> int:
+    """Run ``app`` on ``host:port`` until SIGTERM or SIGINT, drain, clean up; exit 0.
+    ``server``: aiohttp's request handler arguments (header limits, keep-alive timeout:
+    gateway/limits ``server_args``)."""
+    return asyncio.run(_serve(app, host, port, drain_seconds, server))
 
 
-async def _serve(app: web.Application, host: str, port: int, drain_seconds: float) -> int:
+async def _serve(
+    app: web.Application, host: str, port: int, drain_seconds: float, server: dict[str, Any]
+) -> int:
     loop = asyncio.get_running_loop()
     stop, hurry = asyncio.Event(), asyncio.Event()
 
@@ -152,7 +157,7 @@ async def _serve(app: web.Application, host: str, port: int, drain_seconds: floa
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, **server
     )
     try:
         await runner.setup()  # the app's startup: a failure here is the exit status

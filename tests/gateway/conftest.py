@@ -35,8 +35,11 @@ def config(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     fresh PostgreSQL schema of it (docs/database.md); unset, SQLite files as always."""
     base = os.environ.get("TELEGATE_TEST_DATABASE_URL")
     data = tmp_path / "data"
+    # Every test client is on loopback: the request limits (tests/overload) would count
+    # the whole suite's traffic as one address's.
+    dev = {"rate_exempt_loopback": True}
     if not base:
-        yield Config(data_dir=data, log_origin="test.example/telegate/log")
+        yield Config(data_dir=data, log_origin="test.example/telegate/log", **dev)
         return
     need(answers(base), f"PostgreSQL at TELEGATE_TEST_DATABASE_URL={base}")
     url = request.getfixturevalue("_pg_schemas").enter_context(fresh_schema(base))
@@ -45,7 +48,7 @@ def config(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
         db.upgrade()  # what `telegate db upgrade` does before replicas start
     finally:
         db.close()
-    yield Config(data_dir=data, log_origin="test.example/telegate/log", database_url=url)
+    yield Config(data_dir=data, log_origin="test.example/telegate/log", database_url=url, **dev)
 
 
 @pytest.fixture
