@@ -79,6 +79,10 @@ class Bench:
         from tests.redisserver import running
         from tests.replicas.conftest import Replicas, fresh_database
 
+        # The replicas read TELEGATE_* from the environment (tests/replicas Replica.env):
+        # one patient and one provider hold every socket of the relay rows.
+        os.environ["TELEGATE_MAX_WEBSOCKETS"] = "10000"
+        os.environ["TELEGATE_MAX_WEBSOCKETS_PER_SUBJECT"] = "1000"
         progress("starting a private redis-server")
         self.redis = self.stack.enter_context(running(self.tmp / "redis"))
         progress("two replicas on PostgreSQL and Redis")
@@ -261,7 +265,13 @@ class Bench:
             return body
 
         out: dict[str, dict[str, Any]] = {}
-        async with aiohttp.ClientSession() as http, aiohttp.ClientSession() as ws_session:
+        # No cap on the sockets' session: aiohttp's default (100 connections) would hold
+        # the 101st socket back until it timed out.
+        unlimited = aiohttp.TCPConnector(limit=0)
+        async with (
+            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(connector=unlimited) as ws_session,
+        ):
             ca, cb = Via(http, self.a.url), Via(http, self.b.url)
             where = GatewayConfig(
                 data_dir=self.group.data_dir, database_url=self.group.database_url
@@ -486,6 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 await b.run(res)
 
             asyncio.run(go())
+        except BaseException:
+            # What the replicas said, before their directory goes.
+            for log in sorted(tmp.glob("*/logs/*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                print(f"--- {log.name}:\n" + "\n".join(tail), file=sys.stderr)
+            raise
         finally:
             b.close()
     print(

@@ -150,6 +150,9 @@ async def _serve(kind: str, data_dir: str, conn: Connection) -> None:
                 log_origin=LOG_ORIGIN,
                 log_level="ERROR",
                 rate_exempt_loopback=True,  # one client: the request limits stay out of it
+                # One patient and one provider hold every socket of the run.
+                max_websockets=10_000,
+                max_websockets_per_subject=1000,
             )
         )
     else:
