@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -32,6 +32,11 @@ CONNECT_TIMEOUT = 0.5
 OPERATION_TIMEOUT = 0.5
 #: The most one Redis call may take, retry included, before the request gets its 503.
 DEADLINE = 1.0
+#: Connections each replica opens to Redis at most (its pub/sub listeners' apart). A call
+#: that finds them all busy waits for one (within DEADLINE) instead of failing: redis-py's
+#: default pool raises MaxConnectionsError past 100, which closed calls' sockets as if Redis
+#: were down when 1,000 calls opened at once (bench/replicas.py).
+MAX_CONNECTIONS = 64
 
 T = TypeVar("T")
 
@@ -54,13 +59,17 @@ def key_prefix(log_origin: str) -> str:
 def open_client(url: str) -> Redis:
     """A client that gives up quickly. One retry, at once: a pooled connection that a
     Redis restart closed fails on first use, and the retry reconnects."""
-    client: Redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=DEADLINE,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=OPERATION_TIMEOUT,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=0,
     )
+    client: Redis = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool too, as from_url's
     return client
 
 

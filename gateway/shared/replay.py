@@ -1,7 +1,8 @@
 """The DPoP replay cache in Redis: a proof's ``jti`` is spent once across every replica, and
 a Redis that lost its data is noticed rather than trusted (docs/redis.md "Persistence").
 
-The marker ``<prefix>epoch`` is set once, without expiry, to the time it was made. A
+The marker ``<prefix>epoch`` is set once, without expiry, to the time it was made and a
+random suffix (``<time>.<hex>``: unlike any earlier marker, even one made the same second). A
 replica remembers the marker it saw; finding it gone or changed means Redis restarted
 without its data and forgot the proofs spent before. The replica then makes (or marks) the
 marker ``"<time> lost"``, and every replica refuses, with 503 and ``Retry-After``, a proof
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -73,7 +75,7 @@ class Epoch:
     def parse(self, value: str) -> None:
         if value.endswith(LOST):
             with contextlib.suppress(ValueError):
-                self.lost_at = int(value.removesuffix(LOST))
+                self.lost_at = int(value.removesuffix(LOST).split(".")[0])
         self.seen = value
 
 
@@ -120,7 +122,10 @@ class RedisReplays:
         await self._settle(marker, now)
 
     async def _run(self, now: int, key: str, ms: int, what: str) -> tuple[str, int]:
-        res = await guarded(self._spend.call([self.marker, key], [str(now), str(ms)]), what)
+        # A new marker is "<time>.<random>": a Redis emptied and refilled within one second
+        # must still make a marker unlike the one the replicas saw.
+        fresh = f"{now}.{secrets.token_hex(6)}"
+        res = await guarded(self._spend.call([self.marker, key], [fresh, str(ms)]), what)
         marker, fresh = res
         text = marker.decode() if isinstance(marker, bytes) else str(marker)
         return text, int(fresh)

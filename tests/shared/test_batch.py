@@ -108,3 +108,17 @@ async def test_a_caller_that_gives_up_does_not_break_the_others(redis: Redis) ->
     )
     assert isinstance(outcomes[0], TimeoutError)
     assert outcomes[1:] == [1] * 10
+
+
+async def test_more_concurrent_calls_than_connections_wait_for_one(redis: Redis) -> None:
+    # The app's client: a bounded pool that makes a call wait for a free connection
+    # rather than fail (redis-py's default pool raised MaxConnectionsError past 100).
+    from gateway.shared.client import MAX_CONNECTIONS
+
+    async def slow(i: int) -> bytes:
+        # Each holds its connection for a moment, so they all want one at once.
+        await redis.blpop([f"nothing:{i}"], timeout=0.01)
+        return bytes(await redis.set(f"w:{i}", b"1") and b"ok")
+
+    got = await asyncio.gather(*(slow(i) for i in range(4 * MAX_CONNECTIONS)))
+    assert got == [b"ok"] * (4 * MAX_CONNECTIONS)
