@@ -60,8 +60,8 @@ def _invite(body: Any, inviter: str) -> None:
         assert npi_valid(attrs["npi"])
     if "patient" in attrs:
         assert is_subject_id(attrs["patient"], "patient")
-    if "display_name" in attrs:
-        assert _PLAIN.fullmatch(attrs["display_name"])
+    if "display_name" in attrs:  # the rule of a name declared at enrollment, already applied
+        assert check_display_name(attrs["display_name"]) == attrs["display_name"]
 
 
 def _enroll(body: Any) -> None:

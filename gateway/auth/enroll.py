@@ -97,10 +97,12 @@ def check_invite_request(inviter_role: str, body: Any) -> tuple[str, dict[str, A
         attrs["patient"] = body["patient"]
     name = body.get("display_name")
     if name is not None:
-        # PHI: kept off-ledger in the identity store only.
-        if not isinstance(name, str) or not _TEXT.fullmatch(name):
-            raise BadRequest("display_name must be 1-128 plain characters")
-        attrs["display_name"] = name
+        # PHI: kept off-ledger in the identity store only. The rule a person's own name
+        # follows at enrollment (NFC, one space, no id look-alike such as "prov: Dr X"):
+        # an admin's invite must not name someone in a way they could not name themself.
+        from .names import check_display_name
+
+        attrs["display_name"] = check_display_name(name)
     unknown = set(body) - {"role", "npi", "patient", "display_name", "ttl"}
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")

@@ -41,3 +41,22 @@ def test_an_erasure_reference_is_the_whole_string() -> None:
     assert check_erasure({"reason": "legal_order", "reference": "T-1"}) == ("legal_order", "T-1")
     with pytest.raises(BadRequest):
         check_erasure({"reason": ["legal_order"]})
+
+
+@pytest.mark.parametrize("name", ["prov:1a2b3c Dr X", "pat:0f0f Jane", "adm:x"])
+def test_an_invite_cannot_name_someone_as_an_identifier(name: str) -> None:
+    # Found by the fuzz review: an invite's name passed a looser rule than the one a person's
+    # own name follows at enrollment, so an admin could make a name that reads as an id.
+    from gateway.auth.enroll import check_invite_request
+
+    with pytest.raises(BadRequest, match="identifier"):
+        check_invite_request("admin", {"role": "auditor", "display_name": name})
+
+
+def test_an_invites_name_is_normalized_as_a_declared_one_is() -> None:
+    from gateway.auth.enroll import check_invite_request
+
+    _, attrs = check_invite_request(
+        "admin", {"role": "auditor", "display_name": "  Ade\u0301le   Dupont "}
+    )
+    assert attrs["display_name"] == "Ad\u00e9le Dupont"  # NFC, one space, trimmed
