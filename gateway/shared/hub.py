@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 
 from ..sessions.signalling import Hub, Peer
 from .client import DEADLINE, SharedUnavailable, guarded
+from .subscription import listen
 
 __all__ = ["PRESENCE_TTL", "REFRESH_EVERY", "RedisHub"]
 
@@ -274,7 +275,7 @@ class RedisHub(Hub):
                 if lost:
                     lost = False
                     log.info("signalling: Redis subscription restored")
-                await self._listen(pubsub)
+                await listen(pubsub, self.ping_every, self._message)
             except (RedisError, OSError) as e:
                 if not lost:
                     log.warning(
@@ -288,30 +289,18 @@ class RedisHub(Hub):
             await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
             delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _listen(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        heard = pinged = loop.time()
-        while True:
-            msg = await pubsub.get_message(timeout=min(1.0, self.ping_every))
-            now = loop.time()
-            if msg is not None:
-                heard = now
-                kind = msg.get("type")
-                if kind == "subscribe":
-                    ch = msg["channel"]
-                    confirmed = self._confirmed.get(ch.decode() if isinstance(ch, bytes) else ch)
-                    if confirmed is not None:
-                        confirmed.set()
-                elif kind == "message":
-                    try:
-                        await self._heard(msg["data"])
-                    except Exception:
-                        log.exception("signalling: a relayed message could not be delivered")
-            if now - heard > 2 * self.ping_every:
-                raise ConnectionError("no answer from Redis")
-            if now - pinged >= self.ping_every:
-                pinged = now
-                await pubsub.ping()
+    async def _message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "subscribe":
+            ch = msg["channel"]
+            confirmed = self._confirmed.get(ch.decode() if isinstance(ch, bytes) else ch)
+            if confirmed is not None:
+                confirmed.set()
+        elif kind == "message":
+            try:
+                await self._heard(msg["data"])
+            except Exception:
+                log.exception("signalling: a relayed message could not be delivered")
 
     async def _heard(self, data: bytes | str) -> None:
         try:

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from ..errors import Unavailable
 from ..invalidation import Invalidation, Listener, LocalInvalidations
+from .subscription import listen
 
 __all__ = ["RedisInvalidations", "channel_of"]
 
@@ -42,10 +43,6 @@ BACKOFF_MAX = 2.0
 #: A PING on the subscription this often (s); no answer for two of them is a lost link: a
 #: server that stopped answering (a partition, a frozen host) closes no socket.
 PING_EVERY = 5.0
-
-
-class Silent(ConnectionError):
-    """Redis stopped answering on the subscription's connection."""
 
 
 def channel_of(origin: str) -> str:
@@ -141,7 +138,7 @@ class RedisInvalidations:
                     log.info("invalidations: Redis subscription restored")
                     if self.on_reconnect is not None:
                         await self._guarded(self.on_reconnect())
-                await self._listen(pubsub)
+                await listen(pubsub, self.ping_every, self._message)
             except (RedisError, OSError) as e:
                 if not lost:
                     log.warning(
@@ -157,21 +154,9 @@ class RedisInvalidations:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
             delay = min(delay * 2, self.backoff_max)
 
-    async def _listen(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        heard = pinged = loop.time()
-        while True:
-            msg = await pubsub.get_message(timeout=min(1.0, self.ping_every))
-            now = loop.time()
-            if msg is not None:
-                heard = now
-                if msg.get("type") == "message":
-                    await self._heard(msg["data"])
-            if now - heard > 2 * self.ping_every:
-                raise Silent("no answer from Redis")
-            if now - pinged >= self.ping_every:
-                pinged = now
-                await pubsub.ping()
+    async def _message(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "message":
+            await self._heard(msg["data"])
 
     async def _heard(self, data: bytes | str) -> None:
         try:
