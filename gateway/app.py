@@ -413,6 +413,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_vitals_ctx)
     if shared:
         app.cleanup_ctx.append(fanout.recheck_ctx)
+        app.cleanup_ctx.append(fanout.rates_ctx)  # the request limits, shared
     app.on_shutdown.append(_close_websockets)
     app[DRAIN] = Drain()
     app[DRAIN].export(m.registry)

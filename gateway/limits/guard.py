@@ -123,6 +123,9 @@ class Guard:
     by_subject: dict[str, int] = field(default_factory=dict)
     lag: LoopLag = field(default_factory=LoopLag)
     random: Callable[[], float] = field(default=random.random)
+    #: Told of every token spent (kind "address" or "client", key, cost): with Redis, the
+    #: replicas' shared buckets (gateway/shared/rates.py).
+    noted: Callable[[str, str, float], None] | None = None
 
     def __post_init__(self) -> None:
         c = self.config
@@ -169,6 +172,8 @@ class Guard:
         if (wait := self.addresses.take(source, now)) is not None:
             self.refused.labels("address").inc()
             raise Limited("too many requests from this address", headers=_retry(wait))
+        if self.noted is not None:
+            self.noted("address", source, 1.0)
         sub = claimed_subject(request.headers.get("Authorization"))
         if sub is not None and (wait := self.clients.wait(sub, now)) is not None:
             self.refused.labels("client").inc()
@@ -182,6 +187,8 @@ class Guard:
         sub = principal.sub if principal is not None else request.get(CALLER)
         if sub:
             self.clients.charge(sub, self.clock())
+            if self.noted is not None:
+                self.noted("client", sub, 1.0)
 
     def claim_socket(self, sub: str) -> None:
         """Count the WebSocket being opened in this request as ``sub``'s; raise Limited if

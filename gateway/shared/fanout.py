@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
@@ -20,11 +21,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ..appkeys import AUTHORITY, CONFIG, DATABASE, HUB, INVALIDATIONS, LIVE
+from ..limits import GUARD
 from ..replicas.heartbeat import Heartbeat
 from ..replicas.store import ReplicaStore
 from .client import REDIS, key_prefix
 from .hub import RedisHub
 from .invalidation_redis import RedisInvalidations
+from .rates import SharedRates
 from .recheck import Recheck
 
 __all__ = [
@@ -115,3 +118,27 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await hub.close()
         await listener.aclose()
+
+
+async def rates_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The request limits' buckets shared by the replicas (gateway/shared/rates.py)."""
+    guard = app.get(GUARD)
+    if guard is None:
+        yield
+        return
+    rates = SharedRates(
+        app[REDIS],
+        key_prefix(app[CONFIG].log_origin),
+        replica_id(app),
+        {"address": guard.addresses, "client": guard.clients},
+        guard.clock,
+    )
+    guard.noted = rates.note
+    task = asyncio.create_task(rates.run())
+    try:
+        yield
+    finally:
+        guard.noted = None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
