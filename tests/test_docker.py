@@ -560,7 +560,7 @@ def test_haproxy_balances_the_replicas_on_readyz_and_passes_websockets() -> None
         servers = [line for line in lines if line[0] == "server"]
         assert [s[2] for s in servers] == [f"{n}:{port}" for n in REPLICAS]
         assert all("check" in s for s in servers)
-    # Every socket of one call on one replica, until signalling crosses replicas.
+    # Both sockets of one call hashed to one replica: fewer hops through Redis.
     assert ["balance", "uri", "depth", "3"] in cfg["backend signalling"]
     # X-Forwarded-For from the balancer's fixed address only.
     assert ["option", "forwardfor"] in cfg["frontend telegate"]
