@@ -122,3 +122,30 @@ async def test_more_concurrent_calls_than_connections_wait_for_one(redis: Redis)
 
     got = await asyncio.gather(*(slow(i) for i in range(4 * MAX_CONNECTIONS)))
     assert got == [b"ok"] * (4 * MAX_CONNECTIONS)
+
+
+async def test_any_command_batches_and_keeps_the_order_it_was_called_in(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    """PUBLISHes of signalling messages (gateway/shared/hub.py) go out in call order, so one
+    sender's messages arrive in order, batched or not."""
+    from gateway.shared.batch import Batcher
+
+    listener = Redis.from_url(redis_server.url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe("ch")
+    assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"  # type: ignore[index]
+    b = Batcher(redis)
+    heard = await asyncio.gather(
+        *(b.run(lambda c, i=i: c.publish("ch", str(i))) for i in range(200))
+    )
+    assert heard == [1] * 200  # each PUBLISH's own answer: one subscriber heard it
+    assert b.round_trips < 20
+    got = []
+    while len(got) < 200:
+        msg = await pubsub.get_message(timeout=2)
+        assert msg is not None
+        got.append(int(msg["data"]))
+    assert got == list(range(200))
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await listener.aclose()
