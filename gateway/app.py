@@ -407,6 +407,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app.cleanup_ctx.append(_audit_ctx)
     app.cleanup_ctx.append(_consent_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
+    app.cleanup_ctx.append(sessions_http.refresh_ctx)  # the live calls' state, read together
     if shared:
         app.cleanup_ctx.append(fanout.hub_ctx)  # calls and live vitals across replicas
         app.cleanup_ctx.append(fanout.invalidations_ctx)

@@ -5,8 +5,11 @@ has not been admitted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -40,7 +43,16 @@ from .live import CLOSE_FORBIDDEN
 from .signalling import CLOSE_UNAVAILABLE, MAX_MESSAGE, RELAYED, Ticket, fingerprints
 from .store import FINAL, BadTransition, CallSession, State
 
-__all__ = ["cancel_unfounded", "current_session", "end_call", "setup"]
+__all__ = [
+    "cancel_unfounded",
+    "current_session",
+    "end_call",
+    "refresh_ctx",
+    "refresh_current",
+    "setup",
+]
+
+log = logging.getLogger("telegate.sessions")
 
 GATEWAY_ACTOR = "gw:self"
 #: A socket of a call that is over is closed after its ``bye``: nothing can be relayed.
@@ -153,17 +165,17 @@ async def _provider_joined(app: web.Application, sid: str) -> bool:
 async def _scheduled_by(app: web.Application, sid: str) -> str | None:
     """Who scheduled a call: the actor of its ``session.scheduled`` event (the sessions
     table does not say), found through the audit index."""
-    index, log = app[AUDIT_INDEX], app[LOG]
-    size = log.size
+    index, ledger = app[AUDIT_INDEX], app[LOG]
+    size = ledger.size
     try:
-        await index.run(index.catch_up, log.store, size)
+        await index.run(index.catch_up, ledger.store, size)
     except IndexMismatch:
         return None  # unknown: the call stands, as it did before (`telegate ledger reindex`)
     f = Filters(type=str(EventType.SESSION_SCHEDULED), session=sid)
     idxs = await index.run(index.query, f, -1, size, 1)
     if not idxs:
         return None
-    (raw,) = await asyncio.to_thread(log.store.read_entries, idxs[0], idxs[0] + 1)
+    (raw,) = await asyncio.to_thread(ledger.store.read_entries, idxs[0], idxs[0] + 1)
     actor = json.loads(raw).get("actor")
     return actor if isinstance(actor, str) else None
 
@@ -176,7 +188,9 @@ CURRENT_FOR = 1.0
 async def current_session(app: web.Application, sid: str) -> CallSession | None:
     """The session as it is now, or as this replica saw it less than ``CURRENT_FOR`` seconds
     ago: the relay path reads the store at most once a second per session, not per message,
-    and a move made through another replica takes effect here within that second."""
+    and a move made through another replica takes effect here within that second. The calls
+    with a live socket here are read again together every ``REFRESH_EVERY`` s
+    (:func:`refresh_ctx`), so their messages find a copy young enough and read nothing."""
     now = app[CLOCK]()
     cached = app[HUB].current.get(sid)
     if cached is not None and 0 <= now - cached[1] < CURRENT_FOR:
@@ -188,6 +202,54 @@ async def current_session(app: web.Application, sid: str) -> CallSession | None:
     else:
         app[HUB].current[sid] = (found, now)
     return found
+
+
+#: How often the sessions of this replica's live sockets are read again, all in one go.
+REFRESH_EVERY = CURRENT_FOR / 2
+
+
+async def refresh_current(app: web.Application) -> int:
+    """Read every session with a live socket here in one statement, and keep what was read
+    as the copy :func:`current_session` answers from. A copy made since the read began (a
+    move here, a read by a message) is newer and kept. Returns how many were read."""
+    hub = app.get(HUB)  # with redis_url, made by a later cleanup_ctx
+    sids = list(hub.sessions) if hub is not None else []
+    if hub is None or not sids:
+        return 0
+    began = app[CLOCK]()
+    found = await asyncio.to_thread(app[SESSIONS].get_many, sids)
+    for sid in sids:
+        cached = hub.current.get(sid)
+        if sid not in hub.sessions or (cached is not None and cached[1] >= began):
+            continue
+        s = found.get(sid)
+        if s is None:
+            hub.current.pop(sid, None)
+        else:
+            hub.current[sid] = (s, began)
+    return len(sids)
+
+
+async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
+    """:func:`refresh_current` every ``REFRESH_EVERY`` s while the app runs. A failed read
+    (the database away) is logged; the relay then reads per message as before, and gets
+    the store's error."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY)
+            try:
+                await refresh_current(app)
+            except Exception as e:  # the next round tries again
+                log.warning("live sessions refresh failed", extra={"fields": {"error": str(e)}})
+
+    task = asyncio.get_running_loop().create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _participant(request: web.Request, p: Principal) -> tuple[CallSession, str]:

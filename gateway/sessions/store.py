@@ -62,6 +62,9 @@ class CallSession:
 _s = sessions.c
 _GET = sa.select(sessions).where(_s.id == sa.bindparam("id"))
 _LOCK = for_update(_GET)
+#: The most ids one ``get_many`` statement carries (SQLite allows 32,766 parameters).
+MANY_AT_ONCE = 500
+_MANY = sa.select(sessions).where(_s.id.in_(sa.bindparam("ids", expanding=True)))
 _MOVE = (  # an UPDATE's parameters may not be named after its columns
     sessions.update()
     .where(_s.id == sa.bindparam("sid"))
@@ -110,6 +113,16 @@ class SessionStore:
         with reading(self._engine) as conn:
             row = conn.execute(_GET, {"id": sid}).first()
         return None if row is None else _session(row)
+
+    def get_many(self, sids: list[str]) -> dict[str, CallSession]:
+        """The sessions among ``sids`` that exist, by id: one statement per
+        ``MANY_AT_ONCE`` ids (the relay's once-a-second refresh of its live calls)."""
+        found: dict[str, CallSession] = {}
+        with reading(self._engine) as conn:
+            for i in range(0, len(sids), MANY_AT_ONCE):
+                for row in conn.execute(_MANY, {"ids": sids[i : i + MANY_AT_ONCE]}):
+                    found[row.id] = _session(row)
+        return found
 
     def of_provider(self, provider: str, state: State) -> list[CallSession]:
         with reading(self._engine) as conn:

@@ -54,6 +54,64 @@ async def test_a_call_ended_through_another_replica_stops_relaying_within_a_seco
     assert seen is not None and seen.state == State.ENDED
 
 
+async def test_the_live_calls_are_read_again_together_not_per_message(
+    db: Database, aiohttp_client: Any
+) -> None:
+    """refresh_current reads every session with a live room here in one go; the relay's
+    current_session then answers from that copy without a read of its own."""
+    from gateway.appkeys import HUB, SESSIONS
+
+    clock = Clock()
+    config = Config(data_dir=db.data_dir, database_url=db.url, log_origin="r.example/t/log")
+    client = await aiohttp_client(create_app(config, clock=clock))
+    app = client.server.app
+    other = SessionStore(db.open("sessions"))
+    for i in range(3):
+        other.add(CallSession(f"s{i}", "pat:1", "prov:1", State.ADMITTED, 1, 1))
+    hub = app[HUB]
+    for i in range(3):  # rooms with live sockets here (their peers do not matter)
+        hub.sessions[f"s{i}"] = {}
+        assert (await sessions_http.current_session(app, f"s{i}")).state == State.ADMITTED  # type: ignore[union-attr]
+    other.move("s0", State.ENDED, 2)  # through another replica
+    other.move("s1", State.CONNECTED, 2)
+    clock.now += 0.5
+    assert await sessions_http.refresh_current(app) == 3
+
+    def no_read(sid: str) -> None:
+        raise AssertionError(f"read {sid} per message")
+
+    store = app[SESSIONS]
+    store.get = no_read  # type: ignore[method-assign]
+    clock.now += 0.9  # older than CURRENT_FOR since the first read, not since the refresh
+    assert (await sessions_http.current_session(app, "s0")).state == State.ENDED  # type: ignore[union-attr]
+    assert (await sessions_http.current_session(app, "s1")).state == State.CONNECTED  # type: ignore[union-attr]
+    assert (await sessions_http.current_session(app, "s2")).state == State.ADMITTED  # type: ignore[union-attr]
+    # A copy made after the refresh's read began (a move here) is newer: it is kept.
+    newer = CallSession("s2", "pat:1", "prov:1", State.CONNECTED, 1, 3)
+    hub.current["s2"] = (newer, clock.now + 10)
+    await sessions_http.refresh_current(app)
+    assert hub.current["s2"][0] is newer
+    # A room that closed is not read again, and its copy goes with it.
+    del hub.sessions["s0"]
+    hub.current.pop("s0", None)
+    await sessions_http.refresh_current(app)
+    assert "s0" not in hub.current
+
+
+def test_get_many_reads_existing_sessions_in_chunks(db: Database) -> None:
+    from gateway.sessions.store import MANY_AT_ONCE
+
+    store = SessionStore(db.open("sessions"))
+    n = MANY_AT_ONCE + 7
+    for i in range(n):
+        store.add(CallSession(f"m{i}", "pat:1", "prov:1", State.SCHEDULED, 1, 1))
+    asked = [f"m{i}" for i in range(n)] + ["missing"]
+    found = store.get_many(asked)
+    assert sorted(found) == sorted(asked[:-1])
+    assert found["m3"] == store.get("m3")
+    assert store.get_many([]) == {}
+
+
 # -- identity: revocations, status indexes and signing keys across replicas ---------------
 ORIGIN = "https://gw.example"
 
