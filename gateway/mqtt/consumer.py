@@ -8,7 +8,7 @@ and acknowledgements that follow durability.
   returned, that is after the batch is durable (or refused for good) and its answer was
   published. aiomqtt 2.5 has no manual-ack API: the paho-mqtt client it wraps has
   (``manual_ack_set``, ``ack``), reached through ``aiomqtt.Client._client`` (pinned:
-  aiomqtt>=2.5,<3; tests/mqtt/test_redelivery.py fails if this stops holding).
+  aiomqtt>=2.5,<3; tests/mqtt/test_resilience.py fails if this stops holding).
 - PUBACKs go out in the order the messages came (MQTT 5 section 4.6), while the handlers
   run concurrently: a finished message waits for the ones before it. ``Receive Maximum``
   bounds what the broker has in flight to this replica, so memory does not grow with load.
