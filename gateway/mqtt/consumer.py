@@ -141,6 +141,14 @@ class Consumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._current: aiomqtt.Client | None = None
+        self._tls: ssl.SSLContext | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        tls = ssl.create_default_context(cafile=str(s.ca) if s.ca else None)
+        if s.cert is not None and s.key is not None:
+            tls.load_cert_chain(s.cert, s.key)
+        return tls
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -151,9 +159,6 @@ class Consumer:
         # few KiB above the payload limit leave room for the topic and properties, so a
         # payload just over the limit still arrives and is answered with a problem.
         connect.MaximumPacketSize = self.max_packet
-        tls = None
-        if s.tls:
-            tls = ssl.create_default_context(cafile=str(s.ca) if s.ca else None)
         client = aiomqtt.Client(
             s.host,
             s.port,
@@ -164,7 +169,7 @@ class Consumer:
             clean_start=False,
             keepalive=KEEPALIVE,
             properties=connect,
-            tls_context=tls,
+            tls_context=self._tls,
             timeout=10,
         )
         # See the module docstring: aiomqtt exposes no manual acknowledgement.
@@ -193,6 +198,8 @@ class Consumer:
             delay = 0.1 if self.connections > made else min(delay * 2, self.backoff_max)
 
     async def _session(self) -> None:
+        if self.settings.tls and self._tls is None:
+            self._tls = await asyncio.to_thread(self._tls_context)  # reads files
         client = self._client()
         async with client:
             self._current = client

@@ -15,7 +15,7 @@ __all__ = ["SCHEMES", "MqttSettings", "check_mqtt_url", "parse_mqtt_url"]
 
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 #: Query parameters the URL may carry.
-_PARAMS = frozenset({"client_id", "password_file", "ca", "session_expiry"})
+_PARAMS = frozenset({"client_id", "password_file", "ca", "cert", "key", "session_expiry"})
 #: MQTT 5 client identifiers: brokers must accept 1-23 of these; Mosquitto takes longer.
 _CLIENT_ID = re.compile(r"[0-9A-Za-z._-]{1,64}")
 #: One day by default: a replica down for less gets what was published meanwhile.
@@ -36,15 +36,19 @@ class MqttSettings:
     client_id: str | None = None
     #: CA bundle for ``mqtts://`` (default: the system's trust store).
     ca: Path | None = None
+    #: Client certificate and its key (PEM) for ``mqtts://`` brokers that require one
+    #: (docker/mosquitto: the certificate's CN is the MQTT username).
+    cert: Path | None = None
+    key: Path | None = None
     #: Seconds the broker keeps this replica's session (its queue) after a disconnect.
     session_expiry: int = SESSION_EXPIRY
 
 
 def parse_mqtt_url(url: str) -> MqttSettings:
     """``mqtt[s]://[user[:password]@]host[:port][?client_id=..&password_file=..&ca=..
-    &session_expiry=..]``. A password in ``password_file`` (first line) wins over one in
-    the URL, so the URL itself can stay free of secrets. Raises ConfigError (showing no
-    password); reads ``password_file``."""
+    &cert=..&key=..&session_expiry=..]``. A password in ``password_file`` (first line)
+    wins over one in the URL, so the URL itself can stay free of secrets. Raises
+    ConfigError (showing no password); reads ``password_file``."""
     shown = redact(url)
     try:
         parts = urllib.parse.urlsplit(url)
@@ -79,9 +83,11 @@ def parse_mqtt_url(url: str) -> MqttSettings:
         except (OSError, ValueError) as e:
             raise ConfigError(f"mqtt_url: cannot read password_file {pw_file}: {e}") from e
         password = lines[0] if lines else ""
-    ca = q.get("ca")
-    if ca is not None and parts.scheme != "mqtts":
-        raise ConfigError("mqtt_url: ca is for mqtts://")
+    ca, cert, key = q.get("ca"), q.get("cert"), q.get("key")
+    if parts.scheme != "mqtts" and (ca or cert or key):
+        raise ConfigError("mqtt_url: ca, cert and key are for mqtts://")
+    if bool(cert) != bool(key):
+        raise ConfigError("mqtt_url: cert and key go together")
     return MqttSettings(
         host=parts.hostname,
         port=port or SCHEMES[parts.scheme],
@@ -90,6 +96,8 @@ def parse_mqtt_url(url: str) -> MqttSettings:
         password=password,
         client_id=client_id,
         ca=Path(ca) if ca else None,
+        cert=Path(cert) if cert else None,
+        key=Path(key) if key else None,
         session_expiry=expiry,
     )
 

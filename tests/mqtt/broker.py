@@ -50,7 +50,7 @@ class Broker:
 
     def start(self) -> None:
         """Start (again, on the same port) and wait until it listens."""
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr"]
         if "allow_anonymous" not in self.extra:
             lines.append("allow_anonymous true")
         # Running as root, mosquitto drops to this user after reading its config.
