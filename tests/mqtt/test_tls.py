@@ -168,6 +168,6 @@ async def test_the_shipped_tls_config_authenticates_by_certificate_and_applies_t
                 broker.port,
                 protocol=aiomqtt.ProtocolVersion.V5,
                 tls_context=pki.context(None),
-                timeout=5,
+                timeout=2,
             ):
                 pass
