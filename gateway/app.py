@@ -60,6 +60,7 @@ from .federation.http import setup as federation_setup
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
 from .limits import setup as limits_setup
+from .mqtt.app import mqtt_ctx
 from .observability import Metrics, observe_middleware
 from .recorder import event, record
 from .sessions import http as sessions_http
@@ -415,6 +416,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     if shared:
         app.cleanup_ctx.append(fanout.recheck_ctx)
         app.cleanup_ctx.append(fanout.rates_ctx)  # the request limits, shared
+    # Devices' batches from an MQTT broker (gateway/mqtt), with mqtt_url: after the vitals
+    # intake opens, stopped before it closes.
+    app.cleanup_ctx.append(mqtt_ctx)
     app.on_shutdown.append(_close_websockets)
     app[DRAIN] = Drain()
     app[DRAIN].export(m.registry)

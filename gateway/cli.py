@@ -43,6 +43,7 @@ def _config(args: argparse.Namespace) -> Config:
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
         redis_url=getattr(args, "redis_url", None),
+        mqtt_url=getattr(args, "mqtt_url", None),
         drain_seconds=getattr(args, "drain_seconds", None),
     )
 
@@ -504,6 +505,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="redis://host:port/db for the state replicas share (TELEGATE_REDIS_URL); "
         "default: in process, one gateway process",
+    )
+    s.add_argument(
+        "--mqtt-url",
+        metavar="URL",
+        help="mqtt://host:port of the broker devices publish vitals to (TELEGATE_MQTT_URL); "
+        "default: no MQTT",
     )
     s.add_argument(
         "--drain-seconds",

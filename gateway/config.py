@@ -21,6 +21,7 @@ from .auth.sources import parse_networks
 from .db.url import check_url, redact
 from .db.url import redact as redact_url
 from .errors import ConfigError
+from .mqtt.settings import check_mqtt_url
 
 __all__ = [
     "VITALS_FUTURE_SKEW_CAP",
@@ -234,6 +235,11 @@ class Config:
     #: Seconds a response may sit in the send buffer without the client reading any of it:
     #: the connection is cut after.
     send_timeout: float = 60.0
+    #: ``mqtt://[user[:password]@]host:port`` (``mqtts://`` for TLS; query parameters in
+    #: docs/mqtt.md): devices' batches are taken from that broker too, through a shared
+    #: subscription (gateway/mqtt). Unset: no MQTT. Its password is masked like the
+    #: database URL's.
+    mqtt_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -285,6 +291,8 @@ class Config:
             check_url(self.database_url)  # raises ConfigError, with the password masked
         if self.redis_url is not None:
             check_redis_url(self.redis_url)
+        if self.mqtt_url is not None:
+            check_mqtt_url(self.mqtt_url)
 
     def _check_witnessing(self) -> None:
         names = [w.name for w in parse_witnesses(self.witnesses)]
@@ -355,6 +363,8 @@ class Config:
             shown["database_url"] = redact(self.database_url)
         if self.redis_url is not None:
             shown["redis_url"] = redact(self.redis_url)
+        if self.mqtt_url is not None:
+            shown["mqtt_url"] = redact(self.mqtt_url)
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -379,6 +389,8 @@ class Config:
             d["database_url"] = redact(self.database_url)
         if self.redis_url is not None:
             d["redis_url"] = redact(self.redis_url)
+        if self.mqtt_url is not None:
+            d["mqtt_url"] = redact(self.mqtt_url)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -405,7 +417,7 @@ class Config:
             if name == "witnesses":
                 kwargs[name] = parse_witnesses(raw)
                 continue
-            if name in ("database_url", "redis_url"):
+            if name in ("database_url", "redis_url", "mqtt_url"):
                 kwargs[name] = str(raw) or None  # an empty variable means unset
                 continue
             kind = type(getattr(defaults, name))

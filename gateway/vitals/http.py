@@ -23,6 +23,7 @@ from ..rfc3339 import parse_time, time_param
 from .codes import BP_PANEL, CODES
 from .fhir import observation, searchset
 from .intake import Gone
+from .posting import compact_jws, post_batch
 from .store import Erased
 
 __all__ = ["setup"]
@@ -41,18 +42,9 @@ async def post_vitals(request: web.Request) -> web.Response:
     if request.content_type != JOSE:
         raise UnsupportedMediaType(f"send the signed batch as {JOSE} (a compact JWS)")
     raw = await read_body(request, request.app[CONFIG].max_body_size)
-    try:
-        jws = raw.decode("ascii").strip()
-    except UnicodeDecodeError as e:
-        raise BadRequest("a compact JWS is ASCII") from e
-    vitals = request.app[VITALS]
     lookup = request.app[AUTHORITY].store.subject
-    receipt, batch, fresh = await vitals.intake.ingest(lookup, p.sub, jws)
-    readings = list(batch.batch.readings)
-    if fresh:
-        await vitals.streamer.push(batch.patient, batch.device, batch.batch.batch_id, readings)
-    body = {"batch_id": batch.batch.batch_id, "count": len(readings), "receipt": receipt.to_json()}
-    return web.json_response(body, status=201 if fresh else 200)
+    posted = await post_batch(request.app[VITALS], lookup, p.sub, compact_jws(raw))
+    return web.json_response(posted.body, status=posted.status)
 
 
 def _patient(request: web.Request) -> str:

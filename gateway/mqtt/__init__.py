@@ -1,0 +1,1 @@
+"""MQTT ingestion of device vitals (docs/mqtt.md)."""
