@@ -178,7 +178,10 @@ PATHS: dict[str, Any] = {
             "`bye` from `gateway`; recorded as `session.socket_closed`); 4401 `expired` when "
             "the attestation the ticket was bound to expires (reconnect with a fresh ticket; "
             "no `bye`, not recorded); 1000 after the `bye` of a call that is over; 4409 when a "
-            "newer socket of the same party replaces it; 1001 when the gateway shuts down. An "
+            "newer socket of the same party replaces it (on any replica); 1001 when the replica "
+            "shuts down or drains (reconnect: the load balancer picks another); 1013 when, "
+            "with several replicas, a message could not cross the shared state (Redis), after "
+            "an `error` message `shared state unavailable` (reconnect after a moment). An "
             "attestation revoked while the socket opens gets 4403 `revoked` at once, with no "
             "`bye`, recorded as `auth.refused`.",
             "parameters": [
@@ -194,7 +197,10 @@ PATHS: dict[str, Any] = {
                 "400": problem("not a WebSocket request"),
                 # A refused ticket is an anonymous refusal.
                 **RATE_LIMITED,
-                "503": problem(f"{DATABASE_DOWN}; or {LEDGER_DOWN}"),
+                "503": problem(
+                    f"{DATABASE_DOWN}; {LEDGER_DOWN}; the replica is draining; or, with "
+                    "several replicas, the shared state (Redis) does not answer (Retry-After)"
+                ),
             },
         }
     },
