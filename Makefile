@@ -31,7 +31,7 @@ demo-two-orgs: $(STAMP)
 test: lint pytest
 
 pytest: $(STAMP)
-	env -u TELEGATE_TEST_DATABASE_URL $(BIN)/python -m pytest -q -rs
+	env -u TELEGATE_TEST_DATABASE_URL $(BIN)/python -m pytest -q -rs --durations=25
 	$(MAKE) --no-print-directory pytest-pg
 
 ## The gateway's tests again with the ledger and the converted stores on PostgreSQL (one
@@ -40,7 +40,7 @@ pytest: $(STAMP)
 PG_URL ?= $(or $(TELEGATE_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 pytest-pg: $(STAMP)
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(PG_URL)" 2>/dev/null; then \
-	    TELEGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -q -rs tests/gateway tests/db tests/federation tests/witness tests/web; \
+	    TELEGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/python -m pytest -q -rs --durations=25 tests/gateway tests/db tests/federation tests/witness tests/web; \
 	elif [ "$$CI" = "true" ]; then \
 	    echo "CI=true: PostgreSQL does not answer at $(PG_URL)"; exit 1; \
 	else \
