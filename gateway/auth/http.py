@@ -384,6 +384,9 @@ async def enroll(request: web.Request) -> web.Response:
         raise Conflict("could not enroll this key") from e
     if subject.patient:
         data["patient"] = subject.patient
+    if invite.role == "party":
+        # An organization's GS1 identity is public (no PHI): verifiers of custody read it.
+        data["gln"], data["kind"] = attrs["gln"], attrs["kind"]
     receipt = await _record(
         request,
         event(

@@ -193,7 +193,8 @@ PATHS: dict[str, Any] = {
     "/v1/invites": {
         "post": {
             "summary": (
-                "Create a single-use invite (admin: admin, provider, patient, auditor; "
+                "Create a single-use invite (admin: admin, provider, patient, auditor, "
+                "party (a supply-chain organization with its GS1 GLN and kind); "
                 "provider: patient, or a device with the patient's devices consent; "
                 "patient: their own device)"
             ),
@@ -203,8 +204,19 @@ PATHS: dict[str, Any] = {
                     "type": "object",
                     "required": ["role"],
                     "properties": {
-                        "role": {"enum": ["admin", "provider", "patient", "device", "auditor"]},
+                        "role": {
+                            "enum": ["admin", "provider", "patient", "device", "auditor", "party"]
+                        },
                         "npi": STRING,
+                        "gln": STRING,
+                        "kind": {
+                            "enum": [
+                                "manufacturer",
+                                "distributor",
+                                "pharmacy",
+                                "provider_organization",
+                            ]
+                        },
                         "patient": STRING,
                         "display_name": STRING,
                         "ttl": {"type": "integer"},
