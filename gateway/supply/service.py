@@ -1,0 +1,217 @@
+"""Accepting a party's signed EPCIS document: verify, validate, apply the custody rules,
+store, and put one ledger entry per event; and reading a unit's custody with its proofs.
+
+Order: the events, the document and the units' new states are stored in one transaction
+(their ledger leaves with them, not yet indexed); then each leaf is appended and its index
+stored. A request is answered only with the ledger's receipts. A retry of the same
+document (idempotent by eventID) finds the events stored and answers with their receipts,
+appending first any leaf whose append was not answered (a crash in between).
+
+Submissions are serialized per process (one lock): custody decisions read the units'
+states, and two documents moving one unit must not both pass. Across replicas the store's
+write transaction (``FOR UPDATE`` on PostgreSQL, SQLite's write lock) does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger.events import Event, EventType
+from ledger.log import Receipt
+
+from ..auth.jwk import HolderKey
+from ..clock import stamped
+from ..errors import Conflict
+from .document import Document, Limits, SupplyEvent, parse_document, verify_document
+from .rules import Custody, CustodyViolation, ItemState, Loader, Party, Status
+from .store import EventRow, SupplyStore
+
+__all__ = ["Accepted", "Supply", "verdict"]
+
+Append = Callable[[Event | bytes], Awaitable[Receipt]]
+
+
+class EventIdReused(Conflict):
+    slug = "event-id-reused"
+    title = "An eventID already names another event"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_id: str
+    receipt: Receipt
+
+
+def _today(clock: Callable[[], float]) -> str:
+    return dt.datetime.fromtimestamp(int(clock()), dt.UTC).date().isoformat()
+
+
+def verdict(s: ItemState | None, today: str) -> str:
+    """A unit's status as a verifier reads it: ``unknown`` (never commissioned here),
+    ``recalled``, ``suspect`` (a rule was broken about it: see its ``suspect`` list),
+    ``decommissioned``, ``expired``, ``dispensed`` or ``active``, first match wins."""
+    if s is None:
+        return "unknown"
+    if s.status == Status.RECALLED:
+        return "recalled"
+    if s.suspect:
+        return "suspect"
+    if s.status == Status.DECOMMISSIONED:
+        return "decommissioned"
+    if s.expiry is not None and s.expiry < today:
+        return "expired"
+    return s.status
+
+
+def _data(ev: SupplyEvent, party: Party, doc_hash: str, units: Sequence[str]) -> dict[str, Any]:
+    # Product and party identifiers, hashes and the business step: never a patient. The
+    # document itself (which a party may extend with anything) stays off the ledger.
+    data: dict[str, Any] = {
+        "event_hash": ev.event_hash,
+        "document": doc_hash,
+        "gln": party.gln,
+        "event_type": ev.event_type,
+        "action": ev.action,
+        "biz_step": ev.biz_step,
+        "event_time": ev.event_time,
+        "items": [it.uri for it in ev.items],
+    }
+    if ev.parent is not None:
+        data["parent"] = ev.parent.uri
+    if ev.destination is not None:
+        data["destination"] = ev.destination
+    moved = sorted(set(units) - set(data["items"]) - {data.get("parent")})
+    if moved:
+        data["moved"] = moved  # units packed inside, moved with their parent
+    return data
+
+
+class Supply:
+    def __init__(
+        self,
+        store: SupplyStore,
+        append: Append,
+        receipt_for: Callable[[int], Receipt],
+        clock: Callable[[], float],
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self._append = append
+        self._receipt_for = receipt_for
+        self._clock = clock
+        self.limits = limits or Limits()
+        self._lock = asyncio.Lock()
+
+    def today(self) -> str:
+        return _today(self._clock)
+
+    async def submit(self, party: Party, key: HolderKey, jws: str) -> tuple[list[Accepted], bool]:
+        """Accept ``jws``, a document signed by ``party``'s ``key``; returns each event's
+        receipt, and whether they are new (False: the same events were accepted before).
+        Raises InvalidSignature, InvalidDocument, BadRequest, EventIdReused, or
+        CustodyViolation (after recording the refusal on the ledger)."""
+
+        def parse() -> Document:
+            return parse_document(jws, verify_document(jws, key), self.limits)
+
+        doc = await asyncio.to_thread(parse)
+        async with self._lock:
+            ids = [e.event_id for e in doc.events]
+            known = await asyncio.to_thread(self.store.known, ids)
+            if known:
+                return await self._again(party, doc, known), False
+            rows = await self._decide(party, doc)
+            receipts = await asyncio.gather(*(self._append(r.entry) for r in rows))
+            for r, receipt in zip(rows, receipts, strict=True):
+                await asyncio.to_thread(self.store.set_index, r.event_id, receipt.index)
+        return [Accepted(r.event_id, x) for r, x in zip(rows, receipts, strict=True)], True
+
+    async def _again(self, party: Party, doc: Document, known: dict[str, Any]) -> list[Accepted]:
+        same = all(
+            e.event_id in known and known[e.event_id].event_hash == e.event_hash for e in doc.events
+        )
+        if not same:
+            first = next(
+                e
+                for e in doc.events
+                if e.event_id not in known or known[e.event_id].event_hash != e.event_hash
+            )
+            await self._refuse(party, first, "event_id_reused", None)
+            raise EventIdReused(
+                "this document repeats accepted eventIDs with other events (or with new ones): "
+                "an eventID names one event",
+                reason="event_id_reused",
+            )
+        out = []
+        for e in doc.events:
+            stored = known[e.event_id]
+            if stored.ledger_index is None:  # stored, its append never answered
+                receipt = await self._append(stored.entry)
+                await asyncio.to_thread(self.store.set_index, e.event_id, receipt.index)
+            else:
+                receipt = await asyncio.to_thread(self._receipt_for, stored.ledger_index)
+            out.append(Accepted(e.event_id, receipt))
+        return out
+
+    async def _decide(self, party: Party, doc: Document) -> list[EventRow]:
+        now, today = int(self._clock()), self.today()
+
+        def decide(loader: Loader) -> tuple[list[ItemState], list[EventRow]]:
+            custody = Custody(loader, today)
+            rows = []
+            for ev in doc.events:
+                try:
+                    units = custody.apply(ev, party)
+                except CustodyViolation as v:
+                    v.event = ev
+                    raise
+                entry = stamped(
+                    self._clock,
+                    EventType.SUPPLY_EVENT,
+                    party.sub,
+                    data=_data(ev, party, doc.doc_hash, units),
+                ).encode()
+                rows.append(
+                    EventRow(
+                        ev.event_id,
+                        ev.event_hash,
+                        party.sub,
+                        party.gln,
+                        ev.biz_step,
+                        ev.event_time,
+                        entry,
+                        tuple(dict.fromkeys(units)),
+                    )
+                )
+            return list(custody.changed.values()), rows
+
+        document = (doc.doc_hash, party.sub, doc.jws)
+        try:
+            return await asyncio.to_thread(self.store.accept, decide, document, now)
+        except CustodyViolation as v:
+            if v.suspect:
+                await asyncio.to_thread(self.store.mark_suspect, v.item, v.reason, now)
+            if v.event is not None:
+                await self._refuse(party, v.event, v.reason, v.item)
+            raise
+        except sa.exc.IntegrityError as e:
+            # Another replica stored one of these events or units between our read and
+            # our write: the client retries and gets the answer that now stands.
+            raise Conflict("another request changed these units at the same time: retry") from e
+
+    async def _refuse(self, party: Party, ev: SupplyEvent, reason: str, item: str | None) -> None:
+        data: dict[str, Any] = {
+            "reason": reason,
+            "gln": party.gln,
+            "biz_step": ev.biz_step,
+            "event_hash": ev.event_hash,
+        }
+        if item is not None:
+            data["item"] = item
+        await self._append(stamped(self._clock, EventType.SUPPLY_REFUSED, party.sub, data=data))
