@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 import rfc8785
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, FormatChecker
 
 from ..auth.jwk import HolderKey
 from ..errors import BadRequest, GatewayError
@@ -45,13 +45,11 @@ TYP = "epcis+json"
 MAX_ERRORS = 10
 EVENT_ID = re.compile(r"[!-~]{1,256}", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-#: CBV 2.0 spells a business step or disposition as a bare word, a URN or a Web URI.
+#: CBV 2.0 spells a business step, disposition or source/destination type as a bare word or
+#: as its Web URI. (The EPCIS 2.0 schema refuses the ``urn:epcglobal:cbv:`` forms here.)
 _VOCAB = (
-    (re.compile(r"urn:epcglobal:cbv:bizstep:([a-z_]{1,40})"), "bizStep"),
     (re.compile(r"https://ref\.gs1\.org/cbv/BizStep-([a-z_]{1,40})"), "bizStep"),
-    (re.compile(r"urn:epcglobal:cbv:disp:([a-z_]{1,40})"), "disposition"),
     (re.compile(r"https://ref\.gs1\.org/cbv/Disp-([a-z_]{1,40})"), "disposition"),
-    (re.compile(r"urn:epcglobal:cbv:sdt:([a-z_]{1,40})"), "sdt"),
     (re.compile(r"https://ref\.gs1\.org/cbv/SDT-([a-z_]{1,40})"), "sdt"),
 )
 #: What each supported (event type, action) may be, by CBV business step. A recall is an
@@ -114,13 +112,52 @@ class Document:
     events: tuple[SupplyEvent, ...]
 
 
+# RFC 3986 3.1: a URI starts with its scheme; it holds no space or control character.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]*")
+# RFC 3339 5.6 date-time, as EPCIS 2.0 writes eventTime (fractions of any length).
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+
+
+def _formats() -> FormatChecker:
+    """The two formats GS1's schema names (``uri``, ``date-time``), asserted: a bare word
+    where the schema wants a URI (``"bizStep": "recalling"``) is refused, as is an eventTime
+    that is no time. Checked here rather than with jsonschema's optional format packages."""
+    checker = FormatChecker(formats=())
+
+    @checker.checks("uri")
+    def uri(value: object) -> bool:
+        return not isinstance(value, str) or _URI.fullmatch(value) is not None
+
+    @checker.checks("date-time", raises=ValueError)
+    def date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        if not _DATE_TIME.fullmatch(value):
+            return False
+        # Python before 3.11 took no "Z"; fractions beyond microseconds are cut first.
+        head, _, tail = value.partition(".")
+        if tail:
+            digits = re.match(r"[0-9]+", tail)
+            assert digits is not None
+            value = head + "." + digits[0][:6].ljust(6, "0") + tail[len(digits[0]) :]
+        dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        return True
+
+    return checker
+
+
 @functools.lru_cache(maxsize=1)
 def validator() -> Draft7Validator:
-    """GS1's EPCIS 2.0 JSON Schema, checked and compiled once a process."""
+    """GS1's EPCIS 2.0 JSON Schema, checked and compiled once a process, its formats
+    asserted."""
     text = resources.files(__package__).joinpath("schema/EPCIS-JSON-Schema.json").read_text()
     schema = json.loads(text)
     Draft7Validator.check_schema(schema)
-    return Draft7Validator(schema)
+    return Draft7Validator(schema, format_checker=_formats())
 
 
 def verify_document(jws: str, key: HolderKey) -> bytes:
