@@ -264,9 +264,13 @@ def _event(raw: dict[str, Any], i: int, limits: Limits) -> SupplyEvent:
     if step == "shipping" and destination is None:
         raise InvalidDocument(f"{where}: a shipment names its destination party", errors=[])
     lot, expiry = _ilmd(raw, where) if step == "commissioning" else (None, None)
+    try:
+        canonical = rfc8785.dumps(raw)
+    except rfc8785.CanonicalizationError as e:  # an integer past 2^53, which JCS cannot hold
+        raise InvalidDocument(f"{where}: a number outside what RFC 8785 can hash", errors=[]) from e
     return SupplyEvent(
         event_id=event_id,
-        event_hash=hashlib.sha256(rfc8785.dumps(raw)).hexdigest(),
+        event_hash=hashlib.sha256(canonical).hexdigest(),
         event_type=str(etype),
         action=str(action),
         biz_step=step,

@@ -102,3 +102,8 @@ def test_limits() -> None:
         _parse(document())
     with pytest.raises(BadRequest):
         parse_document("a.b.c", b"\xff", Limits())
+    # A party extension with an integer JCS cannot hash (past 2^53): refused, not a 500.
+    big = commission(["urn:epc:id:sgtin:0614141.712345.9"])
+    big["example:count"] = 2**60
+    with pytest.raises(InvalidDocument, match="RFC 8785"):
+        _parse(document(big))
