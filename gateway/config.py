@@ -234,6 +234,9 @@ class Config:
     #: Seconds a response may sit in the send buffer without the client reading any of it:
     #: the connection is cut after.
     send_timeout: float = 60.0
+    #: A device enrolls only with its UDI, and only when the supply chain recorded on this
+    #: ledger shows the unit genuine (docs/supply.md). Off: a UDI given is checked all the same.
+    device_provenance: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -102,6 +102,12 @@ _ENROLL = {
                 "jwk": {"type": "object"},
                 "serial": STRING,
                 "model": STRING,
+                "udi": {
+                    "type": "string",
+                    "description": "a device's GS1 UDI ((01)gtin...(21)serial), Digital Link or "
+                    "SGTIN URN; its custody on this ledger must show it genuine, else 422 "
+                    "device-provenance with the verdict (docs/supply.md)",
+                },
                 "display_name": {
                     "type": "string",
                     "minLength": 1,

@@ -24,6 +24,7 @@ __all__ = [
     "gln_valid",
     "parse_item",
     "parse_party",
+    "parse_udi",
 ]
 
 DIGITAL_LINK = "https://id.gs1.org"
@@ -161,3 +162,27 @@ def parse_party(value: object) -> str:
             raise InvalidIdentifier("the GLN's check digit is wrong")
         return m[2]
     raise InvalidIdentifier("a party is urn:epc:id:pgln:, urn:epc:id:sgln: or a Digital Link")
+
+
+# A GS1 UDI in its human-readable form (GS1 General Specifications 3.2, the UDI of a medical
+# device): the GTIN (01), then application identifiers in any order, among them the serial
+# (21); expiry (17), production date (11) and lot (10) may be there and name no other unit.
+_HRI = re.compile(r"\(01\)([0-9]{14})((?:\((?:10|11|17|21)\)[^()]{1,20}){1,4})", re.ASCII)
+_HRI_PART = re.compile(r"\((10|11|17|21)\)([^()]{1,20})", re.ASCII)
+
+
+def parse_udi(value: object) -> Item:
+    """The serialized unit a device's UDI names: a GS1 Digital Link, an SGTIN URN, or the
+    human-readable form ``(01){gtin}...(21){serial}``. Raises InvalidIdentifier, also for a
+    UDI without a serial (a UDI-DI alone names a model, not a unit)."""
+    if isinstance(value, str) and (m := _HRI.fullmatch(value)):
+        parts = dict(_HRI_PART.findall(m[2]))
+        if "21" not in parts:
+            raise InvalidIdentifier("the UDI has no serial (21)")
+        if not _valid(m[1], 14):
+            raise InvalidIdentifier("the GTIN's check digit is wrong")
+        return Item("sgtin", m[1], _serial(urllib.parse.quote(parts["21"], safe="")))
+    item = parse_item(value)
+    if item.kind != "sgtin":
+        raise InvalidIdentifier("a device's UDI names a GTIN and a serial")
+    return item

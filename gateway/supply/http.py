@@ -13,12 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE, LOG
-from ..auth.http import authenticate, read_body
+from ..auth.http import DEVICE_PROVENANCE, authenticate, read_body
 from ..auth.jwk import HolderKey
 from ..errors import BadRequest, NotFound, UnsupportedMediaType
 from ..recorder import record
 from .document import Limits, check_jws_text
 from .gs1 import DIGITAL_LINK, InvalidIdentifier, parse_item
+from .provenance import check_device
 from .rules import Party
 from .service import Supply, verdict
 from .store import SupplyStore
@@ -115,7 +116,10 @@ async def get_item(request: web.Request) -> web.Response:
 async def _supply_ctx(app: web.Application) -> AsyncIterator[None]:
     store = SupplyStore(await asyncio.to_thread(app[DATABASE].open, "supply"))
     log = app[LOG]
-    app[SUPPLY] = Supply(store, lambda ev: record(app, ev), log.receipt_for, app[CLOCK], Limits())
+    supply = Supply(store, lambda ev: record(app, ev), log.receipt_for, app[CLOCK], Limits())
+    app[SUPPLY] = supply
+    required = app[CONFIG].device_provenance
+    app[DEVICE_PROVENANCE] = lambda udi: check_device(supply, udi, required)
     yield
 
 
