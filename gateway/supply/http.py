@@ -21,7 +21,7 @@ from .document import Limits, check_jws_text
 from .gs1 import DIGITAL_LINK, InvalidIdentifier, parse_item
 from .provenance import check_device
 from .rules import Party
-from .service import Supply, verdict
+from .service import RECONCILE_GRACE, Supply, verdict
 from .store import SupplyStore
 
 __all__ = ["MAX_DOCUMENT", "SUPPLY", "setup"]
@@ -115,8 +115,9 @@ async def get_item(request: web.Request) -> web.Response:
 
 async def _supply_ctx(app: web.Application) -> AsyncIterator[None]:
     store = SupplyStore(await asyncio.to_thread(app[DATABASE].open, "supply"))
-    log = app[LOG]
-    supply = Supply(store, lambda ev: record(app, ev), log.receipt_for, app[CLOCK], Limits())
+    supply = Supply(store, app[LOG], lambda ev: record(app, ev), app[CLOCK], Limits())
+    # Embedded, nothing else uses the store and nothing is in flight yet: settle all.
+    await supply.reconcile(0 if app[DATABASE].embedded else RECONCILE_GRACE)
     app[SUPPLY] = supply
     required = app[CONFIG].device_provenance
     app[DEVICE_PROVENANCE] = lambda udi: check_device(supply, udi, required)

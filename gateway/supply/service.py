@@ -2,10 +2,12 @@
 store, and put one ledger entry per event; and reading a unit's custody with its proofs.
 
 Order: the events, the document and the units' new states are stored in one transaction
-(their ledger leaves with them, not yet indexed); then each leaf is appended and its index
-stored. A request is answered only with the ledger's receipts. A retry of the same
-document (idempotent by eventID) finds the events stored and answers with their receipts,
-appending first any leaf whose append was not answered (a crash in between).
+(their ledger leaves with them, not yet indexed, and the ledger's size then); then each leaf
+is appended and its index stored. A request is answered only with the ledger's receipts. A
+leaf whose append was not answered (a crash, the ledger unavailable) is settled by a retry of
+the same document (idempotent by eventID) or at the next start: looked for on the ledger
+from the size stored with it, appended only if it is not there, so never recorded twice.
+With several replicas a start settles only what is older than ``RECONCILE_GRACE``.
 
 Submissions are serialized per process (one lock): custody decisions read the units'
 states, and two documents moving one unit must not both pass. Across replicas the store's
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.events import Event, EventType
-from ledger.log import Receipt
+from ledger.log import Log, Receipt
 
 from ..auth.jwk import HolderKey
 from ..clock import stamped
@@ -32,9 +35,13 @@ from .document import Document, Limits, SupplyEvent, parse_document, verify_docu
 from .rules import Custody, CustodyViolation, ItemState, Loader, Party, Status
 from .store import EventRow, SupplyStore
 
-__all__ = ["Accepted", "Supply", "verdict"]
+__all__ = ["RECONCILE_GRACE", "Accepted", "Supply", "verdict"]
+
+log = logging.getLogger("telegate.supply")
 
 Append = Callable[[Event | bytes], Awaitable[Receipt]]
+#: Seconds a stored event's append belongs to the request that stored it (as for vitals).
+RECONCILE_GRACE = 30
 
 
 class EventIdReused(Conflict):
@@ -96,14 +103,15 @@ class Supply:
     def __init__(
         self,
         store: SupplyStore,
+        ledger: Log,
         append: Append,
-        receipt_for: Callable[[int], Receipt],
         clock: Callable[[], float],
         limits: Limits | None = None,
     ) -> None:
+        """``append`` puts an event on ``ledger`` (the recorder, with its metrics)."""
         self.store = store
+        self.ledger = ledger
         self._append = append
-        self._receipt_for = receipt_for
         self._clock = clock
         self.limits = limits or Limits()
         self._lock = asyncio.Lock()
@@ -132,6 +140,37 @@ class Supply:
                 await asyncio.to_thread(self.store.set_index, r.event_id, receipt.index)
         return [Accepted(r.event_id, x) for r, x in zip(rows, receipts, strict=True)], True
 
+    async def _settle(self, event_id: str, entry: bytes, size_hint: int) -> Receipt:
+        """The receipt of a stored event whose append was never answered: found on the
+        ledger from ``size_hint`` on, or appended now; its index is stored."""
+        index = await asyncio.to_thread(self._find, entry, size_hint)
+        if index is None:
+            receipt = await self._append(entry)
+        else:
+            receipt = await asyncio.to_thread(self.ledger.receipt_for, index)
+        await asyncio.to_thread(self.store.set_index, event_id, receipt.index)
+        return receipt
+
+    def _find(self, entry: bytes, start: int, chunk: int = 1024) -> int | None:
+        size = self.ledger.size
+        for lo in range(start, size, chunk):
+            for i, got in enumerate(self.ledger.store.read_entries(lo, min(lo + chunk, size))):
+                if got == entry:
+                    return lo + i
+        return None
+
+    async def reconcile(self, grace: int) -> int:
+        """Settle the events stored at least ``grace`` seconds ago whose append was never
+        answered; returns how many."""
+        async with self._lock:
+            cutoff = int(self._clock()) - grace
+            pending = await asyncio.to_thread(self.store.pending, cutoff)
+            for event_id, entry, size_hint in pending:
+                await self._settle(event_id, entry, size_hint)
+        if pending:
+            log.warning("settled pending supply events", extra={"fields": {"count": len(pending)}})
+        return len(pending)
+
     async def _again(self, party: Party, doc: Document, known: dict[str, Any]) -> list[Accepted]:
         same = all(
             e.event_id in known and known[e.event_id].event_hash == e.event_hash for e in doc.events
@@ -152,10 +191,9 @@ class Supply:
         for e in doc.events:
             stored = known[e.event_id]
             if stored.ledger_index is None:  # stored, its append never answered
-                receipt = await self._append(stored.entry)
-                await asyncio.to_thread(self.store.set_index, e.event_id, receipt.index)
+                receipt = await self._settle(e.event_id, stored.entry, stored.size_hint)
             else:
-                receipt = await asyncio.to_thread(self._receipt_for, stored.ledger_index)
+                receipt = await asyncio.to_thread(self.ledger.receipt_for, stored.ledger_index)
             out.append(Accepted(e.event_id, receipt))
         return out
 
@@ -193,7 +231,9 @@ class Supply:
 
         document = (doc.doc_hash, party.sub, doc.jws)
         try:
-            return await asyncio.to_thread(self.store.accept, decide, document, now)
+            return await asyncio.to_thread(
+                self.store.accept, decide, document, now, self.ledger.size
+            )
         except CustodyViolation as v:
             if v.suspect:
                 await asyncio.to_thread(self.store.mark_suspect, v.item, v.reason, now)

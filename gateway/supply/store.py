@@ -23,8 +23,13 @@ __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
 _e, _it, _ie = events.c, items.c, item_events.c
 _ITEM = sa.select(items).where(_it.uri == sa.bindparam("uri"))
 _CHILDREN = sa.select(_it.uri).where(_it.parent == sa.bindparam("uri"))
-_KNOWN = sa.select(_e.event_id, _e.event_hash, _e.ledger_index, _e.entry).where(
+_KNOWN = sa.select(_e.event_id, _e.event_hash, _e.ledger_index, _e.entry, _e.size_hint).where(
     _e.event_id.in_(sa.bindparam("ids", expanding=True))
+)
+_PENDING = (
+    sa.select(_e.event_id, _e.entry, _e.size_hint)
+    .where(_e.ledger_index.is_(None), _e.received <= sa.bindparam("cutoff"))
+    .order_by(_e.seq)
 )
 _SET_INDEX = (
     events.update()
@@ -49,6 +54,7 @@ class StoredEvent:
     event_hash: str
     ledger_index: int | None
     entry: bytes
+    size_hint: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,7 @@ class SupplyStore:
                 ids = list(event_ids[at : at + _CHUNK])
                 for r in conn.execute(_KNOWN, {"ids": ids}):
                     idx = None if r[2] is None else int(r[2])
-                    out[str(r[0])] = StoredEvent(str(r[0]), str(r[1]), idx, bytes(r[3]))
+                    out[str(r[0])] = StoredEvent(str(r[0]), str(r[1]), idx, bytes(r[3]), int(r[4]))
         return out
 
     def accept(
@@ -133,6 +139,7 @@ class SupplyStore:
         decide: Callable[[_TxLoader], tuple[Iterable[ItemState], Sequence[EventRow]]],
         document: tuple[str, str, str],
         now: int,
+        size_hint: int,
     ) -> list[EventRow]:
         """In one write transaction: ``decide`` reads the units it needs (locked) and
         returns the changed units and the accepted events, or raises (nothing is written);
@@ -163,6 +170,7 @@ class SupplyStore:
                         "received": now,
                         "entry": r.entry,
                         "ledger_index": None,
+                        "size_hint": size_hint,
                     }
                     for r in rows
                 ],
@@ -177,6 +185,13 @@ class SupplyStore:
             )
             upsert(conn, items, [_row(s, now) for s in changed], ["uri"])
         return list(rows)
+
+    def pending(self, cutoff: int) -> list[tuple[str, bytes, int]]:
+        """Events stored at or before ``cutoff`` whose append was never answered: id, leaf,
+        and the ledger's size before the append was tried."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(_PENDING, {"cutoff": cutoff}).all()
+        return [(str(r[0]), bytes(r[1]), int(r[2])) for r in rows]
 
     def set_index(self, event_id: str, index: int) -> None:
         with writing(self._engine) as conn:

@@ -26,7 +26,7 @@ documents = sa.Table(
 )
 
 #: One row per accepted event; ``entry`` is its ledger leaf, ``ledger_index`` set once the
-#: ledger has it (NULL: stored, its append not answered yet).
+#: ledger has it (NULL: stored, its append not answered yet: settled from ``size_hint``).
 events = sa.Table(
     "supply_events",
     metadata,
@@ -41,7 +41,16 @@ events = sa.Table(
     sa.Column("received", Seconds, nullable=False),
     sa.Column("entry", sa.LargeBinary, nullable=False),
     sa.Column("ledger_index", Seconds),
+    #: The ledger's size before the append was tried: where a crash's lost answer is found.
+    sa.Column("size_hint", Seconds, nullable=False),
     sa.Index("supply_events_event_id", "event_id", unique=True),
+    # Only the rows whose append was not answered: what a start or a retry settles.
+    sa.Index(
+        "supply_events_pending",
+        "received",
+        sqlite_where=sa.text("ledger_index IS NULL"),
+        postgresql_where=sa.text("ledger_index IS NULL"),
+    ),
 )
 
 #: The current state of every unit ever commissioned or packed into.

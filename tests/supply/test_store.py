@@ -55,7 +55,7 @@ def _submit(store: SupplyStore, party: Party, *events: SupplyEvent) -> list[Even
             )
         return list(custody.changed.values()), rows
 
-    return store.accept(decide, ("doc-" + events[0].event_id, party.sub, "a.b.c"), T0)
+    return store.accept(decide, ("doc-" + events[0].event_id, party.sub, "a.b.c"), T0, 7)
 
 
 def test_a_chain_is_stored_and_read_back(db: Database) -> None:
@@ -76,10 +76,13 @@ def test_a_chain_is_stored_and_read_back(db: Database) -> None:
     assert [h["event_id"] for h in store.history(U1.uri, 2)] == ["e1", "e2"]
     known = store.known(["e1", "e3", "nope"])
     assert sorted(known) == ["e1", "e3"] and known["e1"].ledger_index is None
-    assert known["e1"].entry == b"leaf-e1"
+    assert known["e1"].entry == b"leaf-e1" and known["e1"].size_hint == 7
+    assert [p[0] for p in store.pending(T0)] == ["e1", "e2", "e3"]
+    assert store.pending(T0 - 1) == []  # stored after the cutoff: another request's
     store.set_index("e1", 41)
     store.set_index("e1", 99)  # set once: the first answer stands
     assert store.known(["e1"])["e1"].ledger_index == 41
+    assert [p[0] for p in store.pending(T0)] == ["e2", "e3"]
 
 
 def test_a_refused_document_writes_nothing(db: Database) -> None:

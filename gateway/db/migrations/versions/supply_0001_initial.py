@@ -41,8 +41,16 @@ def upgrade() -> None:
         sa.Column("received", Seconds, nullable=False),
         sa.Column("entry", sa.LargeBinary, nullable=False),
         sa.Column("ledger_index", Seconds),
+        sa.Column("size_hint", Seconds, nullable=False),
     )
     op.create_index("supply_events_event_id", "supply_events", ["event_id"], unique=True)
+    op.create_index(
+        "supply_events_pending",
+        "supply_events",
+        ["received"],
+        sqlite_where=sa.text("ledger_index IS NULL"),
+        postgresql_where=sa.text("ledger_index IS NULL"),
+    )
     op.create_table(
         "supply_items",
         sa.Column("uri", sa.Text, primary_key=True),
