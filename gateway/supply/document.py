@@ -26,7 +26,7 @@ from ..auth.jwk import HolderKey
 from ..errors import BadRequest, GatewayError
 from ..jsonio import loads
 from ..vitals import batch as vitals_batch
-from .gs1 import InvalidIdentifier, Item, parse_item, parse_party
+from .gs1 import InvalidIdentifier, Item, parse_item, parse_lot, parse_party
 
 __all__ = [
     "TYP",
@@ -103,6 +103,8 @@ class SupplyEvent:
     destination: str | None = None
     lot: str | None = None
     expiry: str | None = None
+    #: A recall's lots (GTIN-14, lot), from its quantityList: every unit of each.
+    lots: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,21 @@ def _destination(event: dict[str, Any], where: str) -> str | None:
     return None
 
 
+def _lots(event: dict[str, Any], where: str, limits: Limits) -> tuple[tuple[str, str], ...]:
+    """A recall's lots: the EPC classes of its quantityList (LGTIN, or Digital Link with a
+    lot); a class without a lot (a whole GTIN) is refused, a recall names lots."""
+    raw = event.get("quantityList") or []
+    if len(raw) > limits.max_items:
+        raise InvalidDocument(f"{where}: at most {limits.max_items} lots in one event", errors=[])
+    out = []
+    for i, q in enumerate(raw):
+        try:
+            out.append(parse_lot(q.get("epcClass")))
+        except InvalidIdentifier as e:
+            raise InvalidDocument(f"{where}/quantityList/{i}: {e}", errors=[]) from e
+    return tuple(dict.fromkeys(out))
+
+
 def _ilmd(event: dict[str, Any], where: str) -> tuple[str | None, str | None]:
     ilmd = event.get("ilmd")
     if not isinstance(ilmd, dict):
@@ -246,6 +263,7 @@ def _event(raw: dict[str, Any], i: int, limits: Limits) -> SupplyEvent:
         )
     assert step is not None
     parent = None
+    lots: tuple[tuple[str, str], ...] = ()
     if etype == "AggregationEvent":
         items = _items(raw.get("childEPCs"), f"{where}/childEPCs", limits)
         try:
@@ -258,7 +276,8 @@ def _event(raw: dict[str, Any], i: int, limits: Limits) -> SupplyEvent:
             raise InvalidDocument(f"{where}: a parent cannot be its own child", errors=[])
     else:
         items = _items(raw.get("epcList"), f"{where}/epcList", limits)
-        if not items:
+        lots = _lots(raw, where, limits) if step == RECALLING else ()
+        if not items and not lots:
             raise InvalidDocument(f"{where}: name the items in epcList", errors=[])
     destination = _destination(raw, where) if step == "shipping" else None
     if step == "shipping" and destination is None:
@@ -280,6 +299,7 @@ def _event(raw: dict[str, Any], i: int, limits: Limits) -> SupplyEvent:
         destination=destination,
         lot=lot,
         expiry=expiry,
+        lots=lots,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "check_digit",
     "gln_valid",
     "parse_item",
+    "parse_lot",
     "parse_party",
     "parse_udi",
 ]
@@ -46,6 +47,11 @@ _DL_ITEM = re.compile(
     re.ASCII,
 )
 _DL_SSCC = re.compile(r"https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/00/([0-9]{18})", re.ASCII)
+# TDS 6.3.1 / Digital Link: a GTIN's lot (an EPC class, not a unit).
+_LGTIN = re.compile(r"urn:epc:class:lgtin:([0-9]{6,12})\.([0-9]{1,7})\.([!-~]{1,60})", re.ASCII)
+_DL_LOT = re.compile(
+    r"https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/01/([0-9]{14})/10/([!-~]{1,60})", re.ASCII
+)
 _DL_GLN = re.compile(r"https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/(414|417)/([0-9]{13})(?:/.*)?")
 
 
@@ -75,15 +81,15 @@ def gln_valid(gln: object) -> bool:
     return isinstance(gln, str) and _valid(gln, 13)
 
 
-def _serial(escaped: str) -> str:
-    """A serial from its URI form (TDS 6.3: %-escapes for the characters a URN may not
-    hold), checked against character set 82."""
+def _serial(escaped: str, what: str = "serial") -> str:
+    """A serial (or lot) from its URI form (TDS 6.3: %-escapes for the characters a URN may
+    not hold), checked against character set 82."""
     try:
         raw = urllib.parse.unquote(escaped, errors="strict")
     except UnicodeDecodeError as e:
-        raise InvalidIdentifier("the serial is not UTF-8") from e
+        raise InvalidIdentifier(f"the {what} is not UTF-8") from e
     if not _CSET82.fullmatch(raw):
-        raise InvalidIdentifier("a serial is 1-20 characters of GS1 character set 82")
+        raise InvalidIdentifier(f"a {what} is 1-20 characters of GS1 character set 82")
     return raw
 
 
@@ -142,6 +148,28 @@ def parse_item(value: object) -> Item:
         "an item is urn:epc:id:sgtin:, urn:epc:id:sscc: or a GS1 Digital Link "
         "(https://id.gs1.org/01/{gtin}/21/{serial})"
     )
+
+
+def parse_lot(value: object) -> tuple[str, str]:
+    """The GTIN-14 and lot an EPC class names: ``urn:epc:class:lgtin:`` (TDS 6.3.1) or a
+    Digital Link ``/01/{gtin}/10/{lot}``. Raises InvalidIdentifier."""
+    if not isinstance(value, str) or len(value) > 512:
+        raise InvalidIdentifier("a lot is a string")
+    if m := _LGTIN.fullmatch(value):
+        if len(m[1]) + len(m[2]) != 13:
+            raise InvalidIdentifier("an LGTIN's company prefix and item reference are 13 digits")
+        body = m[2][0] + m[1] + m[2][1:]
+        return body + str(check_digit(body)), _serial(m[3], "lot")
+    if m := _DL_LOT.fullmatch(value):
+        if not _valid(m[1], 14):
+            raise InvalidIdentifier("the GTIN's check digit is wrong")
+        return m[1], _serial(m[2], "lot")
+    raise InvalidIdentifier("a lot is urn:epc:class:lgtin: or a Digital Link /01/{gtin}/10/{lot}")
+
+
+def lot_uri(gtin: str, lot: str) -> str:
+    """A lot's normal form: its Digital Link on id.gs1.org."""
+    return f"{DIGITAL_LINK}/01/{gtin}/10/{urllib.parse.quote(lot, safe='')}"
 
 
 def parse_party(value: object) -> str:

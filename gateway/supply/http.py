@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,7 @@ from .provenance import check_device
 from .rules import Party
 from .service import RECONCILE_GRACE, Supply, verdict
 from .store import SupplyStore
+from .units import unit_proof
 
 __all__ = ["MAX_DOCUMENT", "SUPPLY", "setup"]
 
@@ -51,7 +53,13 @@ async def post_events(request: web.Request) -> web.Response:
     jws = check_jws_text(await read_body(request, limit))
     party, key = await _party(request, p.sub)
     accepted, fresh = await request.app[SUPPLY].submit(party, key, jws)
-    body = {"events": [{"event_id": a.event_id, "receipt": a.receipt.to_json()} for a in accepted]}
+    events = []
+    for a in accepted:
+        row: dict[str, Any] = {"event_id": a.event_id, "receipt": a.receipt.to_json()}
+        if a.holders:
+            row["holders"] = list(a.holders)  # a recall: who holds the units
+        events.append(row)
+    body = {"events": events}
     return web.json_response(body, status=201 if fresh else 200)
 
 
@@ -93,6 +101,12 @@ async def get_item(request: web.Request) -> web.Response:
             h["receipt"] = (await asyncio.to_thread(log.receipt_for, idx)).to_json()
             (entry,) = await asyncio.to_thread(log.store.read_entries, idx, idx + 1)
             h["entry"] = base64.b64encode(entry).decode()
+            data = json.loads(entry)["data"]
+            if uri not in data.get("items", []) and uri != data.get("parent"):
+                # Concerned as one of the entry's moved units: its proof among them.
+                units = await asyncio.to_thread(store.event_units, h["event_id"])
+                named = {*data.get("items", []), data.get("parent")}
+                h["moved_proof"] = unit_proof(uri, [u for u in units if u not in named])
         rows.append(h)
     body.update(
         {

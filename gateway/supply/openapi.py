@@ -26,7 +26,9 @@ PATHS: dict[str, Any] = {
             "EPCIS 2.0 JSON Schema and the custody rules, then recorded as one ledger entry",
             "description": "Supported: ObjectEvent commissioning (ADD), shipping, receiving, "
             "dispensing (OBSERVE), decommissioning (DELETE), a recall (OBSERVE with disposition "
-            "recalled); AggregationEvent packing (ADD) and unpacking (DELETE). Items are EPC "
+            "recalled, of units in epcList and of whole lots in quantityList; its answer row "
+            "lists the `holders` of the recalled units); AggregationEvent packing (ADD) and "
+            "unpacking (DELETE). Items are EPC "
             "URNs (sgtin, sscc) or GS1 Digital Link URIs. Idempotent by eventID: the same "
             "document again answers 200 with the first receipts. See docs/supply.md.",
             "security": DPOP,
@@ -61,7 +63,8 @@ PATHS: dict[str, Any] = {
                 "409": problem(
                     "a custody rule refused an event (problem member `reason`: commissioned_twice, "
                     "not_custodian, not_shipped_to_you, in_transit, packed, unknown_item, "
-                    "dispensed_twice, recalled, decommissioned, expired, not_manufacturer, ...; "
+                    "dispensed_twice, recalled, decommissioned, expired, not_manufacturer, "
+                    "unknown_lot, ...; "
                     "`item`: the unit), recorded on the ledger as supply.refused; or an eventID "
                     "already accepted with another event (event-id-reused)"
                 ),

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from ..errors import GatewayError
 from .document import RECALLING, SupplyEvent
-from .gs1 import Item
+from .gs1 import Item, lot_uri
 
 __all__ = ["Custody", "CustodyViolation", "ItemState", "Loader", "Party", "Status"]
 
@@ -84,6 +84,8 @@ class Loader(Protocol):
     def item(self, uri: str) -> ItemState | None: ...
 
     def children(self, uri: str) -> list[str]: ...
+
+    def lot(self, key: str, lot: str) -> list[str]: ...
 
 
 class Custody:
@@ -198,7 +200,13 @@ class Custody:
             child.parent = parent.uri
             self._kids(parent.uri).add(it.uri)
             self._touch(child)
-        return [parent.uri, *(it.uri for it in ev.items)]
+        # What the children hold goes with them: their histories show this packing too.
+        inside = [u for it in ev.items for u in self.descendants(it.uri)]
+        return [parent.uri, *(it.uri for it in ev.items), *inside]
+
+    def _commissioned(self, uri: str, party: Party) -> bool:
+        s = self.state(uri)
+        return s is not None and s.commissioned_by == party.gln
 
     def _ancestors(self, uri: str) -> Iterator[str]:
         s = self.state(uri)
@@ -220,7 +228,7 @@ class Custody:
             child.parent = None
             kids.discard(uri)
             self._touch(child)
-        return [parent.uri, *named]
+        return [parent.uri, *named, *(u for uri in named for u in self.descendants(uri))]
 
     def _shipping(self, ev: SupplyEvent, party: Party) -> list[str]:
         assert ev.destination is not None
@@ -286,16 +294,25 @@ class Custody:
         return [it.uri for it in ev.items]
 
     def _recalling(self, ev: SupplyEvent, party: Party) -> list[str]:
+        named = [it.uri for it in ev.items]
+        for key, lot in ev.lots:
+            # Every unit of the lot this manufacturer commissioned: another's units that
+            # carry the same GTIN and lot are not its to recall.
+            units = [u for u in self._loader.lot(key, lot) if self._commissioned(u, party)]
+            if not units:
+                where = lot_uri(key, lot)
+                raise CustodyViolation("unknown_lot", "no unit of this lot was commissioned", where)
+            named += [u for u in units if u not in named]
         out = []
-        for it in ev.items:
-            s = self.state(it.uri)
+        for uri0 in named:
+            s = self.state(uri0)
             if s is None:
-                raise CustodyViolation("unknown_item", "this unit was never commissioned", it.uri)
+                raise CustodyViolation("unknown_item", "this unit was never commissioned", uri0)
             if s.commissioned_by != party.gln:
                 raise CustodyViolation(
-                    "not_manufacturer", "only the manufacturer that commissioned it recalls", it.uri
+                    "not_manufacturer", "only the manufacturer that commissioned it recalls", uri0
                 )
-            for uri in (it.uri, *self.descendants(it.uri)):
+            for uri in (uri0, *self.descendants(uri0)):
                 unit = self.state(uri)
                 assert unit is not None
                 if unit.status != Status.DECOMMISSIONED:

@@ -31,9 +31,18 @@ from ledger.log import Log, Receipt
 from ..auth.jwk import HolderKey
 from ..clock import stamped
 from ..errors import Conflict
-from .document import Document, Limits, SupplyEvent, parse_document, verify_document
+from .document import (
+    RECALLING,
+    Document,
+    Limits,
+    SupplyEvent,
+    parse_document,
+    verify_document,
+)
+from .gs1 import lot_uri
 from .rules import Custody, CustodyViolation, ItemState, Loader, Party, Status
 from .store import EventRow, SupplyStore
+from .units import moved_summary
 
 __all__ = ["RECONCILE_GRACE", "Accepted", "Supply", "verdict"]
 
@@ -53,6 +62,7 @@ class EventIdReused(Conflict):
 class Accepted:
     event_id: str
     receipt: Receipt
+    holders: tuple[str, ...] = ()  # a recall's: who holds the recalled units
 
 
 def _today(clock: Callable[[], float]) -> str:
@@ -93,9 +103,19 @@ def _data(ev: SupplyEvent, party: Party, doc_hash: str, units: Sequence[str]) ->
         data["parent"] = ev.parent.uri
     if ev.destination is not None:
         data["destination"] = ev.destination
-    moved = sorted(set(units) - set(data["items"]) - {data.get("parent")})
+    if ev.lot is not None:
+        data["lot"] = ev.lot
+    if ev.expiry is not None:
+        data["expiry"] = ev.expiry
+    if ev.lots:
+        data["lots"] = [lot_uri(k, lot) for k, lot in ev.lots]
+    named = {*data["items"], data.get("parent")}
+    moved = sorted(set(units) - named)
     if moved:
-        data["moved"] = moved  # units packed inside, moved with their parent
+        # The units concerned beyond those named (a case's contents moving with it, a
+        # recalled lot's units): their count and Merkle root, so the entry stays small
+        # whatever their number; each unit's history carries its inclusion proof.
+        data["moved"] = moved_summary(moved)
     return data
 
 
@@ -138,7 +158,8 @@ class Supply:
             receipts = await asyncio.gather(*(self._append(r.entry) for r in rows))
             for r, receipt in zip(rows, receipts, strict=True):
                 await asyncio.to_thread(self.store.set_index, r.event_id, receipt.index)
-        return [Accepted(r.event_id, x) for r, x in zip(rows, receipts, strict=True)], True
+        accepted = [Accepted(r.event_id, x, r.holders) for r, x in zip(rows, receipts, strict=True)]
+        return accepted, True
 
     async def _settle(self, event_id: str, entry: bytes, size_hint: int) -> Receipt:
         """The receipt of a stored event whose append was never answered: found on the
@@ -215,6 +236,12 @@ class Supply:
                     party.sub,
                     data=_data(ev, party, doc.doc_hash, units),
                 ).encode()
+                holders: set[str] = set()
+                if ev.biz_step == RECALLING:
+                    for u in units:
+                        s = custody.state(u)
+                        if s is not None:
+                            holders.add(s.in_transit_to or s.custodian)
                 rows.append(
                     EventRow(
                         ev.event_id,
@@ -225,6 +252,7 @@ class Supply:
                         ev.event_time,
                         entry,
                         tuple(dict.fromkeys(units)),
+                        tuple(sorted(holders)),
                     )
                 )
             return list(custody.changed.values()), rows

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..db.dialect import for_update, reading, upsert, writing
-from .rules import ItemState
+from .gs1 import lot_uri
+from .rules import CustodyViolation, ItemState
 from .tables import documents, events, item_events, items
 
 __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
@@ -23,6 +24,12 @@ __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
 _e, _it, _ie = events.c, items.c, item_events.c
 _ITEM = sa.select(items).where(_it.uri == sa.bindparam("uri"))
 _CHILDREN = sa.select(_it.uri).where(_it.parent == sa.bindparam("uri"))
+_LOT = (
+    sa.select(_it.uri)
+    .where(_it.key == sa.bindparam("key"), _it.lot == sa.bindparam("lot"))
+    .order_by(_it.uri)
+    .limit(sa.bindparam("limit"))
+)
 _KNOWN = sa.select(_e.event_id, _e.event_hash, _e.ledger_index, _e.entry, _e.size_hint).where(
     _e.event_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -36,6 +43,7 @@ _SET_INDEX = (
     .where(_e.event_id == sa.bindparam("eid"), _e.ledger_index.is_(None))
     .values(ledger_index=sa.bindparam("idx"))
 )
+_EVENT_UNITS = sa.select(_ie.item).where(_ie.event_id == sa.bindparam("eid"))
 _HISTORY = (
     sa.select(_e.event_id, _e.party, _e.gln, _e.biz_step, _e.event_time, _e.ledger_index)
     .join(item_events, _ie.event_id == _e.event_id)
@@ -44,6 +52,8 @@ _HISTORY = (
     .limit(sa.bindparam("limit"))
 )
 _CHUNK = 500
+#: Units one recall by lot may recall (each is read and written in its transaction).
+MAX_LOT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,9 @@ class EventRow:
     event_time: str
     entry: bytes
     units: tuple[str, ...]
+    #: For a recall: the GLNs holding (or receiving) the recalled units, told to the
+    #: recalling manufacturer in the answer; not stored, not on the ledger.
+    holders: tuple[str, ...] = ()
 
 
 def _state(m: Any) -> ItemState:
@@ -117,6 +130,15 @@ class _TxLoader:
 
     def children(self, uri: str) -> list[str]:
         return [str(r[0]) for r in self._conn.execute(_CHILDREN, {"uri": uri})]
+
+    def lot(self, key: str, lot: str) -> list[str]:
+        """The units of a lot (at most MAX_LOT: a recall beyond it is refused)."""
+        rows = self._conn.execute(_LOT, {"key": key, "lot": lot, "limit": MAX_LOT + 1}).all()
+        if len(rows) > MAX_LOT:
+            raise CustodyViolation(
+                "lot_too_large", f"a lot of more than {MAX_LOT} units", lot_uri(key, lot)
+            )
+        return [str(r[0]) for r in rows]
 
 
 class SupplyStore:
@@ -216,6 +238,11 @@ class SupplyStore:
     def children(self, uri: str) -> list[str]:
         with reading(self._engine) as conn:
             return sorted(str(r[0]) for r in conn.execute(_CHILDREN, {"uri": uri}))
+
+    def event_units(self, event_id: str) -> list[str]:
+        """Every unit an event concerns (named, or moved or recalled with them)."""
+        with reading(self._engine) as conn:
+            return sorted(str(r[0]) for r in conn.execute(_EVENT_UNITS, {"eid": event_id}))
 
     def history(self, uri: str, limit: int) -> list[dict[str, Any]]:
         """The events that concern unit ``uri``, oldest first, at most ``limit``."""

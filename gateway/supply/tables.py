@@ -79,4 +79,5 @@ item_events = sa.Table(
     metadata,
     sa.Column("item", sa.Text, primary_key=True),
     sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Index("supply_item_events_event", "event_id"),
 )

@@ -16,11 +16,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidProof, LedgerError
 from ledger.log import Receipt
 from ledger.note import Verifier
 
 from ..errors import GatewayError
+from .units import verify_unit
 
 __all__ = ["InvalidCustody", "Verified", "verify_custody"]
 
@@ -52,10 +53,15 @@ def _leaf(row: dict[str, Any], log: Verifier, item: str) -> tuple[int, int, dict
         data = leaf["data"]
     except (KeyError, TypeError, ValueError, binascii.Error, LedgerError) as e:
         raise InvalidCustody(f"event {row.get('event_id')!r}: {e}") from e
-    units = {*data.get("items", []), *data.get("moved", []), data.get("parent")}
     said = (row.get("party"), row.get("gln"), row.get("biz_step"), row.get("ledger_index"))
-    if leaf.get("type") != "supply.event" or item not in units:
-        raise InvalidCustody(f"leaf {receipt.index} is not a supply event about {item}")
+    if leaf.get("type") != "supply.event":
+        raise InvalidCustody(f"leaf {receipt.index} is not a supply event")
+    if item not in data.get("items", []) and item != data.get("parent"):
+        # Not named: one of the units the entry's Merkle root stands for.
+        try:
+            verify_unit(item, row.get("moved_proof"), data.get("moved"))
+        except (InvalidProof, AttributeError) as e:
+            raise InvalidCustody(f"leaf {receipt.index} is not about {item}: {e}") from e
     if said != (leaf.get("actor"), data.get("gln"), data.get("biz_step"), receipt.index):
         raise InvalidCustody(f"leaf {receipt.index} does not say what its row says")
     return receipt.index, cp.size, data

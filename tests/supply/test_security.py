@@ -295,4 +295,7 @@ async def test_no_patient_and_nothing_a_party_adds_reaches_the_ledger(w: World) 
             "parent",
             "destination",
             "moved",
+            "lot",
+            "expiry",
+            "lots",
         }

@@ -51,7 +51,24 @@ def _retouched_leaf(body: dict[str, Any]) -> dict[str, Any]:
     return bad
 
 
+def _no_moved_proof(body: dict[str, Any]) -> dict[str, Any]:
+    bad = _tampered(body)
+    moved = [e for e in bad["events"] if "moved_proof" in e]
+    assert moved  # the case's shipping and receipt moved this unit
+    del moved[0]["moved_proof"]
+    return bad
+
+
+def _moved_proof_of_another_place(body: dict[str, Any]) -> dict[str, Any]:
+    bad = _tampered(body)
+    proof = next(e for e in bad["events"] if "moved_proof" in e)["moved_proof"]
+    proof["index"] = 1 - proof["index"] if proof["size"] > 1 else proof["index"] + 1
+    return bad
+
+
 TAMPERS = {
+    "no-moved-proof": _no_moved_proof,
+    "moved-proof-elsewhere": _moved_proof_of_another_place,
     "custodian": lambda b: {**_tampered(b), "custodian": "0614141000005"},
     "in-transit": lambda b: {**_tampered(b), "in_transit_to": "0614141000005"},
     "leaf": _retouched_leaf,

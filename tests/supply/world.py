@@ -86,6 +86,18 @@ def recall(items: list[str]) -> dict[str, Any]:
     return _event("ObjectEvent", "OBSERVE", None, epcList=items, disposition="recalled")
 
 
+def recall_lots(lots: list[str]) -> dict[str, Any]:
+    """A recall of every unit of each lot (EPC classes with a lot, in quantityList)."""
+    return _event(
+        "ObjectEvent",
+        "OBSERVE",
+        None,
+        epcList=[],
+        quantityList=[{"epcClass": lot} for lot in lots],
+        disposition="recalled",
+    )
+
+
 def pack(parent: str, children: list[str]) -> dict[str, Any]:
     return _event("AggregationEvent", "ADD", "packing", parentID=parent, childEPCs=children)
 

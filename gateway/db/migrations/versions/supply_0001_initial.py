@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("item", sa.Text, primary_key=True),
         sa.Column("event_id", sa.Text, primary_key=True),
     )
+    op.create_index("supply_item_events_event", "supply_item_events", ["event_id"])
 
 
 def downgrade() -> None:
