@@ -71,6 +71,7 @@ from .sessions.store import SessionStore
 from .shared import REDIS, RedisReplays, RedisTickets, fanout, key_prefix, redis_ctx
 from .shared.drain import DRAIN, Drain, drain_middleware
 from .shared.replay import replay_watch_ctx
+from .supply import http as supply_http
 from .vitals import http as vitals_http
 from .vitals.batch import Limits
 from .vitals.intake import Intake, Vitals
@@ -433,6 +434,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     turn.setup(app)
     sessions_http.setup(app)
     vitals_http.setup(app)
+    supply_http.setup(app)  # custody events (docs/supply.md); opens the supply store
     openapi.setup(app)
     pages.setup(app)
     if config.trust_file:

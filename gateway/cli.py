@@ -612,6 +612,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)
     v.set_defaults(func=run_verify)
+
+    from .supply.cli import add_parser as add_supply_parser
+
+    add_supply_parser(sub)
     return p
 
 

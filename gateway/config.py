@@ -240,6 +240,9 @@ class Config:
     #: subscription (gateway/mqtt). Unset: no MQTT. Its password is masked like the
     #: database URL's.
     mqtt_url: str | None = None
+    #: A device enrolls only with its UDI, and only when the supply chain recorded on this
+    #: ledger shows the unit genuine (docs/supply.md). Off: a UDI given is checked all the same.
+    device_provenance: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

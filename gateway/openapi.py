@@ -21,6 +21,7 @@ from .consent.openapi import PATHS as CONSENT_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
 from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
 from .sessions.openapi import PATHS as SESSIONS_PATHS
+from .supply.openapi import PATHS as SUPPLY_PATHS
 from .vitals.openapi import PATHS as VITALS_PATHS
 
 __all__ = ["SPEC", "assemble", "setup"]
@@ -87,6 +88,7 @@ AREAS: tuple[Mapping[str, Any], ...] = (
     CONSENT_PATHS,
     SESSIONS_PATHS,
     VITALS_PATHS,
+    SUPPLY_PATHS,
 )
 
 

@@ -77,6 +77,11 @@ class EventType(StrEnum):
     #: Another organization's attestation refused, with the reason; a fork of that
     #: organization's log carries both of its checkpoints as evidence.
     FEDERATION_REFUSED = "federation.refused"
+    #: A supply-chain party's EPCIS event accepted: its hash, the party's GLN, the business
+    #: step and the units it names; never a patient (docs/supply.md).
+    SUPPLY_EVENT = "supply.event"
+    #: A supply-chain event refused by a custody rule, with the rule and the unit.
+    SUPPLY_REFUSED = "supply.refused"
 
 
 def format_time(t: dt.datetime) -> str:

@@ -53,6 +53,8 @@ _ACTION = {
     "federation.accepted": "E",
     "federation.refused": "E",
     "auth.refused_summary": "E",
+    "supply.event": "C",
+    "supply.refused": "E",
 }
 #: A consent use (or refusal) is a read of the patient's data for these scopes; ``call``
 #: opens a session, which is its own create.
@@ -60,7 +62,13 @@ _READ_SCOPES = frozenset({"vitals.read", "vitals.stream"})
 _CONSENT_CHECK = frozenset({"consent.used", "consent.refused"})
 #: The system working as meant, refusing (BALP outcome 4, minor failure).
 _FAILED = frozenset(
-    {"auth.refused", "auth.refused_summary", "consent.refused", "federation.refused"}
+    {
+        "auth.refused",
+        "auth.refused_summary",
+        "consent.refused",
+        "federation.refused",
+        "supply.refused",
+    }
 )
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
 _RESTFUL = {"C": "create", "R": "read", "U": "update", "D": "delete"}

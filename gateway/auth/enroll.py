@@ -24,13 +24,15 @@ __all__ = [
 #: consent to the inviter, at invite and at redemption (``http.create_invite``, ``enroll``).
 #: Admins keep the rule but hold no consent (grants name providers), so theirs are refused.
 INVITE_RULES: dict[str, frozenset[str]] = {
-    "admin": frozenset({"admin", "provider", "auditor", "patient", "device"}),
+    "admin": frozenset({"admin", "provider", "auditor", "patient", "device", "party"}),
     "provider": frozenset({"patient", "device"}),
     "patient": frozenset({"device"}),
 }
 
 _TEXT = re.compile(r"^[\w .,'@/:+()-]{1,128}$")
-_SUBJECT = re.compile(r"^(adm|prov|pat|dev|aud):[0-9a-f]{32}$")
+_SUBJECT = re.compile(r"^(adm|prov|pat|dev|aud|sup):[0-9a-f]{32}$")
+#: What a supply-chain party may be (its invite's ``kind``).
+PARTY_KINDS = frozenset({"manufacturer", "distributor", "pharmacy", "provider_organization"})
 
 
 def npi_valid(npi: str) -> bool:
@@ -82,7 +84,7 @@ def check_invite_request(inviter_role: str, body: Any) -> tuple[str, dict[str, A
         raise BadRequest("body must be a JSON object")
     role = body.get("role")
     if not isinstance(role, str) or role not in ROLE_PREFIX:  # [] in a dict: TypeError
-        raise BadRequest("role must be one of admin, provider, patient, device, auditor")
+        raise BadRequest("role must be one of admin, provider, patient, device, auditor, party")
     if role not in INVITE_RULES.get(inviter_role, frozenset()):
         raise Forbidden(f"a {inviter_role} may not invite a {role}")
     attrs: dict[str, Any] = {}
@@ -95,6 +97,14 @@ def check_invite_request(inviter_role: str, body: Any) -> tuple[str, dict[str, A
         if not is_subject_id(body.get("patient"), "patient"):
             raise BadRequest("a device invite names the patient it reports for (pat:...)")
         attrs["patient"] = body["patient"]
+    if role == "party":
+        from ..supply.gs1 import gln_valid
+
+        if not gln_valid(body.get("gln")):
+            raise BadRequest("a party invite needs a valid 13-digit GS1 GLN")
+        if body.get("kind") not in PARTY_KINDS:
+            raise BadRequest(f"a party's kind is one of {', '.join(sorted(PARTY_KINDS))}")
+        attrs["gln"], attrs["kind"] = body["gln"], body["kind"]
     name = body.get("display_name")
     if name is not None:
         # PHI: kept off-ledger in the identity store only. The rule a person's own name
@@ -103,7 +113,7 @@ def check_invite_request(inviter_role: str, body: Any) -> tuple[str, dict[str, A
         from .names import check_display_name
 
         attrs["display_name"] = check_display_name(name)
-    unknown = set(body) - {"role", "npi", "patient", "display_name", "ttl"}
+    unknown = set(body) - {"role", "npi", "patient", "display_name", "ttl", "gln", "kind"}
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
     return str(role), attrs

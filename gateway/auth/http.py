@@ -72,6 +72,12 @@ TOKEN_EXCHANGE: web.AppKey[Callable[[web.Request, dict[str, str]], Awaitable[web
 )
 #: Issuers of the trust list: the RFC 8707 resources a token may also be minted for.
 PEER_AUDIENCES = web.AppKey("peer_audiences", frozenset[str])
+#: The supply chain's check of a device's UDI at enrollment (gateway.supply.provenance):
+#: ``(udi or None) -> the unit's normal form or None``; raises a problem when the device's
+#: custody does not show it genuine. Handed in like TOKEN_EXCHANGE.
+DEVICE_PROVENANCE: web.AppKey[Callable[[Any], Awaitable[str | None]]] = web.AppKey(
+    "device_provenance"
+)
 
 
 class InvalidInvite(GatewayError):
@@ -342,6 +348,10 @@ async def enroll(request: web.Request) -> web.Response:
     attrs = dict(pending.attrs)
     if pending.role == "device":
         attrs.update(check_device_fields(body))
+        provenance = request.app.get(DEVICE_PROVENANCE)
+        unit = await provenance(body.get("udi")) if provenance is not None else None
+        if unit is not None:
+            attrs["udi"] = unit
     if "display_name" in body:
         # Only when the invite names nobody, and never a device (its model names it):
         # committed on the ledger below exactly like an invite-carried name.
@@ -371,7 +381,7 @@ async def enroll(request: web.Request) -> web.Response:
     if decision is not None and decision.ref is not None:
         data["consent"] = decision.ref
     # Off-ledger values get a salted commitment on the ledger; the salt stays here.
-    for field in ("npi", "serial", "display_name"):
+    for field in ("npi", "serial", "display_name", "udi"):
         if field in attrs:
             salt = new_salt()
             attrs[f"{field}_salt"] = salt.hex()
@@ -384,6 +394,9 @@ async def enroll(request: web.Request) -> web.Response:
         raise Conflict("could not enroll this key") from e
     if subject.patient:
         data["patient"] = subject.patient
+    if invite.role == "party":
+        # An organization's GS1 identity is public (no PHI): verifiers of custody read it.
+        data["gln"], data["kind"] = attrs["gln"], attrs["kind"]
     receipt = await _record(
         request,
         event(

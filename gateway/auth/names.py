@@ -37,7 +37,7 @@ MAX_NAME = 128
 # that reads as a subject id.
 _PUNCTUATION = frozenset(" .,'\u2019-()/:@+")  # \u2019: the typographic apostrophe
 _CATEGORIES = ("L", "M", "N")
-_LOOKS_LIKE_ID = re.compile(r"(adm|prov|pat|dev|aud|gw|role)\s*:", re.IGNORECASE)
+_LOOKS_LIKE_ID = re.compile(r"(adm|prov|pat|dev|aud|sup|gw|role)\s*:", re.IGNORECASE)
 
 
 def check_display_name(value: Any) -> str:

@@ -102,6 +102,12 @@ _ENROLL = {
                 "jwk": {"type": "object"},
                 "serial": STRING,
                 "model": STRING,
+                "udi": {
+                    "type": "string",
+                    "description": "a device's GS1 UDI ((01)gtin...(21)serial), Digital Link or "
+                    "SGTIN URN; its custody on this ledger must show it genuine, else 422 "
+                    "device-provenance with the verdict (docs/supply.md)",
+                },
                 "display_name": {
                     "type": "string",
                     "minLength": 1,
@@ -193,7 +199,8 @@ PATHS: dict[str, Any] = {
     "/v1/invites": {
         "post": {
             "summary": (
-                "Create a single-use invite (admin: admin, provider, patient, auditor; "
+                "Create a single-use invite (admin: admin, provider, patient, auditor, "
+                "party (a supply-chain organization with its GS1 GLN and kind); "
                 "provider: patient, or a device with the patient's devices consent; "
                 "patient: their own device)"
             ),
@@ -203,8 +210,19 @@ PATHS: dict[str, Any] = {
                     "type": "object",
                     "required": ["role"],
                     "properties": {
-                        "role": {"enum": ["admin", "provider", "patient", "device", "auditor"]},
+                        "role": {
+                            "enum": ["admin", "provider", "patient", "device", "auditor", "party"]
+                        },
                         "npi": STRING,
+                        "gln": STRING,
+                        "kind": {
+                            "enum": [
+                                "manufacturer",
+                                "distributor",
+                                "pharmacy",
+                                "provider_organization",
+                            ]
+                        },
                         "patient": STRING,
                         "display_name": STRING,
                         "ttl": {"type": "integer"},

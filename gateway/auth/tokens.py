@@ -58,6 +58,9 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "patient": ("call", "consent", "enroll", "vitals.read"),  # enroll: their own devices
     "device": ("vitals.write",),
     "auditor": ("audit", "introspect"),
+    # A supply-chain organization (manufacturer, distributor, pharmacy, provider
+    # organization), known by its GS1 GLN: it submits custody events (gateway/supply).
+    "party": ("supply.write", "supply.read"),
 }
 ROLE_PREFIX = {
     "admin": "adm",
@@ -65,6 +68,7 @@ ROLE_PREFIX = {
     "patient": "pat",
     "device": "dev",
     "auditor": "aud",
+    "party": "sup",
 }
 
 

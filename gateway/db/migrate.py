@@ -156,6 +156,8 @@ SCHEMAS: dict[str, Schema] = {
                 ),
             },
         ),
+        # Supply-chain custody (gateway/supply): no file of it predates Alembic.
+        Schema("supply", "supply_0001", {}),
     )
 }
 

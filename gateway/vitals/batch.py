@@ -109,9 +109,11 @@ def _b64u(segment: str, what: str) -> bytes:
         raise BadRequest(f"the JWS {what} is not base64url") from e
 
 
-def verify_jws(jws: str, key: HolderKey) -> tuple[dict[str, Any], bytes]:
-    """Header and payload of a compact JWS made by ``key``. The algorithm is the key's own
-    (RFC 8725 3.1); ``crit`` and unencoded payloads are refused. Raises InvalidSignature."""
+def verify_jws(jws: str, key: HolderKey, typ: str = TYP) -> tuple[dict[str, Any], bytes]:
+    """Header and payload of a compact JWS made by ``key``, of type ``typ`` (a vitals batch
+    unless said: the supply chain's signed documents use it too). The algorithm is the
+    key's own (RFC 8725 3.1); ``crit`` and unencoded payloads are refused. Raises
+    InvalidSignature."""
     if jws.count(".") != 2:
         raise BadRequest("the body is not a compact JWS")
     head, body, sig = jws.split(".")
@@ -123,8 +125,8 @@ def verify_jws(jws: str, key: HolderKey) -> tuple[dict[str, Any], bytes]:
         raise InvalidSignature(f"this device signs with {key.alg}")
     if "crit" in header or header.get("b64") is False:
         raise InvalidSignature("JWS extensions (crit, b64) are not accepted")
-    if header.get("typ") != TYP:
-        raise InvalidSignature(f"the JWS typ must be {TYP!r}")
+    if header.get("typ") != typ:
+        raise InvalidSignature(f"the JWS typ must be {typ!r}")
     if "kid" in header and header["kid"] != key.jkt:
         raise InvalidSignature("the JWS kid is not this device's key thumbprint")
     signature, payload = _b64u(sig, "signature"), _b64u(body, "payload")

@@ -150,12 +150,15 @@ BALP_ACTION = {
     EventType.WITNESS_ALARM: "E",
     EventType.FEDERATION_ACCEPTED: "E",
     EventType.FEDERATION_REFUSED: "E",
+    EventType.SUPPLY_EVENT: "C",
+    EventType.SUPPLY_REFUSED: "E",
 }
 FAILED = {
     EventType.AUTH_REFUSED,
     EventType.AUTH_REFUSED_SUMMARY,
     EventType.CONSENT_REFUSED,
     EventType.FEDERATION_REFUSED,
+    EventType.SUPPLY_REFUSED,
 }
 
 
