@@ -21,10 +21,10 @@ _INTERACTION = {"r": "read", "s": "search"}
 
 def smart_principal(request: web.Request, resource: str, interaction: str) -> Principal:
     """The caller, if their token's SMART scopes allow ``interaction`` (``r`` or ``s``) on
-    ``resource``. Raises NotAcceptable (406) for a non-JSON format, 401, or Forbidden (403)
+    ``resource``. Raises 401, NotAcceptable (406) for a non-JSON format, or Forbidden (403)
     naming the scope needed."""
+    p = authenticate(request)  # first: a request without credentials learns nothing more
     negotiate(request)
-    p = authenticate(request)
     if not allows(p.scope, p.role, resource, interaction):
         contexts = ROLE_CONTEXTS.get(p.role)
         if not contexts:

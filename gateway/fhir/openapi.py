@@ -11,6 +11,9 @@ from .params import MAX_COUNT, MAX_VALUE, RESOURCES, Resource
 __all__ = ["PATHS"]
 
 FHIR = "application/fhir+json"
+# Visible ASCII: a value of other characters is refused all the same (400), and the schema
+# keeps a request line within what the HTTP parser takes (8190 bytes, percent-encoded).
+VALUE = {"type": "string", "pattern": f"^[!-~]{{1,{MAX_VALUE}}}$"}
 OUTCOME = {
     "type": "object",
     "description": "FHIR OperationOutcome: issue[0].code the IssueType, details.coding the "
@@ -39,7 +42,7 @@ _FORMAT = {
     "name": "_format",
     "in": "query",
     "required": False,
-    "schema": {"type": "string", "maxLength": MAX_VALUE},
+    "schema": VALUE,
     "description": "json, application/json or application/fhir+json; xml answers 406",
 }
 _PREFER = {
@@ -74,7 +77,7 @@ def _search_params(r: Resource) -> list[dict[str, Any]]:
             "name": p.name,
             "in": "query",
             "required": False,
-            "schema": {"type": "string", "maxLength": MAX_VALUE},
+            "schema": VALUE,
             "description": f"FHIR {p.type} parameter: {p.doc}",
         }
         for p in r.params
@@ -93,7 +96,7 @@ def _search_params(r: Resource) -> list[dict[str, Any]]:
             "name": "_cursor",
             "in": "query",
             "required": False,
-            "schema": {"type": "string", "maxLength": 512},
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,512}$"},
             "description": "opaque: from a Bundle.link of this search",
         }
     )
