@@ -72,6 +72,8 @@ def _audit_filters(s: Search, p: Principal) -> Filters:
             values["subject"] = subject
         elif len(entity) <= 128:
             values["session"] = entity
+        else:
+            raise BadRequest("entity is a subject id or a session id (at most 128 characters)")
     # A patient searches the events about themself, as their access report shows them.
     if p.role == "patient" and values.setdefault("subject", p.sub) != p.sub:
         raise Forbidden("a patient sees only the events about themself")

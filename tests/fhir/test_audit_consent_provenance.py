@@ -59,6 +59,13 @@ async def test_auditor_searches_with_proofs_that_verify(w: FhirWorld) -> None:
         w, w.aud, w.aud_t, type="http://dicom.nema.org/resources/ontology/DCM|110114"
     )
     assert dicom["entry"] and all(e["resource"]["type"]["code"] == "110114" for e in dicom["entry"])
+    # entity: a session id names the call's events.
+    await w.grant(["call"])
+    r = await call(w.client, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
+    assert r.status == 201, await r.text()
+    sid = (await r.json())["id"]
+    calls = await _events(w, w.aud, w.aud_t, entity=sid)
+    assert [e["resource"]["subtype"][0]["code"] for e in calls["entry"]] == ["session.scheduled"]
     future = await _events(w, w.aud, w.aud_t, date=f"gt{iso(w.now() + 60)}")
     assert future["entry"] == []
     # Each search is itself on the ledger.
@@ -132,6 +139,7 @@ async def test_audit_event_bad_parameters(w: FhirWorld) -> None:
         {"patient": w.pat.sub, "entity": w.other.sub},
         {"_sort": "date"},
         {"actor": w.pat.sub},
+        {"entity": "s" * 129},
     ):
         st, out, _ = await w.fhir(w.aud, w.aud_t, "AuditEvent", params)
         assert st == 400, (params, out)
