@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = ["read_readings", "setup"]
 
 JOSE = "application/jose"
 MAX_LIMIT = 10_000
+#: Batches read by a page's first store read (read_readings reads more as it needs them).
+FIRST_CHUNK = 2
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
 REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" lets a final "\n" through
 LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
@@ -117,47 +120,63 @@ async def read_readings(
     # so its arrival lies in this window, whatever the configuration was when it came.
     lo = int(since.timestamp()) - VITALS_FUTURE_SKEW_CAP if since else 0
     hi = int(until.timestamp()) + VITALS_MAX_AGE_CAP if until else 2**62
-    fetch = limit + 1  # every batch has a reading, so this many fill a page
+    # Every batch has a reading, so this many batches fill a page: the most one page reads.
+    budget = limit + 1
+    # Batches are read (and decrypted) a few at a time, as many as the page still needs at
+    # the rate rows came so far: a page of 100 from batches of 1,000 readings reads one
+    # batch or two, not 101.
+    chunk = min(FIRST_CHUNK, budget)
     # Read your writes: a batch this replica answered with a receipt is readable here.
     await app[VITALS].intake.writer.indexes_written()
     start = after[0] + 1 if back else after[0] - 1
-    try:
-        batches = await asyncio.to_thread(store.read, pid, lo, hi, start, fetch, back)
-    except Erased as e:
-        raise Gone("this patient's vitals were erased") from e
     rows: list[dict[str, Any]] = []
     last: Position | None = None  # position of the last reading looked at
-    full = False
-    for meta, content in batches:
-        readings = list(enumerate(content["readings"]))
-        for i, r in reversed(readings) if back else readings:
-            if ((meta.seq, i) >= after) if back else ((meta.seq, i) <= after):
-                continue
-            if len(rows) == limit:
-                full = True
-                break
-            last = (meta.seq, i)
-            if code and r["code"] != code:
-                continue
-            if since or until:
-                t = parse_time(r["time"])
-                if (since and t < since) or (until and t > until):
+    full = exhausted = False
+    scanned = 0
+    while True:
+        try:
+            batches = await asyncio.to_thread(store.read, pid, lo, hi, start, chunk, back)
+        except Erased as e:
+            raise Gone("this patient's vitals were erased") from e
+        scanned += len(batches)
+        exhausted = len(batches) < chunk
+        for meta, content in batches:
+            readings = list(enumerate(content["readings"]))
+            for i, r in reversed(readings) if back else readings:
+                if ((meta.seq, i) >= after) if back else ((meta.seq, i) <= after):
                     continue
-            rows.append(
-                {
-                    **r,
-                    "device": meta.device,
-                    "batch_id": meta.batch_id,
-                    "ledger_index": meta.ledger_index,
-                    "_seq": meta.seq,
-                    "_idx": i,
-                    "_jws": content["jws"],
-                }
-            )
-        if full:
+                if len(rows) == limit:
+                    full = True
+                    break
+                last = (meta.seq, i)
+                if code and r["code"] != code:
+                    continue
+                if since or until:
+                    t = parse_time(r["time"])
+                    if (since and t < since) or (until and t > until):
+                        continue
+                rows.append(
+                    {
+                        **r,
+                        "device": meta.device,
+                        "batch_id": meta.batch_id,
+                        "ledger_index": meta.ledger_index,
+                        "_seq": meta.seq,
+                        "_idx": i,
+                        "_jws": content["jws"],
+                    }
+                )
+            if full:
+                break
+        if full or exhausted or scanned >= budget:
             break
-    # More may follow when the page filled up, or when every fetched batch was read.
-    more = full or len(batches) == fetch
+        start = batches[-1][0].seq
+        per_batch = len(rows) / scanned
+        need = limit - len(rows) + 1  # one more: whether the page is full shows past it
+        grow = math.ceil(need / per_batch) if per_batch else 2 * chunk
+        chunk = max(1, min(budget - scanned, grow))
+    # More may follow when the page filled up, or when the store had more than was read.
+    more = full or not exhausted
     return rows, (last if more else None)
 
 
