@@ -24,6 +24,7 @@ from ..auth.enroll import is_subject_id
 from ..auth.tokens import Principal
 from ..errors import BadRequest, NotFound
 from ..vitals.codes import BP_PANEL, CODES
+from ..vitals.fhir import _PROFILES as PROFILES
 from ..vitals.fhir import CATEGORY, LOINC, observation
 from ..vitals.http import read_readings
 from .common import fhir_response, no_params, searchset, smart_principal
@@ -86,11 +87,15 @@ async def search_observation(request: web.Request) -> web.Response:
     p = smart_principal(request, "Observation", "s")
     s = parse_search(request, RESOURCES["Observation"])
     pid = _patient(s, p)
+    codes: frozenset[str] | None = None
     code = s.one("code")
     if code is not None:
         code = _token(code, LOINC, "code")
         if code not in CODES and code != BP_PANEL:
             raise BadRequest("code is one of the accepted LOINC vital-sign codes")
+        # A token matches any coding: an SpO2 reading (59408-5) carries its profile's
+        # 2708-6 too (gateway.vitals.fhir), so a search for 2708-6 finds it.
+        codes = frozenset({code} | {c for c, (_, fixed) in PROFILES.items() if fixed == code})
     category = _category(s.one("category"))
     dates = parse_date(list(s.values.get("date", ())))
     desc = s.sort == "-date"
@@ -106,7 +111,7 @@ async def search_observation(request: web.Request) -> web.Response:
         request.app,
         p,
         pid,
-        code=code,
+        code=codes,
         since=dates.since,
         until=dates.until,
         limit=s.count,

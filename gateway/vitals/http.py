@@ -99,7 +99,7 @@ async def read_readings(
     who: Principal,
     pid: str,
     *,
-    code: str | None = None,
+    code: str | frozenset[str] | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: int = 1000,
@@ -109,13 +109,14 @@ async def read_readings(
     """One page of ``pid``'s readings as ``who`` may see them: the consent check (and its
     ledger record) first, then the store. The one read path of ``/v1`` and ``/fhir``.
 
-    Readings come in arrival order after the position ``after`` (``back``: in reverse
-    arrival order, before it). Each row is the stored reading with ``device``,
-    ``batch_id``, ``ledger_index``, ``_seq`` and ``_idx``. Returns the rows and the position
-    of the last reading looked at when more may follow (else None). Raises Forbidden
-    (no consent), Gone (erased)."""
+    ``code``: one LOINC code, or any of a set. Readings come in arrival order after the
+    position ``after`` (``back``: in reverse arrival order, before it). Each row is the
+    stored reading with ``device``, ``batch_id``, ``ledger_index``, ``_seq`` and ``_idx``.
+    Returns the rows and the position of the last reading looked at when more may follow
+    (else None). Raises Forbidden (no consent), Gone (erased)."""
     await app[CONSENT_GUARD].authorize(who, pid, "vitals.read", "treatment")
     store = app[VITALS].intake.store
+    codes = frozenset({code}) if isinstance(code, str) else code
     # A reading is accepted at most the skew cap before, and the age cap after, its time:
     # so its arrival lies in this window, whatever the configuration was when it came.
     lo = int(since.timestamp()) - VITALS_FUTURE_SKEW_CAP if since else 0
@@ -149,7 +150,7 @@ async def read_readings(
                     full = True
                     break
                 last = (meta.seq, i)
-                if code and r["code"] != code:
+                if codes is not None and r["code"] not in codes:
                     continue
                 if since or until:
                     t = parse_time(r["time"])

@@ -344,3 +344,17 @@ async def test_erased_patient_is_gone(w: FhirWorld) -> None:
         st, out, _ = await w.fhir(w.pat, w.pat_t, path)
         assert st == 410, out
         outcome(out, "deleted")
+
+
+async def test_a_code_search_matches_any_coding_of_the_observation(w: FhirWorld) -> None:
+    """An SpO2 reading sent as 59408-5 is an Observation with the oxygensat profile's
+    2708-6 coding too: a token search for either finds it; a 2708-6 reading only 2708-6."""
+    t = w.now() - 100
+    spo2 = {"code": "59408-5", "unit": "%", "value": 97, "time": iso(t)}
+    arterial = {"code": "2708-6", "unit": "%", "value": 95, "time": iso(t + 1)}
+    assert (await w.send(batch([spo2, arterial, hr(70, t + 2)]))).status == 201
+    assert _values(await _search(w, code="2708-6")) == [97, 95]
+    assert _values(await _search(w, code="59408-5")) == [97]
+    for e in (await _search(w, code="2708-6"))["entry"]:
+        codes = [c["code"] for c in e["resource"]["code"]["coding"]]
+        assert "2708-6" in codes
