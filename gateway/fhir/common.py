@@ -1,5 +1,5 @@
-"""What every ``/fhir`` handler does first (negotiate, authenticate, check the SMART
-scope) and how it answers (a searchset Bundle with its paging links)."""
+"""What every ``/fhir`` handler does first (authenticate, negotiate the format, check the
+SMART scope) and how it answers (a searchset Bundle with its paging links)."""
 
 from __future__ import annotations
 
