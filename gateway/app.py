@@ -20,7 +20,7 @@ from ledger.log import Log
 from ledger.pgstore import PGStore
 from ledger.store import LogStore, SQLiteStore
 
-from . import __version__, ledger_api, openapi, pages
+from . import __version__, fhir, ledger_api, openapi, pages
 from .appkeys import (
     AUDIT_INDEX,
     AUTHORITY,
@@ -381,6 +381,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     # drain_middleware: in-flight requests counted, new ones refused while a SIGTERM drains
     # (gateway/shared/drain.py).
     middlewares = [observe_middleware(m), problem_middleware, drain_middleware, refusal_middleware]
+    # /fhir answers errors as OperationOutcome: outside problem_middleware, it rewrites them.
+    middlewares.insert(1, fhir.fhir_outcome_middleware)
     if config.redis_url is not None:
         # The shared replay check is awaited before the handler (auth/http.py).
         middlewares.append(auth_http.shared_auth_middleware)
@@ -435,6 +437,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     sessions_http.setup(app)
     vitals_http.setup(app)
     supply_http.setup(app)  # custody events (docs/supply.md); opens the supply store
+    fhir.setup(app)
     openapi.setup(app)
     pages.setup(app)
     if config.trust_file:

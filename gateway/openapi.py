@@ -18,6 +18,7 @@ from . import __version__
 from .audit.openapi import PATHS as AUDIT_PATHS
 from .auth.openapi import PATHS as AUTH_PATHS
 from .consent.openapi import PATHS as CONSENT_PATHS
+from .fhir.openapi import PATHS as FHIR_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
 from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
 from .sessions.openapi import PATHS as SESSIONS_PATHS
@@ -89,6 +90,7 @@ AREAS: tuple[Mapping[str, Any], ...] = (
     SESSIONS_PATHS,
     VITALS_PATHS,
     SUPPLY_PATHS,
+    FHIR_PATHS,
 )
 
 

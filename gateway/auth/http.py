@@ -254,7 +254,14 @@ async def smart_configuration(request: web.Request) -> web.Response:
             "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
             "dpop_signing_alg_values_supported": list(ALGORITHMS),
             "scopes_supported": scopes,
-            "capabilities": ["client-confidential-asymmetric"],
+            # SMART v2 scopes (and v1's .read) for the FHIR API: gateway.auth.smart.
+            "capabilities": [
+                "client-confidential-asymmetric",
+                "permission-v1",
+                "permission-v2",
+                "permission-patient",
+                "permission-user",
+            ],
         }
     )
 

@@ -26,6 +26,7 @@ from ..errors import GatewayError, Unavailable
 from .dpop import DPoPError, DPoPProof, NonceSource, ReplayCache, Replays, check_proof
 from .jwk import InvalidKey, unverified_part
 from .keys import KeyRing
+from .smart import SMART_SCOPES
 from .status import StatusList
 from .store import EVER, IdentityStore, PublishedKey, Subject, TokenRecord
 
@@ -62,6 +63,9 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     # organization), known by its GS1 GLN: it submits custody events (gateway/supply).
     "party": ("supply.write", "supply.read"),
 }
+# The SMART v2 (and v1) scopes of the FHIR API (gateway.auth.smart), after the role's own.
+for _role, _smart in SMART_SCOPES.items():
+    ROLE_SCOPES[_role] += _smart
 ROLE_PREFIX = {
     "admin": "adm",
     "provider": "prov",

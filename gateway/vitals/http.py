@@ -5,6 +5,8 @@ modules beside this one."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -15,6 +17,7 @@ from ledger.events import EventType
 from ..appkeys import AUTHORITY, CONFIG, CONSENT_GUARD, VITALS
 from ..auth.enroll import is_subject_id
 from ..auth.http import authenticate, origin, read_body, read_json
+from ..auth.tokens import Principal
 from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from ..fhir_version import FHIR_JSON
@@ -26,10 +29,12 @@ from .intake import Gone
 from .posting import compact_jws, post_batch
 from .store import Erased
 
-__all__ = ["setup"]
+__all__ = ["read_readings", "setup"]
 
 JOSE = "application/jose"
 MAX_LIMIT = 10_000
+#: Batches read by a page's first store read (read_readings reads more as it needs them).
+FIRST_CHUNK = 2
 REASONS = ("patient_request", "legal_order", "retention_expired", "entered_in_error")
 REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" lets a final "\n" through
 LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
@@ -78,60 +83,114 @@ def _query(request: web.Request) -> dict[str, Any]:
     return out
 
 
+Position = tuple[int, int]  # (batch seq, reading index in the batch): a keyset cursor
+
+
+async def read_readings(
+    app: web.Application,
+    who: Principal,
+    pid: str,
+    *,
+    code: str | frozenset[str] | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 1000,
+    after: Position = (0, -1),
+    back: bool = False,
+) -> tuple[list[dict[str, Any]], Position | None]:
+    """One page of ``pid``'s readings as ``who`` may see them: the consent check (and its
+    ledger record) first, then the store. The one read path of ``/v1`` and ``/fhir``.
+
+    ``code``: one LOINC code, or any of a set. Readings come in arrival order after the
+    position ``after`` (``back``: in reverse arrival order, before it). Each row is the
+    stored reading with ``device``, ``batch_id``, ``ledger_index``, ``_seq`` and ``_idx``.
+    Returns the rows and the position of the last reading looked at when more may follow
+    (else None). Raises Forbidden (no consent), Gone (erased)."""
+    await app[CONSENT_GUARD].authorize(who, pid, "vitals.read", "treatment")
+    store = app[VITALS].intake.store
+    codes = frozenset({code}) if isinstance(code, str) else code
+    # A reading is accepted at most the skew cap before, and the age cap after, its time:
+    # so its arrival lies in this window, whatever the configuration was when it came.
+    lo = int(since.timestamp()) - VITALS_FUTURE_SKEW_CAP if since else 0
+    hi = int(until.timestamp()) + VITALS_MAX_AGE_CAP if until else 2**62
+    # Every batch has a reading, so this many batches fill a page: the most one page reads.
+    budget = limit + 1
+    # Batches are read (and decrypted) a few at a time, as many as the page still needs at
+    # the rate rows came so far: a page of 100 from batches of 1,000 readings reads one
+    # batch or two, not 101.
+    chunk = min(FIRST_CHUNK, budget)
+    # Read your writes: a batch this replica answered with a receipt is readable here.
+    await app[VITALS].intake.writer.indexes_written()
+    start = after[0] + 1 if back else after[0] - 1
+    rows: list[dict[str, Any]] = []
+    last: Position | None = None  # position of the last reading looked at
+    full = exhausted = False
+    scanned = 0
+    while True:
+        try:
+            batches = await asyncio.to_thread(store.read, pid, lo, hi, start, chunk, back)
+        except Erased as e:
+            raise Gone("this patient's vitals were erased") from e
+        scanned += len(batches)
+        exhausted = len(batches) < chunk
+        for meta, content in batches:
+            readings = list(enumerate(content["readings"]))
+            for i, r in reversed(readings) if back else readings:
+                if ((meta.seq, i) >= after) if back else ((meta.seq, i) <= after):
+                    continue
+                if len(rows) == limit:
+                    full = True
+                    break
+                last = (meta.seq, i)
+                if codes is not None and r["code"] not in codes:
+                    continue
+                if since or until:
+                    t = parse_time(r["time"])
+                    if (since and t < since) or (until and t > until):
+                        continue
+                rows.append(
+                    {
+                        **r,
+                        "device": meta.device,
+                        "batch_id": meta.batch_id,
+                        "ledger_index": meta.ledger_index,
+                        "_seq": meta.seq,
+                        "_idx": i,
+                        "_jws": content["jws"],
+                    }
+                )
+            if full:
+                break
+        if full or exhausted or scanned >= budget:
+            break
+        start = batches[-1][0].seq
+        per_batch = len(rows) / scanned
+        need = limit - len(rows) + 1  # one more: whether the page is full shows past it
+        grow = math.ceil(need / per_batch) if per_batch else 2 * chunk
+        chunk = max(1, min(budget - scanned, grow))
+    # More may follow when the page filled up, or when the store had more than was read.
+    more = full or not exhausted
+    return rows, (last if more else None)
+
+
 async def get_vitals(request: web.Request) -> web.Response:
     p = authenticate(request)
     p.require("patient", "provider", scope="vitals.read")
     pid = _patient(request)
     q = _query(request)
-    await request.app[CONSENT_GUARD].authorize(p, pid, "vitals.read", "treatment")
-    store = request.app[VITALS].intake.store
-    since, until = q["since"], q["until"]
-    # A reading is accepted at most the skew cap before, and the age cap after, its time:
-    # so its arrival lies in this window, whatever the configuration was when it came.
-    lo = int(since.timestamp()) - VITALS_FUTURE_SKEW_CAP if since else 0
-    hi = int(until.timestamp()) + VITALS_MAX_AGE_CAP if until else 2**62
-    after = q["after"]
-    fetch = q["limit"] + 1  # every batch has a reading, so this many fill a page
-    # Read your writes: a batch this replica answered with a receipt is readable here.
-    await request.app[VITALS].intake.writer.indexes_written()
-    try:
-        batches = await asyncio.to_thread(store.read, pid, lo, hi, after[0] - 1, fetch)
-    except Erased as e:
-        raise Gone("this patient's vitals were erased") from e
-    rows: list[dict[str, Any]] = []
+    rows, last = await read_readings(
+        request.app,
+        p,
+        pid,
+        code=q["code"],
+        since=q["since"],
+        until=q["until"],
+        limit=q["limit"],
+        after=q["after"],
+    )
+    next_cursor = f"{last[0]}.{last[1]}" if last is not None else None
     # Each batch's device JWS, so the reader can check the device signature themself.
-    signed: dict[str, str] = {}
-    last: tuple[int, int] | None = None  # position of the last reading looked at
-    full = False
-    for meta, content in batches:
-        for i, r in enumerate(content["readings"]):
-            if (meta.seq, i) <= after:
-                continue
-            if len(rows) == q["limit"]:
-                full = True
-                break
-            last = (meta.seq, i)
-            if q["code"] and r["code"] != q["code"]:
-                continue
-            if since or until:
-                t = parse_time(r["time"])
-                if (since and t < since) or (until and t > until):
-                    continue
-            signed[f"{meta.device}/{meta.batch_id}"] = content["jws"]
-            rows.append(
-                {
-                    **r,
-                    "device": meta.device,
-                    "batch_id": meta.batch_id,
-                    "ledger_index": meta.ledger_index,
-                    "_idx": i,
-                }
-            )
-        if full:
-            break
-    # More may follow when the page filled up, or when every fetched batch was read.
-    more = full or len(batches) == fetch
-    next_cursor = f"{last[0]}.{last[1]}" if more and last is not None else None
+    signed = {f"{r['device']}/{r['batch_id']}": r.pop("_jws") for r in rows}
     if q["format"] == "fhir":
         obs = [observation(r, pid, r["device"], r["batch_id"], r["_idx"]) for r in rows]
         bundle = searchset(obs)
@@ -141,7 +200,7 @@ async def get_vitals(request: web.Request) -> web.Response:
             bundle["link"] = [{"relation": "next", "url": f"{origin(request)}{page}"}]
         return web.json_response(bundle, content_type=FHIR_JSON)
     for r in rows:
-        del r["_idx"]
+        del r["_idx"], r["_seq"]
     return web.json_response(
         {"patient": pid, "readings": rows, "signed": signed, "next": next_cursor}
     )

@@ -151,6 +151,15 @@ _READ = (
     .order_by(_b.seq)
     .limit(sa.bindparam("n"))
 )
+# The same read walking back from a position (FHIR's ``_sort=-date`` and ``previous`` links).
+_READ_BACK = (
+    sa.select(*_ROW, _b.nonce, _b.ciphertext)
+    .where(_b.patient == sa.bindparam("p"), _b.ciphertext.is_not(None))
+    .where(_b.received.between(sa.bindparam("lo"), sa.bindparam("hi")))
+    .where(_b.seq < sa.bindparam("after"), _b.ledger_index.is_not(None))
+    .order_by(_b.seq.desc())
+    .limit(sa.bindparam("n"))
+)
 _SHRED = batches.update().where(_b.patient == sa.bindparam("p")).values(nonce=None, ciphertext=None)
 _CLAIM_ERASURE = (
     sa.select(_x.patient, _x.event, _x.size_hint)
@@ -318,11 +327,18 @@ class VitalsStore:
             done += 1
 
     def read(
-        self, patient: str, received_from: int, received_to: int, after: int, limit: int
+        self,
+        patient: str,
+        received_from: int,
+        received_to: int,
+        after: int,
+        limit: int,
+        back: bool = False,
     ) -> list[tuple[StoredBatch, dict[str, Any]]]:
         """Decrypted batches of a patient received in a time window, in arrival order,
-        starting after sequence number ``after``. Raises Erased (checked on every call, not
-        cached: an erasure through any replica holds at this replica's next read)."""
+        starting after sequence number ``after`` (``back``: in reverse arrival order,
+        starting before ``after``). Raises Erased (checked on every call, not cached: an
+        erasure through any replica holds at this replica's next read)."""
         try:
             key = self._key(patient, create=False)
         except KeyError:
@@ -332,7 +348,7 @@ class VitalsStore:
             if conn.execute(_TOMBSTONE, {"p": patient}).first() is not None:
                 self._forget(patient)
                 raise Erased(patient)
-            rows = conn.execute(_READ, {**params, "n": limit}).all()
+            rows = conn.execute(_READ_BACK if back else _READ, {**params, "n": limit}).all()
         aead = AESGCM(key)
         out = []
         for r in rows:

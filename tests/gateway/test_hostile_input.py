@@ -1,7 +1,8 @@
 """No hostile input is a 500: nested, huge and out-of-range values thrown at every route of
 the app (enumerated from its router, so a new route is covered the day it is added), inside
 signed vitals batches (native and FHIR), in query parameters and path segments, in forms and
-client assertions, and on the signalling WebSocket. Every refusal is problem+json."""
+client assertions, and on the signalling WebSocket. Every refusal is problem+json (under
+/fhir, a FHIR OperationOutcome)."""
 
 from __future__ import annotations
 
@@ -301,7 +302,11 @@ def _jws(holder: Holder, payload: bytes, **header: Any) -> str:
 async def _check(resp: Any, what: Any) -> None:
     text = await resp.text()
     assert resp.status < 500, (what, resp.status, text[:300])
-    if resp.status >= 400:
+    if resp.status >= 400 and resp.url.path.startswith("/fhir/") and resp.status != 429:
+        # The FHIR API's refusals are OperationOutcome (gateway/fhir/outcome.py).
+        assert resp.content_type == "application/fhir+json", (what, resp.status, text[:300])
+        assert json.loads(text)["resourceType"] == "OperationOutcome"
+    elif resp.status >= 400:
         assert resp.content_type == PROBLEM_JSON, (what, resp.status, resp.content_type)
         assert json.loads(text)["status"] == resp.status
 

@@ -221,6 +221,32 @@ async def _post_vitals(m: M) -> None:
     await problem(resp, 403)
 
 
+def _fhir_obs(m: M) -> str:
+    """An Observation id in the patient's record that names no reading."""
+    return f"{m.sub('patient').removeprefix('pat:')}-999999-0"
+
+
+async def _fhir_read(m: M) -> None:
+    for caller in ("stranger", "other"):
+        search = f"/fhir/Observation?patient={m.sub('patient')}"
+        for path in (search, f"/fhir/Observation/{_fhir_obs(m)}"):
+            await problem(await send(m, "GET", path, caller), 403)
+        prov = f"/fhir/Provenance?target=Observation/{_fhir_obs(m)}"
+        await problem(await send(m, "GET", prov, caller), 403)
+
+
+async def _fhir_audit(m: M) -> None:
+    for query in (f"patient={m.sub('other')}", f"entity={m.sub('other')}"):
+        await problem(await send(m, "GET", f"/fhir/AuditEvent?{query}", "patient"), 403)
+
+
+async def _fhir_consent(m: M) -> None:
+    path = f"/fhir/Consent?patient={m.sub('patient')}"
+    await problem(await send(m, "GET", path, "other"), 403)
+    listed = await json_of(await send(m, "GET", "/fhir/Consent", "stranger"))
+    assert f"consent-{m.cid}" not in {e["resource"]["id"] for e in listed["entry"]}
+
+
 # -- the table -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Route:
@@ -350,4 +376,18 @@ MATRIX: dict[tuple[str, str], Route] = {
         path=lambda m: f"/v1/patients/{m.sub('patient')}/erase",
         mine_only=ROLE_WIDE,
     ),
+    # The FHIR API (gateway/fhir): errors are OperationOutcome, checked by ``problem``.
+    ("GET", "/fhir/metadata"): Route("public"),
+    ("GET", "/fhir/.well-known/smart-configuration"): Route("public"),
+    ("GET", "/fhir/Observation"): Route("dpop", "patient", "admin", foreign=_fhir_read),
+    ("GET", "/fhir/Observation/{id}"): Route(
+        "dpop",
+        "patient",
+        "admin",
+        path=lambda m: f"/fhir/Observation/{_fhir_obs(m)}",
+        foreign=_fhir_read,
+    ),
+    ("GET", "/fhir/Provenance"): Route("dpop", "patient", "device", foreign=_fhir_read),
+    ("GET", "/fhir/AuditEvent"): Route("dpop", "auditor", "provider", foreign=_fhir_audit),
+    ("GET", "/fhir/Consent"): Route("dpop", "patient", "admin", foreign=_fhir_consent),
 }

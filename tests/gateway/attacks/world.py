@@ -129,9 +129,22 @@ def private_d(holder: Holder) -> str:
 
 
 async def problem(resp: ClientResponse, status: int, slug: str | None = None) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with this status (and problem type); return its body."""
+    """Assert an RFC 9457 problem with this status (and problem type); return its body.
+    Under /fhir (gateway/fhir/outcome.py) the same problem comes as a FHIR OperationOutcome:
+    its problem type in ``details.coding``, its detail in ``diagnostics``; returned as the
+    problem it stands for."""
     text = await resp.text()
     assert resp.status == status, text
+    if resp.url.path.startswith("/fhir/") and status != 429:
+        assert resp.content_type == "application/fhir+json", (resp.content_type, text)
+        (issue,) = json.loads(text)["issue"]
+        (coding,) = issue["details"]["coding"]
+        assert coding["system"] + "/" == PROBLEM_BASE, coding
+        as_problem = {"type": PROBLEM_BASE + coding["code"], "title": issue["code"]}
+        body = {**as_problem, "status": status, "detail": issue["diagnostics"]}
+        if slug is not None:
+            assert body["type"] == PROBLEM_BASE + slug, body
+        return body
     assert resp.content_type == PROBLEM_JSON, (resp.content_type, text)
     body: dict[str, Any] = json.loads(text)
     assert isinstance(body["type"], str) and body["type"].startswith(PROBLEM_BASE)
