@@ -63,6 +63,12 @@ def _config(tmp: Path) -> Config:
     return dataclasses.replace(config, **{k: v for k, v in loose.items() if k in names})
 
 
+def _party(n: int) -> dict[str, str]:
+    from tests.supply.world import gln
+
+    return {"gln": gln(n), "kind": "distributor", "display_name": f"Distributor {n}"}
+
+
 async def build(tmp: Path) -> M:
     """The world: an admin, the patient and their provider (consent to calls and reads,
     a scheduled call), a provider without consent, another patient, an auditor, a device
@@ -75,6 +81,7 @@ async def build(tmp: Path) -> M:
         ("stranger", "provider", {"npi": NPI}),  # a provider the patient never consented to
         ("other", "patient", {}),
         ("auditor", "auditor", {}),
+        ("party", "party", _party(1)),  # a supply-chain party (gateway/supply)
     ):
         h = await invite_and_enroll(c, adm, adm_t, role, w.holder(), **extra)
         people[name] = (h, await get_token(c, h))
@@ -85,13 +92,13 @@ async def build(tmp: Path) -> M:
         )
         people[name] = (h, await get_token(c, h))
     # One revoked subject of each calling role, with a token taken before the revocation.
-    for role in ("admin", "provider", "patient", "auditor", "device"):
+    for role in ("admin", "provider", "patient", "auditor", "device", "party"):
         if role == "device":
             h = await invite_and_enroll(
                 c, w.pat, w.pat_token, "device", w.holder(), DEVICE_FIELDS, patient=w.pat.sub
             )
         else:
-            extra = {"npi": NPI} if role == "provider" else {}
+            extra = {"npi": NPI} if role == "provider" else _party(2) if role == "party" else {}
             h = await invite_and_enroll(c, adm, adm_t, role, w.holder(), **extra)
         people[f"revoked_{role}"] = (h, await get_token(c, h))
         body = {"sub": h.sub, "reason": "matrix"}
@@ -361,6 +368,24 @@ MATRIX: dict[tuple[str, str], Route] = {
         "dpop", "provider", path=_sid_path("/no-show"), foreign=_session_action("/no-show")
     ),
     ("POST", "/v1/vitals"): Route("dpop", "device", "patient", "jose", foreign=_post_vitals),
+    # The supply chain (gateway/supply): custody rules, not ownership, decide whose units a
+    # party's events may move (409 and an audited refusal: tests/supply).
+    ("POST", "/v1/supply/events"): Route(
+        "dpop",
+        "party",
+        "patient",
+        "jose",
+        mine_only="a party submits its own signed events; the custody rules refuse moving "
+        "another's units (tests/supply/test_chain.py)",
+    ),
+    ("GET", "/v1/supply/items/{path}"): Route(
+        "dpop",
+        "party",
+        "patient",
+        path=lambda m: "/v1/supply/items/01/09506000134352/21/MATRIX1",
+        mine_only="a unit's custody is no one's personal data: every role that handles "
+        "products reads it by design",
+    ),
     ("GET", "/v1/patients/{id}/vitals"): Route(
         "dpop",
         "patient",
