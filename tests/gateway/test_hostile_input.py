@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gateway.config import Config
 from tests.gateway.idclient import Holder, b64u, call, get_token, invite_and_enroll
 from tests.gateway.vitals.world import World, iso, sign
+from tests.supply import world as supply
 
 PROBLEM_JSON = "application/problem+json"
 HOT = "@@"  # where a template takes the hostile value (raw JSON text)
@@ -166,6 +167,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/oauth/token"): Route("pat", form=True),
     ("POST", "/oauth/introspect"): Route("adm", form=True),
     ("POST", "/v1/vitals"): Route("dev"),
+    ("POST", "/v1/supply/events"): Route("sup"),
     ("GET", "/v1/audit/events"): Route("aud"),
     ("GET", "/v1/audit/export"): Route("aud"),
     ("GET", "/v1/patients/{patient}/access-report"): Route("aud"),
@@ -224,6 +226,22 @@ FHIR = (
 )
 
 
+def _epcis(*fields: str) -> tuple[str, ...]:
+    """A commissioning document signed as a party's software would, with the hostile value
+    in one field at a time (the event's, or the document's)."""
+    doc = supply.document(supply.commission([supply.sgtin("HOSTILE1")]))
+    out = []
+    for field in fields:
+        d = json.loads(json.dumps(doc))
+        ev = d["epcisBody"]["eventList"][0]
+        (ev if field in ev else d)[field] = "@HOT@"
+        out.append(json.dumps(d).replace('"@HOT@"', HOT))
+    return tuple(out)
+
+
+EPCIS = _epcis("epcList", "eventTime", "bizStep", "action", "ilmd", "type", "creationDate")
+
+
 @dataclass
 class Hostile:
     """A world with every role, a call, a consent and a live signalling socket."""
@@ -231,6 +249,8 @@ class Hostile:
     w: World
     aud: Holder
     aud_t: str
+    sup: Holder
+    sup_t: str
     session: str
     consent: str
     ws: Any
@@ -243,6 +263,7 @@ class Hostile:
             "pat": (w.pat, w.pat_t),
             "dev": (w.dev, w.dev_t),
             "aud": (self.aud, self.aud_t),
+            "sup": (self.sup, self.sup_t),
         }[who]
 
     def path_value(self, method: str, canonical: str, name: str) -> str:
@@ -265,12 +286,15 @@ async def hostile(client: Any, config: Config) -> Hostile:
     w = await World(client).setup(config)
     aud = await invite_and_enroll(client, w.adm, w.adm_t, "auditor")
     aud_t = await get_token(client, aud)
+    party = {"gln": supply.gln(1), "kind": "distributor", "display_name": "Distributor 1"}
+    sup = await invite_and_enroll(client, w.adm, w.adm_t, "party", **party)
+    sup_t = await get_token(client, sup)
     consent = (await w.grant(["call", "vitals.read"]))["id"]
     r = await call(client, "POST", "/v1/sessions", w.prov, w.prov_t, json={"patient": w.pat.sub})
     assert r.status == 201, await r.text()
     session = str((await r.json())["id"])
     ws = await w.ws(session, w.pat, w.pat_t)
-    return Hostile(w, aud, aud_t, session, consent, ws)
+    return Hostile(w, aud, aud_t, sup, sup_t, session, consent, ws)
 
 
 def _routes(app: Any) -> list[tuple[str, str, list[str]]]:
@@ -344,6 +368,10 @@ async def _send(
             w.dev, payload.replace(HOT, value).encode(), **({"cty": "fhir+json"} if fhir else {})
         )
         kw["data"] = jws
+        kw["headers"] = {"Content-Type": "application/jose"}
+    elif canonical == "/v1/supply/events":
+        template = draw(st.sampled_from(EPCIS))
+        kw["data"] = supply.sign(h.sup, template.replace(HOT, value).encode())
         kw["headers"] = {"Content-Type": "application/jose"}
     elif method in ("POST", "PUT", "PATCH", "DELETE"):
         bodies = spec.bodies if spec is not None and spec.bodies else ('{"x":@@}', "@@")
