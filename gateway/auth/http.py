@@ -584,13 +584,17 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError("invalid_dpop_proof", "DPoP proof replayed")
     allowed = frozenset(ROLE_SCOPES[subject.role])
     asked = frozenset(form.get("scope", "").split()) or allowed
-    if not asked <= allowed:
+    # What the role allows of what was asked (SMART App Launch v2, "Scopes": a server may
+    # grant fewer; RFC 6749 3.3: the answer's ``scope`` then says which). Nothing of it
+    # allowed is a refusal: a token that can do nothing asked of it helps no one.
+    granted = asked & allowed
+    if not granted:
         raise OAuthError(
             "invalid_scope", f"a {subject.role} may ask for {' '.join(sorted(allowed))}"
         )
     access, tclaims, _ = await auth.issue(
         subject,
-        asked,
+        granted,
         proof.jkt,
         origin(request),
         lambda ev: _record(request, ev),

@@ -168,7 +168,7 @@ TOKEN_ATTACKS: dict[str, tuple[int, str, TokenCase]] = {
     "scope-of-another-role": (
         400,
         "invalid_scope",
-        lambda w: (token_form(_tok(w), scope="call revoke"), _dpop_tok(w)),
+        lambda w: (token_form(_tok(w), scope="revoke introspect"), _dpop_tok(w)),
     ),
     "scope-unknown": (
         400,
@@ -317,7 +317,7 @@ async def test_device_cannot_get_provider_scopes(world: World) -> None:
         enroll_extra=DEVICE_FIELDS,
         patient=w.pat.sub,
     )
-    for scope in ("call", "vitals.write call", "vitals.read", "enroll"):
+    for scope in ("call", "vitals.read call", "vitals.read", "enroll"):
         before = await ledger_size(w.client)
         resp = await token_response(w.client, dev, scope)
         body = await problem(resp, 400, "oauth-error")
@@ -334,3 +334,9 @@ async def test_device_cannot_get_provider_scopes(world: World) -> None:
         )
     token = await get_token(w.client, dev)
     assert claims_of(token)["scope"] == "vitals.write"
+    # Asked for more than its role allows, it gets what the role allows of it, and the
+    # answer says so (RFC 6749 3.3, SMART App Launch v2).
+    resp = await token_response(w.client, dev, "vitals.write call openid")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["scope"] == "vitals.write" == claims_of(body["access_token"])["scope"]
