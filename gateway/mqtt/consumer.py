@@ -138,6 +138,8 @@ class Consumer:
         self.subscribed = asyncio.Event()
         #: Connections made so far (each one subscribes again).
         self.connections = 0
+        #: Messages this replica handled and acknowledged (how replicas split the load).
+        self.acknowledged = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._current: aiomqtt.Client | None = None
@@ -259,6 +261,7 @@ class Consumer:
             return  # unacknowledged: the message comes again, and its repeat is answered
         if not link.done():
             acks.done(slot)
+            self.acknowledged += 1
 
     async def close(self, runner: asyncio.Task[None], grace: float = 5.0) -> None:
         """Stop cleanly: leave the shared subscription (the broker routes no more messages
