@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import random
 import ssl
@@ -252,7 +253,10 @@ class Consumer:
             if answer is not None:
                 props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 props.ContentType = answer.content_type
-                props.UserProperty = [("status", str(answer.status))]
+                # The gateway's time, as HTTP's Date header: a device learns its clock's
+                # offset from it (gateway/devicekit).
+                date = email.utils.formatdate(usegmt=True)
+                props.UserProperty = [("status", str(answer.status)), ("date", date)]
                 if answer.correlation is not None:
                     props.CorrelationData = answer.correlation
                 await client.publish(answer.topic, answer.body, qos=1, properties=props)
