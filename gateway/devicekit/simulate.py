@@ -5,7 +5,8 @@
 Each device lives in ``<state-dir>/device-NNN/``: enrolled there from an invite the first
 time (``--invite``, or a provisioning file), reused on later runs. Progress goes to stderr
 once a second; the summary (batches sent, acknowledged, still queued, rejected) to stdout.
-``--seed`` makes the series (and the backoff jitter) the same from run to run.
+``--seed`` makes the random part of the series (noise, SpO2 dips) and the backoff jitter
+the same from run to run; the time-of-day shapes follow the clock.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def provisioning(path: Path) -> list[dict[str, Any]]:
     for d in devices:
         if set(d) - {"invite", "profile", "serial", "model"}:
             raise ValueError(f"{path}: a device has invite, profile, serial, model")
+        if not all(isinstance(v, str) and 0 < len(v) <= 256 for v in d.values()):
+            raise ValueError(f"{path}: invite, profile, serial and model are short strings")
         if d.get("profile") is not None and d["profile"] not in PROFILES:
             raise ValueError(f"{path}: profile is one of {', '.join(PROFILES)}")
     return devices
@@ -340,7 +343,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="offline from START s for LENGTH s (repeat); batches wait in the queue",
     )
     p.add_argument("--drain", type=float, default=30.0, help="seconds to empty the queues")
-    p.add_argument("--seed", type=int, help="the same series on every run")
+    p.add_argument("--seed", type=int, help="the same random draws (noise, dips) every run")
     p.add_argument("--json", action="store_true", help="the summary as JSON")
 
 

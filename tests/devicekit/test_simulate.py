@@ -138,3 +138,22 @@ async def test_bad_arguments_are_refused_clearly(gw: Any, tmp_path: Path) -> Non
     assert rc == 1 and "no invite" in err
     rc, _, err = await simulate(gw, "--state-dir", str(tmp_path), "--transport", "mqtt")
     assert rc == 1 and "--mqtt-url" in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"devices": "x"},
+        {"devices": [{"invite": "a", "secret": "b"}]},
+        {"devices": [{"invite": 7}]},
+        {"devices": [{"invite": "a", "profile": "asthma"}]},
+    ],
+    ids=["not-a-list", "unknown-key", "not-a-string", "unknown-profile"],
+)
+def test_a_malformed_provisioning_file_is_refused(tmp_path: Path, body: Any) -> None:
+    from gateway.devicekit.simulate import provisioning
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=r"p\.json"):
+        provisioning(path)
