@@ -6,6 +6,7 @@ then checks the targets of the vitals issue and prints PASS/MISS with the margin
     python -m bench.vitals --quick            # under a minute
     python -m bench.vitals                    # full run, about 3 minutes
     python -m bench.vitals --batches 100 --json bench/out/vitals.json
+    python -m bench.vitals --quick --sections mqtt   # MQTT vs HTTP, 1,000 devices (section 6)
 
 One run starts `telegate serve` as a subprocess on 127.0.0.1 (fresh data directory), a raw
 aiohttp server (multiprocessing spawn) that reads each body and answers 201 with a small
@@ -110,7 +111,13 @@ class GatewayProcess:
 
     metrics = Gateway.metrics  # bench.auth's /metrics reader (uses .session and .base)
 
-    def __init__(self, data_dir: Path, log: Path, fsyncs: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path,
+        fsyncs: Path | None = None,
+        env_extra: dict[str, str] | None = None,
+    ) -> None:
         exe = Path(sys.executable).with_name("telegate")
         port = free_port()
         cmd = [str(exe), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1"]
@@ -119,6 +126,7 @@ class GatewayProcess:
             cmd = [*trace, "-e", "signal=none", "-y", "-o", str(fsyncs), *cmd]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGATE_")}
         env["TELEGATE_RATE_EXEMPT_LOOPBACK"] = "true"  # one load generator, one address
+        env.update(env_extra or {})  # section 6: TELEGATE_MQTT_URL
         self.data_dir, self.log, self.trace = data_dir, log, fsyncs
         self.base = f"http://127.0.0.1:{port}"
         with open(log, "wb") as out:
@@ -688,6 +696,9 @@ def summarize(cfg: Config, res: Results) -> None:
             f"post -> push p99 {m['push_idle_p99']:.1f} ms idle, {m['push_load_p99']:.1f} ms "
             "under load (an upper bound: from the request's start, not its acceptance)",
         )
+    from bench.vitals_mqtt import summary_lines
+
+    lines += summary_lines(m, status)
     note = "(--quick: one round, short rows; run without --quick for the full numbers)"
     print_summary(res, lines, note if cfg.quick else None)
 
@@ -709,9 +720,10 @@ class Config:
     hard_limit: float
     json: str | None
     tmpdir: str | None
+    mqtt_devices: int = 1000
 
 
-SECTIONS = ("rates", "commit", "stream")
+SECTIONS = ("rates", "commit", "stream", "mqtt")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -735,6 +747,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     ap.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     ap.add_argument("--tmpdir", help="where to create the gateways' data directories")
+    ap.add_argument(
+        "--mqtt-devices",
+        type=int,
+        default=1000,
+        help="devices connected to the broker in section mqtt (default 1000)",
+    )
     a = ap.parse_args(argv)
     try:
         batches = tuple(int(x) for x in a.batches.split(",") if x.strip())
@@ -749,6 +767,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         ap.error("need 2 <= patients <= devices <= 1000 and 1 <= concurrency <= 256")
     q = a.quick
     rounds, seconds = a.rounds or (1 if q else 3), a.seconds or (3.0 if q else 8.0)
+    if not 10 <= a.mqtt_devices <= 5000:
+        ap.error("--mqtt-devices is 10..5000")
     if not 1 <= seconds <= 40:
         ap.error("--seconds is 1..40 (the DPoP proofs, made before the row, live 90 s)")
     rows = rounds * len(batches) * 2 + len(COMMIT_CONCURRENCY) + 2
@@ -764,9 +784,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         stream_posts=50 if q else 200,
         fsyncs=not a.no_fsyncs,
         sections=sections,
-        hard_limit=90 + rows * (seconds + 6),
+        hard_limit=90 + (rows + 8) * (seconds + 6),
         json=a.json,
         tmpdir=a.tmpdir,
+        mqtt_devices=a.mqtt_devices,
     )
 
 
@@ -775,7 +796,13 @@ def _load() -> str:
 
 
 async def amain(
-    cfg: Config, res: Results, tmp: Path, gw: GatewayProcess, raw: RawServer, lg: LoadGen
+    cfg: Config,
+    res: Results,
+    tmp: Path,
+    gw: GatewayProcess,
+    raw: RawServer,
+    lg: LoadGen,
+    broker: Any = None,
 ) -> None:
     import aiohttp
 
@@ -793,6 +820,10 @@ async def amain(
             await run_section(res, "commit", lambda: bench_commit(cfg, tmp, lg, http, res))
         if "stream" in cfg.sections:
             await run_section(res, "stream", lambda: bench_stream(cfg, gw, lg, fleet, http, res))
+        if "mqtt" in cfg.sections and broker is not None:
+            from bench.vitals_mqtt import bench_mqtt
+
+            await run_section(res, "mqtt", lambda: bench_mqtt(cfg, gw, broker, lg, fleet, res))
     summarize(cfg, res)
 
 
@@ -830,11 +861,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     timer = watchdog(cfg, res, tmp, kill_all)  # type: ignore[arg-type]
     try:
+        broker, env = None, {}
+        if "mqtt" in cfg.sections:
+            from bench.vitals_mqtt import Broker
+
+            try:
+                procs.append(broker := Broker(tmp / "mosquitto"))
+                env["TELEGATE_MQTT_URL"] = broker.url
+                print(f"private mosquitto at {broker.url} (pid {broker.pid})", flush=True)
+            except RuntimeError as e:  # no mosquitto here: the other sections still run
+                print(f"section mqtt skipped: {e}", flush=True)
         progress("starting telegate serve, the raw server and the load generator")
-        procs.append(gw := GatewayProcess(tmp / "data", tmp / "gateway.log"))
+        procs.append(gw := GatewayProcess(tmp / "data", tmp / "gateway.log", env_extra=env))
         procs.append(raw := RawServer())
         procs.append(lg := LoadGen())
-        asyncio.run(amain(cfg, res, tmp, gw, raw, lg))
+        asyncio.run(amain(cfg, res, tmp, gw, raw, lg, broker))
         mt["elapsed_s"] = now() - _START
         mt["loadavg_at_end"] = os.getloadavg()
         print(f"\n(total {mt['elapsed_s']:.0f}s; load average at the end {_load()})")

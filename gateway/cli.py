@@ -609,6 +609,14 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--config", required=True, type=Path, help="witness TOML file")
     w.set_defaults(func=cmd_witness)
 
+    from .devicekit import simulate
+
+    dv = sub.add_parser("device", help="device tools (docs/mqtt.md, Device SDK)")
+    dvsub = dv.add_subparsers(dest="device_command", required=True)
+    sim = dvsub.add_parser("simulate", help="drive simulated monitoring devices")
+    simulate.add_arguments(sim)
+    sim.set_defaults(func=simulate.command)
+
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)
     v.set_defaults(func=run_verify)

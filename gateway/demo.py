@@ -2,8 +2,10 @@
 
 Starts ``telegate serve`` on a data directory, enrolls an admin, a provider, a patient, the
 patient's monitoring device and an auditor through the real API, has the patient consent
-to calls and vitals, schedules a call, then posts realistic vitals every few seconds as the
-device (signed batches through ``POST /v1/vitals``) until stopped. Prints the links to open
+to calls and vitals, schedules a call, then runs the device simulator
+(``telegate device simulate``, gateway/devicekit/simulate.py) as the patient's monitor: a
+hypertension profile's series, signed batches through its offline queue and
+``POST /v1/vitals``, until stopped. Prints the links to open
 as patient, provider and auditor. Re-running on the same directory reuses the scenario.
 
 The browser links carry the seeded identity's private key in the URL *fragment*
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import Credentials, Session, enroll
-from .demokit import NPI, browser_link, local_invite, post_vitals, wait_ready
+from .demokit import NPI, browser_link, local_invite, simulate_device, wait_ready
 
 # browser_link stays importable from here, where the scenario it links to is seeded.
 __all__ = ["browser_link", "main", "seed"]
@@ -145,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "The links carry a demo key in their #fragment: keep them to yourself. Ctrl-C stops.\n",
             flush=True,
         )
-        post_vitals(creds["device"], args.interval, args.duration, lambda: stop)
+        simulate_device(creds["device"], args.data_dir / "demo" / "sim", args, lambda: stop)
         return 0
     except KeyboardInterrupt:
         return 0

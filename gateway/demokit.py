@@ -30,6 +30,7 @@ __all__ = [
     "device_batches",
     "local_invite",
     "post_vitals",
+    "simulate_device",
     "wait_ready",
 ]
 
@@ -165,3 +166,48 @@ def post_vitals(
             print(f"device: {sent} batches, {readings} readings posted", flush=True)
         time.sleep(interval)
     print(f"device: {sent} batches, {readings} readings posted; stopping", flush=True)
+
+
+def simulate_device(
+    creds: Credentials, state: Path, args: Any, stopped: Callable[[], bool]
+) -> None:
+    """The demo's monitor as the device simulator runs it (gateway/devicekit/simulate.py):
+    the seeded device's credentials copied into ``state/device-000`` (once), a batch every
+    ``args.interval`` seconds for ``args.duration`` seconds (0: until ``stopped()``),
+    progress on stderr, the summary on stdout."""
+    import asyncio
+
+    from .devicekit.simulate import MAX_DURATION, Provisioned, open_devices, run
+
+    home = state / "device-000"
+    if not (home / "device.json").exists():
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        creds.save(home / "device.json")
+
+    async def main() -> None:
+        (device,) = await open_devices(creds.server, [Provisioned(home)], seed=1)
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stopped():  # noqa: ASYNC110 - a flag a signal handler sets
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            summary = await run(
+                [device],
+                ["hypertension"],
+                rate=1 / args.interval,
+                duration=args.duration or MAX_DURATION,
+                drain=10.0,
+                seed=1,
+                progress=sys.stderr,
+                stopped=stop,
+            )
+        finally:
+            watcher.cancel()
+            await device.close()
+        print(f"device: stopping\n{summary.text()}", flush=True)
+
+    asyncio.run(main())

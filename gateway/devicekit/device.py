@@ -9,12 +9,22 @@ head waits with exponential backoff and jitter; a refusal for good (another 4xx)
 the batch to the queue's ``rejected`` table. Every batch carries its own id, which the
 gateway keeps once per device: a batch sent again after a crash between its delivery and
 its removal from the queue is recorded once (at-least-once delivery, exactly-once record).
+
+Clock skew: a device's clock may be minutes off, and the gateway refuses proofs dated
+outside its tolerance (``clock_skew``, 30 s) and readings dated in its future (5 minutes).
+Every answer tells the gateway's time (transport.py); the device keeps the offset it
+learns (in its queue file) and corrects what it signs: the reading times of a batch (given
+on the device's own clock, :meth:`Device.local_now`) and the ``iat`` of its proofs. A
+queued batch signed with an offset that has since proved wrong is signed again, with the
+same batch id, before it is sent, so a batch refused as "in the future" or "too old"
+because of the device's clock goes again corrected instead of being dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import random
 import secrets
@@ -27,9 +37,10 @@ from typing import Any
 import jwt
 
 from ..auth.jwk import HolderKey
-from ..client import Credentials, enroll
-from .queue import OfflineQueue
-from .transport import HttpTransport, Offline, Transport
+from ..client import ClientError, Credentials, _request, enroll
+from ..rfc3339 import parse_time
+from .queue import Item, OfflineQueue
+from .transport import HttpTransport, Offline, Transport, http_date
 
 __all__ = ["Device", "Flushed"]
 
@@ -38,6 +49,11 @@ QUEUE = "queue.db"
 TYP = "vitals+json"
 #: Passing failures: try the same batch again later.
 RETRY_STATUSES = frozenset({401, 408, 425, 429})
+#: An offset that moves by less is not worth signing a batch again (HTTP dates have whole
+#: seconds; the gateway tolerates 30 s in a proof and 5 minutes ahead in a reading).
+SKEW_TOLERANCE = 2.0
+#: Largest offset believed (a gateway is not a year off): past it, the clock is left alone.
+MAX_SKEW = 7 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +80,14 @@ class Device:
     ) -> None:
         self.creds = creds
         self.queue = queue
-        self.transport: Transport = transport or HttpTransport(creds)
         self.clock = clock
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.rng = rng
         self._kid = HolderKey.from_jwk(creds.jwk).jkt
+        #: Seconds to add to this device's clock to get the gateway's (learned).
+        self.offset = float(queue.get("clock_offset") or 0.0)
+        self.transport: Transport = transport or HttpTransport(creds, now=self.now)
 
     # -- on disk -----------------------------------------------------------------------
     @classmethod
@@ -77,11 +95,25 @@ class Device:
         cls, directory: Path, server: str, invite: str, *, serial: str, model: str, **kw: Any
     ) -> Device:
         """Redeem a device invite with a new key, keep the credentials in
-        ``directory/device.json`` (0600, never over an existing file) and open the queue."""
+        ``directory/device.json`` (0600, never over an existing file), open the queue and
+        learn the gateway's time (a clock too far behind is not caught by the gateway:
+        readings dated in the past are valid). Blocking (HTTP)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         creds = enroll(server, invite, serial=serial, model=model)
         creds.save(directory / CREDENTIALS)
-        return cls.open(directory, **kw)
+        device = cls.open(directory, **kw)
+        device.sync_time()
+        return device
+
+    def sync_time(self) -> bool:
+        """Ask the gateway its time (``GET /readyz``, its ``Date``) and learn the offset;
+        True if it moved. Blocking; an unreachable gateway teaches nothing."""
+        try:
+            _, headers, _ = _request("GET", f"{self.creds.server.rstrip('/')}/readyz")
+        except ClientError:
+            return False
+        date = http_date(headers.get("Date") or headers.get("date"))
+        return date is not None and self._learn((date, time.time()))
 
     @classmethod
     def open(
@@ -104,6 +136,31 @@ class Device:
     def id(self) -> str:
         return self.creds.sub
 
+    # -- time ---------------------------------------------------------------------------
+    def local_now(self) -> float:
+        """The device's own clock (what its readings are stamped with)."""
+        return self.clock()
+
+    def now(self) -> float:
+        """The device's clock corrected by the offset it learned: the gateway's time."""
+        return self.clock() + self.offset
+
+    def _learn(self, told: tuple[float, float] | None = None) -> bool:
+        """Take the time ``told`` (by default the transport's last answer's, see
+        transport.py); True if the offset moved."""
+        told = told or self.transport.server_time
+        if told is None:
+            return False
+        server, at = told
+        # The answer came ``time.time() - at`` ago; the device's clock then read that much
+        # less than now.
+        offset = server - (self.clock() - (time.time() - at))
+        if abs(offset) > MAX_SKEW or abs(offset - self.offset) <= SKEW_TOLERANCE:
+            return False
+        self.offset = offset
+        self.queue.set("clock_offset", repr(offset))
+        return True
+
     # -- batches -----------------------------------------------------------------------
     def sign(self, payload: dict[str, Any]) -> str:
         raw = json.dumps(payload, separators=(",", ":")).encode()
@@ -112,14 +169,24 @@ class Device:
         )
 
     def record(self, readings: list[dict[str, Any]], batch_id: str | None = None) -> str:
-        """Sign ``readings`` as one batch and queue it (durably); its batch id. Raises
-        QueueFull when the queue is at its maximum."""
+        """Sign ``readings`` (times on the device's own clock) as one batch and queue it
+        (durably); its batch id. Raises QueueFull when the queue is at its maximum."""
         now = self.clock()
         # Time-ordered and unique: readable in logs, and never reused by this device.
         batch_id = batch_id or f"{int(now * 1000):013d}-{secrets.token_hex(6)}"
-        jws = self.sign({"batch_id": batch_id, "device": self.id, "readings": readings})
-        self.queue.put(batch_id, jws, now)
+        unsigned = {"batch_id": batch_id, "device": self.id, "readings": readings}
+        jws = self.sign(_shifted(unsigned, self.offset))
+        self.queue.put(batch_id, jws, now, json.dumps(unsigned), self.offset)
         return batch_id
+
+    def _current(self, item: Item) -> tuple[str, int]:
+        """The item's JWS, signed again if the offset moved since it was signed, and how
+        many times it has been signed."""
+        if item.unsigned is None or abs(item.skew - self.offset) <= SKEW_TOLERANCE:
+            return item.jws, item.signings
+        jws = self.sign(_shifted(json.loads(item.unsigned), self.offset))
+        self.queue.resigned(item.seq, jws, self.offset)
+        return jws, item.signings + 1
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempts, 30))
@@ -129,17 +196,27 @@ class Device:
         """Send what is due, oldest first, until the queue is empty, the head is not due
         yet, or a passing failure (then the head waits its backoff)."""
         delivered = rejected = 0
+        corrected: set[int] = set()
         while (item := self.queue.head()) is not None:
             now = self.clock()
             if item.next_try > now:
                 return Flushed(delivered, rejected, len(self.queue), item.next_try - now)
+            jws, signings = self._current(item)
             try:
-                status, body = await self.transport.send(item.jws)
+                status, body = await self.transport.send(jws)
             except Offline as e:
                 status, body, error = 0, {}, str(e)
             else:
                 error = f"HTTP {status}: {body.get('title', '')}"
-            if status in (200, 201):
+            if self._learn() and item.seq not in corrected and status not in (200, 201):
+                # Refused perhaps for the device's clock (a proof or readings out of the
+                # gateway's window), which the answer just corrected: once more, now.
+                corrected.add(item.seq)
+                continue
+            if status in (200, 201) or (status == 409 and signings > 1):
+                # 409 for a batch signed again: the gateway has this batch id from this
+                # device with the first signature's times (an answer lost before the
+                # correction), recorded once.
                 self.queue.delivered(item.seq)
                 delivered += 1
             elif status == 0 or status >= 500 or status in RETRY_STATUSES:
@@ -159,3 +236,22 @@ class Device:
             wait = idle if done.retry_in is None else min(done.retry_in, self.backoff_max)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
+
+
+def _shifted(payload: dict[str, Any], offset: float) -> dict[str, Any]:
+    """``payload`` with every reading's time moved by ``offset`` seconds (unchanged when
+    the offset is zero, to the millisecond otherwise)."""
+    if not offset:
+        return payload
+    readings = []
+    for r in payload["readings"]:
+        t = r.get("time") if isinstance(r, dict) else None
+        if isinstance(t, str):
+            try:
+                moved = parse_time(t).astimezone(dt.UTC) + dt.timedelta(seconds=offset)
+            except ValueError:  # not a time: the gateway says so, with the batch's others
+                moved = None
+            if moved is not None:
+                r = {**r, "time": moved.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
+        readings.append(r)
+    return {**payload, "readings": readings}

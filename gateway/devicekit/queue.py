@@ -26,7 +26,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     queued REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    unsigned TEXT,
+    skew REAL NOT NULL DEFAULT 0,
+    signings INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY,
@@ -51,6 +58,16 @@ class Item:
     jws: str
     attempts: int
     next_try: float
+    #: The payload before signing (JSON, reading times on the device's own clock) and the
+    #: clock offset its signed times were corrected by: the batch can be signed again with
+    #: a better offset. None for a batch queued already signed.
+    unsigned: str | None = None
+    skew: float = 0.0
+    #: How many times it was signed (more than once: its times were corrected).
+    signings: int = 1
+
+
+_COLUMNS = "seq, batch_id, jws, attempts, next_try, unsigned, skew, signings"
 
 
 class OfflineQueue:
@@ -70,6 +87,12 @@ class OfflineQueue:
         self._db.execute("PRAGMA synchronous=FULL")  # a queued batch survives power loss
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        # A queue file from before clock-skew handling: its batches stay as they were signed.
+        if "unsigned" not in have:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN unsigned TEXT")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN skew REAL NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN signings INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         with self._lock:
@@ -79,9 +102,11 @@ class OfflineQueue:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def put(self, batch_id: str, jws: str, now: float) -> int:
-        """Queue a signed batch; its sequence number. Raises QueueFull, or ValueError for
-        a batch id already queued."""
+    def put(
+        self, batch_id: str, jws: str, now: float, unsigned: str | None = None, skew: float = 0
+    ) -> int:
+        """Queue a signed batch (and what it was signed from, see :class:`Item`); its
+        sequence number. Raises QueueFull, or ValueError for a batch id already queued."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -92,8 +117,9 @@ class OfflineQueue:
                         "queued until the gateway takes some"
                     )
                 cur = self._db.execute(
-                    "INSERT INTO outbox (batch_id, jws, queued) VALUES (?, ?, ?)",
-                    (batch_id, jws, now),
+                    "INSERT INTO outbox (batch_id, jws, queued, unsigned, skew) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (batch_id, jws, now, unsigned, skew),
                 )
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError as e:
@@ -109,7 +135,7 @@ class OfflineQueue:
         """The oldest waiting batch (whether or not it is due)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT seq, batch_id, jws, attempts, next_try FROM outbox ORDER BY seq LIMIT 1"
+                f"SELECT {_COLUMNS} FROM outbox ORDER BY seq LIMIT 1"  # noqa: S608 - constant
             ).fetchone()
         return Item(*row) if row else None
 
@@ -117,9 +143,31 @@ class OfflineQueue:
         """Every waiting batch, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, batch_id, jws, attempts, next_try FROM outbox ORDER BY seq"
+                f"SELECT {_COLUMNS} FROM outbox ORDER BY seq"  # noqa: S608 - constant
             ).fetchall()
         return [Item(*row) for row in rows]
+
+    def resigned(self, seq: int, jws: str, skew: float) -> None:
+        """The batch signed again, its times corrected by ``skew``."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET jws = ?, skew = ?, signings = signings + 1 WHERE seq = ?",
+                (jws, skew, seq),
+            )
+
+    def get(self, name: str) -> str | None:
+        """A value the device keeps beside its queue (its learned clock offset)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set(self, name: str, value: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     def delivered(self, seq: int) -> None:
         with self._lock:

@@ -1,16 +1,26 @@
 """How a device's batches reach the gateway: ``POST /v1/vitals`` (DPoP-bound token) or an
 MQTT 5 publish answered on the device's receipts topic (docs/mqtt.md). Either gives the
-HTTP status and the JSON body, or raises Offline when the gateway could not be asked."""
+HTTP status and the JSON body, or raises Offline when the gateway could not be asked.
+
+Each answer also tells the time on the gateway (HTTP's ``Date`` header; the ``date`` user
+property of an MQTT answer, in the same format): ``server_time`` holds the last one seen,
+from which the device learns how far its clock is off (gateway/devicekit/device.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import hashlib
 import json
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..client import ClientError, Credentials, Session, _request
+import jwt
+
+from ..client import ClientError, Credentials, Session, _b64u, _request
 
 __all__ = ["HttpTransport", "MqttTransport", "Offline", "Transport"]
 
@@ -22,9 +32,62 @@ class Offline(ClientError):
 
 
 class Transport(Protocol):
+    #: The gateway's time (epoch seconds) told by the last answer, with the local
+    #: ``time.time()`` when it came: ``(server, local)``; None until one told it.
+    server_time: tuple[float, float] | None
+
     async def send(self, jws: str) -> tuple[int, dict[str, Any]]: ...
 
     async def close(self) -> None: ...
+
+
+def http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP-date (RFC 9110 IMF-fixdate), or None. The date has whole
+    seconds: half a second is added, the middle of the second it names."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() + 0.5
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+class DeviceSession(Session):
+    """The client's Session with the device's corrected clock in the times it signs (the
+    DPoP proof's and the client assertion's ``iat``): a device whose clock is off by more
+    than the gateway's tolerance still proves possession once it knows the offset."""
+
+    def __init__(self, creds: Credentials, now: Callable[[], float]) -> None:
+        super().__init__(creds)
+        self.now = now
+
+    def _proof(self, method: str, url: str, token: str | None = None) -> str:
+        claims: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": url.split("?", 1)[0],
+            "iat": int(self.now()),
+        }
+        if token is not None:
+            claims["ath"] = _b64u(hashlib.sha256(token.encode()).digest())
+        return jwt.encode(
+            claims,
+            self.creds.key,
+            algorithm="EdDSA",
+            headers={"typ": "dpop+jwt", "jwk": self.creds.jwk},
+        )
+
+    def _assertion(self, token_endpoint: str) -> str:
+        now = int(self.now())
+        claims = {
+            "iss": self.creds.sub,
+            "sub": self.creds.sub,
+            "aud": token_endpoint,
+            "iat": now,
+            "exp": now + 120,
+            "jti": secrets.token_urlsafe(16),
+        }
+        return jwt.encode(claims, self.creds.key, algorithm="EdDSA")
 
 
 def _body(raw: bytes) -> dict[str, Any]:
@@ -38,14 +101,24 @@ def _body(raw: bytes) -> dict[str, Any]:
 class HttpTransport:
     """``POST /v1/vitals`` with the device's own token and a DPoP proof per request."""
 
-    def __init__(self, creds: Credentials) -> None:
-        self.session = Session(creds)
+    def __init__(self, creds: Credentials, now: Callable[[], float] = time.time) -> None:
+        self.session = DeviceSession(creds, now)
+        self.server_time: tuple[float, float] | None = None
+
+    def _told(self, headers: dict[str, str]) -> None:
+        date = http_date(headers.get("Date") or headers.get("date"))
+        if date is not None:
+            self.server_time = (date, time.time())
 
     def _send(self, jws: str) -> tuple[int, dict[str, Any]]:
         url = f"{self.session.server}/v1/vitals"
         try:
             token = self.session.token()
         except ClientError as e:
+            # Refused, perhaps for a proof dated off the gateway's clock: ask its time, so
+            # the next proof is dated right.
+            with contextlib.suppress(ClientError):
+                self._told(_request("GET", f"{self.session.server}/readyz")[1])
             raise Offline(str(e)) from e
         headers = {
             "Authorization": f"DPoP {token}",
@@ -53,9 +126,10 @@ class HttpTransport:
             "Content-Type": JOSE,
         }
         try:
-            status, _, out = _request("POST", url, body=jws.encode("ascii"), headers=headers)
+            status, got, out = _request("POST", url, body=jws.encode("ascii"), headers=headers)
         except ClientError as e:
             raise Offline(str(e)) from e
+        self._told(got)
         if status == 401:
             self.session._token = None  # expired or revoked: a new one next time
         return status, _body(out)
@@ -91,6 +165,7 @@ class MqttTransport:
         self._client: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[bytes, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        self.server_time: tuple[float, float] | None = None
 
     async def _connect(self) -> Any:
         import aiomqtt
@@ -130,6 +205,9 @@ class MqttTransport:
                 if fut is None or fut.done():
                     continue
                 users = dict(getattr(props, "UserProperty", None) or [])
+                date = http_date(users.get("date"))
+                if date is not None:
+                    self.server_time = (date, time.time())
                 try:
                     status = int(users.get("status", "0"))
                 except ValueError:

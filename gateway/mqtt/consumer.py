@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import random
 import ssl
@@ -138,6 +139,8 @@ class Consumer:
         self.subscribed = asyncio.Event()
         #: Connections made so far (each one subscribes again).
         self.connections = 0
+        #: Messages this replica handled and acknowledged (how replicas split the load).
+        self.acknowledged = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._current: aiomqtt.Client | None = None
@@ -250,7 +253,10 @@ class Consumer:
             if answer is not None:
                 props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 props.ContentType = answer.content_type
-                props.UserProperty = [("status", str(answer.status))]
+                # The gateway's time, as HTTP's Date header: a device learns its clock's
+                # offset from it (gateway/devicekit).
+                date = email.utils.formatdate(usegmt=True)
+                props.UserProperty = [("status", str(answer.status)), ("date", date)]
                 if answer.correlation is not None:
                     props.CorrelationData = answer.correlation
                 await client.publish(answer.topic, answer.body, qos=1, properties=props)
@@ -259,6 +265,7 @@ class Consumer:
             return  # unacknowledged: the message comes again, and its repeat is answered
         if not link.done():
             acks.done(slot)
+            self.acknowledged += 1
 
     async def close(self, runner: asyncio.Task[None], grace: float = 5.0) -> None:
         """Stop cleanly: leave the shared subscription (the broker routes no more messages

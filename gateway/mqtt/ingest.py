@@ -95,9 +95,15 @@ class Ingest:
         if m.content_type is not None and m.content_type != JOSE:
             raise UnsupportedMediaType(f"send the signed batch as {JOSE} (a compact JWS)")
         jws = compact_jws(m.payload)
-        await self._check_signer(device, jws)
         lookup = self.app[AUTHORITY].store.subject
-        posted = await post_batch(self.app[VITALS], lookup, device, jws)
+        try:
+            posted = await post_batch(self.app[VITALS], lookup, device, jws)
+        except GatewayError:
+            # A batch signed by another device is refused (its signature does not verify
+            # with the topic's device's key, or no such device is enrolled): only then is
+            # the signer looked up, so an accepted batch costs no lookup and no thread hop.
+            await self._check_signer(device, jws)
+            raise
         return json.dumps(posted.body).encode(), posted.status
 
     async def _check_signer(self, device: str, jws: str) -> None:

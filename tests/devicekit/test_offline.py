@@ -67,7 +67,7 @@ async def test_batches_queued_while_the_gateway_is_down_arrive_once_in_order(
 
             dev = Device.open(home, clock=lambda: time.time() + skew[0], backoff_base=0.01)
             assert len(dev.queue) == 6
-            queued = {i.batch_id: i.jws for i in dev.queue.pending()}
+            queued = {i.batch_id: i for i in dev.queue.pending()}
             assert list(queued) == [*ids, bad]
             gw.start()
             skew[0] = LATER  # past the backoff
@@ -79,7 +79,8 @@ async def test_batches_queued_while_the_gateway_is_down_arrive_once_in_order(
 
             # Delivered, then the device died before taking it off the queue: sent again,
             # answered with the first receipt (200), recorded once.
-            dev.queue.put(ids[2], queued[ids[2]], time.time())
+            it = queued[ids[2]]
+            dev.queue.put(ids[2], it.jws, time.time(), it.unsigned, it.skew)
             assert (await dev.flush()).delivered == 1
             assert await _batch_ids(w) == [first, *ids]
             await dev.close()
