@@ -55,6 +55,7 @@ import aiohttp
 from bench.auth import _Client
 from bench.ledger import pct, print_summary, progress
 from bench.vitals import readings
+from gateway.errors import OVERLOADED_TYPE
 from ledger.log import Receipt
 from ledger.note import Verifier
 from ledger.tiles import split_hashes, tiles_for_size
@@ -63,8 +64,17 @@ from tests.gateway.idclient import Holder, admin, call, invite_and_enroll, token
 from tests.gateway.test_sessions import FP_PAT, FP_PROV, sdp
 from tests.gateway.vitals.world import DEVICE, NPI, batch, iso, sign
 
-#: Problem types of a deliberate 503 (load shed before latency collapses): not a failure.
-SHED_TYPES = ("/overloaded", "/shed", "/overload")
+#: The problem type of a deliberate 503 (load shed before latency collapses, gateway/limits):
+#: counted apart, not a failure. Any other 503 (``unavailable``: a store down) is an outage.
+SHED_TYPE = OVERLOADED_TYPE
+
+
+def deliberate(status: int, body: Any) -> bool:
+    """Whether an answer (its status and parsed JSON body) is load shed on purpose: a 503
+    of the ``overloaded`` problem type, which the "no 5xx" target does not count."""
+    return status == 503 and isinstance(body, dict) and body.get("type") == SHED_TYPE
+
+
 REQUEST_TIMEOUT = 30.0  # no answer in this long is a hang, counted as an error
 WS_TIMEOUT = 15.0
 FD_SLACK = 32  # open descriptors the gateway may hold above the warm-up count at the end
@@ -201,7 +211,7 @@ class Traffic:
                 kind += " without Retry-After"
             self.rec.error(op, kind, t)
             if resp.status >= 500:
-                if resp.status == 503 and ptype.endswith(SHED_TYPES):
+                if deliberate(resp.status, body):
                     self.rec.shed += 1
                 else:
                     self.rec.fivexx[f"{op}: {kind}"] += 1

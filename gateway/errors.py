@@ -23,10 +23,12 @@ from ledger.errors import NotFound as LedgerNotFound
 from ledger.store import sqlite_transient
 
 __all__ = [
+    "OVERLOADED_TYPE",
     "BadRequest",
     "ConfigError",
     "GatewayError",
     "NotFound",
+    "Overloaded",
     "problem_middleware",
     "problem_response",
     "track_streams",
@@ -96,6 +98,19 @@ class Unavailable(GatewayError):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
+
+
+class Overloaded(Unavailable):
+    """Deliberate load shedding (gateway/limits): the gateway is healthy but at capacity and
+    refuses this request at once rather than queue it. Its own problem type, so that a client
+    or a benchmark can tell shedding from an outage (both 503 with ``Retry-After``)."""
+
+    slug = "overloaded"
+    title = "Overloaded: request shed"
+
+
+#: The problem type of :class:`Overloaded`, for clients and benchmarks that count shedding.
+OVERLOADED_TYPE = PROBLEM_BASE + Overloaded.slug
 
 
 def problem_response(
