@@ -31,6 +31,7 @@ __all__ = [
     "Overloaded",
     "problem_middleware",
     "problem_response",
+    "retryable",
     "track_streams",
 ]
 
@@ -194,6 +195,20 @@ def _store_transient(e: BaseException) -> bool:
     )
 
 
+#: Seconds a client is told to wait after a store or ledger outage (``Retry-After``).
+OUTAGE_RETRY = 5
+
+
+def retryable(e: BaseException) -> bool:
+    """Whether ``e`` is an outage the client may retry: what :func:`problem_middleware`
+    answers 503 with ``Retry-After`` (a GatewayError of status 503: a database, Redis or
+    shedding; the ledger taking no appends; an embedded store's transient SQLite error). For
+    the paths with no HTTP answer to give, a WebSocket's messages (gateway/sessions)."""
+    if isinstance(e, GatewayError):
+        return e.status == 503
+    return isinstance(e, LedgerUnavailable) or _store_transient(e)
+
+
 def _problem(e: Exception) -> web.StreamResponse:
     """``e`` as problem+json; re-raised if it is an HTTP answer below 400 (a redirect)."""
     if isinstance(e, GatewayError):
@@ -213,7 +228,7 @@ def _problem(e: Exception) -> web.StreamResponse:
         resp = problem_response(
             503, Unavailable.slug, Unavailable.title, "the ledger takes no appends now; retry later"
         )
-        resp.headers["Retry-After"] = "5"
+        resp.headers["Retry-After"] = str(OUTAGE_RETRY)
         return resp
     if _store_transient(e):
         # An embedded store's SQLite file could not be written now: its file system is full,
@@ -225,7 +240,7 @@ def _problem(e: Exception) -> web.StreamResponse:
         resp = problem_response(
             503, Unavailable.slug, Unavailable.title, "a store takes no writes now; retry later"
         )
-        resp.headers["Retry-After"] = "5"
+        resp.headers["Retry-After"] = str(OUTAGE_RETRY)
         return resp
     if isinstance(e, LedgerError):
         for src, dst in _LEDGER_MAP:

@@ -71,3 +71,34 @@ def test_other_sqlite_errors_stay_500(tmp_path: Path) -> None:
     status, body, headers = _answer(e.value)
     assert status == 500 and "Retry-After" not in headers
     assert "nowhere" not in json.dumps(body)  # nothing of the statement leaks
+
+
+def test_retryable_is_what_the_middleware_answers_503(tmp_path: Path) -> None:
+    """The WebSocket paths (no HTTP answer to give) decide by ``retryable``: the same
+    outages the middleware answers 503 + Retry-After, and nothing it answers otherwise."""
+    from gateway.db.errors import DatabaseUnavailable
+    from gateway.errors import BadRequest, Overloaded, Unavailable, retryable
+    from ledger.errors import LedgerUnavailable
+
+    locked = _busy(tmp_path)
+    conn = sqlite3.connect(":memory:")
+    try:
+        with pytest.raises(sqlite3.OperationalError) as e:
+            conn.execute("SELECT * FROM nowhere")
+    finally:
+        conn.close()
+    outages = [
+        locked,
+        _masked(_busy(tmp_path)),
+        LedgerUnavailable("stopped"),
+        DatabaseUnavailable("down"),
+        Unavailable(),
+        Overloaded(),
+    ]
+    others = [e.value, BadRequest("x"), ValueError("x"), KeyError("x")]
+    for x in outages:
+        assert retryable(x), x
+        assert _problem(x).status == 503, x
+    for x in others:
+        assert not retryable(x), x
+        assert _problem(x).status != 503, x
