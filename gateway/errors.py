@@ -29,6 +29,7 @@ __all__ = [
     "GatewayError",
     "NotFound",
     "Overloaded",
+    "problem_for",
     "problem_middleware",
     "problem_response",
     "retryable",
@@ -138,6 +139,7 @@ _HTTP_SLUGS = {
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported content type"),
+    417: ("expectation-failed", "Expectation failed"),
 }
 
 
@@ -164,7 +166,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception as e:
         started: web.StreamResponse | None = request.get(_STARTED)
         if started is None:
+            if isinstance(e, web.RequestPayloadError):
+                return _broken_body(request, e)
             return _problem(e)
+        if isinstance(started, web.WebSocketResponse) and not started.closed:
+            # A WebSocket is told, with 1011 (RFC 6455 7.4.1: an unexpected condition),
+            # rather than cut: its page sees why, and reconnects.
+            route = request.match_info.route.resource
+            fields = {"route": route.canonical if route else "", "error": type(e).__name__}
+            log.error("failed on an open WebSocket", extra={"fields": fields})
+            await started.close(code=1011, message=b"internal error")
+            return started
         # The status line, headers and maybe part of the body are sent: no problem+json can
         # follow. Cut the connection before the final chunk, so the client sees a failed
         # transfer, never a complete-looking one, and is not left waiting for the rest.
@@ -178,6 +190,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if request.transport is not None:
             request.transport.close()
         return started
+
+
+def _broken_body(request: web.Request, e: web.RequestPayloadError) -> web.StreamResponse:
+    """A body aiohttp could not decode (a bad chunk size, a Content-Encoding that does not
+    decode): 400, and the connection closed after it, since where the next request would
+    begin is unknown. The body is marked read to its end, or aiohttp, draining what is left
+    of it after the answer, meets the error again and logs it as a crash."""
+    log.warning("malformed request body", extra={"fields": {"error": type(e).__name__}})
+    request.content.feed_eof()
+    resp = problem_response(400, "malformed-body", "Malformed request body")
+    resp.force_close()
+    return resp
 
 
 def _store_transient(e: BaseException) -> bool:
@@ -207,6 +231,12 @@ def retryable(e: BaseException) -> bool:
     if isinstance(e, GatewayError):
         return e.status == 503
     return isinstance(e, LedgerUnavailable) or _store_transient(e)
+
+
+def problem_for(e: Exception) -> web.StreamResponse:
+    """``e`` as :func:`problem_middleware` answers it, for the answers given outside it
+    (gateway.limits.heads: what aiohttp raises before the middlewares run)."""
+    return _problem(e)
 
 
 def _problem(e: Exception) -> web.StreamResponse:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong, PayloadEncodingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from ..errors import problem_response
+from ..errors import problem_for, problem_response
 
 __all__ = ["ProblemRequestHandler", "ProblemServer", "Runner", "head_problem"]
 
@@ -35,7 +37,10 @@ _PY_REQUEST_LINE = re.compile(rb"^[A-Z]+ (?:/|\*|[A-Za-z][A-Za-z0-9+.\-]*://)")
 #: (status, slug, title) by what was wrong with the head.
 URI_TOO_LONG = (414, "uri-too-long", "Request line too long")
 HEADERS_TOO_LARGE = (431, "header-fields-too-large", "Request header fields too large")
-MALFORMED_HEAD = (400, "malformed-request-head", "Malformed request head")
+MALFORMED_HEAD = (400, "malformed-request", "Malformed request")
+#: A chunk size or a Content-Length the parser cannot read (as gateway.errors answers a
+#: body that does not decode).
+MALFORMED_BODY = (400, "malformed-body", "Malformed request body")
 
 
 def head_problem(exc: BaseException) -> tuple[int, str, str]:
@@ -50,6 +55,8 @@ def head_problem(exc: BaseException) -> tuple[int, str, str]:
         ):
             return URI_TOO_LONG
         return HEADERS_TOO_LARGE
+    if isinstance(exc, PayloadEncodingError):
+        return MALFORMED_BODY
     if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc.message):
         return HEADERS_TOO_LARGE
     return MALFORMED_HEAD
@@ -115,6 +122,24 @@ class ProblemServer(web.Server):
         return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+def _outermost(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
+    """``handler`` (the app's), with an HTTP error raised before its middlewares run (an
+    ``Expect`` other than ``100-continue``: 417) answered as problem+json too; aiohttp
+    would send it as it is, in plain text."""
+
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            resp = problem_for(e)
+            resp.force_close()
+            return resp
+
+    return handle
+
+
 class Runner(web.AppRunner):
     """``web.AppRunner`` whose server answers refused request heads as problem+json. Takes
     the same arguments (pass it :func:`gateway.limits.server_args`)."""
@@ -124,4 +149,5 @@ class Runner(web.AppRunner):
         # aiohttp builds its Server inside the app (Application._make_handler); only the
         # class that makes each connection's handler changes, nothing of its state.
         server.__class__ = ProblemServer
+        server.request_handler = _outermost(server.request_handler)
         return server

@@ -159,7 +159,7 @@ async def test_oversized_header_field_and_request_line_are_refused(
         (many, 431, "header-fields-too-large"),
         (big_line, 414, "uri-too-long"),
         (absolute, 414, "uri-too-long"),
-        (not_http, 400, "malformed-request-head"),
+        (not_http, 400, "malformed-request"),
     ]
     caplog.set_level(logging.DEBUG)
     heads._THROTTLE.last = float("-inf")  # another test's line in the last second
