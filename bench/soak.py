@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -56,6 +57,7 @@ from bench.auth import _Client
 from bench.ledger import pct, print_summary, progress
 from bench.vitals import readings
 from gateway.errors import OVERLOADED_TYPE
+from gateway.limits.memtrace import DIR_ENV, ENV
 from ledger.log import Receipt
 from ledger.note import Verifier
 from ledger.tiles import split_hashes, tiles_for_size
@@ -98,6 +100,11 @@ class Settings:
     inflight_max: int = 400  # operations of one kind in flight before a start is skipped
     tmpdir: str | None = None
     json: str | None = None
+    #: Server-side tracemalloc (gateway/limits/memtrace.py): a baseline at the end of minute
+    #: ``tracemalloc_at`` (default: the warm-up minute), the growth since it at the end.
+    tracemalloc: bool = False
+    tracemalloc_at: int = 0
+    tracemalloc_out: str = "bench/out/tracemalloc.txt"
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -545,11 +552,40 @@ async def soak(s: Settings, tmp: Path) -> Outcome:
     """Start ``telegate serve`` in ``tmp``, set up the parties, run the traffic for
     ``s.minutes``, then export and verify the log. The gateway is stopped on return."""
     data = tmp / "data"
-    gw = Gateway(data, tmp)
+    env = {ENV: "1", DIR_ENV: str(tmp / "tracemalloc")} if s.tracemalloc else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # for the gateway process only (tests.faults.conftest.spawn)
+    try:
+        gw = Gateway(data, tmp)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         return await _soak(s, tmp, gw)
     finally:
         gw.stop()
+
+
+def keep_report(path: Path, out: Path) -> str:
+    """Copy the report at ``path`` (in the soak's temporary directory) to ``out``."""
+    text = path.read_text()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+async def memory_report(pid: int, tmp: Path, n: int) -> Path:
+    """Ask the gateway (SIGUSR2) for its ``n``-th tracemalloc report and wait for it."""
+    path = tmp / "tracemalloc" / f"tracemalloc-{n}.txt"
+    os.kill(pid, signal.SIGUSR2)
+    for _ in range(1200):  # a snapshot of a large heap takes a while; at most 2 minutes
+        await asyncio.sleep(0.1)
+        if path.exists() and path.read_text().endswith("\n"):
+            return path
+    raise RuntimeError(f"no tracemalloc report at {path}")
 
 
 async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
@@ -582,6 +618,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
         runners = [asyncio.create_task(x) for x in loops]
         total = max(1, round(s.minutes * 60))
         n_minutes = (total + 59) // 60
+        trace_at = min(s.tracemalloc_at or s.warmup_minute, n_minutes - 1)
         for i in range(n_minutes):
             end = rec.t0 + min(total, (i + 1) * 60)
             await asyncio.sleep(max(0.0, end - time.monotonic()))
@@ -589,6 +626,15 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
             m.rss_kib, m.fds, m.clients = proc_sample(pid, gw.port)
             m.ledger_size = await ledger_size(http, gw.url)
             report_minute(i, m)
+            if s.tracemalloc and i + 1 in (trace_at, n_minutes):
+                n = 1 if i + 1 == trace_at else 2
+                path = await memory_report(pid, tmp, n)
+                progress(f"tracemalloc report {n} (minute {i + 1}): {path}")
+                if n == 2:
+                    text = await asyncio.to_thread(keep_report, path, Path(s.tracemalloc_out))
+                    print(f"\n== tracemalloc: growth from minute {trace_at} to {i + 1} ==")
+                    print("\n".join(text.splitlines()[:25]))
+                    progress(f"whole report in {s.tracemalloc_out}")
         sched.stopping = True
         await asyncio.gather(*runners)
         progress(f"load stopped; waiting for {len(sched.tasks)} operations in flight")
@@ -749,6 +795,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=d.warmup_minute,
         help="the reference minute of the RSS and p99 targets (5)",
     )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the gateway's allocations: a baseline at --tracemalloc-at, the growth "
+        "since it at the end (written to --tracemalloc-out)",
+    )
+    p.add_argument(
+        "--tracemalloc-at",
+        type=int,
+        default=d.tracemalloc_at,
+        help="the minute whose end is the baseline (default: --warmup-minute)",
+    )
+    p.add_argument("--tracemalloc-out", default=d.tracemalloc_out)
     p.add_argument("--tmpdir", default=None, help="where to put the data directory")
     p.add_argument("--json", default=None, help="also write every minute's figures as JSON")
     a = p.parse_args(argv)
