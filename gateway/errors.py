@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from ledger.errors import (
@@ -230,7 +231,17 @@ def retryable(e: BaseException) -> bool:
     the paths with no HTTP answer to give, a WebSocket's messages (gateway/sessions)."""
     if isinstance(e, GatewayError):
         return e.status == 503
-    return isinstance(e, LedgerUnavailable) or _store_transient(e)
+    return isinstance(e, LedgerUnavailable) or _store_transient(e) or _database_down(e)
+
+
+def _database_down(e: BaseException) -> bool:
+    """A database error that says it cannot be used now (gateway.db.errors.unreachable)
+    which reached the middleware unwrapped: a query made outside ``reaching``."""
+    if not isinstance(e, sa.exc.SQLAlchemyError):
+        return False
+    from .db.errors import unreachable  # gateway.db imports this module
+
+    return unreachable(e)
 
 
 def problem_for(e: Exception) -> web.StreamResponse:
@@ -271,6 +282,15 @@ def _problem(e: Exception) -> web.StreamResponse:
             503, Unavailable.slug, Unavailable.title, "a store takes no writes now; retry later"
         )
         resp.headers["Retry-After"] = str(OUTAGE_RETRY)
+        return resp
+    if _database_down(e):
+        # Every query is meant to go through gateway.db's ``reaching``, which makes this a
+        # DatabaseUnavailable; one that did not is still a 503, never a 500.
+        log.error("database unavailable", extra={"fields": {"error": type(e).__name__}})
+        resp = problem_response(
+            503, Unavailable.slug, Unavailable.title, "the database cannot be used now; retry later"
+        )
+        resp.headers["Retry-After"] = "1"
         return resp
     if isinstance(e, LedgerError):
         for src, dst in _LEDGER_MAP:
