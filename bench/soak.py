@@ -57,7 +57,7 @@ from bench.auth import _Client
 from bench.ledger import pct, print_summary, progress
 from bench.vitals import readings
 from gateway.errors import OVERLOADED_TYPE
-from gateway.limits.memtrace import DIR_ENV, ENV
+from gateway.limits.memtrace import DIR_ENV, ENV, FRAMES_ENV
 from ledger.log import Receipt
 from ledger.note import Verifier
 from ledger.tiles import split_hashes, tiles_for_size
@@ -105,6 +105,7 @@ class Settings:
     tracemalloc: bool = False
     tracemalloc_at: int = 0
     tracemalloc_out: str = "bench/out/tracemalloc.txt"
+    tracemalloc_frames: int = 1
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -552,7 +553,8 @@ async def soak(s: Settings, tmp: Path) -> Outcome:
     """Start ``telegate serve`` in ``tmp``, set up the parties, run the traffic for
     ``s.minutes``, then export and verify the log. The gateway is stopped on return."""
     data = tmp / "data"
-    env = {ENV: "1", DIR_ENV: str(tmp / "tracemalloc")} if s.tracemalloc else {}
+    env = {ENV: "1", DIR_ENV: str(tmp / "tracemalloc"), FRAMES_ENV: str(s.tracemalloc_frames)}
+    env = env if s.tracemalloc else {}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # for the gateway process only (tests.faults.conftest.spawn)
     try:
@@ -808,6 +810,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         help="the minute whose end is the baseline (default: --warmup-minute)",
     )
     p.add_argument("--tracemalloc-out", default=d.tracemalloc_out)
+    p.add_argument(
+        "--tracemalloc-frames",
+        type=int,
+        default=d.tracemalloc_frames,
+        help="frames kept per allocation (1; more slow the gateway several times over)",
+    )
     p.add_argument("--tmpdir", default=None, help="where to put the data directory")
     p.add_argument("--json", default=None, help="also write every minute's figures as JSON")
     a = p.parse_args(argv)

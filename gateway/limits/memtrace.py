@@ -21,10 +21,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["ENV", "MemTrace", "from_env", "setup"]
+__all__ = ["DIR_ENV", "ENV", "FRAMES_ENV", "MemTrace", "from_env", "setup"]
 
 ENV = "TELEGATE_TRACEMALLOC"
 DIR_ENV = "TELEGATE_TRACEMALLOC_DIR"
+#: Frames kept per allocation (default 1: the allocating line, at the least cost; more
+#: group the growth by traceback too, and slow the gateway several times over).
+FRAMES_ENV = "TELEGATE_TRACEMALLOC_FRAMES"
 log = logging.getLogger("telegate.memtrace")
 
 #: What tracemalloc counts of its own and of imports: noise in a diff.
@@ -43,7 +46,7 @@ def _types() -> Counter[str]:
 class MemTrace:
     """Snapshots of one process's heap; :meth:`report` writes the next report file."""
 
-    def __init__(self, out: Path, frames: int = 12, top: int = 40) -> None:
+    def __init__(self, out: Path, frames: int = 1, top: int = 40) -> None:
         self.out = out
         self.frames = frames
         self.top = top
@@ -76,7 +79,7 @@ class MemTrace:
             lines.append(f"# growth since the baseline: {grown / 2**10:+,.0f} KiB; by line")
             lines += [str(s) for s in by_line[: self.top]]
             lines.append("# by traceback (the ten that grew most)")
-            for s in snap.compare_to(self.base, "traceback")[:10]:
+            for s in snap.compare_to(self.base, "traceback")[: 10 if self.frames > 1 else 0]:
                 lines.append(f"{s.size_diff / 2**10:+,.1f} KiB, {s.count_diff:+,} blocks:")
                 lines += ["    " + f for f in s.traceback.format(limit=self.frames)]
             lines.append("# live objects by type, change since the baseline")
@@ -98,7 +101,8 @@ def from_env(env: Mapping[str, str], data_dir: Path) -> MemTrace | None:
     """The MemTrace ``TELEGATE_TRACEMALLOC=1`` asks for; None when it is not set to 1."""
     if env.get(ENV, "") != "1":
         return None
-    return MemTrace(Path(env.get(DIR_ENV) or data_dir / "tracemalloc"))
+    frames = int(env.get(FRAMES_ENV) or 1)
+    return MemTrace(Path(env.get(DIR_ENV) or data_dir / "tracemalloc"), max(1, min(frames, 50)))
 
 
 def setup(app: web.Application, trace: MemTrace) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.limits.memtrace import DIR_ENV, ENV, MemTrace, from_env
+from gateway.limits.memtrace import DIR_ENV, ENV, FRAMES_ENV, MemTrace, from_env
 from tests.faults.conftest import Gateway
 
 
@@ -26,8 +26,9 @@ def test_off_unless_set_to_1(tmp_path: Path) -> None:
     assert from_env({ENV: "yes"}, tmp_path) is None
     on = from_env({ENV: "1"}, tmp_path)
     assert on is not None and on.out == tmp_path / "tracemalloc"
-    there = from_env({ENV: "1", DIR_ENV: str(tmp_path / "x")}, tmp_path)
-    assert there is not None and there.out == tmp_path / "x"
+    assert on.frames == 1
+    there = from_env({ENV: "1", DIR_ENV: str(tmp_path / "x"), FRAMES_ENV: "8"}, tmp_path)
+    assert there is not None and there.out == tmp_path / "x" and there.frames == 8
 
 
 def test_the_growth_report_names_what_grew(tmp_path: Path) -> None:
