@@ -114,6 +114,7 @@ class Minute:
     lat: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     rss_kib: int = 0
+    anon_kib: int = 0  # of the RSS, anonymous memory (the heaps: Python's, SQLite's caches)
     fds: int = 0
     clients: int = 0  # of fds, established client connections
     ledger_size: int = 0
@@ -479,6 +480,16 @@ class Schedule:
             self.inflight[name] -= 1
 
 
+def anon_kib(pid: int) -> int:
+    """The process's anonymous resident memory (KiB): RSS less mapped files and shared
+    memory; what a heap that grows (Python's, SQLite's page caches, glibc's arenas) adds."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
 def proc_sample(pid: int, port: int) -> tuple[int, int, int]:
     """The process's resident set (KiB), open file descriptors, and how many of those are
     established client connections to ``port`` (their number follows the load: with more
@@ -528,7 +539,7 @@ class Outcome:
 def report_minute(i: int, m: Minute) -> None:
     ops = sorted(m.lat)
     w = max([len(o) for o in ops] + [14])
-    rss = f"RSS {m.rss_kib / 1024:,.1f} MiB"
+    rss = f"RSS {m.rss_kib / 1024:,.1f} MiB (anonymous {m.anon_kib / 1024:,.1f})"
     fds = f"{m.fds} fds ({m.clients} client connections)"
     print(f"\n== minute {i + 1}: {rss}, {fds}, log size {m.ledger_size:,} ==")
     print(f"{'operation':<{w}} | {'answers':>7} | {'per s':>7} | {'p50 ms':>8} | {'p99 ms':>8}")
@@ -626,6 +637,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             m = rec.minutes[i]
             m.rss_kib, m.fds, m.clients = proc_sample(pid, gw.port)
+            m.anon_kib = anon_kib(pid)
             m.ledger_size = await ledger_size(http, gw.url)
             report_minute(i, m)
             if s.tracemalloc and i + 1 in (trace_at, n_minutes):
@@ -655,6 +667,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
             {
                 "minute": i + 1,
                 "rss_kib": m.rss_kib,
+                "anon_kib": m.anon_kib,
                 "fds": m.fds,
                 "client_connections": m.clients,
                 "ledger_size": m.ledger_size,

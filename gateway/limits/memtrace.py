@@ -39,6 +39,38 @@ _NOISE = (
 )
 
 
+def _sqlite_heap() -> tuple[int, int] | None:
+    """SQLite's own heap (its page caches, statements, schemas: malloc'd in C, so not seen
+    by tracemalloc) in bytes, now and at its highest, from the library the ``sqlite3``
+    module uses; None where it cannot be asked."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+        return int(lib.sqlite3_memory_used()), int(lib.sqlite3_memory_highwater(0))
+    except (OSError, AttributeError):
+        return None
+
+
+def _rss_anon() -> int | None:
+    """This process's anonymous resident memory in bytes (Linux), None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def _types() -> Counter[str]:
     return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
 
@@ -69,6 +101,13 @@ class MemTrace:
         path = self.out / f"tracemalloc-{self.count}.txt"
         traced, peak = tracemalloc.get_traced_memory()
         lines = [f"# report {self.count}: traced {traced / 2**20:.1f} MiB, peak {peak / 2**20:.1f}"]
+        sqlite, anon = _sqlite_heap(), _rss_anon()
+        if sqlite is not None:
+            lines.append(
+                f"# SQLite's heap {sqlite[0] / 2**20:.1f} MiB (highest {sqlite[1] / 2**20:.1f})"
+            )
+        if anon is not None:
+            lines.append(f"# anonymous RSS {anon / 2**20:.1f} MiB")
         if self.base is None:
             self.base, self.base_types = snap, types
             lines.append("# baseline: the largest allocations by line")
