@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -55,6 +56,8 @@ import aiohttp
 from bench.auth import _Client
 from bench.ledger import pct, print_summary, progress
 from bench.vitals import readings
+from gateway.errors import OVERLOADED_TYPE
+from gateway.limits.memtrace import DIR_ENV, ENV, FRAMES_ENV
 from ledger.log import Receipt
 from ledger.note import Verifier
 from ledger.tiles import split_hashes, tiles_for_size
@@ -63,8 +66,17 @@ from tests.gateway.idclient import Holder, admin, call, invite_and_enroll, token
 from tests.gateway.test_sessions import FP_PAT, FP_PROV, sdp
 from tests.gateway.vitals.world import DEVICE, NPI, batch, iso, sign
 
-#: Problem types of a deliberate 503 (load shed before latency collapses): not a failure.
-SHED_TYPES = ("/overloaded", "/shed", "/overload")
+#: The problem type of a deliberate 503 (load shed before latency collapses, gateway/limits):
+#: counted apart, not a failure. Any other 503 (``unavailable``: a store down) is an outage.
+SHED_TYPE = OVERLOADED_TYPE
+
+
+def deliberate(status: int, body: Any) -> bool:
+    """Whether an answer (its status and parsed JSON body) is load shed on purpose: a 503
+    of the ``overloaded`` problem type, which the "no 5xx" target does not count."""
+    return status == 503 and isinstance(body, dict) and body.get("type") == SHED_TYPE
+
+
 REQUEST_TIMEOUT = 30.0  # no answer in this long is a hang, counted as an error
 WS_TIMEOUT = 15.0
 FD_SLACK = 32  # open descriptors the gateway may hold above the warm-up count at the end
@@ -88,6 +100,12 @@ class Settings:
     inflight_max: int = 400  # operations of one kind in flight before a start is skipped
     tmpdir: str | None = None
     json: str | None = None
+    #: Server-side tracemalloc (gateway/limits/memtrace.py): a baseline at the end of minute
+    #: ``tracemalloc_at`` (default: the warm-up minute), the growth since it at the end.
+    tracemalloc: bool = False
+    tracemalloc_at: int = 0
+    tracemalloc_out: str = "bench/out/tracemalloc.txt"
+    tracemalloc_frames: int = 1
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -96,6 +114,7 @@ class Minute:
     lat: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     rss_kib: int = 0
+    anon_kib: int = 0  # of the RSS, anonymous memory (the heaps: Python's, SQLite's caches)
     fds: int = 0
     clients: int = 0  # of fds, established client connections
     ledger_size: int = 0
@@ -201,7 +220,7 @@ class Traffic:
                 kind += " without Retry-After"
             self.rec.error(op, kind, t)
             if resp.status >= 500:
-                if resp.status == 503 and ptype.endswith(SHED_TYPES):
+                if deliberate(resp.status, body):
                     self.rec.shed += 1
                 else:
                     self.rec.fivexx[f"{op}: {kind}"] += 1
@@ -461,6 +480,16 @@ class Schedule:
             self.inflight[name] -= 1
 
 
+def anon_kib(pid: int) -> int:
+    """The process's anonymous resident memory (KiB): RSS less mapped files and shared
+    memory; what a heap that grows (Python's, SQLite's page caches, glibc's arenas) adds."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
 def proc_sample(pid: int, port: int) -> tuple[int, int, int]:
     """The process's resident set (KiB), open file descriptors, and how many of those are
     established client connections to ``port`` (their number follows the load: with more
@@ -510,7 +539,7 @@ class Outcome:
 def report_minute(i: int, m: Minute) -> None:
     ops = sorted(m.lat)
     w = max([len(o) for o in ops] + [14])
-    rss = f"RSS {m.rss_kib / 1024:,.1f} MiB"
+    rss = f"RSS {m.rss_kib / 1024:,.1f} MiB (anonymous {m.anon_kib / 1024:,.1f})"
     fds = f"{m.fds} fds ({m.clients} client connections)"
     print(f"\n== minute {i + 1}: {rss}, {fds}, log size {m.ledger_size:,} ==")
     print(f"{'operation':<{w}} | {'answers':>7} | {'per s':>7} | {'p50 ms':>8} | {'p99 ms':>8}")
@@ -535,11 +564,41 @@ async def soak(s: Settings, tmp: Path) -> Outcome:
     """Start ``telegate serve`` in ``tmp``, set up the parties, run the traffic for
     ``s.minutes``, then export and verify the log. The gateway is stopped on return."""
     data = tmp / "data"
-    gw = Gateway(data, tmp)
+    env = {ENV: "1", DIR_ENV: str(tmp / "tracemalloc"), FRAMES_ENV: str(s.tracemalloc_frames)}
+    env = env if s.tracemalloc else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # for the gateway process only (tests.faults.conftest.spawn)
+    try:
+        gw = Gateway(data, tmp)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         return await _soak(s, tmp, gw)
     finally:
         gw.stop()
+
+
+def keep_report(path: Path, out: Path) -> str:
+    """Copy the report at ``path`` (in the soak's temporary directory) to ``out``."""
+    text = path.read_text()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+async def memory_report(pid: int, tmp: Path, n: int) -> Path:
+    """Ask the gateway (SIGUSR2) for its ``n``-th tracemalloc report and wait for it."""
+    path = tmp / "tracemalloc" / f"tracemalloc-{n}.txt"
+    os.kill(pid, signal.SIGUSR2)
+    for _ in range(1200):  # a snapshot of a large heap takes a while; at most 2 minutes
+        await asyncio.sleep(0.1)
+        if path.exists() and path.read_text().endswith("\n"):
+            return path
+    raise RuntimeError(f"no tracemalloc report at {path}")
 
 
 async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
@@ -572,13 +631,24 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
         runners = [asyncio.create_task(x) for x in loops]
         total = max(1, round(s.minutes * 60))
         n_minutes = (total + 59) // 60
+        trace_at = min(s.tracemalloc_at or s.warmup_minute, n_minutes - 1)
         for i in range(n_minutes):
             end = rec.t0 + min(total, (i + 1) * 60)
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             m = rec.minutes[i]
             m.rss_kib, m.fds, m.clients = proc_sample(pid, gw.port)
+            m.anon_kib = anon_kib(pid)
             m.ledger_size = await ledger_size(http, gw.url)
             report_minute(i, m)
+            if s.tracemalloc and i + 1 in (trace_at, n_minutes):
+                n = 1 if i + 1 == trace_at else 2
+                path = await memory_report(pid, tmp, n)
+                progress(f"tracemalloc report {n} (minute {i + 1}): {path}")
+                if n == 2:
+                    text = await asyncio.to_thread(keep_report, path, Path(s.tracemalloc_out))
+                    print(f"\n== tracemalloc: growth from minute {trace_at} to {i + 1} ==")
+                    print("\n".join(text.splitlines()[:25]))
+                    progress(f"whole report in {s.tracemalloc_out}")
         sched.stopping = True
         await asyncio.gather(*runners)
         progress(f"load stopped; waiting for {len(sched.tasks)} operations in flight")
@@ -597,6 +667,7 @@ async def _soak(s: Settings, tmp: Path, gw: Gateway) -> Outcome:
             {
                 "minute": i + 1,
                 "rss_kib": m.rss_kib,
+                "anon_kib": m.anon_kib,
                 "fds": m.fds,
                 "client_connections": m.clients,
                 "ledger_size": m.ledger_size,
@@ -738,6 +809,25 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         type=int,
         default=d.warmup_minute,
         help="the reference minute of the RSS and p99 targets (5)",
+    )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the gateway's allocations: a baseline at --tracemalloc-at, the growth "
+        "since it at the end (written to --tracemalloc-out)",
+    )
+    p.add_argument(
+        "--tracemalloc-at",
+        type=int,
+        default=d.tracemalloc_at,
+        help="the minute whose end is the baseline (default: --warmup-minute)",
+    )
+    p.add_argument("--tracemalloc-out", default=d.tracemalloc_out)
+    p.add_argument(
+        "--tracemalloc-frames",
+        type=int,
+        default=d.tracemalloc_frames,
+        help="frames kept per allocation (1; more slow the gateway several times over)",
     )
     p.add_argument("--tmpdir", default=None, help="where to put the data directory")
     p.add_argument("--json", default=None, help="also write every minute's figures as JSON")

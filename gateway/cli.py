@@ -50,7 +50,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
-    from .limits import server_args
+    from .limits import memtrace, server_args
     from .observability import configure_logging
     from .shared.drain import serve
 
@@ -66,7 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Not web.run_app: a SIGTERM drains first (gateway/shared/drain.py). Header sizes and
     # the slow-head deadline are the server's (gateway/limits).
     limits = server_args(config)
-    return serve(create_app(config), config.host, config.port, config.drain_seconds, **limits)
+    app = create_app(config)
+    if (trace := memtrace.from_env(os.environ, config.data_dir)) is not None:
+        memtrace.setup(app, trace)  # debug only: TELEGATE_TRACEMALLOC=1 (bench/soak.py)
+    return serve(app, config.host, config.port, config.drain_seconds, **limits)
 
 
 def _init_key_dir(config: Config) -> None:

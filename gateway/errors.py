@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from ledger.errors import (
@@ -23,12 +24,16 @@ from ledger.errors import NotFound as LedgerNotFound
 from ledger.store import sqlite_transient
 
 __all__ = [
+    "OVERLOADED_TYPE",
     "BadRequest",
     "ConfigError",
     "GatewayError",
     "NotFound",
+    "Overloaded",
+    "problem_for",
     "problem_middleware",
     "problem_response",
+    "retryable",
     "track_streams",
 ]
 
@@ -98,6 +103,19 @@ class Unavailable(GatewayError):
     title = "Service unavailable"
 
 
+class Overloaded(Unavailable):
+    """Deliberate load shedding (gateway/limits): the gateway is healthy but at capacity and
+    refuses this request at once rather than queue it. Its own problem type, so that a client
+    or a benchmark can tell shedding from an outage (both 503 with ``Retry-After``)."""
+
+    slug = "overloaded"
+    title = "Overloaded: request shed"
+
+
+#: The problem type of :class:`Overloaded`, for clients and benchmarks that count shedding.
+OVERLOADED_TYPE = PROBLEM_BASE + Overloaded.slug
+
+
 def problem_response(
     status: int, slug: str, title: str, detail: str | None = None, **extra: Any
 ) -> web.Response:
@@ -122,6 +140,7 @@ _HTTP_SLUGS = {
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported content type"),
+    417: ("expectation-failed", "Expectation failed"),
 }
 
 
@@ -148,7 +167,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception as e:
         started: web.StreamResponse | None = request.get(_STARTED)
         if started is None:
+            if isinstance(e, web.RequestPayloadError):
+                return _broken_body(request, e)
             return _problem(e)
+        if isinstance(started, web.WebSocketResponse) and not started.closed:
+            # A WebSocket is told, with 1011 (RFC 6455 7.4.1: an unexpected condition),
+            # rather than cut: its page sees why, and reconnects.
+            route = request.match_info.route.resource
+            fields = {"route": route.canonical if route else "", "error": type(e).__name__}
+            log.error("failed on an open WebSocket", extra={"fields": fields})
+            await started.close(code=1011, message=b"internal error")
+            return started
         # The status line, headers and maybe part of the body are sent: no problem+json can
         # follow. Cut the connection before the final chunk, so the client sees a failed
         # transfer, never a complete-looking one, and is not left waiting for the rest.
@@ -164,6 +193,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return started
 
 
+def _broken_body(request: web.Request, e: web.RequestPayloadError) -> web.StreamResponse:
+    """A body aiohttp could not decode (a bad chunk size, a Content-Encoding that does not
+    decode): 400, and the connection closed after it, since where the next request would
+    begin is unknown. The body is marked read to its end, or aiohttp, draining what is left
+    of it after the answer, meets the error again and logs it as a crash."""
+    log.warning("malformed request body", extra={"fields": {"error": type(e).__name__}})
+    request.content.feed_eof()
+    resp = problem_response(400, "malformed-body", "Malformed request body")
+    resp.force_close()
+    return resp
+
+
 def _store_transient(e: BaseException) -> bool:
     """True for an embedded store's transient SQLite error (disk full, locked, I/O), also
     when it is hidden behind the error of a cleanup that followed it: SQLite itself rolls
@@ -177,6 +218,36 @@ def _store_transient(e: BaseException) -> bool:
         and e.__context__ is not None
         and sqlite_transient(e.__context__)
     )
+
+
+#: Seconds a client is told to wait after a store or ledger outage (``Retry-After``).
+OUTAGE_RETRY = 5
+
+
+def retryable(e: BaseException) -> bool:
+    """Whether ``e`` is an outage the client may retry: what :func:`problem_middleware`
+    answers 503 with ``Retry-After`` (a GatewayError of status 503: a database, Redis or
+    shedding; the ledger taking no appends; an embedded store's transient SQLite error). For
+    the paths with no HTTP answer to give, a WebSocket's messages (gateway/sessions)."""
+    if isinstance(e, GatewayError):
+        return e.status == 503
+    return isinstance(e, LedgerUnavailable) or _store_transient(e) or _database_down(e)
+
+
+def _database_down(e: BaseException) -> bool:
+    """A database error that says it cannot be used now (gateway.db.errors.unreachable)
+    which reached the middleware unwrapped: a query made outside ``reaching``."""
+    if not isinstance(e, sa.exc.SQLAlchemyError):
+        return False
+    from .db.errors import unreachable  # gateway.db imports this module
+
+    return unreachable(e)
+
+
+def problem_for(e: Exception) -> web.StreamResponse:
+    """``e`` as :func:`problem_middleware` answers it, for the answers given outside it
+    (gateway.limits.heads: what aiohttp raises before the middlewares run)."""
+    return _problem(e)
 
 
 def _problem(e: Exception) -> web.StreamResponse:
@@ -198,7 +269,7 @@ def _problem(e: Exception) -> web.StreamResponse:
         resp = problem_response(
             503, Unavailable.slug, Unavailable.title, "the ledger takes no appends now; retry later"
         )
-        resp.headers["Retry-After"] = "5"
+        resp.headers["Retry-After"] = str(OUTAGE_RETRY)
         return resp
     if _store_transient(e):
         # An embedded store's SQLite file could not be written now: its file system is full,
@@ -210,7 +281,16 @@ def _problem(e: Exception) -> web.StreamResponse:
         resp = problem_response(
             503, Unavailable.slug, Unavailable.title, "a store takes no writes now; retry later"
         )
-        resp.headers["Retry-After"] = "5"
+        resp.headers["Retry-After"] = str(OUTAGE_RETRY)
+        return resp
+    if _database_down(e):
+        # Every query is meant to go through gateway.db's ``reaching``, which makes this a
+        # DatabaseUnavailable; one that did not is still a 503, never a 500.
+        log.error("database unavailable", extra={"fields": {"error": type(e).__name__}})
+        resp = problem_response(
+            503, Unavailable.slug, Unavailable.title, "the database cannot be used now; retry later"
+        )
+        resp.headers["Retry-After"] = "1"
         return resp
     if isinstance(e, LedgerError):
         for src, dst in _LEDGER_MAP:

@@ -32,7 +32,9 @@ DESCRIPTION = (
     "problem+json. FHIR outputs follow FHIR R4 (4.0.1): the profile URLs are R4's and FHIR "
     "responses are served as `application/fhir+json; fhirVersion=4.0`. Any operation may "
     "answer 429 (problem type too-many-requests, with Retry-After) to a source whose requests "
-    "are refused too often without valid credentials."
+    "are refused too often without valid credentials. Any operation but /healthz, /readyz "
+    "and /metrics may answer 503 with problem type overloaded (load shedding, with "
+    "Retry-After; components/responses/Overloaded), which is not an outage."
 )
 
 SERVICE_PATHS: dict[str, Any] = {

@@ -190,5 +190,21 @@ COMPONENTS: dict[str, Any] = {
                 }
             },
         },
+        "Overloaded": {
+            **problem(
+                "load shed (problem type `https://telegate.dev/problems/overloaded`): the "
+                "gateway is at capacity (requests under way, its event loop's lateness, or "
+                "WebSockets in total; docs/reliability.md, Overload) and refused the request at "
+                "once rather than queue it. Not an outage: retry after Retry-After. A 503 of "
+                "any other problem type (`unavailable`) means a store or the ledger is down."
+            ),
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before retrying (RFC 9110 10.2.3)",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            },
+        },
     },
 }

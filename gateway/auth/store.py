@@ -338,7 +338,7 @@ class IdentityStore:
                 n = cur.rowcount
             cur.close()
             raw.commit()
-        except dbapi.OperationalError as e:
+        except (dbapi.OperationalError, dbapi.InterfaceError) as e:  # as ``reaching`` maps
             raise self._unavailable(e) from e
         finally:
             raw.close()  # back to the pool, rolled back if it did not commit

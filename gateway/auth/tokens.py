@@ -427,10 +427,24 @@ class Authority:
         if key.retired is not None and int(claims.get("iat", 0)) > key.retired:
             raise Unauthorized("access token signed by a retired key after its retirement")
         cache = self._verified
+        # An expired token's entry is dead weight (verify_token refuses it from its claims'
+        # exp), about 3 KiB each: evicted only by the size bound, they were most of the
+        # soak's heap growth (bench/RESULTS.md, soak). Tokens are first seen in about the
+        # order they expire, so the oldest entries are checked, until one still stands.
+        while cache:
+            first = next(iter(cache))
+            exp = cache[first][1].get("exp")
+            if isinstance(exp, int) and now < exp + self.skew:
+                break
+            del cache[first]
         if len(cache) >= VERIFIED_CACHE_MAX:
             cache.pop(next(iter(cache)))
         cache[(token, origin)] = (key.kid, claims)
         return claims
+
+    def verified_cached(self) -> int:
+        """How many verified tokens are remembered (their signature checks skipped)."""
+        return len(self._verified)
 
     def _may_look_for(self, now: float) -> bool:
         last = self._kid_looked

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 from ..errors import Unavailable
 from .url import redact
 
-__all__ = ["DatabaseUnavailable", "reaching"]
+__all__ = ["DatabaseUnavailable", "reaching", "unreachable"]
 
 
 class DatabaseUnavailable(Unavailable):
@@ -29,10 +29,35 @@ def reaching(where: str | URL) -> Iterator[None]:
     (rendered only when there is an error: this wraps every query)."""
     try:
         yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+    except sa.exc.SQLAlchemyError as e:
+        if not unreachable(e):
+            raise
         # The driver's first line says why; the statement and its parameters are left out.
-        why = str(e.orig).strip().splitlines()[0] if e.orig is not None else type(e).__name__
+        orig = getattr(e, "orig", None)
+        lines = str(orig if orig is not None else e).strip().splitlines()
+        why = lines[0] if lines else type(e).__name__
         text = where if isinstance(where, str) else where.render_as_string(hide_password=False)
         raise DatabaseUnavailable(
             f"cannot use the database {redact(text)}: {why}", headers={"Retry-After": "1"}
         ) from e
+
+
+#: What SQLAlchemy's pool raises when every reconnection attempt of a checkout met a
+#: connection the server closed at once (a server shutting down or starting up): not a
+#: DBAPI error, so no other type says it.
+_CHECKOUT_EXHAUSTED = "This connection is closed"
+
+
+def unreachable(e: BaseException) -> bool:
+    """Whether ``e`` says the database cannot be used now, as opposed to a bad statement:
+    the driver's operational and interface errors (refused, reset, shut down, timed out,
+    locked), any error SQLAlchemy took for a disconnect (``connection_invalidated``), and
+    the pool's own: a checkout that found only closed connections, or no free connection
+    within the pool timeout (every one is waiting on an unreachable server)."""
+    if isinstance(e, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return True
+    if isinstance(e, sa.exc.DBAPIError):
+        return bool(e.connection_invalidated)
+    if isinstance(e, (sa.exc.DisconnectionError, sa.exc.TimeoutError)):
+        return True
+    return type(e) is sa.exc.InvalidRequestError and str(e) == _CHECKOUT_EXHAUSTED

@@ -23,6 +23,7 @@ from .guard import (
     limits_middleware,
     socket_opened,
 )
+from .heads import Runner
 from .slow import BodyTimeout, StallWatch, install_watch, server_args
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Buckets",
     "Guard",
     "Limited",
+    "Runner",
     "StallWatch",
     "cap_tickets",
     "claimed_subject",

@@ -36,7 +36,7 @@ from ..auth.refusals import CALLER
 from ..auth.sources import Networks, parse_networks, source_address
 from ..auth.tokens import MAX_TOKEN_SIZE
 from ..config import Config
-from ..errors import GatewayError, Unavailable
+from ..errors import GatewayError, Overloaded
 from ..sessions.signalling import Ticket, Tickets
 from .buckets import Buckets
 from .lag import LoopLag
@@ -222,14 +222,14 @@ class Guard:
         the WebSockets from the start, so the total cap refuses it before its handler."""
         if self.pending >= self.config.max_pending:
             self.refused.labels("pending").inc()
-            raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
+            raise Overloaded("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
         if self.lagging():
             self.refused.labels("lag").inc()
-            raise Unavailable("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
+            raise Overloaded("the gateway is at capacity; retry later", headers=_retry(SHED_RETRY))
         upgrade = _upgrade(request)
         if upgrade and self.sockets >= self.config.max_websockets:
             self.refused.labels("websockets").inc()
-            raise Unavailable(
+            raise Overloaded(
                 "the gateway has all the WebSockets it takes open", headers=_retry(SOCKET_RETRY)
             )
         state = request[_STATE] = _State()

@@ -35,7 +35,7 @@ from ..auth.names import names_of
 from ..auth.store import TokenRecord
 from ..auth.tokens import Authority, Forbidden, Principal
 from ..consent.guard import ROLE_GRANTEE
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import OUTAGE_RETRY, BadRequest, Conflict, NotFound, retryable
 from ..jsonio import loads
 from ..recorder import event, record
 from ..shared.client import SharedUnavailable
@@ -51,6 +51,8 @@ __all__ = [
     "refresh_current",
     "setup",
 ]
+
+log = logging.getLogger("telegate.sessions")
 
 log = logging.getLogger("telegate.sessions")
 
@@ -554,6 +556,19 @@ async def _serve(
         why = "shared state unavailable"
         told = {"type": "error", "error": why}
         await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, why, told)
+    except Exception as e:
+        # A store or the ledger is down (an offer's fingerprints could not be recorded, a
+        # move not stored): what HTTP answers 503 + Retry-After. The socket is told why and
+        # when to retry, then closed with 1013, never dropped silently; the page
+        # reconnects with a new ticket after ``retry_after`` seconds.
+        if not retryable(e):
+            raise
+        why = "store unavailable"
+        log.warning("signalling: store unavailable", extra={"fields": {"error": type(e).__name__}})
+        retry = {"type": "error", "error": why, "retry_after": OUTAGE_RETRY}
+        if not await hub.drop(s.id, party, peer, CLOSE_UNAVAILABLE, why, retry) and not ws.closed:
+            await ws.send_json(retry)  # no longer the party's live socket: still told
+            await ws.close(code=CLOSE_UNAVAILABLE, message=why.encode())
     finally:
         hub.leave(s.id, party, peer)
         live.closed(s.id, party)

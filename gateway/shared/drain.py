@@ -32,6 +32,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Gauge
 
 from ..errors import Unavailable, problem_response
+from ..limits.heads import Runner
 
 __all__ = ["DRAIN", "Drain", "drain_middleware", "serve"]
 
@@ -156,7 +157,8 @@ async def _serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    runner = web.AppRunner(
+    # gateway.limits.Runner: aiohttp's own refusals of a request head are problem+json too.
+    runner = Runner(
         app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, **server
     )
     try:

@@ -158,10 +158,10 @@ async def _under_load(
         http_kinds = {k for op, _, _, k in rec.answers if k != "ok" and not op.startswith("ws.")}
         assert http_kinds <= {"503 unavailable"}, (kinds, _errors(r))
         # A signalling message that needs the store (an offer or answer is recorded on the
-        # ledger) while it is down closes the sender's socket, with no error message
-        # (docs/reliability.md, Known gaps): the other party then waits in vain. Such
-        # failures are allowed only for calls that met the outage; whole calls succeed
-        # again after it (KINDS).
+        # ledger) while it is down gets an error message with retry_after on the sender's
+        # socket, which is then closed with 1013 (tests/faults/test_signalling_outage.py);
+        # the other party waits in vain. Such failures are allowed only for calls that met
+        # the outage; whole calls succeed again after it (KINDS).
         late = [
             a for a in rec.answers if a[0].startswith("ws.") and a[3] != "ok" and a[1] > up + 20
         ]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.limits import server_args
+from gateway.limits import Runner, server_args
 
 #: Upper bound on any wait in these tests: only there so that a broken limit fails the
 #: test instead of hanging it; nothing is timed against it.
@@ -81,7 +81,7 @@ def serve(tmp_path: Path) -> Serve:
         config = Config(
             data_dir=tmp_path / "data", log_origin="test.example/telegate/log", **settings
         )
-        runner = web.AppRunner(create_app(config), access_log=None, **server_args(config))
+        runner = Runner(create_app(config), access_log=None, **server_args(config))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import PROBLEM_BASE
 from tests.gateway.conftest import LiveGateway
 from tests.overload.conftest import HANG
-from tests.overload.test_slow import _read_all, _trickle_head
+from tests.overload.test_slow import _problem, _read_all, _trickle_head
 
 
 async def test_telegate_serve_applies_the_server_limits(
@@ -32,6 +33,13 @@ async def test_telegate_serve_applies_the_server_limits(
                 return _read_all(s)
 
         assert await asyncio.to_thread(trickle) < 100_000
-        assert (await asyncio.to_thread(oversized)).split(b" ", 2)[1] in (b"400", b"431")
+        answer = await asyncio.to_thread(oversized)
+        status, ctype, body = _problem(answer)
+        assert status == 431 and ctype.startswith("application/problem+json")
+        assert body["type"] == PROBLEM_BASE + "header-fields-too-large"
     finally:
         assert await asyncio.to_thread(gw.stop) == 0
+    # The real command's log: the refusal in one JSON line, no traceback.
+    log = gw.log_path.read_text()
+    assert "refused a malformed request head" in log
+    assert "Traceback" not in log and "Error handling request" not in log

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from gateway.limits import StallWatch
+from gateway.errors import OVERLOADED_TYPE, PROBLEM_BASE
+from gateway.limits import StallWatch, heads
 from gateway.limits.slow import install_watch
 from tests.overload.conftest import HANG, Serve
 
@@ -116,30 +119,67 @@ def _exchange(port: int, request: bytes) -> bytes:
         return _read_all(s)
 
 
-async def test_oversized_header_field_and_request_line_are_refused(serve: Serve) -> None:
+def _problem(answer: bytes) -> tuple[int, str, dict[str, object]]:
+    """(status, content type, body) of a raw HTTP/1.x answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ", 2)[1]), headers["Content-Type"], json.loads(body)
+
+
+async def test_oversized_header_field_and_request_line_are_refused(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's parser refuses them before any handler: answered as problem+json (414 for
+    the request line, 431 for header fields), echoing nothing, logged without a traceback."""
+    secret = b"s3cr3t-token-bytes"
+    big_field = (
+        b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+        + secret
+        + b"a" * 4096
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    big_name = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-" + b"n" * 4096 + b": 1\r\n\r\n"
+    big_line = (
+        b"GET /ledger/"
+        + secret
+        + b"a" * 4096
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    absolute = b"GET http://127.0.0.1/" + b"a" * 4096 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    many = (
+        b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(100))
+        + b"Connection: close\r\n\r\n"
+    )
+    not_http = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"  # TLS to HTTP
+    cases = [
+        (big_field, 431, "header-fields-too-large"),
+        (big_name, 431, "header-fields-too-large"),
+        (many, 431, "header-fields-too-large"),
+        (big_line, 414, "uri-too-long"),
+        (absolute, 414, "uri-too-long"),
+        (not_http, 400, "malformed-request"),
+    ]
+    caplog.set_level(logging.DEBUG)
+    heads._THROTTLE.last = float("-inf")  # another test's line in the last second
     async with serve(max_header_size=2048) as gw:
-        big_field = (
-            b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
-            + b"a" * 4096
-            + b"\r\nConnection: close\r\n\r\n"
-        )
-        big_line = (
-            b"GET /ledger/"
-            + b"a" * 4096
-            + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        many = (
-            b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            + b"".join(b"X-%d: 1\r\n" % i for i in range(100))
-            + b"Connection: close\r\n\r\n"
-        )
-        for request in (big_field, big_line, many):
+        for request, want, slug in cases:
             answer = await asyncio.to_thread(_exchange, gw.port, request)
-            status = int(answer.split(b" ", 2)[1])
-            assert status in (400, 431), answer[:200]
+            status, ctype, body = _problem(answer)
+            assert status == want, answer[:300]
+            assert ctype.startswith("application/problem+json")
+            assert body == {"type": PROBLEM_BASE + slug, "title": body["title"], "status": want}
+            assert secret not in answer  # nothing of the request is echoed
         # Within the limits: served.
         ok = b"GET /ledger/checkpoint HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         assert (await asyncio.to_thread(_exchange, gw.port, ok)).startswith(b"HTTP/1.1 200 ")
+    refused = [r for r in caplog.records if r.getMessage() == "refused a malformed request head"]
+    assert refused  # logged (at most one line a second), ...
+    for record in caplog.records:  # ... and nowhere with a traceback or the bytes
+        assert record.exc_info is None and not record.exc_text, record.getMessage()
+        assert "Traceback" not in record.getMessage()
+        assert "s3cr3t" not in record.getMessage() + str(getattr(record, "fields", ""))
 
 
 def _hold_body(port: int) -> socket.socket:
@@ -161,7 +201,7 @@ async def test_requests_beyond_the_cap_are_shed_with_503(serve: Serve) -> None:
             assert r.status == 503
             assert r.content_type == "application/problem+json"
             assert int(r.headers["Retry-After"]) >= 1
-            assert (await r.json())["type"].endswith("/unavailable")
+            assert (await r.json())["type"] == OVERLOADED_TYPE
             # Asking for an upgrade is no way around the cap.
             upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
             assert (await gw.get("/ledger/checkpoint", headers=upgrade)).status == 503
@@ -277,7 +317,7 @@ async def test_requests_are_shed_while_the_loop_runs_late(serve: Serve) -> None:
         time.sleep(2.0)  # noqa: ASYNC251 - the point: the loop is held up
         r = await gw.get("/ledger/checkpoint")
         assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
-        assert (await r.json())["type"].endswith("/unavailable")
+        assert (await r.json())["type"] == OVERLOADED_TYPE
         assert await gw.metric('telegate_limited_total{limit="lag"}') == 1.0
         # Probes are not shed; and once the loop keeps time again, requests are served.
         assert (await gw.get("/healthz")).status == 200

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.errors import OVERLOADED_TYPE
 from tests.gateway.test_sessions import Call
 from tests.overload.conftest import Serve
 
@@ -64,4 +65,5 @@ async def test_refused_upgrade_is_problem_json(serve: Serve) -> None:
         headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
         r = await gw.get(f"/v1/sessions/{sid}/ws?ticket=x", headers=headers)
         assert r.status == 503 and r.content_type == "application/problem+json"
+        assert (await r.json())["type"] == OVERLOADED_TYPE  # capacity, not an outage
         await w.close()
