@@ -179,9 +179,10 @@ PATHS: dict[str, Any] = {
             "the attestation the ticket was bound to expires (reconnect with a fresh ticket; "
             "no `bye`, not recorded); 1000 after the `bye` of a call that is over; 4409 when a "
             "newer socket of the same party replaces it (on any replica); 1001 when the replica "
-            "shuts down or drains (reconnect: the load balancer picks another); 1013 when, "
-            "with several replicas, a message could not cross the shared state (Redis), after "
-            "an `error` message `shared state unavailable` (reconnect after a moment). An "
+            "shuts down or drains (reconnect: the load balancer picks another); 1013 after an "
+            "`error` message when a message could not be recorded (`store unavailable`, with "
+            "`retry_after`) or, with several replicas, could not cross the shared state "
+            "(`shared state unavailable`): reconnect after a moment. An "
             "attestation revoked while the socket opens gets 4403 `revoked` at once, with no "
             "`bye`, recorded as `auth.refused`.",
             "parameters": [
