@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE, LOG
+from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE, LOG, VITALS
 from ..auth.http import DEVICE_PROVENANCE, authenticate, read_body
 from ..auth.jwk import HolderKey
 from ..errors import BadRequest, NotFound, UnsupportedMediaType
 from ..recorder import record
+from .devices import DeviceGuard
 from .document import Limits, check_jws_text
 from .gs1 import DIGITAL_LINK, InvalidIdentifier, parse_item
 from .provenance import check_device
@@ -135,6 +136,10 @@ async def _supply_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SUPPLY] = supply
     required = app[CONFIG].device_provenance
     app[DEVICE_PROVENANCE] = lambda udi: check_device(supply, udi, required)
+    vitals = app.get(VITALS)
+    if vitals is not None:
+        # Devices recalled after their enrollment: their batches are refused.
+        vitals.checks.append(DeviceGuard(supply, vitals.streamer, app[CLOCK]).check)
     yield
 
 

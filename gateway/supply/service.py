@@ -135,6 +135,13 @@ class Supply:
         self._clock = clock
         self.limits = limits or Limits()
         self._lock = asyncio.Lock()
+        #: Told the units whose state this process just changed (committed), e.g. to
+        #: forget what a cache says of them (gateway/supply/devices.py).
+        self.listeners: list[Callable[[set[str]], None]] = []
+
+    def _changed(self, units: set[str]) -> None:
+        for listener in self.listeners:
+            listener(units)
 
     def today(self) -> str:
         return _today(self._clock)
@@ -259,12 +266,13 @@ class Supply:
 
         document = (doc.doc_hash, party.sub, doc.jws)
         try:
-            return await asyncio.to_thread(
+            rows = await asyncio.to_thread(
                 self.store.accept, decide, document, now, self.ledger.size
             )
         except CustodyViolation as v:
             if v.suspect:
                 await asyncio.to_thread(self.store.mark_suspect, v.item, v.reason, now)
+                self._changed({v.item})
             if v.event is not None:
                 await self._refuse(party, v.event, v.reason, v.item)
             raise
@@ -272,6 +280,8 @@ class Supply:
             # Another replica stored one of these events or units between our read and
             # our write: the client retries and gets the answer that now stands.
             raise Conflict("another request changed these units at the same time: retry") from e
+        self._changed({u for r in rows for u in r.units})
+        return rows
 
     async def _refuse(self, party: Party, ev: SupplyEvent, reason: str, item: str | None) -> None:
         data: dict[str, Any] = {
