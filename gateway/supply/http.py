@@ -135,7 +135,14 @@ async def _supply_ctx(app: web.Application) -> AsyncIterator[None]:
     await supply.reconcile(0 if app[DATABASE].embedded else RECONCILE_GRACE)
     app[SUPPLY] = supply
     required = app[CONFIG].device_provenance
-    app[DEVICE_PROVENANCE] = lambda udi: check_device(supply, udi, required)
+    auth = app[AUTHORITY]
+
+    def enrolled(jkt: str) -> bool:  # blocking: called in check_device's thread
+        sid = auth.store.subject_by_jkt(jkt)
+        s = None if sid is None else auth.store.subject(sid)
+        return s is not None and s.revoked is None and s.id not in auth.revoked_subjects
+
+    app[DEVICE_PROVENANCE] = lambda udi, jkt: check_device(supply, udi, required, jkt, enrolled)
     vitals = app.get(VITALS)
     if vitals is not None:
         # Devices recalled after their enrollment: their batches are refused.

@@ -143,6 +143,9 @@ class Supply:
         for listener in self.listeners:
             listener(units)
 
+    def clock(self) -> float:
+        return self._clock()
+
     def today(self) -> str:
         return _today(self._clock)
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..db.dialect import for_update, reading, upsert, writing
 from .gs1 import lot_uri
 from .rules import CustodyViolation, ItemState
-from .tables import documents, events, item_events, items
+from .tables import devices, documents, events, item_events, items
 
 __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
 
@@ -51,6 +51,7 @@ _HISTORY = (
     .order_by(_e.seq)
     .limit(sa.bindparam("limit"))
 )
+_DEVICE = sa.select(devices.c.jkt, devices.c.reserved).where(devices.c.unit == sa.bindparam("unit"))
 _CHUNK = 500
 #: Units one recall by lot may recall (each is read and written in its transaction).
 MAX_LOT = 10_000
@@ -229,6 +230,27 @@ class SupplyStore:
             if reason not in s.suspect:
                 s.suspect.append(reason)
                 upsert(conn, items, [_row(s, now)], ["uri"])
+
+    def reserve_device(
+        self, unit: str, jkt: str, now: int, held: Callable[[str, int], bool]
+    ) -> bool:
+        """Reserve device unit ``unit`` for the device key ``jkt``: True if it is now (or
+        was already) its; False if another key holds it, which ``held(jkt, reserved)``
+        decides (an enrolled device, or an enrollment still under way)."""
+        try:
+            with writing(self._engine) as conn:
+                row = conn.execute(for_update(_DEVICE), {"unit": unit}).first()
+                if row is None:
+                    conn.execute(devices.insert().values(unit=unit, jkt=jkt, reserved=now))
+                    return True
+                if row.jkt != jkt and held(str(row.jkt), int(row.reserved)):
+                    return False
+                conn.execute(
+                    devices.update().where(devices.c.unit == unit).values(jkt=jkt, reserved=now)
+                )
+                return True
+        except sa.exc.IntegrityError:
+            return False  # another enrollment inserted it first
 
     def item(self, uri: str) -> ItemState | None:
         with reading(self._engine) as conn:
