@@ -166,8 +166,8 @@ class Supply:
                 return await self._again(party, doc, known), False
             rows = await self._decide(party, doc)
             receipts = await asyncio.gather(*(self._append(r.entry) for r in rows))
-            for r, receipt in zip(rows, receipts, strict=True):
-                await asyncio.to_thread(self.store.set_index, r.event_id, receipt.index)
+            indexed = [(r.event_id, x.index) for r, x in zip(rows, receipts, strict=True)]
+            await asyncio.to_thread(self.store.set_indexes, indexed)
         accepted = [Accepted(r.event_id, x, r.holders) for r, x in zip(rows, receipts, strict=True)]
         return accepted, True
 

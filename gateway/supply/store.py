@@ -217,8 +217,14 @@ class SupplyStore:
         return [(str(r[0]), bytes(r[1]), int(r[2])) for r in rows]
 
     def set_index(self, event_id: str, index: int) -> None:
+        self.set_indexes([(event_id, index)])
+
+    def set_indexes(self, indexed: Sequence[tuple[str, int]]) -> None:
+        """Note the ledger index of each ``(event_id, index)``, in one transaction."""
+        if not indexed:
+            return
         with writing(self._engine) as conn:
-            conn.execute(_SET_INDEX, {"eid": event_id, "idx": index})
+            conn.execute(_SET_INDEX, [{"eid": e, "idx": i} for e, i in indexed])
 
     def mark_suspect(self, uri: str, reason: str, now: int) -> None:
         """Add ``reason`` to what is suspect about unit ``uri`` (once)."""
