@@ -14,8 +14,9 @@ mean something on a loaded machine; wall-clock rates are printed beside them.
 The gateway's own code runs unchanged; the time split wraps its stages from outside
 (thread CPU time of each call): signature (``verify_document``), schema
 (``fast_validator().iter_errors``), parse (the rest of ``parse_document``), rules
-(``Custody.apply``), store (``SupplyStore.accept`` less the rules inside it, and
-``set_indexes``), and the rest (the ledger's appends and the event loop).
+(``Custody.apply``), the ledger entries' encoding (``Event.encode``, RFC 8785), store
+(``SupplyStore.accept`` less the rules and encoding inside it), the indexes
+(``set_indexes``), and the rest (the ledger's appends and the event loop).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from gateway.supply import document as documents
 from gateway.supply import service
 from gateway.supply.rules import Custody, Party
 from gateway.supply.store import SupplyStore
+from ledger.events import Event
 from ledger.log import Log
 from ledger.note import Signer
 from ledger.store import SQLiteStore
@@ -98,10 +100,17 @@ def _instrument() -> None:
 
     def timed_accept(self: SupplyStore, *args: Any) -> Any:
         t = time.thread_time()
-        before = SPLIT["rules"]
+        before = SPLIT["rules"] + SPLIT["ledger entry (RFC 8785)"]
         out = accept(self, *args)
-        SPLIT["store"] += time.thread_time() - t - (SPLIT["rules"] - before)
+        inner = SPLIT["rules"] + SPLIT["ledger entry (RFC 8785)"] - before
+        SPLIT["store"] += time.thread_time() - t - inner
         return out
+
+    encode = Event.encode
+
+    def timed_encode(self: Event) -> bytes:
+        with _timed("ledger entry (RFC 8785)"):
+            return encode(self)
 
     def timed_set_indexes(self: SupplyStore, *args: Any) -> Any:
         with _timed("store: indexes"):
@@ -113,6 +122,7 @@ def _instrument() -> None:
     service.Custody = TimedCustody  # type: ignore[misc]
     documents.fast_validator = timed_fast  # type: ignore[assignment]
     SupplyStore.accept = timed_accept  # type: ignore[method-assign]
+    Event.encode = timed_encode  # type: ignore[method-assign]
     SupplyStore.set_indexes = timed_set_indexes  # type: ignore[method-assign]
 
 

@@ -232,6 +232,12 @@ class Supply:
         now, today = int(self._clock()), self.today()
 
         def decide(loader: Loader) -> tuple[list[ItemState], list[EventRow]]:
+            prefetch = getattr(loader, "prefetch", None)
+            if prefetch is not None:  # the named units, in a few queries rather than one each
+                prefetch(
+                    [it.uri for ev in doc.events for it in ev.items]
+                    + [ev.parent.uri for ev in doc.events if ev.parent is not None]
+                )
             custody = Custody(loader, today)
             rows = []
             for ev in doc.events:

@@ -23,6 +23,7 @@ __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
 
 _e, _it, _ie = events.c, items.c, item_events.c
 _ITEM = sa.select(items).where(_it.uri == sa.bindparam("uri"))
+_ITEMS = sa.select(items).where(_it.uri.in_(sa.bindparam("uris", expanding=True)))
 _CHILDREN = sa.select(_it.uri).where(_it.parent == sa.bindparam("uri"))
 _LOT = (
     sa.select(_it.uri)
@@ -124,8 +125,24 @@ class _TxLoader:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._read: dict[str, ItemState | None] = {}
+
+    def prefetch(self, uris: Iterable[str]) -> None:
+        """Read (and lock) the states of ``uris`` in one query per 500, for :meth:`item`.
+        Nothing else writes them before this transaction ends, so they stay true."""
+        wanted = sorted(set(uris) - self._read.keys())
+        for at in range(0, len(wanted), _CHUNK):
+            chunk = wanted[at : at + _CHUNK]
+            found = {
+                str(row.uri): _state(row._mapping)
+                for row in self._conn.execute(for_update(_ITEMS), {"uris": chunk})
+            }
+            for u in chunk:
+                self._read[u] = found.get(u)
 
     def item(self, uri: str) -> ItemState | None:
+        if uri in self._read:
+            return self._read[uri]
         row = self._conn.execute(for_update(_ITEM), {"uri": uri}).first()
         return None if row is None else _state(row._mapping)
 
