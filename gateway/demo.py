@@ -28,6 +28,7 @@ from typing import Any
 
 from .client import Credentials, Session, enroll
 from .demokit import NPI, browser_link, local_invite, simulate_device, wait_ready
+from .supply.demo import seed_chain
 
 # browser_link stays importable from here, where the scenario it links to is seeded.
 __all__ = ["browser_link", "main", "seed"]
@@ -57,8 +58,11 @@ def seed(server: str, data_dir: Path, database_url: str | None = None) -> dict[s
     own = Session(creds["patient"]).post_json(
         "/v1/invites", {"role": "device", "patient": creds["patient"].sub}
     )
+    # Its unit's custody is on the ledger first (gateway/supply/demo.py): it enrolls with a
+    # UDI the supply chain shows genuine.
+    udi, parties = seed_chain(adm, server)
     creds["device"] = enroll(
-        server, str(own["invite"]), serial="DEMO-0001", model="telegate demo monitor"
+        server, str(own["invite"]), serial="DEMO-0001", model="telegate demo monitor", udi=udi
     )
     creds["auditor"] = enroll(server, invite("auditor", display_name="Ann Demo Auditor"))
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 86400))
@@ -68,7 +72,7 @@ def seed(server: str, data_dir: Path, database_url: str | None = None) -> dict[s
         {"grantee": provider, "scopes": ["call", "vitals.read", "vitals.stream"], "until": until},
     )
     call = Session(creds["provider"]).post_json("/v1/sessions", {"patient": creds["patient"].sub})
-    for role, c in creds.items():
+    for role, c in [*creds.items(), *parties.items()]:
         path = out / f"{role}.json"
         path.unlink(missing_ok=True)
         c.save(path)
@@ -76,6 +80,7 @@ def seed(server: str, data_dir: Path, database_url: str | None = None) -> dict[s
         "ids": {role: c.sub for role, c in creds.items()},
         "consent": consent["id"],
         "session": call["id"],
+        "supply": {"udi": udi, **{kind: c.sub for kind, c in parties.items()}},
     }
     (out / "scenario.json").write_text(json.dumps(scenario, indent=1))
     return scenario

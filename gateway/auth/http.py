@@ -73,9 +73,10 @@ TOKEN_EXCHANGE: web.AppKey[Callable[[web.Request, dict[str, str]], Awaitable[web
 #: Issuers of the trust list: the RFC 8707 resources a token may also be minted for.
 PEER_AUDIENCES = web.AppKey("peer_audiences", frozenset[str])
 #: The supply chain's check of a device's UDI at enrollment (gateway.supply.provenance):
-#: ``(udi or None) -> the unit's normal form or None``; raises a problem when the device's
-#: custody does not show it genuine. Handed in like TOKEN_EXCHANGE.
-DEVICE_PROVENANCE: web.AppKey[Callable[[Any], Awaitable[str | None]]] = web.AppKey(
+#: ``(udi or None, the device key's jkt) -> the unit's normal form or None``; raises a
+#: problem when the device's custody does not show it genuine, or another device holds the
+#: unit. Handed in like TOKEN_EXCHANGE.
+DEVICE_PROVENANCE: web.AppKey[Callable[[Any, str], Awaitable[str | None]]] = web.AppKey(
     "device_provenance"
 )
 
@@ -356,7 +357,7 @@ async def enroll(request: web.Request) -> web.Response:
     if pending.role == "device":
         attrs.update(check_device_fields(body))
         provenance = request.app.get(DEVICE_PROVENANCE)
-        unit = await provenance(body.get("udi")) if provenance is not None else None
+        unit = await provenance(body.get("udi"), key.jkt) if provenance is not None else None
         if unit is not None:
             attrs["udi"] = unit
     if "display_name" in body:

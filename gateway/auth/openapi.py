@@ -106,7 +106,8 @@ _ENROLL = {
                     "type": "string",
                     "description": "a device's GS1 UDI ((01)gtin...(21)serial), Digital Link or "
                     "SGTIN URN; its custody on this ledger must show it genuine, else 422 "
-                    "device-provenance with the verdict (docs/supply.md)",
+                    "device-provenance with the verdict; 409 udi-enrolled when another "
+                    "device holds the unit (docs/supply.md)",
                 },
                 "display_name": {
                     "type": "string",

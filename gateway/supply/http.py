@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE, LOG
+from ..appkeys import AUTHORITY, CLOCK, CONFIG, DATABASE, LOG, VITALS
 from ..auth.http import DEVICE_PROVENANCE, authenticate, read_body
 from ..auth.jwk import HolderKey
 from ..errors import BadRequest, NotFound, UnsupportedMediaType
 from ..recorder import record
+from .devices import DeviceGuard
 from .document import Limits, check_jws_text
 from .gs1 import DIGITAL_LINK, InvalidIdentifier, parse_item
 from .provenance import check_device
@@ -134,7 +135,18 @@ async def _supply_ctx(app: web.Application) -> AsyncIterator[None]:
     await supply.reconcile(0 if app[DATABASE].embedded else RECONCILE_GRACE)
     app[SUPPLY] = supply
     required = app[CONFIG].device_provenance
-    app[DEVICE_PROVENANCE] = lambda udi: check_device(supply, udi, required)
+    auth = app[AUTHORITY]
+
+    def enrolled(jkt: str) -> bool:  # blocking: called in check_device's thread
+        sid = auth.store.subject_by_jkt(jkt)
+        s = None if sid is None else auth.store.subject(sid)
+        return s is not None and s.revoked is None and s.id not in auth.revoked_subjects
+
+    app[DEVICE_PROVENANCE] = lambda udi, jkt: check_device(supply, udi, required, jkt, enrolled)
+    vitals = app.get(VITALS)
+    if vitals is not None:
+        # Devices recalled after their enrollment: their batches are refused.
+        vitals.checks.append(DeviceGuard(supply, vitals.streamer, app[CLOCK]).check)
     yield
 
 

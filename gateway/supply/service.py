@@ -135,6 +135,16 @@ class Supply:
         self._clock = clock
         self.limits = limits or Limits()
         self._lock = asyncio.Lock()
+        #: Told the units whose state this process just changed (committed), e.g. to
+        #: forget what a cache says of them (gateway/supply/devices.py).
+        self.listeners: list[Callable[[set[str]], None]] = []
+
+    def _changed(self, units: set[str]) -> None:
+        for listener in self.listeners:
+            listener(units)
+
+    def clock(self) -> float:
+        return self._clock()
 
     def today(self) -> str:
         return _today(self._clock)
@@ -156,8 +166,8 @@ class Supply:
                 return await self._again(party, doc, known), False
             rows = await self._decide(party, doc)
             receipts = await asyncio.gather(*(self._append(r.entry) for r in rows))
-            for r, receipt in zip(rows, receipts, strict=True):
-                await asyncio.to_thread(self.store.set_index, r.event_id, receipt.index)
+            indexed = [(r.event_id, x.index) for r, x in zip(rows, receipts, strict=True)]
+            await asyncio.to_thread(self.store.set_indexes, indexed)
         accepted = [Accepted(r.event_id, x, r.holders) for r, x in zip(rows, receipts, strict=True)]
         return accepted, True
 
@@ -222,6 +232,12 @@ class Supply:
         now, today = int(self._clock()), self.today()
 
         def decide(loader: Loader) -> tuple[list[ItemState], list[EventRow]]:
+            prefetch = getattr(loader, "prefetch", None)
+            if prefetch is not None:  # the named units, in a few queries rather than one each
+                prefetch(
+                    [it.uri for ev in doc.events for it in ev.items]
+                    + [ev.parent.uri for ev in doc.events if ev.parent is not None]
+                )
             custody = Custody(loader, today)
             rows = []
             for ev in doc.events:
@@ -259,12 +275,13 @@ class Supply:
 
         document = (doc.doc_hash, party.sub, doc.jws)
         try:
-            return await asyncio.to_thread(
+            rows = await asyncio.to_thread(
                 self.store.accept, decide, document, now, self.ledger.size
             )
         except CustodyViolation as v:
             if v.suspect:
                 await asyncio.to_thread(self.store.mark_suspect, v.item, v.reason, now)
+                self._changed({v.item})
             if v.event is not None:
                 await self._refuse(party, v.event, v.reason, v.item)
             raise
@@ -272,6 +289,8 @@ class Supply:
             # Another replica stored one of these events or units between our read and
             # our write: the client retries and gets the answer that now stands.
             raise Conflict("another request changed these units at the same time: retry") from e
+        self._changed({u for r in rows for u in r.units})
+        return rows
 
     async def _refuse(self, party: Party, ev: SupplyEvent, reason: str, item: str | None) -> None:
         data: dict[str, Any] = {

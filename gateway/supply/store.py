@@ -17,12 +17,13 @@ from sqlalchemy.engine import Connection, Engine
 from ..db.dialect import for_update, reading, upsert, writing
 from .gs1 import lot_uri
 from .rules import CustodyViolation, ItemState
-from .tables import documents, events, item_events, items
+from .tables import devices, documents, events, item_events, items
 
 __all__ = ["EventRow", "StoredEvent", "SupplyStore"]
 
 _e, _it, _ie = events.c, items.c, item_events.c
 _ITEM = sa.select(items).where(_it.uri == sa.bindparam("uri"))
+_ITEMS = sa.select(items).where(_it.uri.in_(sa.bindparam("uris", expanding=True)))
 _CHILDREN = sa.select(_it.uri).where(_it.parent == sa.bindparam("uri"))
 _LOT = (
     sa.select(_it.uri)
@@ -51,6 +52,7 @@ _HISTORY = (
     .order_by(_e.seq)
     .limit(sa.bindparam("limit"))
 )
+_DEVICE = sa.select(devices.c.jkt, devices.c.reserved).where(devices.c.unit == sa.bindparam("unit"))
 _CHUNK = 500
 #: Units one recall by lot may recall (each is read and written in its transaction).
 MAX_LOT = 10_000
@@ -123,8 +125,24 @@ class _TxLoader:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._read: dict[str, ItemState | None] = {}
+
+    def prefetch(self, uris: Iterable[str]) -> None:
+        """Read (and lock) the states of ``uris`` in one query per 500, for :meth:`item`.
+        Nothing else writes them before this transaction ends, so they stay true."""
+        wanted = sorted(set(uris) - self._read.keys())
+        for at in range(0, len(wanted), _CHUNK):
+            chunk = wanted[at : at + _CHUNK]
+            found = {
+                str(row.uri): _state(row._mapping)
+                for row in self._conn.execute(for_update(_ITEMS), {"uris": chunk})
+            }
+            for u in chunk:
+                self._read[u] = found.get(u)
 
     def item(self, uri: str) -> ItemState | None:
+        if uri in self._read:
+            return self._read[uri]
         row = self._conn.execute(for_update(_ITEM), {"uri": uri}).first()
         return None if row is None else _state(row._mapping)
 
@@ -216,8 +234,14 @@ class SupplyStore:
         return [(str(r[0]), bytes(r[1]), int(r[2])) for r in rows]
 
     def set_index(self, event_id: str, index: int) -> None:
+        self.set_indexes([(event_id, index)])
+
+    def set_indexes(self, indexed: Sequence[tuple[str, int]]) -> None:
+        """Note the ledger index of each ``(event_id, index)``, in one transaction."""
+        if not indexed:
+            return
         with writing(self._engine) as conn:
-            conn.execute(_SET_INDEX, {"eid": event_id, "idx": index})
+            conn.execute(_SET_INDEX, [{"eid": e, "idx": i} for e, i in indexed])
 
     def mark_suspect(self, uri: str, reason: str, now: int) -> None:
         """Add ``reason`` to what is suspect about unit ``uri`` (once)."""
@@ -229,6 +253,27 @@ class SupplyStore:
             if reason not in s.suspect:
                 s.suspect.append(reason)
                 upsert(conn, items, [_row(s, now)], ["uri"])
+
+    def reserve_device(
+        self, unit: str, jkt: str, now: int, held: Callable[[str, int], bool]
+    ) -> bool:
+        """Reserve device unit ``unit`` for the device key ``jkt``: True if it is now (or
+        was already) its; False if another key holds it, which ``held(jkt, reserved)``
+        decides (an enrolled device, or an enrollment still under way)."""
+        try:
+            with writing(self._engine) as conn:
+                row = conn.execute(for_update(_DEVICE), {"unit": unit}).first()
+                if row is None:
+                    conn.execute(devices.insert().values(unit=unit, jkt=jkt, reserved=now))
+                    return True
+                if row.jkt != jkt and held(str(row.jkt), int(row.reserved)):
+                    return False
+                conn.execute(
+                    devices.update().where(devices.c.unit == unit).values(jkt=jkt, reserved=now)
+                )
+                return True
+        except sa.exc.IntegrityError:
+            return False  # another enrollment inserted it first
 
     def item(self, uri: str) -> ItemState | None:
         with reading(self._engine) as conn:

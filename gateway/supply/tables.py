@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..db.dialect import JSONColumn, Seconds
 
-__all__ = ["documents", "events", "item_events", "items", "metadata"]
+__all__ = ["devices", "documents", "events", "item_events", "items", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -80,4 +80,13 @@ item_events = sa.Table(
     sa.Column("item", sa.Text, primary_key=True),
     sa.Column("event_id", sa.Text, primary_key=True),
     sa.Index("supply_item_events_event", "event_id"),
+)
+
+#: The device key each enrolled device unit (its UDI) is held by: one device per unit.
+devices = sa.Table(
+    "supply_devices",
+    metadata,
+    sa.Column("unit", sa.Text, primary_key=True),
+    sa.Column("jkt", sa.Text, nullable=False),
+    sa.Column("reserved", Seconds, nullable=False),
 )

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.checkpoint import Checkpoint
 from ledger.errors import InvalidProof, LedgerError
 from ledger.log import Receipt
 from ledger.note import Verifier
@@ -41,9 +42,10 @@ class Verified:
     events: int
     checkpoint_size: int  # the largest checkpoint the receipts were proved against
     custodian: str | None
+    checkpoint: Checkpoint | None = None  # that checkpoint (None: an unknown unit)
 
 
-def _leaf(row: dict[str, Any], log: Verifier, item: str) -> tuple[int, int, dict[str, Any]]:
+def _leaf(row: dict[str, Any], log: Verifier, item: str) -> tuple[int, Checkpoint, dict[str, Any]]:
     """The row's leaf, once its receipt verifies and it says what the row says."""
     try:
         entry = base64.b64decode(row["entry"], validate=True)
@@ -64,7 +66,7 @@ def _leaf(row: dict[str, Any], log: Verifier, item: str) -> tuple[int, int, dict
             raise InvalidCustody(f"leaf {receipt.index} is not about {item}: {e}") from e
     if said != (leaf.get("actor"), data.get("gln"), data.get("biz_step"), receipt.index):
         raise InvalidCustody(f"leaf {receipt.index} does not say what its row says")
-    return receipt.index, cp.size, data
+    return receipt.index, cp, data
 
 
 def verify_custody(answer: Any, log: Verifier) -> Verified:
@@ -78,16 +80,18 @@ def verify_custody(answer: Any, log: Verifier) -> Verified:
     rows = answer.get("events")
     if not isinstance(rows, list) or not rows:
         raise InvalidCustody("a known unit's answer lists its events")
-    last, largest = -1, 0
+    last, largest = -1, None
     custodian: str | None = None
     in_transit_to: str | None = None
     for row in rows:
         if not isinstance(row, dict) or "receipt" not in row:
             raise InvalidCustody(f"event {row!r:.60} has no receipt (not on the ledger yet)")
-        index, size, data = _leaf(row, log, item)
+        index, cp, data = _leaf(row, log, item)
         if index <= last:
             raise InvalidCustody("the events are not in ledger order")
-        last, largest = index, max(largest, size)
+        last = index
+        if largest is None or cp.size > largest.size:
+            largest = cp
         # The custody the leaves show, replayed: who holds the unit, where it is going.
         step = data.get("biz_step")
         if step in ("commissioning", "packing") and custodian is None:
@@ -103,4 +107,5 @@ def verify_custody(answer: Any, log: Verifier) -> Verified:
             f"the answer says custodian {answer.get('custodian')}, in transit to "
             f"{answer.get('in_transit_to')}; its events show {custodian}, {in_transit_to}"
         )
-    return Verified(item, status, len(rows), largest, custodian)
+    assert largest is not None  # rows is not empty
+    return Verified(item, status, len(rows), largest.size, custodian, largest)

@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.events import Event, EventType, commit, new_salt
@@ -386,7 +386,10 @@ class Intake:
 
 @dataclass(frozen=True, slots=True)
 class Vitals:
-    """What the vitals endpoints use: the intake pipeline and the live stream."""
+    """What the vitals endpoints use: the intake pipeline and the live stream; and the
+    checks a batch's device must pass first (the supply chain's: gateway/supply/devices.py),
+    each raising a problem to refuse it."""
 
     intake: Intake
     streamer: Streamer
+    checks: list[Callable[[str, Lookup], Awaitable[None]]] = field(default_factory=list)

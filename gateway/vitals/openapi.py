@@ -46,7 +46,9 @@ PATHS: dict[str, Any] = {
                 **AUTH_ERRORS,
                 "403": problem(
                     "not a device (or its scope does not allow this), the batch names another "
-                    "device or patient, or the device's patient has been revoked"
+                    "device or patient, or the device's patient has been revoked; "
+                    "device-not-genuine (with its verdict) when the device's unit was recalled, "
+                    "decommissioned or made suspect since its enrollment (docs/supply.md)"
                 ),
                 **BODY_ERRORS,
             },

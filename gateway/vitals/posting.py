@@ -38,7 +38,10 @@ def compact_jws(raw: bytes) -> str:
 async def post_batch(vitals: Vitals, lookup: Lookup, device: str, jws: str) -> Posted:
     """Verify, validate, seal, store and commit ``device``'s batch (``jws``), push a new
     one to live viewers, and return the answer. ``lookup`` finds an enrollment. Raises what
-    :meth:`Intake.ingest` raises (GatewayError subclasses, ledger errors)."""
+    :meth:`Intake.ingest` raises (GatewayError subclasses, ledger errors), and what a
+    device check of ``vitals.checks`` raises (a device recalled since its enrollment)."""
+    for check in vitals.checks:
+        await check(device, lookup)
     receipt, batch, fresh = await vitals.intake.ingest(lookup, device, jws)
     readings = list(batch.batch.readings)
     if fresh:

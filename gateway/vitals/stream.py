@@ -170,7 +170,6 @@ class Streamer:
     async def _push_here(
         self, patient: str, device: str, batch_id: str, readings: list[dict[str, Any]]
     ) -> int:
-        sent = 0
         message = {
             "type": "vitals",
             "patient": patient,
@@ -178,6 +177,12 @@ class Streamer:
             "batch_id": batch_id,
             "readings": readings,
         }
+        return await self.tell(patient, message)
+
+    async def tell(self, patient: str, message: dict[str, Any]) -> int:
+        """Send ``message`` to every provider here entitled to ``patient``'s live vitals
+        now (readings, or a notice about the patient's device); returns how many."""
+        sent = 0
         for sid, s in await self._live(patient):
             if await self._entitled(sid, s, patient) and await self.hub.send(
                 sid, "provider", message

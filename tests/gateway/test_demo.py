@@ -34,7 +34,16 @@ def test_the_demo_seeds_everyone_and_the_device_posts_signed_vitals(tmp_path: Pa
     finally:
         store.close()
     kinds = [e["type"] for e in events]
-    assert kinds.count("identity.enrolled") == 5
+    assert kinds.count("identity.enrolled") == 7  # and a manufacturer and a distributor
+    # The device's unit was commissioned, shipped and received before it enrolled with it.
+    steps = [e["data"]["biz_step"] for e in events if e["type"] == "supply.event"]
+    assert steps == ["commissioning", "shipping", "receiving"]
+    device = next(
+        e
+        for e in events
+        if e["type"] == "identity.enrolled" and e["actor"] == scenario["ids"]["device"]
+    )
+    assert "udi_commitment" in device["data"] and scenario["supply"]["udi"].endswith("DEMO-0001")
     assert "consent.granted" in kinds and "session.scheduled" in kinds
     batches = [e for e in events if e["type"] == "vitals.batch"]
     assert batches and all(e["subject"] == scenario["ids"]["patient"] for e in batches)

@@ -16,6 +16,8 @@ from gateway.app import create_app
 from gateway.appkeys import LOG
 from gateway.config import Config
 from gateway.supply.gs1 import InvalidIdentifier, parse_udi
+from gateway.supply.http import SUPPLY
+from gateway.supply.provenance import RESERVE_GRACE
 from tests.gateway.idclient import Holder, call, get_token, invite_and_enroll
 from tests.supply.world import World, commission, recall, sgtin
 
@@ -126,4 +128,46 @@ async def test_with_the_setting_a_device_needs_its_udi(
     invite = await _device_invite(w)
     r = await _enroll(w, invite)
     assert r.status == 400 and "udi" in (await r.json())["detail"]
+    assert (await _enroll(w, invite, udi=UDI_HRI)).status == 201
+
+
+async def test_a_second_device_with_an_enrolled_udi_is_refused(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    w = await World.make(client, tmp_path / "data")
+    maker = await w.party("manufacturer", 614141000000)
+    await w.ok(maker, commission([sgtin("DEV1")]))
+    first = await _enroll(w, await _device_invite(w), udi=UDI_HRI)
+    assert first.status == 201
+    invite = await _device_invite(w)
+    # The same unit in another spelling: refused, with the reason; the invite is not spent.
+    r = await _enroll(w, invite, udi="urn:epc:id:sgtin:0614141.712345.DEV1")
+    body = await r.json()
+    assert r.status == 409 and body["type"].endswith("/udi-enrolled"), body
+    assert body["reason"] == "udi_enrolled" and body["item"] == sgtin("DEV1")
+    assert (await _enroll(w, invite)).status == 201  # the invite still works
+
+
+async def test_a_udi_is_freed_when_its_device_is_revoked(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    w = await World.make(client, tmp_path / "data")
+    maker = await w.party("manufacturer", 614141000000)
+    await w.ok(maker, commission([sgtin("DEV1")]))
+    first = await (await _enroll(w, await _device_invite(w), udi=UDI_HRI)).json()
+    r = await call(
+        w.client,
+        "POST",
+        "/v1/revocations",
+        w.admin,
+        w.admin_token,
+        json={"sub": first["sub"], "reason": "key_compromise"},
+    )
+    assert r.status == 200, await r.text()
+    # Revoked, but reserved less than RESERVE_GRACE ago: an enrollment may be under way.
+    invite = await _device_invite(w)
+    assert (await _enroll(w, invite, udi=UDI_HRI)).status == 409
+    supply = w.client.app[SUPPLY]
+    t = supply.clock() + RESERVE_GRACE
+    supply._clock = lambda: t  # the grace has passed; the device stays revoked
     assert (await _enroll(w, invite, udi=UDI_HRI)).status == 201
