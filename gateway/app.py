@@ -57,6 +57,7 @@ from .db import Database
 from .deadlines import Deadlines
 from .errors import ConfigError, Unavailable, problem_middleware, track_streams
 from .federation.http import setup as federation_setup
+from .incentives import http as incentives_http
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
 from .limits import setup as limits_setup
@@ -433,6 +434,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     turn.setup(app)
     sessions_http.setup(app)
     vitals_http.setup(app)
+    incentives_http.setup(app)  # its store opens after the consent and vitals stores
     openapi.setup(app)
     pages.setup(app)
     if config.trust_file:

@@ -18,6 +18,7 @@ from . import __version__
 from .audit.openapi import PATHS as AUDIT_PATHS
 from .auth.openapi import PATHS as AUTH_PATHS
 from .consent.openapi import PATHS as CONSENT_PATHS
+from .incentives.openapi import PATHS as INCENTIVES_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
 from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
 from .sessions.openapi import PATHS as SESSIONS_PATHS
@@ -87,6 +88,7 @@ AREAS: tuple[Mapping[str, Any], ...] = (
     CONSENT_PATHS,
     SESSIONS_PATHS,
     VITALS_PATHS,
+    INCENTIVES_PATHS,
 )
 
 

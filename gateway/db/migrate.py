@@ -156,6 +156,8 @@ SCHEMAS: dict[str, Schema] = {
                 ),
             },
         ),
+        # Incentive programs, evaluations and rewards (gateway/incentives): no pre-Alembic file.
+        Schema("incentives", "incentives_0001", {}),
     )
 }
 

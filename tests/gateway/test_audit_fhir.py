@@ -150,6 +150,10 @@ BALP_ACTION = {
     EventType.WITNESS_ALARM: "E",
     EventType.FEDERATION_ACCEPTED: "E",
     EventType.FEDERATION_REFUSED: "E",
+    EventType.PROGRAM_PUBLISHED: "C",
+    EventType.INCENTIVE_EVALUATED: "E",
+    EventType.REWARD_ISSUED: "C",
+    EventType.REWARD_REVOKED: "U",
 }
 FAILED = {
     EventType.AUTH_REFUSED,

@@ -1,0 +1,160 @@
+"""Evaluating a program for a patient and period: aggregates from the patient's decrypted
+vitals (the vitals store's own read path), the rule, and a ledger event carrying the
+program id, the period, a salted commitment to the aggregates and the result, never the
+readings nor the aggregates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import rfc8785
+
+from ledger.events import Event, EventType, commit, new_salt
+from ledger.log import Receipt
+
+from ..clock import stamped
+from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
+from ..consent.guard import INCENTIVES, program_grantee
+from ..consent.store import ConsentStore
+from ..errors import Conflict, GatewayError, NotFound
+from ..vitals.intake import Gone
+from ..vitals.store import Erased, VitalsStore
+from .aggregates import aggregate
+from .program import Program
+from .store import Evaluation, IncentiveStore, StoredProgram
+
+__all__ = ["Evaluator", "NotEnrolled", "aggregates_json", "commitment"]
+
+PAGE = 500
+Append = Callable[[Event], Awaitable[Receipt]]
+
+
+class NotEnrolled(GatewayError):
+    """The patient has no live ``incentives`` consent for this program."""
+
+    status = 403
+    slug = "not-enrolled"
+    title = "Not enrolled in this program"
+
+
+def aggregates_json(aggregates: dict[str, Any]) -> bytes:
+    """The aggregates' canonical bytes (RFC 8785): what the commitment covers."""
+    out: bytes = rfc8785.dumps(aggregates)
+    return out
+
+
+def commitment(salt: bytes, aggregates: dict[str, Any]) -> str:
+    """``hex(HMAC-SHA256(salt, canonical aggregates))`` (ledger.events.commit)."""
+    return commit(salt, aggregates_json(aggregates))
+
+
+class Evaluator:
+    """Evaluations for the HTTP layer and the CLI. Blocking store calls run in threads."""
+
+    def __init__(
+        self,
+        store: IncentiveStore,
+        consents: ConsentStore,
+        vitals: VitalsStore,
+        append: Append,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.consents = consents
+        self.vitals = vitals
+        self.append = append
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    async def program(self, pid: str) -> StoredProgram:
+        """The published program ``pid``. Raises NotFound."""
+        found = await asyncio.to_thread(self.store.program, pid) if len(pid) == 64 else None
+        if found is None:
+            raise NotFound("no program with that id")
+        return found
+
+    async def enrolled(self, patient: str, program: str) -> str | None:
+        """The id of the patient's live consent to ``program``, if any (read every time, so
+        a revocation stops evaluation at once)."""
+        now = int(self.clock())
+        found = await asyncio.to_thread(
+            self.consents.matching, patient, (program_grantee(program),)
+        )
+        for c in found:
+            if c.active(now) and INCENTIVES in c.scopes:
+                return c.id
+        return None
+
+    def _read(self, patient: str, lo: int, hi: int, upto: int | None) -> tuple[list[Any], int]:
+        """Blocking: the patient's readings from batches that may hold times in
+        ``[lo, hi)``, and the greatest batch sequence number read (or ``upto``)."""
+        readings: list[Any] = []
+        after, top = 0, 0
+        rlo, rhi = lo - VITALS_FUTURE_SKEW_CAP, hi + VITALS_MAX_AGE_CAP
+        while True:
+            page = self.vitals.read(patient, rlo, rhi, after, PAGE)
+            for meta, content in page:
+                if upto is not None and meta.seq > upto:
+                    return readings, upto
+                readings.extend(content["readings"])
+                top = meta.seq
+            if len(page) < PAGE:
+                return readings, top if upto is None else upto
+            after = page[-1][0].seq
+
+    async def aggregates(
+        self, patient: str, program: Program, period: int, upto: int | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The aggregates of ``period`` (from batches up to sequence ``upto`` if given) and
+        the last batch read. Raises Erased."""
+        lo, hi = program.period_bounds(period)
+        readings, top = await asyncio.to_thread(self._read, patient, lo, hi, upto)
+        codes = program.rule().codes
+        return aggregate(readings, lo, program.period_days, codes), top
+
+    async def evaluate(
+        self, actor: str, patient: str, sp: StoredProgram, period: int
+    ) -> Evaluation:
+        """Evaluate a finished ``period`` for an enrolled patient, once: a second call gets
+        the first evaluation. Raises NotEnrolled, Conflict (period not over), BadRequest
+        (no such period), Gone (erased), RuleError."""
+        p = sp.program
+        _, hi = p.period_bounds(period)
+        async with self._lock:
+            done = await asyncio.to_thread(self.store.evaluation, patient, p.id, period)
+            if done is not None:
+                return done
+            if await self.enrolled(patient, p.id) is None:
+                raise NotEnrolled("no live incentives consent from this patient for the program")
+            now = int(self.clock())
+            if now < hi:
+                raise Conflict("that period is not over yet")
+            try:
+                aggs, top = await self.aggregates(patient, p, period)
+            except Erased:
+                raise Gone("this patient's vitals were erased") from None
+            result = p.rule().evaluate(aggs)
+            points = (p.points if result else 0) if isinstance(result, bool) else result
+            salt = new_salt()
+            c = commitment(salt, aggs)
+            receipt = await self.append(
+                stamped(
+                    self.clock,
+                    EventType.INCENTIVE_EVALUATED,
+                    actor,
+                    subject=patient,
+                    data={
+                        "program": p.id,
+                        "period": period,
+                        "commitment": c,
+                        "result": result,
+                        "points": points,
+                    },
+                )
+            )
+            e = Evaluation(patient, p.id, period, result, points, salt, c, top, now, receipt.index)
+            await asyncio.to_thread(self.store.add_evaluation, e)
+            return e
