@@ -16,7 +16,7 @@ from aiohttp import web
 from ledger.events import EventType
 
 from ..appkeys import AUTHORITY, CLOCK, CONSENTS, DATABASE, VITALS
-from ..auth.http import authenticate, read_json
+from ..auth.http import authenticate, origin, read_json
 from ..auth.jwk import b64u
 from ..consent.guard import INCENTIVES, program_grantee
 from ..consent.store import Consent
@@ -26,12 +26,15 @@ from ..vitals.intake import Gone
 from ..vitals.store import Erased
 from .evaluate import Evaluator
 from .program import parse_program
+from .rewards import STATUS_PATH, Rewards
 from .rules import RuleError
-from .store import Evaluation, IncentiveStore, StoredProgram
+from .store import Evaluation, IncentiveStore, Reward, StoredProgram
 
-__all__ = ["EVALUATOR", "incentives_ctx", "setup"]
+__all__ = ["EVALUATOR", "REWARDS", "incentives_ctx", "setup"]
 
 EVALUATOR = web.AppKey("incentives", Evaluator)
+REWARDS = web.AppKey("rewards", Rewards)
+RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: The longest an enrollment lasts (as a consent): a program may run two years.
 MAX_ENROLL_DAYS = 366 * 2
 PERIOD = re.compile(r"^[0-9]{1,3}$")
@@ -44,6 +47,7 @@ async def incentives_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVALUATOR] = Evaluator(
         store, app[CONSENTS], app[VITALS].intake.store, lambda ev: record(app, ev), app[CLOCK]
     )
+    app[REWARDS] = Rewards(store, app[AUTHORITY], lambda ev: record(app, ev))
     yield
 
 
@@ -184,7 +188,49 @@ async def evaluate(request: web.Request) -> web.Response:
     period = _period(body["period"])
     sp = await _program(request)
     e = await request.app[EVALUATOR].evaluate(p.sub, p.sub, sp, period)
-    return web.json_response({"program": sp.program.id, **_evaluation_view(e)})
+    out = {"program": sp.program.id, **_evaluation_view(e)}
+    if e.passed:
+        # Issued once: a passed period evaluated again (or a reward issued by a first call
+        # that failed after its evaluation) gets its credential here.
+        reward = await request.app[REWARDS].issue(e, sp.program, origin(request))
+        out["reward"] = reward.id if reward is not None else None
+    return web.json_response(out)
+
+
+def _reward_view(r: Reward) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "program": r.program,
+        "period": r.period,
+        "issued": r.issued,
+        "revoked": r.revoked,
+        "ledger_index": r.ledger_index,
+        "credential": r.credential,
+    }
+
+
+async def list_rewards(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("patient")
+    found = await asyncio.to_thread(request.app[EVALUATOR].store.rewards, p.sub)
+    return web.json_response({"rewards": [_reward_view(r) for r in found]})
+
+
+async def revoke_reward(request: web.Request) -> web.Response:
+    p = authenticate(request)
+    p.require("admin", scope="revoke")
+    rid = request.match_info["id"]
+    r = await request.app[REWARDS].revoke(rid, p.sub) if RID.fullmatch(rid) else None
+    if r is None:
+        raise NotFound("no live reward with that id")
+    return web.json_response({"id": rid, "revoked": request.app[AUTHORITY].now()})
+
+
+async def rewards_status(request: web.Request) -> web.Response:
+    token = await request.app[REWARDS].status_list_token(origin(request))
+    resp = web.Response(text=token, content_type="application/statuslist+jwt")
+    resp.headers["Cache-Control"] = "max-age=1"
+    return resp
 
 
 async def disclosure(request: web.Request) -> web.Response:
@@ -222,3 +268,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/v1/programs/{id}/progress", progress)
     r.add_post("/v1/programs/{id}/evaluate", evaluate)
     r.add_get("/v1/programs/{id}/evaluations/{period}", disclosure)
+    r.add_get("/v1/rewards", list_rewards)
+    r.add_post("/v1/rewards/{id}/revoke", revoke_reward)
+    r.add_get(STATUS_PATH, rewards_status)

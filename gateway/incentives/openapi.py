@@ -8,6 +8,7 @@ from typing import Any
 from ..openapi_parts import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    DATABASE_DOWN,
     DB_UNAVAILABLE,
     DPOP,
     MALFORMED,
@@ -160,6 +161,53 @@ PATHS: dict[str, Any] = {
                 "404": problem("no such program, or that period was not evaluated"),
                 "410": problem("the patient's vitals were erased: the aggregates are gone"),
                 **DB_UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/rewards": {
+        "get": {
+            "summary": "The calling patient's reward credentials (SD-JWT VC, `dc+sd-jwt`)",
+            "security": DPOP,
+            "responses": {
+                "200": json_reply(
+                    "rewards",
+                    {
+                        "type": "object",
+                        "required": ["rewards"],
+                        "properties": {"rewards": {"type": "array"}},
+                    },
+                ),
+                **AUTH_ERRORS,
+                **MALFORMED,
+                **DB_UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/rewards/{id}/revoke": {
+        "post": {
+            "summary": "Revoke a reward credential (admin): its status-list bit is set",
+            "security": DPOP,
+            "parameters": [_ID],
+            "responses": {
+                "200": json_reply("revoked", {"type": "object"}),
+                **AUTH_ERRORS,
+                **MALFORMED,
+                "404": problem("no live reward with that id"),
+                **DB_UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/rewards/status": {
+        "get": {
+            "summary": "The reward credentials' Token Status List (`statuslist+jwt`), signed "
+            "with a key of /.well-known/jwks.json",
+            "responses": {
+                "200": {
+                    "description": "the status list token",
+                    "content": {"application/statuslist+jwt": {"schema": STRING}},
+                },
+                **MALFORMED,
+                "503": problem(DATABASE_DOWN),
             },
         }
     },

@@ -1,0 +1,194 @@
+"""Reward credentials (SD-JWT VC) checked by an independent verifier: the ``sd-jwt``
+reference implementation's holder and verifier, PyJWT and zlib for the status list; none of
+the gateway's own verification code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+import jwt
+import pytest
+from jwcrypto.jwk import JWK
+from jwcrypto.jws import InvalidJWSSignature
+from sd_jwt.holder import SDJWTHolder
+from sd_jwt.verifier import SDJWTVerifier
+
+from tests.gateway.idclient import Holder, call, get_token, invite_and_enroll
+from tests.gateway.vitals.world import batch, hr, sign
+from tests.incentives.conftest import DAY, IncentiveWorld, day_start
+
+RULE = 'count("8867-4") >= 2'
+AUD = "https://insurer.example"
+
+
+class Patient:
+    """A patient whose key is ES256 (the reference verifier checks key-binding JWTs with
+    ES256 only), with a monitor of their own."""
+
+    async def setup(self, w: IncentiveWorld) -> Patient:
+        c = w.client
+        self.h = await invite_and_enroll(c, w.adm, w.adm_t, "patient", holder=Holder("ES256"))
+        self.t = await get_token(c, self.h)
+        self.dev = await w.device(self.h)
+        self.dev_t = await get_token(c, self.dev)
+        return self
+
+    async def readings(self, w: IncentiveWorld, day: int, n: int) -> None:
+        base = day_start(4) + day * DAY + 9 * 3600
+        payload = batch([hr(70 + i, base + i * 60) for i in range(n)])
+        resp = await w.post(sign(self.dev, payload), self.dev, self.dev_t)
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def _earn(w: IncentiveWorld) -> tuple[Patient, str, dict[str, Any]]:
+    pat = await Patient().setup(w)
+    pid = await w.program(RULE)
+    assert (await w.enroll(pid, pat.h, pat.t)).status == 201
+    await pat.readings(w, 0, 3)  # passes
+    await pat.readings(w, 1, 1)  # fails
+    ok = await (await w.evaluate(pid, 0, pat.h, pat.t)).json()
+    failed = await (await w.evaluate(pid, 1, pat.h, pat.t)).json()
+    assert ok["passed"] and ok["reward"] and "reward" not in failed
+    resp = await call(w.client, "GET", "/v1/rewards", pat.h, pat.t)
+    [reward] = (await resp.json())["rewards"]
+    assert reward["id"] == ok["reward"] and reward["period"] == 0
+    return pat, pid, reward
+
+
+async def _issuer_keys(w: IncentiveWorld) -> dict[str, Any]:
+    jwks = await (await w.client.get("/.well-known/jwks.json")).json()
+    return {k["kid"]: k for k in jwks["keys"]}
+
+
+def _present(credential: str, pat: Patient, disclose: dict[str, Any], nonce: str) -> str:
+    holder = SDJWTHolder(credential)
+    key = JWK.from_pyca(pat.h.key)
+    holder.create_presentation(disclose, nonce, AUD, key, "ES256")
+    out: str = holder.sd_jwt_presentation
+    return out
+
+
+def _verify(presentation: str, keys: dict[str, Any], nonce: str) -> dict[str, Any]:
+    def issuer_key(iss: str, header: dict[str, Any]) -> JWK:
+        return JWK(**keys[header["kid"]])
+
+    v = SDJWTVerifier(presentation, issuer_key, expected_aud=AUD, expected_nonce=nonce)
+    payload: dict[str, Any] = v.get_verified_payload()
+    return payload
+
+
+async def _status_bit(w: IncentiveWorld, uri: str, idx: int, keys: dict[str, Any]) -> int:
+    path = uri.split("://", 1)[-1]
+    path = path[path.index("/") :]
+    resp = await w.client.get(path)
+    assert resp.content_type == "application/statuslist+jwt"
+    token = await resp.text()
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = jwt.PyJWK(keys[kid]).key
+    claims = jwt.decode(token, key, algorithms=["EdDSA", "ES256"], options={"verify_exp": True})
+    raw = zlib.decompress(base64.urlsafe_b64decode(claims["status_list"]["lst"] + "=="))
+    return (raw[idx // 8] >> (idx % 8)) & 1
+
+
+async def test_a_reward_disclosing_only_the_program_verifies_with_key_binding(
+    world: IncentiveWorld,
+) -> None:
+    pat, pid, reward = await _earn(world)
+    keys = await _issuer_keys(world)
+    presentation = _present(reward["credential"], pat, {"program": True}, "n-1")
+    payload = _verify(presentation, keys, "n-1")
+    assert payload["program"] == pid and payload["vct"] == "urn:telegate:incentive-reward:1"
+    assert not {"period", "result", "points", "evaluation"} & set(payload)
+    assert payload["cnf"]["jwk"]["x"] == pat.h.jwk["x"]
+    status = payload["status"]["status_list"]
+    assert await _status_bit(world, status["uri"], status["idx"], keys) == 0
+    # Everything disclosed: the evaluation's ledger entry says the same.
+    full = _verify(
+        _present(
+            reward["credential"],
+            pat,
+            {k: True for k in ("program", "period", "result", "points", "evaluation")},
+            "n-2",
+        ),
+        keys,
+        "n-2",
+    )
+    entry = await (await world.client.get(f"/ledger/entries/{full['evaluation']}")).json()
+    data = entry["event"]["data"]
+    assert (data["program"], data["period"], data["result"], data["points"]) == (
+        pid,
+        full["period"],
+        full["result"],
+        full["points"],
+    )
+    [issued] = await world.events("incentive.reward_issued")
+    assert issued["data"]["reward"] == reward["id"] and issued["subject"] == pat.h.sub
+
+
+def _tamper(presentation: str, value: Any, claim: str = "program") -> str:
+    """The SD-JWT with the disclosure of ``claim`` changed to say ``value``."""
+    parts = presentation.split("~")
+    for i, part in enumerate(parts[1:-1], 1):
+        salt, name, _ = json.loads(base64.urlsafe_b64decode(part + "=="))
+        if name == claim:
+            forged = json.dumps([salt, name, value]).encode()
+            parts[i] = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+            return "~".join(parts)
+    raise AssertionError(f"no disclosure of {claim}")
+
+
+async def test_a_tampered_disclosure_or_another_key_is_refused(world: IncentiveWorld) -> None:
+    pat, _pid, reward = await _earn(world)
+    keys = await _issuer_keys(world)
+    presentation = _present(reward["credential"], pat, {"program": True}, "n-3")
+    with pytest.raises(ValueError, match="digest"):
+        _verify(_tamper(presentation, "f" * 64), keys, "n-3")
+    # The holder re-binding a forged disclosure: its digest is in no signed _sd, so the
+    # claim is not there (sd-jwt 0.10 drops an unreferenced disclosure without raising).
+    forged = _tamper(reward["credential"], "f" * 64)
+    rebound = _present(forged, pat, {"program": True}, "n-4")
+    assert "program" not in _verify(rebound, keys, "n-4")
+    # Someone else's key cannot bind it.
+    thief = Patient()
+    thief.h = Holder("ES256")
+    stolen = _present(reward["credential"], thief, {"program": True}, "n-5")
+    with pytest.raises(InvalidJWSSignature):
+        _verify(stolen, keys, "n-5")
+    with pytest.raises(ValueError, match="nonce"):
+        _verify(presentation, keys, "another nonce")
+
+
+async def test_a_revoked_reward_is_refused_by_its_status(world: IncentiveWorld) -> None:
+    pat, _pid, reward = await _earn(world)
+    keys = await _issuer_keys(world)
+    payload = _verify(_present(reward["credential"], pat, {"program": True}, "n"), keys, "n")
+    status = payload["status"]["status_list"]
+    # Only an admin revokes.
+    for who, token in ((pat.h, pat.t), (world.prov, world.prov_t)):
+        resp = await call(world.client, "POST", f"/v1/rewards/{reward['id']}/revoke", who, token)
+        assert resp.status == 403
+    resp = await call(
+        world.client, "POST", f"/v1/rewards/{reward['id']}/revoke", world.adm, world.adm_t
+    )
+    assert resp.status == 200
+    assert await _status_bit(world, status["uri"], status["idx"], keys) == 1
+    [ev] = await world.events("incentive.reward_revoked")
+    assert ev["data"] == {"reward": reward["id"], "status_idx": status["idx"]}
+    again = await call(
+        world.client, "POST", f"/v1/rewards/{reward['id']}/revoke", world.adm, world.adm_t
+    )
+    assert again.status == 404
+    bad = await call(world.client, "POST", "/v1/rewards/%2E%2E/revoke", world.adm, world.adm_t)
+    assert bad.status == 404
+
+
+async def test_rewards_are_the_patients_own(world: IncentiveWorld) -> None:
+    _pat, _pid, _reward = await _earn(world)
+    mine = await call(world.client, "GET", "/v1/rewards", world.pat, world.pat_t)
+    assert (await mine.json())["rewards"] == []
+    for who, token in ((world.prov, world.prov_t), (world.adm, world.adm_t)):
+        assert (await call(world.client, "GET", "/v1/rewards", who, token)).status == 403
+    assert (await world.client.get("/v1/rewards")).status == 401
