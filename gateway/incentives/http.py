@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ledger.events import EventType
 
-from ..appkeys import AUTHORITY, CLOCK, CONSENTS, DATABASE, VITALS
+from ..appkeys import AUTHORITY, CLOCK, CONSENTS, DATABASE, LOG, VITALS
 from ..auth.http import authenticate, origin, read_json
 from ..auth.jwk import b64u
 from ..consent.guard import INCENTIVES, program_grantee
@@ -248,6 +248,9 @@ async def disclosure(request: web.Request) -> web.Response:
         aggs, _ = await ev.aggregates(p.sub, sp.program, period, upto=e.upto_seq)
     except Erased:
         raise Gone("this patient's vitals were erased: the aggregates are gone") from None
+    log = request.app[LOG]
+    receipt = await asyncio.to_thread(log.receipt_for, e.ledger_index)
+    (entry,) = await asyncio.to_thread(log.store.read_entries, e.ledger_index, e.ledger_index + 1)
     return web.json_response(
         {
             "program": sp.program.canonical().decode(),
@@ -255,6 +258,8 @@ async def disclosure(request: web.Request) -> web.Response:
             "aggregates": aggs,
             "salt": b64u(e.salt),
             **_evaluation_view(e),
+            "entry": b64u(entry),
+            "receipt": receipt.to_json(),
         }
     )
 
