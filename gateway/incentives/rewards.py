@@ -26,13 +26,14 @@ from sqlalchemy.exc import IntegrityError
 from ledger.events import Event, EventType
 from ledger.log import Receipt
 
+from ..auth.keys import SigningKey
 from ..auth.status import StatusList
 from ..auth.tokens import Authority
 from ..clock import stamped
 from .program import Program
 from .store import Evaluation, IncentiveStore, Reward
 
-__all__ = ["STATUS_PATH", "TYP", "VCT", "Rewards"]
+__all__ = ["STATUS_PATH", "TYP", "VCT", "Rewards", "credential"]
 
 TYP = "dc+sd-jwt"
 #: The credential type (SD-JWT VC ``vct``).
@@ -40,6 +41,40 @@ VCT = "urn:telegate:incentive-reward:1"
 STATUS_PATH = "/v1/rewards/status"
 STATUS_TTL = 60
 Append = Callable[[Event], Awaitable[Receipt]]
+
+
+def credential(
+    key: SigningKey,
+    origin: str,
+    program: Program,
+    e: Evaluation,
+    holder: dict[str, str],
+    idx: int,
+    now: int,
+) -> str:
+    """The SD-JWT VC (issuance form: the JWT and every disclosure) of a passed evaluation,
+    signed with ``key`` and bound to the public JWK ``holder``."""
+    claims: dict[Any, Any] = {
+        "iss": origin,
+        "iat": now,
+        "vct": VCT,
+        "status": {"status_list": {"idx": idx, "uri": origin + STATUS_PATH}},
+        SDObj("program"): program.id,
+        SDObj("program_name"): program.name,
+        SDObj("period"): e.period,
+        SDObj("result"): e.result,
+        SDObj("points"): e.points,
+        SDObj("evaluation"): e.ledger_index,
+    }
+    issuer = SDJWTIssuer(
+        claims,
+        JWK.from_pyca(key.private),
+        holder_key=JWK(**holder),
+        sign_alg=key.alg,
+        extra_header_parameters={"typ": TYP, "kid": key.kid},
+    )
+    out: str = issuer.sd_jwt_issuance
+    return out
 
 
 class Rewards:
@@ -100,28 +135,7 @@ class Rewards:
         idx: int,
         now: int,
     ) -> str:
-        key = self.authority.keys.signing_key()
-        claims: dict[Any, Any] = {
-            "iss": origin,
-            "iat": now,
-            "vct": VCT,
-            "status": {"status_list": {"idx": idx, "uri": origin + STATUS_PATH}},
-            SDObj("program"): program.id,
-            SDObj("program_name"): program.name,
-            SDObj("period"): e.period,
-            SDObj("result"): e.result,
-            SDObj("points"): e.points,
-            SDObj("evaluation"): e.ledger_index,
-        }
-        issuer = SDJWTIssuer(
-            claims,
-            JWK.from_pyca(key.private),
-            holder_key=JWK(**holder),
-            sign_alg=key.alg,
-            extra_header_parameters={"typ": TYP, "kid": key.kid},
-        )
-        out: str = issuer.sd_jwt_issuance
-        return out
+        return credential(self.authority.keys.signing_key(), origin, program, e, holder, idx, now)
 
     async def revoke(self, rid: str, actor: str) -> Reward | None:
         """Set the reward's status bit; None if there is no live reward with that id."""

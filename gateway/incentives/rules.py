@@ -22,6 +22,7 @@ at most log2(MAX_SCORE + 1) bits per period, and the rule itself is public.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,19 @@ class Rule:
 
 def compile_rule(text: Any, days: int = 7) -> Rule:
     """Check and compile a rule for periods of ``days`` days. Raises RuleError."""
+    if isinstance(text, str) and len(text) <= MAX_RULE:
+        return _compiled(text, days)
+    return _compile(text, days)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str, days: int) -> Rule:
+    # A published program's rule is parsed once a process, not at every evaluation (lark's
+    # parse is most of the cost of one: bench/incentives.py). Errors are not cached.
+    return _compile(text, days)
+
+
+def _compile(text: Any, days: int) -> Rule:
     if not isinstance(text, str) or not text.strip():
         raise RuleError("rule is a CEL expression (a non-empty string)")
     if len(text) > MAX_RULE:
