@@ -7,6 +7,7 @@ readings nor the aggregates.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,7 +68,11 @@ class Evaluator:
         self.vitals = vitals
         self.append = append
         self.clock = clock
-        self._lock = asyncio.Lock()
+        # One evaluation at a time per patient and program in this process: a second
+        # request for the same period waits and gets the first one's evaluation.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def program(self, pid: str) -> StoredProgram:
         """The published program ``pid``. Raises NotFound."""
@@ -123,7 +128,8 @@ class Evaluator:
         (no such period), Gone (erased), RuleError."""
         p = sp.program
         _, hi = p.period_bounds(period)
-        async with self._lock:
+        lock = self._locks.setdefault((patient, p.id), asyncio.Lock())
+        async with lock:
             done = await asyncio.to_thread(self.store.evaluation, patient, p.id, period)
             if done is not None:
                 return done

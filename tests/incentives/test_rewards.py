@@ -192,3 +192,32 @@ async def test_rewards_are_the_patients_own(world: IncentiveWorld) -> None:
     for who, token in ((world.prov, world.prov_t), (world.adm, world.adm_t)):
         assert (await call(world.client, "GET", "/v1/rewards", who, token)).status == 403
     assert (await world.client.get("/v1/rewards")).status == 401
+
+
+async def test_erasure_keeps_the_reward_and_the_log_but_not_the_aggregates(
+    world: IncentiveWorld,
+) -> None:
+    pat, pid, reward = await _earn(world)
+    keys = await _issuer_keys(world)
+    resp = await call(
+        world.client,
+        "POST",
+        f"/v1/patients/{pat.h.sub}/erase",
+        world.adm,
+        world.adm_t,
+        json={"reason": "patient_request", "reference": "REQ-21"},
+    )
+    assert resp.status == 200, await resp.text()
+    gone = await call(world.client, "GET", f"/v1/programs/{pid}/evaluations/0", pat.h, pat.t)
+    assert gone.status == 410
+    progress = await call(world.client, "GET", f"/v1/programs/{pid}/progress", pat.h, pat.t)
+    assert progress.status == 410
+    # The credential still verifies, its status is still good, and the log still holds
+    # the evaluation's commitment and result.
+    payload = _verify(_present(reward["credential"], pat, {"evaluation": True}, "e"), keys, "e")
+    status = payload["status"]["status_list"]
+    assert await _status_bit(world, status["uri"], status["idx"], keys) == 0
+    entry = await (await world.client.get(f"/ledger/entries/{payload['evaluation']}")).json()
+    assert entry["event"]["data"]["result"] is True
+    # A period not yet evaluated cannot be any more.
+    assert (await world.evaluate(pid, 2, pat.h, pat.t)).status == 410
