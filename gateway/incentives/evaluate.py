@@ -7,6 +7,7 @@ readings nor the aggregates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,14 +24,20 @@ from ..consent.store import ConsentStore
 from ..errors import Conflict, GatewayError, NotFound
 from ..vitals.intake import Gone
 from ..vitals.store import Erased, VitalsStore
-from .aggregates import aggregate
+from .aggregates import DAY, aggregate
 from .program import Program
 from .store import Evaluation, IncentiveStore, StoredProgram
 
 __all__ = ["Evaluator", "NotEnrolled", "aggregates_json", "commitment"]
 
 PAGE = 500
+#: What one sweep evaluates at most, and the programs it looks at.
+SWEEP_MAX = 1000
+SWEEP_PROGRAMS = 500
+SWEEPER = "gw:self"
 Append = Callable[[Event], Awaitable[Receipt]]
+OnPass = Callable[[Evaluation, StoredProgram], Awaitable[object]]
+log = logging.getLogger("telegate.incentives")
 
 
 class NotEnrolled(GatewayError):
@@ -164,3 +171,47 @@ class Evaluator:
             e = Evaluation(patient, p.id, period, result, points, salt, c, top, now, receipt.index)
             await asyncio.to_thread(self.store.add_evaluation, e)
             return e
+
+    async def due(self, limit: int = SWEEP_MAX) -> list[tuple[str, StoredProgram, int]]:
+        """(patient, program, period) of finished periods not yet evaluated, for every live
+        enrollment, at most ``limit``: what the sweep evaluates."""
+        now = int(self.clock())
+        out: list[tuple[str, StoredProgram, int]] = []
+        for sp in await asyncio.to_thread(self.store.programs, None, SWEEP_PROGRAMS):
+            p = sp.program
+            finished = min(p.periods, max(0, (now - p.start_epoch) // (p.period_days * DAY)))
+            if finished == 0:
+                continue
+            consents = await asyncio.to_thread(self.consents.naming, (program_grantee(p.id),))
+            for c in consents:
+                if not (c.active(now) and INCENTIVES in c.scopes):
+                    continue
+                done = {
+                    e.period
+                    for e in await asyncio.to_thread(self.store.evaluations, c.patient, p.id)
+                }
+                for k in range(finished):
+                    if k not in done:
+                        out.append((c.patient, sp, k))
+                        if len(out) >= limit:
+                            return out
+        return out
+
+    async def sweep(self, on_pass: OnPass | None = None) -> int:
+        """Evaluate what ``due`` lists, as the gateway (``gw:self``); ``on_pass`` gets each
+        passed evaluation (to issue its reward). Returns how many were evaluated. A period
+        whose evaluation fails (an erased patient, a rule refused on it) is skipped."""
+        n = 0
+        for patient, sp, k in await self.due():
+            try:
+                e = await self.evaluate(SWEEPER, patient, sp, k)
+            except GatewayError as err:
+                log.info(
+                    "incentive sweep skipped a period",
+                    extra={"fields": {"program": sp.program.id, "period": k, "why": err.slug}},
+                )
+                continue
+            n += 1
+            if e.passed and on_pass is not None:
+                await on_pass(e, sp)
+        return n

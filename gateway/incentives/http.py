@@ -6,6 +6,8 @@ event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -15,7 +17,7 @@ from aiohttp import web
 
 from ledger.events import EventType
 
-from ..appkeys import AUTHORITY, CLOCK, CONSENTS, DATABASE, LOG, VITALS
+from ..appkeys import AUTHORITY, CLOCK, CONFIG, CONSENTS, DATABASE, LOG, VITALS
 from ..auth.http import authenticate, origin, read_json
 from ..auth.jwk import b64u
 from ..consent.guard import INCENTIVES, program_grantee
@@ -35,6 +37,9 @@ __all__ = ["EVALUATOR", "REWARDS", "incentives_ctx", "setup"]
 EVALUATOR = web.AppKey("incentives", Evaluator)
 REWARDS = web.AppKey("rewards", Rewards)
 RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Seconds between two sweeps for finished periods (gateway/incentives/evaluate.py).
+SWEEP_EVERY = 300
+log = logging.getLogger("telegate.incentives")
 #: The longest an enrollment lasts (as a consent): a program may run two years.
 MAX_ENROLL_DAYS = 366 * 2
 PERIOD = re.compile(r"^[0-9]{1,3}$")
@@ -47,8 +52,32 @@ async def incentives_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVALUATOR] = Evaluator(
         store, app[CONSENTS], app[VITALS].intake.store, lambda ev: record(app, ev), app[CLOCK]
     )
-    app[REWARDS] = Rewards(store, app[AUTHORITY], lambda ev: record(app, ev))
-    yield
+    rewards = app[REWARDS] = Rewards(store, app[AUTHORITY], lambda ev: record(app, ev))
+    task = asyncio.create_task(_sweeping(app[EVALUATOR], rewards, app[CONFIG].public_url))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweeping(ev: Evaluator, rewards: Rewards, public_url: str) -> None:
+    """Evaluate finished periods of live enrollments every SWEEP_EVERY seconds, so a
+    period is evaluated at its end without the patient asking. A reward needs the issuer
+    URL its verifiers fetch keys from: with ``public_url`` unset (development) the patient
+    gets it on their next ``POST .../evaluate`` of that period."""
+
+    async def on_pass(e: Evaluation, sp: StoredProgram) -> None:
+        if public_url:
+            await rewards.issue(e, sp.program, public_url.rstrip("/"))
+
+    while True:
+        await asyncio.sleep(SWEEP_EVERY)
+        try:
+            await ev.sweep(on_pass)
+        except Exception:  # a database or ledger outage: try again next time
+            log.exception("incentive sweep failed")
 
 
 def _program_view(sp: StoredProgram) -> dict[str, Any]:

@@ -148,3 +148,33 @@ async def test_roles_and_other_patients(world: IncentiveWorld) -> None:
         world.client, "GET", f"/v1/programs/{pid}/evaluations/1", world.pat, world.pat_t
     )
     assert resp.status == 404
+
+
+async def test_the_sweep_evaluates_finished_periods_of_live_enrollments(
+    world: IncentiveWorld,
+) -> None:
+    from gateway.incentives.http import EVALUATOR
+
+    pid = await world.program(RULE)
+    assert (await world.enroll(pid)).status == 201
+    other = await (await world.enroll(pid, world.other, world.other_t)).json()
+    await world.heart(1, [70, 71, 72])
+    # The other patient revokes: nothing is evaluated for them.
+    revoke = await call(
+        world.client, "DELETE", f"/v1/consents/{other['consent']}", world.other, world.other_t
+    )
+    assert revoke.status == 200
+    ev = world.client.app[EVALUATOR]
+    passed: list[int] = []
+
+    async def on_pass(e: Any, sp: Any) -> None:
+        passed.append(e.period)
+
+    assert await ev.sweep(on_pass) == 4  # periods 0..3; 4 is today
+    events = await world.events("incentive.evaluated")
+    assert [(e["subject"], e["data"]["period"]) for e in events] == [
+        (world.pat.sub, k) for k in range(4)
+    ]
+    assert all(e["actor"] == "gw:self" for e in events)
+    assert passed == [1]
+    assert await ev.sweep(on_pass) == 0  # once only
