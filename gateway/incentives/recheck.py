@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +120,50 @@ def recheck(disclosure: Any, log: Verifier) -> Rechecked:
         if claim in disclosure and disclosure[claim] != data.get(claim):
             raise RecheckFailed(f"the disclosure's {claim} is not the log's")
     return Rechecked(pid, program.name, period, result, points, receipt.index, cp.size)
+
+
+def check_credential(sd_jwt: str, jwks: Any, rechecked: Rechecked) -> dict[str, Any]:
+    """Check that a reward credential (SD-JWT, issuance or presentation form, without
+    key binding) was signed by a key of ``jwks`` and that what it discloses is the
+    re-checked evaluation: the program, and the period, result, points and evaluation
+    index when disclosed (program and period at least). Every disclosure must be referenced
+    by a signed digest (SD-JWT requires it; the reference verifier only drops the others).
+    Returns the disclosed claims. Raises RecheckFailed."""
+    from jwcrypto.common import JWException
+    from jwcrypto.jwk import JWK
+    from sd_jwt.verifier import SDJWTVerifier
+
+    keys = {k.get("kid"): k for k in (jwks or {}).get("keys", []) if isinstance(k, dict)}
+    parts = sd_jwt.strip().split("~")
+    if len(parts) < 2 or parts[-1]:
+        raise RecheckFailed("the credential is not an SD-JWT without key binding")
+
+    def issuer_key(iss: str, header: dict[str, Any]) -> Any:
+        if header.get("kid") not in keys:
+            raise RecheckFailed("the credential's key is not in the JWKS")
+        return JWK(**keys[header["kid"]])
+
+    try:
+        v = SDJWTVerifier(sd_jwt.strip(), issuer_key)
+        claims: dict[str, Any] = v.get_verified_payload()
+        signed = json.loads(_b64(parts[0].split(".")[1], "credential payload"))
+    except (JWException, ValueError, KeyError, TypeError) as e:
+        raise RecheckFailed(f"the credential does not verify: {e}") from None
+    digests = set(signed.get("_sd", []))
+    for d in parts[1:-1]:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(d.encode()).digest()).rstrip(b"=")
+        if digest.decode() not in digests:
+            raise RecheckFailed("the credential carries a disclosure its issuer did not sign")
+    want = {
+        "program": rechecked.program,
+        "period": rechecked.period,
+        "result": rechecked.result,
+        "points": rechecked.points,
+        "evaluation": rechecked.index,
+    }
+    if "program" not in claims or "period" not in claims:
+        raise RecheckFailed("the credential must disclose program and period")
+    for name, value in want.items():
+        if name in claims and (claims[name] != value or type(claims[name]) is not type(value)):
+            raise RecheckFailed(f"the credential's {name} is not the evaluation's")
+    return claims

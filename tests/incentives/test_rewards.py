@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -16,6 +17,7 @@ from jwcrypto.jws import InvalidJWSSignature
 from sd_jwt.holder import SDJWTHolder
 from sd_jwt.verifier import SDJWTVerifier
 
+from gateway.cli import main
 from tests.gateway.idclient import Holder, call, get_token, invite_and_enroll
 from tests.gateway.vitals.world import batch, hr, sign
 from tests.incentives.conftest import DAY, IncentiveWorld, day_start
@@ -221,3 +223,38 @@ async def test_erasure_keeps_the_reward_and_the_log_but_not_the_aggregates(
     assert entry["event"]["data"]["result"] is True
     # A period not yet evaluated cannot be any more.
     assert (await world.evaluate(pid, 2, pat.h, pat.t)).status == 410
+
+
+async def test_the_cli_ties_a_credential_to_its_rechecked_evaluation(
+    world: IncentiveWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pat, pid, reward = await _earn(world)
+    resp = await call(world.client, "GET", f"/v1/programs/{pid}/evaluations/0", pat.h, pat.t)
+    (tmp_path / "d.json").write_text(await resp.text())
+    (tmp_path / "jwks.json").write_text(
+        await (await world.client.get("/.well-known/jwks.json")).text()
+    )
+    vkey = await (await world.client.get("/ledger/vkey")).text()
+
+    def run(disclose: dict[str, Any], mangle: Any = None) -> int:
+        holder = SDJWTHolder(reward["credential"])
+        holder.create_presentation(disclose)
+        sd_jwt = holder.sd_jwt_presentation
+        (tmp_path / "cred").write_text(mangle(sd_jwt) if mangle else sd_jwt)
+        argv = ["incentives", "verify", str(tmp_path / "d.json"), "--vkey", vkey]
+        argv += ["--credential", str(tmp_path / "cred"), "--jwks", str(tmp_path / "jwks.json")]
+        return main(argv)
+
+    assert run({"program": True, "period": True, "evaluation": True}) == 0
+    assert "names this evaluation" in capsys.readouterr().out
+    assert run({"program": True}) == 1
+    assert "must disclose program and period" in capsys.readouterr().err
+    assert run({"program": True, "period": True}, lambda s: _tamper(s, 1, "period")) == 1
+    assert "did not sign" in capsys.readouterr().err
+    # Another period's evaluation: the credential does not name it.
+    other = await (await world.evaluate(pid, 1, pat.h, pat.t)).json()
+    assert other["passed"] is False
+    resp = await call(world.client, "GET", f"/v1/programs/{pid}/evaluations/1", pat.h, pat.t)
+    (tmp_path / "d.json").write_text(await resp.text())
+    assert run({"program": True, "period": True}) == 1
+    assert "period is not the evaluation's" in capsys.readouterr().err
