@@ -4,6 +4,8 @@ unknown variables or functions, or gives anything but a bool or a small int, is 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
 from gateway.incentives.aggregates import aggregate, empty
@@ -153,3 +155,65 @@ def test_a_program_is_named_by_the_hash_of_its_canonical_text() -> None:
 def test_a_malformed_program_is_refused(body: object) -> None:
     with pytest.raises(BadRequest):
         parse_program(body, "adm:1")
+
+
+_TOKENS = st.sampled_from(
+    [
+        'count("8867-4")',
+        'mean("8480-6")',
+        'days_with("85354-9")',
+        "days",
+        "1",
+        "0",
+        "-1",
+        "2.5",
+        "true",
+        "null",
+        '"s"',
+        "b'x'",
+        "1u",
+        "x",
+        "size",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ".",
+        ",",
+        ":",
+        "?",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "!",
+        "&&",
+        "||",
+        "==",
+        "<",
+        ">=",
+        " in ",
+        ".all(v, v)",
+        "has(",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(_TOKENS, max_size=40).map(" ".join)))
+def test_any_text_is_a_rule_or_a_rule_error(text: str) -> None:
+    """Whatever is sent as a rule, publication answers a Rule or a RuleError (400), never
+    another exception (a 500), and an accepted rule gives a bool or a small int."""
+    try:
+        rule = compile_rule(text)
+    except RuleError:
+        return
+    aggs = empty(7, rule.codes)
+    try:
+        out = rule.evaluate(aggs)
+    except RuleError:
+        return
+    assert isinstance(out, bool) or 0 <= out <= MAX_SCORE
