@@ -20,6 +20,7 @@ from ledger.events import EventType
 from ..appkeys import AUTHORITY, CLOCK, CONFIG, CONSENTS, DATABASE, LOG, VITALS
 from ..auth.http import authenticate, origin, read_json
 from ..auth.jwk import b64u
+from ..auth.tokens import Forbidden
 from ..consent.guard import INCENTIVES, program_grantee
 from ..consent.store import Consent
 from ..errors import BadRequest, Conflict, NotFound
@@ -146,6 +147,12 @@ async def enroll(request: web.Request) -> web.Response:
     end = min(sp.program.end_epoch, now + MAX_ENROLL_DAYS * 86400)
     if end <= now:
         raise Conflict("that program has ended")
+    publisher = sp.program.publisher
+    if publisher.startswith("prov:"):
+        # A provider's program is for its patients: those with a live consent naming it.
+        named = await asyncio.to_thread(request.app[CONSENTS].matching, p.sub, (publisher,))
+        if not any(c.active(now) for c in named):
+            raise Forbidden("this program is for the patients of the provider who published it")
     live = await ev.enrolled(p.sub, sp.program.id)
     if live is not None:
         return web.json_response({"program": sp.program.id, "consent": live, "until": end})

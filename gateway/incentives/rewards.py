@@ -40,6 +40,8 @@ TYP = "dc+sd-jwt"
 VCT = "urn:telegate:incentive-reward:1"
 STATUS_PATH = "/v1/rewards/status"
 STATUS_TTL = 60
+#: Seconds after which a reward row reserved and never completed is taken for abandoned.
+RESERVATION_TIMEOUT = 120
 Append = Callable[[Event], Awaitable[Receipt]]
 
 
@@ -100,7 +102,16 @@ class Rewards:
                 self.store.reserve_reward, rid, e.patient, e.program, e.period, now
             )
         except IntegrityError:
-            return None  # issued already (another request, another replica)
+            # Issued already (another request, another replica), or reserved by an issuer
+            # that stopped before its ledger append: that row is let go after a while.
+            stale = await asyncio.to_thread(
+                self.store.drop_stale_reservation,
+                e.patient,
+                e.program,
+                e.period,
+                now - RESERVATION_TIMEOUT,
+            )
+            return await self.issue(e, program, origin) if stale else None
         try:
             receipt = await self.append(
                 stamped(

@@ -208,6 +208,21 @@ class IncentiveStore:
                 .values(credential=credential, ledger_index=ledger_index)
             )
 
+    def drop_stale_reservation(self, patient: str, program: str, period: int, before: int) -> bool:
+        """Delete a reward row reserved before ``before`` and never completed (its issuer
+        stopped between the reservation and the ledger append); True if there was one."""
+        with writing(self._engine) as conn:
+            cur = conn.execute(
+                rewards.delete().where(
+                    _r.patient == patient,
+                    _r.program == program,
+                    _r.period == period,
+                    _r.ledger_index.is_(None),
+                    _r.issued < before,
+                )
+            )
+        return cur.rowcount == 1
+
     def drop_reward(self, rid: str) -> None:
         with writing(self._engine) as conn:
             conn.execute(rewards.delete().where(_r.id == rid, _r.ledger_index.is_(None)))

@@ -106,3 +106,15 @@ async def test_oversized_and_malformed_bodies_are_refused(world: IncentiveWorld)
         assert resp.status == 400 and resp.content_type == "application/problem+json"
     text = await call(world.client, "POST", "/v1/programs", world.adm, world.adm_t, data=b"x")
     assert text.status == 415
+
+
+async def test_a_providers_program_is_for_its_patients(world: IncentiveWorld) -> None:
+    resp = await world.publish(RULE, world.prov, world.prov_t, name="For my patients")
+    pid = (await resp.json())["id"]
+    refused = await world.enroll(pid)
+    assert refused.status == 403 and "provider who published" in (await refused.json())["detail"]
+    await world.grant(["call"])  # the patient names this provider
+    assert (await world.enroll(pid)).status == 201
+    # An admin's program is open to every patient.
+    open_pid = await world.program(RULE)
+    assert (await world.enroll(open_pid, world.other, world.other_t)).status == 201

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,23 @@ async def test_the_cli_ties_a_credential_to_its_rechecked_evaluation(
     (tmp_path / "d.json").write_text(await resp.text())
     assert run({"program": True, "period": True}) == 1
     assert "period is not the evaluation's" in capsys.readouterr().err
+
+
+async def test_a_reservation_left_by_a_stopped_issuer_is_taken_over(world: IncentiveWorld) -> None:
+    from gateway.incentives.http import EVALUATOR, REWARDS
+
+    pat = await Patient().setup(world)
+    pid = await world.program(RULE)
+    assert (await world.enroll(pid, pat.h, pat.t)).status == 201
+    await pat.readings(world, 0, 3)
+    ev = world.client.app[EVALUATOR]
+    sp = await ev.program(pid)
+    e = await ev.evaluate(pat.h.sub, pat.h.sub, sp, 0)
+    # An issuer reserved the row long ago and stopped before appending.
+    ev.store.reserve_reward("stale", pat.h.sub, pid, 0, int(time.time()) - 3600)
+    reward = await world.client.app[REWARDS].issue(e, sp.program, "https://gw.example")
+    assert reward is not None and reward.id != "stale"
+    # Issued once: the completed reward is not taken over.
+    assert await world.client.app[REWARDS].issue(e, sp.program, "https://gw.example") is None
+    listed = await call(world.client, "GET", "/v1/rewards", pat.h, pat.t)
+    assert [r["id"] for r in (await listed.json())["rewards"]] == [reward.id]
