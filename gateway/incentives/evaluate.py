@@ -7,6 +7,7 @@ readings nor the aggregates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from ..clock import stamped
 from ..config import VITALS_FUTURE_SKEW_CAP, VITALS_MAX_AGE_CAP
 from ..consent.guard import INCENTIVES, program_grantee
 from ..consent.store import ConsentStore
-from ..errors import Conflict, GatewayError, NotFound
+from ..errors import Conflict, GatewayError, NotFound, Unavailable
 from ..vitals.intake import Gone
 from ..vitals.store import Erased, VitalsStore
 from .aggregates import DAY, aggregate
@@ -35,9 +36,19 @@ PAGE = 500
 SWEEP_MAX = 1000
 SWEEP_PROGRAMS = 500
 SWEEPER = "gw:self"
+RETRY = {"Retry-After": "1"}
+#: Seconds after which an evaluation reserved and never appended is taken for abandoned.
+RESERVATION_TIMEOUT = 120
 Append = Callable[[Event], Awaitable[Receipt]]
 OnPass = Callable[[Evaluation, StoredProgram], Awaitable[object]]
 log = logging.getLogger("telegate.incentives")
+
+
+class InProgress(Unavailable):
+    """Another evaluator (a replica, the sweep) is evaluating that period now."""
+
+    slug = "evaluation-in-progress"
+    title = "That period is being evaluated"
 
 
 class NotEnrolled(GatewayError):
@@ -69,8 +80,13 @@ class Evaluator:
         vitals: VitalsStore,
         append: Append,
         clock: Callable[[], float],
+        written: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``written``: waits until the batches this process acknowledged are readable
+        (their ledger indexes recorded: ``Intake.writer.indexes_written``); the vitals
+        store reads only batches known to be on the ledger."""
         self.store = store
+        self.written = written
         self.consents = consents
         self.vitals = vitals
         self.append = append
@@ -123,6 +139,8 @@ class Evaluator:
         """The aggregates of ``period`` (from batches up to sequence ``upto`` if given) and
         the last batch read. Raises Erased."""
         lo, hi = program.period_bounds(period)
+        if self.written is not None:
+            await self.written()  # read your writes, as GET /v1/patients/{id}/vitals
         readings, top = await asyncio.to_thread(self._read, patient, lo, hi, upto)
         codes = program.rule().codes
         return aggregate(readings, lo, program.period_days, codes), top
@@ -138,11 +156,22 @@ class Evaluator:
         lock = self._locks.setdefault((patient, p.id), asyncio.Lock())
         async with lock:
             done = await asyncio.to_thread(self.store.evaluation, patient, p.id, period)
+            now = int(self.clock())
             if done is not None:
-                return done
+                if done.ledger_index is not None:
+                    return done
+                # Reserved by an evaluator that may have stopped before its append.
+                stale = await asyncio.to_thread(
+                    self.store.drop_reserved_evaluation,
+                    patient,
+                    p.id,
+                    period,
+                    now - RESERVATION_TIMEOUT,
+                )
+                if not stale:
+                    raise InProgress("that period is being evaluated; retry", headers=RETRY)
             if await self.enrolled(patient, p.id) is None:
                 raise NotEnrolled("no live incentives consent from this patient for the program")
-            now = int(self.clock())
             if now < hi:
                 raise Conflict("that period is not over yet")
             try:
@@ -153,24 +182,36 @@ class Evaluator:
             points = (p.points if result else 0) if isinstance(result, bool) else result
             salt = new_salt()
             c = commitment(salt, aggs)
-            receipt = await self.append(
-                stamped(
-                    self.clock,
-                    EventType.INCENTIVE_EVALUATED,
-                    actor,
-                    subject=patient,
-                    data={
-                        "program": p.id,
-                        "period": period,
-                        "commitment": c,
-                        "result": result,
-                        "points": points,
-                    },
+            e = Evaluation(patient, p.id, period, result, points, salt, c, top, now, None)
+            # Reserved first: of two replicas evaluating one period at once, one appends.
+            if not await asyncio.to_thread(self.store.add_evaluation, e):
+                other = await asyncio.to_thread(self.store.evaluation, patient, p.id, period)
+                if other is not None and other.ledger_index is not None:
+                    return other
+                raise InProgress("that period is being evaluated; retry", headers=RETRY)
+            try:
+                receipt = await self.append(
+                    stamped(
+                        self.clock,
+                        EventType.INCENTIVE_EVALUATED,
+                        actor,
+                        subject=patient,
+                        data={
+                            "program": p.id,
+                            "period": period,
+                            "commitment": c,
+                            "result": result,
+                            "points": points,
+                        },
+                    )
                 )
+            except BaseException:
+                await asyncio.to_thread(self.store.drop_reserved_evaluation, patient, p.id, period)
+                raise
+            await asyncio.to_thread(
+                self.store.complete_evaluation, patient, p.id, period, receipt.index
             )
-            e = Evaluation(patient, p.id, period, result, points, salt, c, top, now, receipt.index)
-            await asyncio.to_thread(self.store.add_evaluation, e)
-            return e
+            return dataclasses.replace(e, ledger_index=receipt.index)
 
     async def due(self, limit: int = SWEEP_MAX) -> list[tuple[str, StoredProgram, int]]:
         """(patient, program, period) of finished periods not yet evaluated, for every live

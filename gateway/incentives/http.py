@@ -50,8 +50,14 @@ async def incentives_ctx(app: web.Application) -> AsyncIterator[None]:
     """The incentives store and evaluator (after the consent and vitals stores open)."""
     engine = await asyncio.to_thread(app[DATABASE].open, "incentives")
     store = IncentiveStore(engine)
+    intake = app[VITALS].intake
     app[EVALUATOR] = Evaluator(
-        store, app[CONSENTS], app[VITALS].intake.store, lambda ev: record(app, ev), app[CLOCK]
+        store,
+        app[CONSENTS],
+        intake.store,
+        lambda ev: record(app, ev),
+        app[CLOCK],
+        intake.writer.indexes_written,
     )
     rewards = app[REWARDS] = Rewards(store, app[AUTHORITY], lambda ev: record(app, ev))
     task = asyncio.create_task(_sweeping(app[EVALUATOR], rewards, app[CONFIG].public_url))
@@ -278,15 +284,15 @@ async def disclosure(request: web.Request) -> web.Response:
     period = _period(request.match_info["period"])
     ev = request.app[EVALUATOR]
     e = await asyncio.to_thread(ev.store.evaluation, p.sub, sp.program.id, period)
-    if e is None:
+    if e is None or e.ledger_index is None:
         raise NotFound("that period was not evaluated for this patient")
     try:
         aggs, _ = await ev.aggregates(p.sub, sp.program, period, upto=e.upto_seq)
     except Erased:
         raise Gone("this patient's vitals were erased: the aggregates are gone") from None
-    log = request.app[LOG]
-    receipt = await asyncio.to_thread(log.receipt_for, e.ledger_index)
-    (entry,) = await asyncio.to_thread(log.store.read_entries, e.ledger_index, e.ledger_index + 1)
+    log, index = request.app[LOG], e.ledger_index
+    receipt = await asyncio.to_thread(log.receipt_for, index)
+    (entry,) = await asyncio.to_thread(log.store.read_entries, index, index + 1)
     return web.json_response(
         {
             "program": sp.program.canonical().decode(),

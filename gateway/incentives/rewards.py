@@ -90,7 +90,7 @@ class Rewards:
     async def issue(self, e: Evaluation, program: Program, origin: str) -> Reward | None:
         """The credential for a passed evaluation, issued once (None if it failed, or the
         patient's key is gone)."""
-        if not e.passed:
+        if not e.passed or e.ledger_index is None:
             return None
         subject = await asyncio.to_thread(self.authority.store.subject, e.patient)
         if subject is None or subject.revoked is not None:

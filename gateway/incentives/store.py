@@ -38,7 +38,8 @@ class Evaluation:
     commitment: str
     upto_seq: int
     evaluated: int
-    ledger_index: int
+    #: None while reserved: its event is being appended (by this process or a replica).
+    ledger_index: int | None
 
     @property
     def passed(self) -> bool:
@@ -74,7 +75,7 @@ def _evaluation(row: sa.Row[Any]) -> Evaluation:
         m["commitment"],
         int(m["upto_seq"]),
         int(m["evaluated"]),
-        int(m["ledger_index"]),
+        None if m["ledger_index"] is None else int(m["ledger_index"]),
     )
 
 
@@ -141,7 +142,8 @@ class IncentiveStore:
 
     # -- evaluations ------------------------------------------------------------
     def add_evaluation(self, e: Evaluation) -> bool:
-        """Store an evaluation; False if that patient's period was evaluated already."""
+        """Store (or, with ``ledger_index`` None, reserve) an evaluation; False if that
+        patient's period has one already (evaluated or reserved, by anyone)."""
         try:
             with writing(self._engine) as conn:
                 conn.execute(
@@ -162,6 +164,30 @@ class IncentiveStore:
         except IntegrityError:
             return False
         return True
+
+    def complete_evaluation(self, patient: str, program: str, period: int, index: int) -> None:
+        with writing(self._engine) as conn:
+            conn.execute(
+                evaluations.update()
+                .where(_e.patient == patient, _e.program == program, _e.period == period)
+                .values(ledger_index=index)
+            )
+
+    def drop_reserved_evaluation(
+        self, patient: str, program: str, period: int, before: int | None = None
+    ) -> bool:
+        """Delete a reservation (an evaluation never appended), only if made before
+        ``before`` when given; True if there was one."""
+        q = evaluations.delete().where(
+            _e.patient == patient,
+            _e.program == program,
+            _e.period == period,
+            _e.ledger_index.is_(None),
+        )
+        if before is not None:
+            q = q.where(_e.evaluated < before)
+        with writing(self._engine) as conn:
+            return conn.execute(q).rowcount == 1
 
     def evaluation(self, patient: str, program: str, period: int) -> Evaluation | None:
         with reading(self._engine) as conn:

@@ -41,7 +41,7 @@ evaluations = sa.Table(
     sa.Column("commitment", sa.Text, nullable=False),
     sa.Column("upto_seq", sa.BigInteger, nullable=False),
     sa.Column("evaluated", Seconds, nullable=False),
-    sa.Column("ledger_index", sa.BigInteger, nullable=False),
+    sa.Column("ledger_index", sa.BigInteger),  # NULL: reserved, being appended
 )
 
 rewards = sa.Table(

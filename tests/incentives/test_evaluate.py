@@ -178,3 +178,32 @@ async def test_the_sweep_evaluates_finished_periods_of_live_enrollments(
     assert all(e["actor"] == "gw:self" for e in events)
     assert passed == [1]
     assert await ev.sweep(on_pass) == 0  # once only
+
+
+async def test_a_reserved_evaluation_is_answered_in_progress_or_taken_over(
+    world: IncentiveWorld,
+) -> None:
+    import dataclasses
+    import time
+
+    from gateway.incentives.http import EVALUATOR
+    from gateway.incentives.store import Evaluation
+
+    pid = await world.program(RULE)
+    assert (await world.enroll(pid)).status == 201
+    await world.heart(0, [70, 70, 70])
+    store = world.client.app[EVALUATOR].store
+    now = int(time.time())
+    # Another replica reserved period 0 a moment ago and is appending its event.
+    held = Evaluation(world.pat.sub, pid, 0, True, 5, b"s" * 32, "c", 0, now, None)
+    assert store.add_evaluation(held)
+    busy = await world.evaluate(pid, 0)
+    assert busy.status == 503 and busy.headers["Retry-After"] == "1"
+    assert (await busy.json())["type"].endswith("/evaluation-in-progress")
+    # One that stopped long ago: its reservation is taken over.
+    assert store.drop_reserved_evaluation(world.pat.sub, pid, 0)
+    assert store.add_evaluation(dataclasses.replace(held, evaluated=now - 3600))
+    resp = await world.evaluate(pid, 0)
+    assert resp.status == 200 and (await resp.json())["passed"] is True
+    [event] = await world.events("incentive.evaluated")
+    assert store.evaluation(world.pat.sub, pid, 0).ledger_index == event["_index"]

@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("commitment", sa.Text, nullable=False),
         sa.Column("upto_seq", sa.BigInteger, nullable=False),
         sa.Column("evaluated", Seconds, nullable=False),
-        sa.Column("ledger_index", sa.BigInteger, nullable=False),
+        sa.Column("ledger_index", sa.BigInteger),  # NULL: reserved, being appended
     )
     op.create_table(
         "incentive_rewards",
