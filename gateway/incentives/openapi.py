@@ -144,7 +144,11 @@ PATHS: dict[str, Any] = {
                 **_NOT_FOUND,
                 "409": problem("the period is not over"),
                 "410": problem("the patient's vitals were erased"),
-                **DB_UNAVAILABLE,
+                "503": problem(
+                    "another evaluator (a replica, the periodic sweep) is evaluating that "
+                    "period now (problem type evaluation-in-progress). "
+                    + DB_UNAVAILABLE["503"]["description"]
+                ),
             },
         }
     },
