@@ -57,6 +57,7 @@ from .db import Database
 from .deadlines import Deadlines
 from .errors import ConfigError, Unavailable, problem_middleware, track_streams
 from .federation.http import setup as federation_setup
+from .incentives import http as incentives_http
 from .invalidation import LocalInvalidations
 from .ledger_keys import init_log_key
 from .limits import setup as limits_setup
@@ -438,6 +439,7 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     vitals_http.setup(app)
     supply_http.setup(app)  # custody events (docs/supply.md); opens the supply store
     fhir.setup(app)
+    incentives_http.setup(app)  # its store opens after the consent and vitals stores
     openapi.setup(app)
     pages.setup(app)
     if config.trust_file:

@@ -482,6 +482,45 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incentives_verify(args: argparse.Namespace) -> int:
+    """Re-check evaluations offline from the patients' disclosures (docs/incentives.md):
+    one ``ok`` line each, or the first that fails and exit status 1."""
+    from ledger.note import Verifier
+
+    from .incentives.recheck import MAX_DISCLOSURE, RecheckFailed, check_credential, recheck
+    from .jsonio import loads
+
+    vkey = Path(args.vkey).read_text() if Path(args.vkey).is_file() else args.vkey
+    log = Verifier.from_vkey(vkey)
+    if args.credential is not None and (args.jwks is None or len(args.disclosure) != 1):
+        print("error: --credential needs --jwks and one disclosure", file=sys.stderr)
+        return 2
+    for name in args.disclosure:
+        raw = Path(name).read_bytes()
+        if len(raw) > MAX_DISCLOSURE:
+            print(f"{name}: refused: larger than {MAX_DISCLOSURE} bytes", file=sys.stderr)
+            return 1
+        try:
+            r = recheck(loads(raw, name), log)
+        except RecheckFailed as e:
+            print(f"{name}: refused: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"{name}: ok: program {r.program} ({r.name}) period {r.period}: result "
+            f"{json.dumps(r.result)}, {r.points} points, ledger entry {r.index} in a "
+            f"checkpoint of size {r.checkpoint_size}"
+        )
+        if args.credential is not None:
+            try:
+                jwks = loads(args.jwks.read_bytes(), str(args.jwks))
+                check_credential(args.credential.read_text(), jwks, r)
+            except RecheckFailed as e:
+                print(f"{args.credential}: refused: {e}", file=sys.stderr)
+                return 1
+            print(f"{args.credential}: ok: signed by a key of the JWKS, names this evaluation")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telegate", description=__doc__)
     p.add_argument("--version", action="version", version=f"telegate {__version__}")
@@ -619,6 +658,22 @@ def _parser() -> argparse.ArgumentParser:
     sim = dvsub.add_parser("simulate", help="drive simulated monitoring devices")
     simulate.add_arguments(sim)
     sim.set_defaults(func=simulate.command)
+    inc = sub.add_parser("incentives", help="incentive programs (docs/incentives.md)")
+    isub = inc.add_subparsers(dest="incentives_command", required=True)
+    iv = isub.add_parser(
+        "verify",
+        help="re-run a program's rule on a patient's disclosed aggregates and check the "
+        "commitment, the result and the entry on the log, offline",
+    )
+    iv.add_argument("disclosure", nargs="+", help="JSON of GET /v1/programs/{id}/evaluations/{k}")
+    iv.add_argument("--vkey", required=True, help="the log's verifier key, or a file holding it")
+    iv.add_argument(
+        "--credential",
+        type=Path,
+        help="a reward credential (SD-JWT, no key binding) to check against the disclosure",
+    )
+    iv.add_argument("--jwks", type=Path, help="the issuer's JWKS (/.well-known/jwks.json)")
+    iv.set_defaults(func=cmd_incentives_verify)
 
     v = sub.add_parser("verify", help="verify a whole log offline (directory or URL)")
     add_verify_arguments(v)

@@ -19,6 +19,7 @@ from .audit.openapi import PATHS as AUDIT_PATHS
 from .auth.openapi import PATHS as AUTH_PATHS
 from .consent.openapi import PATHS as CONSENT_PATHS
 from .fhir.openapi import PATHS as FHIR_PATHS
+from .incentives.openapi import PATHS as INCENTIVES_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
 from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
 from .sessions.openapi import PATHS as SESSIONS_PATHS
@@ -93,6 +94,7 @@ AREAS: tuple[Mapping[str, Any], ...] = (
     VITALS_PATHS,
     SUPPLY_PATHS,
     FHIR_PATHS,
+    INCENTIVES_PATHS,
 )
 
 

@@ -82,6 +82,16 @@ class EventType(StrEnum):
     SUPPLY_EVENT = "supply.event"
     #: A supply-chain event refused by a custody rule, with the rule and the unit.
     SUPPLY_REFUSED = "supply.refused"
+    #: An incentive program published: its id (SHA-256 of its canonical text) and that text
+    #: (docs/incentives.md). A program never changes.
+    PROGRAM_PUBLISHED = "incentive.program_published"
+    #: A program's rule evaluated for one patient and period: the program id, the period,
+    #: a salted commitment to the aggregates and the result; never readings or aggregates.
+    INCENTIVE_EVALUATED = "incentive.evaluated"
+    #: A reward credential (SD-JWT VC) issued for a passed period, with its status index.
+    REWARD_ISSUED = "incentive.reward_issued"
+    #: A reward credential revoked (its status-list bit set).
+    REWARD_REVOKED = "incentive.reward_revoked"
 
 
 def format_time(t: dt.datetime) -> str:

@@ -55,6 +55,10 @@ _ACTION = {
     "auth.refused_summary": "E",
     "supply.event": "C",
     "supply.refused": "E",
+    "incentive.program_published": "C",
+    "incentive.evaluated": "E",
+    "incentive.reward_issued": "C",
+    "incentive.reward_revoked": "U",
 }
 #: A consent use (or refusal) is a read of the patient's data for these scopes; ``call``
 #: opens a session, which is its own create.

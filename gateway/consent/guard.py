@@ -15,7 +15,15 @@ from ..auth.tokens import Forbidden
 from ..clock import stamped
 from .store import ConsentStore
 
-__all__ = ["SCOPES", "Actor", "ConsentGuard", "Decision", "Party"]
+__all__ = [
+    "INCENTIVES",
+    "SCOPES",
+    "Actor",
+    "ConsentGuard",
+    "Decision",
+    "Party",
+    "program_grantee",
+]
 
 #: What a patient can grant. ``devices``: register a monitoring device that reports into
 #: the patient's record (docs/compliance.md, "Consent scopes").
@@ -25,7 +33,20 @@ ROLE_GRANTEE = "role:provider"
 #: writing into the record long after the emergency window closed.
 NOT_IN_EMERGENCY = frozenset({"devices"})
 
+#: Enrollment into an incentive program (gateway/incentives, docs/incentives.md): a consent
+#: whose grantee is ``program:<program id>`` and whose only scope is this one, made by
+#: ``POST /v1/programs/{id}/enroll`` (not ``POST /v1/consents``) and revoked like any other.
+#: It lets the gateway evaluate that program over the patient's vitals; no person is named,
+#: so ``decide`` never grants anyone access through it.
+INCENTIVES = "incentives"
+PROGRAM_GRANTEE = "program:"
+
 Append = Callable[[Event], Awaitable[Receipt]]
+
+
+def program_grantee(program_id: str) -> str:
+    """The grantee an enrollment into ``program_id`` names."""
+    return PROGRAM_GRANTEE + program_id
 
 
 class Actor(Protocol):

@@ -158,6 +158,8 @@ SCHEMAS: dict[str, Schema] = {
         ),
         # Supply-chain custody (gateway/supply): no file of it predates Alembic.
         Schema("supply", "supply_0001", {}),
+        # Incentive programs, evaluations and rewards (gateway/incentives): no pre-Alembic file.
+        Schema("incentives", "incentives_0001", {}),
     )
 }
 

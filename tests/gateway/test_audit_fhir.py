@@ -152,6 +152,10 @@ BALP_ACTION = {
     EventType.FEDERATION_REFUSED: "E",
     EventType.SUPPLY_EVENT: "C",
     EventType.SUPPLY_REFUSED: "E",
+    EventType.PROGRAM_PUBLISHED: "C",
+    EventType.INCENTIVE_EVALUATED: "E",
+    EventType.REWARD_ISSUED: "C",
+    EventType.REWARD_REVOKED: "U",
 }
 FAILED = {
     EventType.AUTH_REFUSED,

@@ -178,6 +178,24 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/consents"): Route("pat"),
     ("DELETE", "/v1/consents/{id}"): Route("pat"),
     ("GET", "/v1/turn-credentials"): Route("pat"),
+    # Incentives (gateway/incentives, docs/incentives.md).
+    ("POST", "/v1/programs"): Route(
+        "adm",
+        (
+            '{"name":@@,"start":"2026-12-07","rule":"count(\\"8867-4\\") > 1"}',
+            '{"name":"x","start":@@,"rule":"count(\\"8867-4\\") > 1"}',
+            '{"name":"x","start":"2026-12-07","rule":@@}',
+            '{"name":"x","start":"2026-12-07","rule":"count(\\"8867-4\\") > 1","periods":@@}',
+            "@@",
+        ),
+    ),
+    ("GET", "/v1/programs"): Route("pat"),
+    ("POST", "/v1/programs/{id}/enroll"): Route("pat", ("@@",)),
+    ("POST", "/v1/programs/{id}/evaluate"): Route("pat", ('{"period":@@}', "@@")),
+    ("GET", "/v1/programs/{id}/progress"): Route("pat"),
+    ("GET", "/v1/programs/{id}/evaluations/{period}"): Route("pat"),
+    ("GET", "/v1/rewards"): Route("pat"),
+    ("POST", "/v1/rewards/{id}/revoke"): Route("adm"),
 }
 #: Opened as WebSockets by test_hostile_signalling_messages, not as plain requests.
 WEBSOCKETS = {("GET", "/v1/sessions/{id}/ws")}
