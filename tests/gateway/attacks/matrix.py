@@ -59,7 +59,8 @@ def _config(tmp: Path) -> Config:
     # One world takes hundreds of refusals from one address: a per-source limit on them,
     # where the gateway has one, is not what this matrix tests (its own tests do).
     names = {f.name for f in dataclasses.fields(Config)}
-    loose = {"refusal_burst": 1_000_000, "refusal_rate": 10_000.0}
+    # Nor are the request limits (tests/overload): the matrix's one client is loopback.
+    loose = {"refusal_burst": 1_000_000, "refusal_rate": 10_000.0, "rate_exempt_loopback": True}
     return dataclasses.replace(config, **{k: v for k, v in loose.items() if k in names})
 
 
@@ -368,6 +369,60 @@ MATRIX: dict[tuple[str, str], Route] = {
         "dpop", "provider", path=_sid_path("/no-show"), foreign=_session_action("/no-show")
     ),
     ("POST", "/v1/vitals"): Route("dpop", "device", "patient", "jose", foreign=_post_vitals),
+    # Incentive programs (gateway/incentives): a patient's own standing, evaluations and
+    # rewards, always the caller's; programs themselves name no one.
+    ("POST", "/v1/programs"): Route(
+        "dpop",
+        "admin",
+        "patient",
+        "json",
+        mine_only="a program names no one's data: it is published for every patient (or a "
+        "provider's own) by design",
+    ),
+    ("GET", "/v1/programs"): Route(
+        "dpop",
+        "patient",
+        mine_only="published programs hold no one's data: every enrolled subject reads them",
+    ),
+    ("POST", "/v1/programs/{id}/enroll"): Route(
+        "dpop",
+        "patient",
+        "provider",
+        "json",
+        path=lambda m: f"/v1/programs/{UNKNOWN}/enroll",
+        mine_only=OWN,
+    ),
+    ("GET", "/v1/programs/{id}/progress"): Route(
+        "dpop",
+        "patient",
+        "provider",
+        path=lambda m: f"/v1/programs/{UNKNOWN}/progress",
+        mine_only=OWN,
+    ),
+    ("POST", "/v1/programs/{id}/evaluate"): Route(
+        "dpop",
+        "patient",
+        "provider",
+        "json",
+        path=lambda m: f"/v1/programs/{UNKNOWN}/evaluate",
+        mine_only=OWN,
+    ),
+    ("GET", "/v1/programs/{id}/evaluations/{period}"): Route(
+        "dpop",
+        "patient",
+        "provider",
+        path=lambda m: f"/v1/programs/{UNKNOWN}/evaluations/0",
+        mine_only=OWN,
+    ),
+    ("GET", "/v1/rewards"): Route("dpop", "patient", "provider", mine_only=OWN),
+    ("POST", "/v1/rewards/{id}/revoke"): Route(
+        "dpop",
+        "admin",
+        "patient",
+        path=lambda m: f"/v1/rewards/{UNKNOWN}/revoke",
+        mine_only=ROLE_WIDE,
+    ),
+    ("GET", "/v1/rewards/status"): Route("public"),
     # The supply chain (gateway/supply): custody rules, not ownership, decide whose units a
     # party's events may move (409 and an audited refusal: tests/supply).
     ("POST", "/v1/supply/events"): Route(
