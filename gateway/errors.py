@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from ledger.errors import (
@@ -237,7 +237,10 @@ def retryable(e: BaseException) -> bool:
 def _database_down(e: BaseException) -> bool:
     """A database error that says it cannot be used now (gateway.db.errors.unreachable)
     which reached the middleware unwrapped: a query made outside ``reaching``."""
-    if not isinstance(e, sa.exc.SQLAlchemyError):
+    # Only an error SQLAlchemy raised can be one, and SQLAlchemy is then loaded: this module
+    # must not load it (``gateway.config`` imports it, and every CLI command would pay).
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(e, exc.SQLAlchemyError):
         return False
     from .db.errors import unreachable  # gateway.db imports this module
 
