@@ -16,14 +16,30 @@ from aiohttp import web
 
 from . import __version__
 from .audit.openapi import PATHS as AUDIT_PATHS
+from .audit.openapi import SCHEMAS as AUDIT_SCHEMAS
 from .auth.openapi import PATHS as AUTH_PATHS
+from .auth.openapi import SCHEMAS as AUTH_SCHEMAS
 from .consent.openapi import PATHS as CONSENT_PATHS
+from .consent.openapi import SCHEMAS as CONSENT_SCHEMAS
 from .fhir.openapi import PATHS as FHIR_PATHS
+from .fhir.openapi import SCHEMAS as FHIR_SCHEMAS
 from .ledger_openapi import PATHS as LEDGER_PATHS
-from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
+from .ledger_openapi import SCHEMAS as LEDGER_SCHEMAS
+from .openapi_parts import (
+    COMPONENTS,
+    RATE_LIMITED,
+    SHARED_SCHEMAS,
+    json_reply,
+    obj,
+    problem,
+    ref,
+)
 from .sessions.openapi import PATHS as SESSIONS_PATHS
+from .sessions.openapi import SCHEMAS as SESSIONS_SCHEMAS
 from .supply.openapi import PATHS as SUPPLY_PATHS
+from .supply.openapi import SCHEMAS as SUPPLY_SCHEMAS
 from .vitals.openapi import PATHS as VITALS_PATHS
+from .vitals.openapi import SCHEMAS as VITALS_SCHEMAS
 
 __all__ = ["SPEC", "assemble", "setup"]
 
@@ -35,11 +51,34 @@ DESCRIPTION = (
     "are refused too often without valid credentials."
 )
 
+#: The service's own answers (``components/schemas``).
+SERVICE_SCHEMAS: dict[str, Any] = {
+    "Health": obj({"status": {"const": "ok"}}),
+    "Readiness": obj(
+        {
+            "status": {"const": "ready"},
+            "ledger_size": {"type": "integer", "minimum": 0},
+            "witnessing": {
+                "type": "object",
+                "description": "with witnesses configured (gateway.witnessing): quorum, "
+                "witnessed size, lag, and each witness's size and alarm",
+            },
+        },
+        ["status", "ledger_size"],
+    ),
+    "OpenApiDocument": {
+        "type": "object",
+        "description": "an OpenAPI 3.1 document",
+        "required": ["openapi", "info", "paths"],
+        "properties": {"openapi": {"type": "string", "pattern": "^3\\.1\\."}},
+    },
+}
+
 SERVICE_PATHS: dict[str, Any] = {
     "/healthz": {
         "get": {
             "summary": "Liveness",
-            "responses": {"200": json_reply("alive", {"type": "object"})},
+            "responses": {"200": json_reply("alive", ref("Health"))},
         }
     },
     "/readyz": {
@@ -49,14 +88,7 @@ SERVICE_PATHS: dict[str, Any] = {
             "witnessing is (quorum, witnessed size, lag, each witness's size and alarm); "
             "a log whose witnesses lag is still ready.",
             "responses": {
-                "200": json_reply(
-                    "ready",
-                    {
-                        "type": "object",
-                        "required": ["status", "ledger_size"],
-                        "properties": {"witnessing": {"type": "object"}},
-                    },
-                ),
+                "200": json_reply("ready", ref("Readiness")),
                 "503": problem("not ready"),
             },
         }
@@ -75,10 +107,24 @@ SERVICE_PATHS: dict[str, Any] = {
     "/openapi.json": {
         "get": {
             "summary": "This document",
-            "responses": {"200": json_reply("OpenAPI 3.1", {"type": "object"})},
+            "responses": {"200": json_reply("OpenAPI 3.1", ref("OpenApiDocument"))},
         }
     },
 }
+
+#: Every area's named schemas: shared ones first, then the areas' in the order of AREAS.
+AREA_SCHEMAS: tuple[Mapping[str, Any], ...] = (
+    SHARED_SCHEMAS,
+    SERVICE_SCHEMAS,
+    LEDGER_SCHEMAS,
+    AUTH_SCHEMAS,
+    AUDIT_SCHEMAS,
+    CONSENT_SCHEMAS,
+    SESSIONS_SCHEMAS,
+    VITALS_SCHEMAS,
+    SUPPLY_SCHEMAS,
+    FHIR_SCHEMAS,
+)
 
 #: Every area's paths, in the order the document lists them.
 AREAS: tuple[Mapping[str, Any], ...] = (
@@ -188,9 +234,24 @@ def _linked(path: str, method: str, responses: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
-    """The whole document from the areas' paths. Raises ValueError if two areas describe the
-    same path: one would silently replace the other."""
+def merge_schemas(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
+    """One ``components/schemas`` from the areas' named schemas. Raises ValueError if two
+    areas name a schema alike: one would silently replace the other."""
+    schemas: dict[str, Any] = {}
+    for area in areas:
+        for name, schema in area.items():
+            if name in schemas:
+                raise ValueError(f"schema {name} is named by two areas")
+            schemas[name] = schema
+    return schemas
+
+
+def assemble(
+    areas: tuple[Mapping[str, Any], ...], schemas: tuple[Mapping[str, Any], ...] = ()
+) -> dict[str, Any]:
+    """The whole document from the areas' paths and named schemas. Raises ValueError if two
+    areas describe the same path or name the same schema: one would silently replace the
+    other."""
     paths: dict[str, Any] = {}
     for area in areas:
         for path, ops in area.items():
@@ -209,11 +270,11 @@ def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "telegate", "version": __version__, "description": DESCRIPTION},
         "paths": paths,
-        "components": COMPONENTS,
+        "components": {**COMPONENTS, "schemas": merge_schemas(schemas)},
     }
 
 
-SPEC = assemble(AREAS)
+SPEC = assemble(AREAS, AREA_SCHEMAS)
 
 
 async def openapi(request: web.Request) -> web.Response:
