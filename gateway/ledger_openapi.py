@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi_parts import B64, UINT, json_reply, obj, problem, ref, text_reply, uint_query
+from .openapi_parts import (
+    B64,
+    OLD_PROOF,
+    UINT,
+    json_reply,
+    obj,
+    problem,
+    ref,
+    text_reply,
+    uint_query,
+)
 
 __all__ = ["PATHS", "SCHEMAS"]
 
@@ -18,7 +28,8 @@ SCHEMAS: dict[str, Any] = {
             "index": {**_SIZE, "description": "the leaf index"},
             "size": {**_SIZE, "description": "the tree size the proof is against"},
             "leaf_hash": B64,
-            "proof": ref("InclusionProof"),
+            "inclusion_proof": ref("InclusionProof"),
+            "proof": OLD_PROOF,
         },
         description="RFC 6962 / 9162 inclusion proof of a leaf in the tree of `size` leaves",
     ),
@@ -26,12 +37,13 @@ SCHEMAS: dict[str, Any] = {
         {
             "old": _SIZE,
             "new": _SIZE,
-            "proof": {
+            "consistency_proof": {
                 "type": "array",
                 "items": B64,
                 "maxItems": 128,
                 "description": "RFC 6962 / 9162 consistency path, base64 hashes",
             },
+            "proof": OLD_PROOF,
         },
         description="RFC 6962 / 9162 consistency proof between two tree sizes",
     ),

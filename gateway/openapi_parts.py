@@ -20,6 +20,7 @@ __all__ = [
     "LEDGER_DOWN",
     "MALFORMED",
     "NAMES",
+    "OLD_PROOF",
     "PROBLEM",
     "RATE_LIMITED",
     "SHARED_SCHEMAS",
@@ -47,6 +48,17 @@ B64 = {"type": "string", "contentEncoding": "base64"}
 EPOCH = {"type": "integer", "minimum": 0, "description": "Unix time, seconds"}
 
 
+#: The old spelling of ``inclusion_proof`` / ``consistency_proof``, still sent beside the new
+#: one until 0.2.0 (docs/api-changes.md).
+OLD_PROOF = {
+    "type": "array",
+    "items": B64,
+    "deprecated": True,
+    "description": "Deprecated: the same hashes as `inclusion_proof` (or `consistency_proof`), "
+    "under their old name; sent until 0.2.0, then removed (docs/api-changes.md).",
+}
+
+
 def ref(name: str) -> dict[str, str]:
     """A reference to the named schema in ``components/schemas``."""
     return {"$ref": f"#/components/schemas/{name}"}
@@ -59,13 +71,16 @@ def obj(
     closed: bool = True,
     description: str | None = None,
 ) -> dict[str, Any]:
-    """An object schema. ``required`` defaults to every property; ``closed`` (the default)
+    """An object schema. ``required`` defaults to every property but deprecated ones (a
+    client must not come to need what is going away); ``closed`` (the default)
     says the gateway sends no other member (``additionalProperties: false``): a shape a
     client may rely on. Open objects are those the gateway passes through (token claims,
     ledger events, FHIR resources) or may grow without a version change."""
     out: dict[str, Any] = {
         "type": "object",
-        "required": list(properties) if required is None else required,
+        "required": [k for k, v in properties.items() if not v.get("deprecated")]
+        if required is None
+        else required,
         "properties": properties,
     }
     if closed:

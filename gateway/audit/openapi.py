@@ -11,6 +11,7 @@ from ..openapi_parts import (
     DB_UNAVAILABLE,
     DPOP,
     NAMES,
+    OLD_PROOF,
     STRING,
     obj,
     path_param,
@@ -26,7 +27,8 @@ _PROVED: dict[str, Any] = {
     "index": {"type": "integer", "minimum": 0, "description": "the leaf index"},
     "leaf_hash": {**B64, "description": "SHA-256(0x00 || leaf), base64"},
     "leaf": {**B64, "description": "the exact leaf bytes (hash these, not a re-encoding)"},
-    "proof": ref("InclusionProof"),
+    "inclusion_proof": ref("InclusionProof"),
+    "proof": OLD_PROOF,
 }
 _NEXT = {"type": ["string", "null"], "description": "the `cursor` of the next page, or null"}
 
@@ -60,7 +62,8 @@ SCHEMAS: dict[str, Any] = {
             "break_the_glass": {"type": "boolean"},
             "leaf_hash": _PROVED["leaf_hash"],
             "leaf": _PROVED["leaf"],
-            "proof": _PROVED["proof"],
+            "inclusion_proof": _PROVED["inclusion_proof"],
+            "proof": OLD_PROOF,
             "event": ref("LedgerEvent"),
         },
         description="One action on the patient's record by someone else",

@@ -10,6 +10,7 @@ from ..openapi_parts import (
     BODY_ERRORS,
     DB_UNAVAILABLE,
     DPOP,
+    OLD_PROOF,
     STRING,
     json_reply,
     obj,
@@ -49,7 +50,8 @@ SCHEMAS: dict[str, Any] = {
         {
             "index": {"type": "integer", "minimum": 0},
             "size": {"type": "integer", "minimum": 1},
-            "proof": ref("InclusionProof"),
+            "inclusion_proof": ref("InclusionProof"),
+            "proof": OLD_PROOF,
         },
         description="Inclusion of a unit among the units a ledger entry's summary stands for",
     ),

@@ -189,10 +189,50 @@ async def test_every_answer_of_a_realistic_scenario_is_valid_against_its_schema(
         json={"sub": w.other.sub, "reason": "key_compromise"},
     )
     assert r.status == 200, await r.text()
+    # One name for one thing: every proof is `inclusion_proof` or `consistency_proof`; the
+    # old `proof` beside it (until 0.2.0, docs/api-changes.md) is the same list.
+    renamed = 0
+    for *_, ctype, body in rec.seen:
+        if ctype in JSON_TYPES:
+            for node in _walk(json.loads(body)):
+                if isinstance(node, dict) and "proof" in node:
+                    new = node.get("inclusion_proof", node.get("consistency_proof"))
+                    assert new == node["proof"], node
+                    renamed += 1
+    assert renamed >= 3  # audit rows, access-report rows, both ledger proofs
     checked = list(rec.checked())
     ok = {n for n in checked if " 2" in n}
     # Every JSON operation but the ones a scenario cannot reach cheaply was answered 2xx.
     assert len(ok) >= 40, sorted(ok)
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def test_the_old_proof_spelling_is_marked_deprecated_and_nothing_else_is_named_so() -> None:
+    """``proof`` survives only as the deprecated alias; a receipt never had it."""
+    schemas = SPEC["components"]["schemas"]
+    holders = [n for n, s in schemas.items() if "proof" in s.get("properties", {})]
+    assert sorted(holders) == [
+        "AccessRow",
+        "AuditRow",
+        "ConsistencyProofAnswer",
+        "InclusionProofAnswer",
+        "UnitProof",
+    ]
+    for name in holders:
+        props = schemas[name]["properties"]
+        assert props["proof"]["deprecated"] is True, name
+        assert "proof" not in schemas[name]["required"], name
+        assert {"inclusion_proof", "consistency_proof"} & set(schemas[name]["required"]), name
+    assert "proof" not in schemas["Receipt"]["properties"]
 
 
 def _area_of(path: str) -> str:
