@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -21,6 +22,18 @@ from gateway.config import Config
 from gateway.openapi import SPEC
 from tests.gateway.idclient import Client, call, get_token, invite_and_enroll
 from tests.gateway.vitals.world import World, batch, hr
+from tests.supply.world import World as Supply
+from tests.supply.world import (
+    commission,
+    document,
+    pack,
+    recall,
+    receive,
+    sgtin,
+    ship,
+    sign,
+    sscc,
+)
 
 _SPEC_URI = "urn:telegate:openapi"
 _REGISTRY: Registry[Any] = Registry().with_resource(
@@ -304,3 +317,29 @@ def test_the_check_refuses_a_body_that_breaks_its_schema() -> None:
     ):
         with pytest.raises(jsonschema.ValidationError):
             check_body("GET", "/v1/attestations/j/receipt", 200, "application/json", bad)
+
+
+async def test_the_supply_answers_are_valid_against_their_schemas(
+    client: Client, config: Config
+) -> None:
+    """A unit commissioned, packed, shipped in its case, received, then recalled: every
+    answer, including a repeated document and the custody of a unit moved inside its case
+    (its ``moved_proof``)."""
+    rec = Recorder(client)
+    w = await Supply.make(client, config.data_dir)
+    maker = await w.party("manufacturer", 614141000000)
+    dist = await w.party("distributor", 401234500000)
+    first = sign(maker.holder, document(commission([sgtin("V1"), sgtin("V2")])))
+    assert (await w.post(maker, jws=first)).status == 201
+    assert (await w.post(maker, jws=first)).status == 200  # the same document again
+    await w.ok(maker, pack(sscc(9), [sgtin("V1")]))
+    await w.ok(maker, ship([sscc(9)], dist.gln))
+    await w.ok(dist, receive([sscc(9)]))
+    status, body = await w.item(dist.holder, dist.token, sgtin("V1"))
+    assert status == 200 and any("moved_proof" in e for e in body["events"])
+    await w.ok(maker, recall([sgtin("V1")]))
+    path = f"/v1/supply/items/{quote(sgtin('nothing-here'), safe='')}"
+    assert (await call(client, "GET", path, dist.holder, dist.token)).status == 200
+    checked = list(rec.checked())
+    assert {"POST /v1/supply/events 201", "POST /v1/supply/events 200"} <= set(checked)
+    assert "GET /v1/supply/items/{path} 200" in checked
