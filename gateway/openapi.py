@@ -58,13 +58,26 @@ SERVICE_SCHEMAS: dict[str, Any] = {
         {
             "status": {"const": "ready"},
             "ledger_size": {"type": "integer", "minimum": 0},
-            "witnessing": {
-                "type": "object",
-                "description": "with witnesses configured (gateway.witnessing): quorum, "
-                "witnessed size, lag, and each witness's size and alarm",
-            },
+            "witnessing": ref("Witnessing"),
         },
         ["status", "ledger_size"],
+    ),
+    "Witnessing": obj(
+        {
+            "quorum": {"type": "integer", "minimum": 0},
+            "witnessed_size": {"type": "integer", "minimum": 0},
+            "lag": {"type": "integer", "minimum": 0, "description": "entries not yet witnessed"},
+            "witnesses": {"type": "array", "items": ref("WitnessStatus")},
+        },
+        description="With witnesses configured (gateway.witnessing): how far witnessing is behind",
+    ),
+    "WitnessStatus": obj(
+        {
+            "name": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "lag": {"type": "integer", "minimum": 0},
+            "alarm": {"type": ["string", "null"]},
+        }
     ),
     "OpenApiDocument": {
         "type": "object",

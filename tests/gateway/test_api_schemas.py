@@ -1,4 +1,4 @@
-"""Every 2xx body of /openapi.json has a real schema, and every live answer of a realistic
+"""Every 2xx body of /openapi.json has a named schema, and every live answer of a realistic
 scenario (enroll, token, consent, a call, vitals, audit, the access report, receipts) is valid
 against its operation's schema in the served document, checked with ``jsonschema``
 (JSON Schema 2020-12, OpenAPI 3.1's dialect)."""
@@ -6,7 +6,6 @@ against its operation's schema in the served document, checked with ``jsonschema
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +14,10 @@ from urllib.parse import quote
 import jsonschema
 import pytest
 from aiohttp import ClientResponse
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from gateway.config import Config
 from gateway.openapi import SPEC
+from tests.gateway.apischema import check_body
 from tests.gateway.idclient import Client, call, get_token, invite_and_enroll
 from tests.gateway.vitals.world import World, batch, hr
 from tests.supply.world import World as Supply
@@ -35,48 +33,7 @@ from tests.supply.world import (
     sscc,
 )
 
-_SPEC_URI = "urn:telegate:openapi"
-_REGISTRY: Registry[Any] = Registry().with_resource(
-    _SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)
-)
 JSON_TYPES = ("application/json", "application/fhir+json", "application/jwk-set+json")
-
-
-def _pointer(*parts: str) -> str:
-    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def _template(method: str, path: str) -> str:
-    """The documented path ``path`` is an instance of (a literal segment beats a parameter:
-    /v1/sessions/waiting is not /v1/sessions/{id})."""
-    matches = []
-    for template, ops in SPEC["paths"].items():
-        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
-        if template.endswith("{path}"):
-            pattern = pattern.replace("[^/]+$", ".+$")
-        if method in ops and re.match(pattern, path):
-            matches.append(template)
-    assert matches, f"{method.upper()} {path} is not documented"
-    return min(matches, key=lambda t: t.count("{"))
-
-
-def check_body(method: str, path: str, status: int, content_type: str, body: Any) -> str:
-    """Validate one live answer against its operation's schema; returns the operation name.
-    Raises jsonschema.ValidationError on any mismatch."""
-    template = _template(method.lower(), path)
-    responses = SPEC["paths"][template][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {template}: {status} is not documented"
-    content = responses[str(status)].get("content", {})
-    assert content_type in content, f"{method} {template} {status}: {content_type} undocumented"
-    ref = _pointer("paths", template, method.lower(), "responses", str(status), "content")
-    ref += "/" + _pointer(content_type, "schema")
-    validator = jsonschema.Draft202012Validator(
-        {"$ref": f"{_SPEC_URI}#/{ref}"},
-        registry=_REGISTRY,
-        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-    )
-    validator.validate(body)
-    return f"{method.upper()} {template} {status}"
 
 
 class Recorder:
