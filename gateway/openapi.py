@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 description of every endpoint, served at ``/openapi.json``.
 
 Each area describes its own paths beside its routes (``gateway/<area>/openapi.py``,
-``gateway/ledger_openapi.py``); the shared pieces are in ``gateway.openapi_parts``. This
-module only assembles them, with the service's own operations (health, readiness, metrics,
-this document). A test compares the result with the app's routes (nothing undocumented) and
-runs schemathesis against a live gateway.
+``gateway/ledger_openapi.py``), and names the shapes of its answers there (``SCHEMAS``, served
+as ``components/schemas``); the shared pieces (``Problem``, ``Receipt``, ``Checkpoint``, ...)
+are in ``gateway.openapi_parts``. This module only assembles them, with the service's own
+operations (health, readiness, metrics, this document). Tests compare the result with the
+app's routes (nothing undocumented), check live answers against the schemas, generate a client
+from it and run schemathesis against a live gateway.
 """
 
 from __future__ import annotations

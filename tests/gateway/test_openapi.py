@@ -90,6 +90,12 @@ def test_two_areas_cannot_describe_one_path() -> None:
         assemble((one, {"/x": {"post": {"responses": {}}}}))
 
 
+def test_two_areas_cannot_name_one_schema() -> None:
+    one = {"Thing": {"type": "string"}}
+    with pytest.raises(ValueError, match="Thing"):
+        assemble(({},), (one, {"Thing": {"type": "integer"}}))
+
+
 def _walk(node: Any) -> Any:
     yield node
     if isinstance(node, dict):
