@@ -346,7 +346,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     def proof(old: int, new: int) -> list[bytes]:
         d = session.get_public_json(f"/ledger/proof/consistency?old={old}&new={new}")
-        return [base64.b64decode(p) for p in d["proof"]]
+        # ``proof``: a gateway before 0.2.0 also names it so (docs/api-changes.md).
+        hashes = d["consistency_proof"] if "consistency_proof" in d else d["proof"]
+        return [base64.b64decode(p) for p in hashes]
 
     def advance(note: bytes, cp: Checkpoint) -> None:
         # Every checkpoint must extend the last one seen; keep both if it does not.

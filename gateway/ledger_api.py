@@ -99,8 +99,10 @@ async def inclusion(request: web.Request) -> web.Response:
         raise BadRequest(f"index {index} is not below size {size}")
     proof = await asyncio.to_thread(log.inclusion_proof, index, size)
     (h,) = await asyncio.to_thread(log.store.read_nodes, [(0, index)])
+    path = [_b64(p) for p in proof]
+    # ``proof``: the old spelling, sent until 0.2.0 (docs/api-changes.md).
     return web.json_response(
-        {"index": index, "size": size, "leaf_hash": _b64(h), "proof": [_b64(p) for p in proof]}
+        {"index": index, "size": size, "leaf_hash": _b64(h), "inclusion_proof": path, "proof": path}
     )
 
 
@@ -113,7 +115,9 @@ async def consistency(request: web.Request) -> web.Response:
     if old > new:
         raise BadRequest("old must not exceed new")
     proof = await asyncio.to_thread(log.consistency_proof, old, new)
-    return web.json_response({"old": old, "new": new, "proof": [_b64(p) for p in proof]})
+    path = [_b64(p) for p in proof]
+    # ``proof``: the old spelling, sent until 0.2.0 (docs/api-changes.md).
+    return web.json_response({"old": old, "new": new, "consistency_proof": path, "proof": path})
 
 
 async def entry(request: web.Request) -> web.Response:

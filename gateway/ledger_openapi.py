@@ -5,11 +5,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi_parts import UINT, json_reply, problem, text_reply, uint_query
+from .openapi_parts import (
+    B64,
+    OLD_PROOF,
+    UINT,
+    json_reply,
+    obj,
+    problem,
+    ref,
+    text_reply,
+    uint_query,
+)
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
 
-B64 = {"type": "string", "contentEncoding": "base64"}
+_SIZE = {"type": "integer", "minimum": 0}
+
+#: The named shapes of the ledger's JSON answers (``components/schemas``).
+SCHEMAS: dict[str, Any] = {
+    "InclusionProofAnswer": obj(
+        {
+            "index": {**_SIZE, "description": "the leaf index"},
+            "size": {**_SIZE, "description": "the tree size the proof is against"},
+            "leaf_hash": B64,
+            "inclusion_proof": ref("InclusionProof"),
+            "proof": OLD_PROOF,
+        },
+        description="RFC 6962 / 9162 inclusion proof of a leaf in the tree of `size` leaves",
+    ),
+    "ConsistencyProofAnswer": obj(
+        {
+            "old": _SIZE,
+            "new": _SIZE,
+            "consistency_proof": {
+                "type": "array",
+                "items": B64,
+                "maxItems": 128,
+                "description": "RFC 6962 / 9162 consistency path, base64 hashes",
+            },
+            "proof": OLD_PROOF,
+        },
+        description="RFC 6962 / 9162 consistency proof between two tree sizes",
+    ),
+    "LedgerEntry": obj(
+        {
+            "index": _SIZE,
+            "leaf_hash": B64,
+            "data": {**B64, "description": "the leaf bytes"},
+            "event": ref("LedgerEvent"),
+        },
+        ["index", "leaf_hash", "data"],
+        description="One ledger entry: its leaf bytes, hash, and the parsed event",
+    ),
+}
 TILE_PATH = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$"
 
 
@@ -29,11 +77,6 @@ BEYOND = (
     "; a replica asks the shared database before answering, so a receipt issued by another "
     "replica is provable at once."
 )
-
-
-def _proof(required: list[str], fields: dict[str, Any]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": fields}
-    return json_reply("proof", schema)
 
 
 PATHS: dict[str, Any] = {
@@ -85,15 +128,7 @@ PATHS: dict[str, Any] = {
                 uint_query("size", False, "tree size (default: newest)"),
             ],
             "responses": {
-                "200": _proof(
-                    ["index", "size", "leaf_hash", "proof"],
-                    {
-                        "index": {"type": "integer"},
-                        "size": {"type": "integer"},
-                        "leaf_hash": B64,
-                        "proof": {"type": "array", "items": B64},
-                    },
-                ),
+                "200": json_reply("proof", ref("InclusionProofAnswer")),
                 "400": problem("malformed parameters"),
                 "404": problem("A size or index beyond the tree as stored" + BEYOND),
                 **UNREACHABLE,
@@ -108,14 +143,7 @@ PATHS: dict[str, Any] = {
                 uint_query("new", False, "newer size (default: newest)"),
             ],
             "responses": {
-                "200": _proof(
-                    ["old", "new", "proof"],
-                    {
-                        "old": {"type": "integer"},
-                        "new": {"type": "integer"},
-                        "proof": {"type": "array", "items": B64},
-                    },
-                ),
+                "200": json_reply("proof", ref("ConsistencyProofAnswer")),
                 "400": problem("malformed parameters"),
                 "404": problem("A size or index beyond the tree as stored" + BEYOND),
                 **UNREACHABLE,
@@ -127,19 +155,7 @@ PATHS: dict[str, Any] = {
             "summary": "One ledger entry (its leaf bytes, hash and parsed event)",
             "parameters": [{"name": "index", "in": "path", "required": True, "schema": UINT}],
             "responses": {
-                "200": json_reply(
-                    "entry",
-                    {
-                        "type": "object",
-                        "required": ["index", "leaf_hash", "data"],
-                        "properties": {
-                            "index": {"type": "integer"},
-                            "leaf_hash": B64,
-                            "data": B64,
-                            "event": {"type": "object"},
-                        },
-                    },
-                ),
+                "200": json_reply("entry", ref("LedgerEntry")),
                 "400": problem("malformed index"),
                 "404": problem("A size or index beyond the tree as stored" + BEYOND),
                 **UNREACHABLE,

@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 description of every endpoint, served at ``/openapi.json``.
 
 Each area describes its own paths beside its routes (``gateway/<area>/openapi.py``,
-``gateway/ledger_openapi.py``); the shared pieces are in ``gateway.openapi_parts``. This
-module only assembles them, with the service's own operations (health, readiness, metrics,
-this document). A test compares the result with the app's routes (nothing undocumented) and
-runs schemathesis against a live gateway.
+``gateway/ledger_openapi.py``), and names the shapes of its answers there (``SCHEMAS``, served
+as ``components/schemas``); the shared pieces (``Problem``, ``Receipt``, ``Checkpoint``, ...)
+are in ``gateway.openapi_parts``. This module only assembles them, with the service's own
+operations (health, readiness, metrics, this document). Tests compare the result with the
+app's routes (nothing undocumented), check live answers against the schemas, generate a client
+from it and run schemathesis against a live gateway.
 """
 
 from __future__ import annotations
@@ -16,15 +18,31 @@ from aiohttp import web
 
 from . import __version__
 from .audit.openapi import PATHS as AUDIT_PATHS
+from .audit.openapi import SCHEMAS as AUDIT_SCHEMAS
 from .auth.openapi import PATHS as AUTH_PATHS
+from .auth.openapi import SCHEMAS as AUTH_SCHEMAS
 from .consent.openapi import PATHS as CONSENT_PATHS
+from .consent.openapi import SCHEMAS as CONSENT_SCHEMAS
 from .fhir.openapi import PATHS as FHIR_PATHS
+from .fhir.openapi import SCHEMAS as FHIR_SCHEMAS
 from .incentives.openapi import PATHS as INCENTIVES_PATHS
 from .ledger_openapi import PATHS as LEDGER_PATHS
-from .openapi_parts import COMPONENTS, RATE_LIMITED, json_reply, problem
+from .ledger_openapi import SCHEMAS as LEDGER_SCHEMAS
+from .openapi_parts import (
+    COMPONENTS,
+    RATE_LIMITED,
+    SHARED_SCHEMAS,
+    json_reply,
+    obj,
+    problem,
+    ref,
+)
 from .sessions.openapi import PATHS as SESSIONS_PATHS
+from .sessions.openapi import SCHEMAS as SESSIONS_SCHEMAS
 from .supply.openapi import PATHS as SUPPLY_PATHS
+from .supply.openapi import SCHEMAS as SUPPLY_SCHEMAS
 from .vitals.openapi import PATHS as VITALS_PATHS
+from .vitals.openapi import SCHEMAS as VITALS_SCHEMAS
 
 __all__ = ["SPEC", "assemble", "setup"]
 
@@ -38,11 +56,47 @@ DESCRIPTION = (
     "Retry-After; components/responses/Overloaded), which is not an outage."
 )
 
+#: The service's own answers (``components/schemas``).
+SERVICE_SCHEMAS: dict[str, Any] = {
+    "Health": obj({"status": {"const": "ok"}}),
+    "Readiness": obj(
+        {
+            "status": {"const": "ready"},
+            "ledger_size": {"type": "integer", "minimum": 0},
+            "witnessing": ref("Witnessing"),
+        },
+        ["status", "ledger_size"],
+    ),
+    "Witnessing": obj(
+        {
+            "quorum": {"type": "integer", "minimum": 0},
+            "witnessed_size": {"type": "integer", "minimum": 0},
+            "lag": {"type": "integer", "minimum": 0, "description": "entries not yet witnessed"},
+            "witnesses": {"type": "array", "items": ref("WitnessStatus")},
+        },
+        description="With witnesses configured (gateway.witnessing): how far witnessing is behind",
+    ),
+    "WitnessStatus": obj(
+        {
+            "name": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "lag": {"type": "integer", "minimum": 0},
+            "alarm": {"type": ["string", "null"]},
+        }
+    ),
+    "OpenApiDocument": {
+        "type": "object",
+        "description": "an OpenAPI 3.1 document",
+        "required": ["openapi", "info", "paths"],
+        "properties": {"openapi": {"type": "string", "pattern": "^3\\.1\\."}},
+    },
+}
+
 SERVICE_PATHS: dict[str, Any] = {
     "/healthz": {
         "get": {
             "summary": "Liveness",
-            "responses": {"200": json_reply("alive", {"type": "object"})},
+            "responses": {"200": json_reply("alive", ref("Health"))},
         }
     },
     "/readyz": {
@@ -52,14 +106,7 @@ SERVICE_PATHS: dict[str, Any] = {
             "witnessing is (quorum, witnessed size, lag, each witness's size and alarm); "
             "a log whose witnesses lag is still ready.",
             "responses": {
-                "200": json_reply(
-                    "ready",
-                    {
-                        "type": "object",
-                        "required": ["status", "ledger_size"],
-                        "properties": {"witnessing": {"type": "object"}},
-                    },
-                ),
+                "200": json_reply("ready", ref("Readiness")),
                 "503": problem("not ready"),
             },
         }
@@ -78,10 +125,24 @@ SERVICE_PATHS: dict[str, Any] = {
     "/openapi.json": {
         "get": {
             "summary": "This document",
-            "responses": {"200": json_reply("OpenAPI 3.1", {"type": "object"})},
+            "responses": {"200": json_reply("OpenAPI 3.1", ref("OpenApiDocument"))},
         }
     },
 }
+
+#: Every area's named schemas: shared ones first, then the areas' in the order of AREAS.
+AREA_SCHEMAS: tuple[Mapping[str, Any], ...] = (
+    SHARED_SCHEMAS,
+    SERVICE_SCHEMAS,
+    LEDGER_SCHEMAS,
+    AUTH_SCHEMAS,
+    AUDIT_SCHEMAS,
+    CONSENT_SCHEMAS,
+    SESSIONS_SCHEMAS,
+    VITALS_SCHEMAS,
+    SUPPLY_SCHEMAS,
+    FHIR_SCHEMAS,
+)
 
 #: Every area's paths, in the order the document lists them.
 AREAS: tuple[Mapping[str, Any], ...] = (
@@ -192,9 +253,24 @@ def _linked(path: str, method: str, responses: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
-    """The whole document from the areas' paths. Raises ValueError if two areas describe the
-    same path: one would silently replace the other."""
+def merge_schemas(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
+    """One ``components/schemas`` from the areas' named schemas. Raises ValueError if two
+    areas name a schema alike: one would silently replace the other."""
+    schemas: dict[str, Any] = {}
+    for area in areas:
+        for name, schema in area.items():
+            if name in schemas:
+                raise ValueError(f"schema {name} is named by two areas")
+            schemas[name] = schema
+    return schemas
+
+
+def assemble(
+    areas: tuple[Mapping[str, Any], ...], schemas: tuple[Mapping[str, Any], ...] = ()
+) -> dict[str, Any]:
+    """The whole document from the areas' paths and named schemas. Raises ValueError if two
+    areas describe the same path or name the same schema: one would silently replace the
+    other."""
     paths: dict[str, Any] = {}
     for area in areas:
         for path, ops in area.items():
@@ -213,11 +289,11 @@ def assemble(areas: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "telegate", "version": __version__, "description": DESCRIPTION},
         "paths": paths,
-        "components": COMPONENTS,
+        "components": {**COMPONENTS, "schemas": merge_schemas(schemas)},
     }
 
 
-SPEC = assemble(AREAS)
+SPEC = assemble(AREAS, AREA_SCHEMAS)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -9,25 +9,31 @@ from typing import Any
 
 __all__ = [
     "AUTH_ERRORS",
+    "B64",
     "BODY_ERRORS",
     "COMPONENTS",
     "DATABASE_DOWN",
     "DB_UNAVAILABLE",
     "DPOP",
     "DPOP_HEADER",
+    "EPOCH",
     "LEDGER_DOWN",
     "MALFORMED",
     "NAMES",
+    "OLD_PROOF",
     "PROBLEM",
     "RATE_LIMITED",
+    "SHARED_SCHEMAS",
     "STRING",
     "TIME",
     "UINT",
     "json_body",
     "json_limits",
     "json_reply",
+    "obj",
     "path_param",
     "problem",
+    "ref",
     "text_reply",
     "time_query",
     "uint_query",
@@ -36,6 +42,52 @@ __all__ = [
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 STRING = {"type": "string"}
 UINT = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+#: Standard base64 (RFC 4648 4, padded): hashes, proofs and leaves.
+B64 = {"type": "string", "contentEncoding": "base64"}
+#: A time the gateway answers with as a number: Unix time in whole seconds.
+EPOCH = {"type": "integer", "minimum": 0, "description": "Unix time, seconds"}
+
+
+#: The old spelling of ``inclusion_proof`` / ``consistency_proof``, still sent beside the new
+#: one until 0.2.0 (docs/api-changes.md).
+OLD_PROOF = {
+    "type": "array",
+    "items": B64,
+    "deprecated": True,
+    "description": "Deprecated: the same hashes as `inclusion_proof` (or `consistency_proof`), "
+    "under their old name; sent until 0.2.0, then removed (docs/api-changes.md).",
+}
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the named schema in ``components/schemas``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(
+    properties: dict[str, Any],
+    required: list[str] | None = None,
+    *,
+    closed: bool = True,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """An object schema. ``required`` defaults to every property but deprecated ones (a
+    client must not come to need what is going away); ``closed`` (the default)
+    says the gateway sends no other member (``additionalProperties: false``): a shape a
+    client may rely on. Open objects are those the gateway passes through (token claims,
+    ledger events, FHIR resources) or may grow without a version change."""
+    out: dict[str, Any] = {
+        "type": "object",
+        "required": [k for k, v in properties.items() if not v.get("deprecated")]
+        if required is None
+        else required,
+        "properties": properties,
+    }
+    if closed:
+        out["additionalProperties"] = False
+    if description is not None:
+        out["description"] = description
+    return out
 
 
 def problem(desc: str) -> dict[str, Any]:
@@ -147,6 +199,64 @@ BODY_ERRORS = {
     "415": problem("wrong content type"),
 }
 
+#: The schemas every area shares. Each area names its own in its ``SCHEMAS``
+#: (gateway/<area>/openapi.py); gateway.openapi merges them into ``components/schemas``.
+SHARED_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details. Members beyond these name what the problem "
+        "type defines (for example `error` of an OAuth refusal, `errors` of refused readings).",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    },
+    "Checkpoint": {
+        "type": "string",
+        "description": "A C2SP tlog-checkpoint in a C2SP signed note: origin, tree size, base64 "
+        "root hash, a blank line, then one signature line per signer (the log's, then any "
+        "witness cosignatures). Verify it with the log's vkey (`GET /ledger/vkey`).",
+        "pattern": "^[^\\n]+\\n[0-9]+\\n[A-Za-z0-9+/]{43}=\\n",
+    },
+    "InclusionProof": {
+        "type": "array",
+        "items": B64,
+        "maxItems": 64,
+        "description": "An RFC 6962 / RFC 9162 inclusion path: the sibling hashes from the "
+        "leaf up to the root, each base64 SHA-256.",
+    },
+    "LedgerEvent": {
+        "type": "object",
+        "description": "A ledger event envelope (docs: the ledger's events): `data` holds "
+        "identifiers, hashes and salted commitments only. Open: event types add members of "
+        "`data`, and an envelope version may add optional members.",
+        "required": ["v", "type", "time", "actor", "data"],
+        "properties": {
+            "v": {"type": "integer"},
+            "type": STRING,
+            "time": {"type": "string", "format": "date-time"},
+            "actor": STRING,
+            "subject": STRING,
+            "session": STRING,
+            "data": {"type": "object"},
+        },
+    },
+    "Receipt": obj(
+        {
+            "index": {"type": "integer", "minimum": 0, "description": "the leaf's index"},
+            "leaf_hash": {**B64, "description": "SHA-256(0x00 || leaf bytes), base64"},
+            "checkpoint": ref("Checkpoint"),
+            "inclusion_proof": ref("InclusionProof"),
+        },
+        description="Proof that an event is on the ledger: its leaf index and hash, a signed "
+        "checkpoint and the inclusion proof against that checkpoint; verifiable offline with "
+        "the log's vkey alone (`telegate verify`, ledger.verify).",
+    ),
+}
+
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
         "DPoP": {
@@ -156,19 +266,7 @@ COMPONENTS: dict[str, Any] = {
             "(RFC 9449)",
         }
     },
-    "schemas": {
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details",
-            "required": ["type", "title", "status"],
-            "properties": {
-                "type": {"type": "string", "format": "uri"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-            },
-        }
-    },
+    "schemas": SHARED_SCHEMAS,
     "responses": {
         "Malformed": problem(
             "malformed request: a malformed Host header; or, with a JSON body, "

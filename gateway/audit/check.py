@@ -68,7 +68,8 @@ def check_page(page: dict[str, Any], log: Verifier) -> Checkpoint:
         if got != _b64(row.get("leaf_hash")):
             raise AuditCheckFailed(f"row {index}: the event shown is not the one in the log")
         try:
-            proof = [_b64(p) for p in row.get("proof", [])]
+            # ``proof``: an export made before 0.2.0 names it so (docs/api-changes.md).
+            proof = [_b64(p) for p in row.get("inclusion_proof", row.get("proof", []))]
             verify_inclusion(index, cp.size, got, proof, cp.root)
         except InvalidProof as e:
             raise AuditCheckFailed(f"row {index}: inclusion proof fails: {e}") from e

@@ -125,7 +125,9 @@ async def _proved_page(
                 # ``event`` (which a JSON parser may not round-trip, e.g. big integers).
                 "leaf": _b64(raw),
                 "event": event,
-                "proof": [_b64(h) for h in proof],
+                # ``proof``: the old spelling, sent until 0.2.0 (docs/api-changes.md).
+                "inclusion_proof": (path := [_b64(h) for h in proof]),
+                "proof": path,
             }
         )
     return note, size, nxt, rows
@@ -223,7 +225,8 @@ async def _write_export(
                     "index": i,
                     "leaf_hash": lh,
                     "event": event,
-                    "proof": [_b64(h) for h in proofs[k]],
+                    "inclusion_proof": (path := [_b64(h) for h in proofs[k]]),
+                    "proof": path,
                 }
                 out.append(json.dumps(row).encode() + b"\n")
             elif fmt == "csv":
@@ -325,7 +328,8 @@ async def access_report(request: web.Request) -> web.Response:
                 or ev.get("type") == EventType.EMERGENCY_ACCESS,
                 "leaf_hash": row["leaf_hash"],
                 "leaf": row["leaf"],
-                "proof": row["proof"],
+                "inclusion_proof": row["inclusion_proof"],
+                "proof": row["inclusion_proof"],
                 "event": ev,
             }
         )

@@ -8,11 +8,13 @@ from typing import Any
 
 from ..openapi_parts import (
     AUTH_ERRORS,
+    B64,
     BODY_ERRORS,
     DATABASE_DOWN,
     DB_UNAVAILABLE,
     DPOP,
     DPOP_HEADER,
+    EPOCH,
     LEDGER_DOWN,
     MALFORMED,
     RATE_LIMITED,
@@ -20,11 +22,177 @@ from ..openapi_parts import (
     json_body,
     json_limits,
     json_reply,
+    obj,
     path_param,
     problem,
+    ref,
 )
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
+
+_SUBJECT = {
+    "type": "string",
+    "description": "a subject id: a role prefix (`pat:`, `prov:`, `dev:`, `aud:`, `adm:`, "
+    "`party:`) and 32 hex digits",
+}
+_ROLE = {"type": "string", "enum": ["patient", "provider", "device", "auditor", "admin", "party"]}
+_SCOPES = {"type": "string", "description": "space-separated scopes (RFC 6749 3.3)"}
+_URL = {"type": "string", "format": "uri"}
+_STRINGS = {"type": "array", "items": STRING}
+
+#: The claims of an attestation the gateway signs (gateway.auth.tokens).
+_CLAIMS: dict[str, Any] = {
+    "iss": _URL,
+    "sub": _SUBJECT,
+    "aud": {"oneOf": [STRING, _STRINGS]},
+    "iat": EPOCH,
+    "nbf": EPOCH,
+    "exp": EPOCH,
+    "jti": STRING,
+    "role": _ROLE,
+    "scope": _SCOPES,
+    "cnf": ref("KeyConfirmation"),
+    "status": ref("StatusReference"),
+    "ledger": {"type": "integer", "minimum": 0, "description": "the issuance's leaf"},
+}
+
+#: The named shapes of identity's answers (``components/schemas``).
+SCHEMAS: dict[str, Any] = {
+    "Jwk": {
+        "type": "object",
+        "description": "A public JSON Web Key (RFC 7517) of the gateway: OKP Ed25519 or EC P-256",
+        "required": ["kty", "kid", "alg", "use"],
+        "properties": {
+            "kty": {"enum": ["OKP", "EC"]},
+            "crv": {"enum": ["Ed25519", "P-256"]},
+            "x": STRING,
+            "y": STRING,
+            "kid": {**STRING, "description": "the RFC 7638 thumbprint"},
+            "alg": {"enum": ["EdDSA", "ES256"]},
+            "use": {"const": "sig"},
+        },
+        "additionalProperties": False,
+    },
+    "JwkSet": obj({"keys": {"type": "array", "items": ref("Jwk")}}),
+    "SmartConfiguration": obj(
+        {
+            "issuer": _URL,
+            "jwks_uri": _URL,
+            "token_endpoint": _URL,
+            "introspection_endpoint": _URL,
+            "grant_types_supported": _STRINGS,
+            "token_endpoint_auth_methods_supported": _STRINGS,
+            "token_endpoint_auth_signing_alg_values_supported": _STRINGS,
+            "dpop_signing_alg_values_supported": _STRINGS,
+            "scopes_supported": _STRINGS,
+            "capabilities": _STRINGS,
+        },
+        ["issuer", "jwks_uri", "token_endpoint", "grant_types_supported"],
+        # SMART App Launch 2.x lets a server add members: a client ignores unknown ones.
+        closed=False,
+        description="SMART App Launch 2.x discovery (Backend Services)",
+    ),
+    "InviteCreated": obj(
+        {
+            "invite": {**STRING, "description": "the invite code, shown once"},
+            "role": _ROLE,
+            "expires": EPOCH,
+            "enroll_endpoint": _URL,
+            "receipt": ref("Receipt"),
+        }
+    ),
+    "Enrollment": obj(
+        {
+            "sub": _SUBJECT,
+            "client_id": {**_SUBJECT, "description": "the OAuth client id: the subject id"},
+            "role": _ROLE,
+            "display_name": {
+                "type": ["string", "null"],
+                "description": "the name on record for this identity",
+            },
+            "jkt": {**STRING, "description": "RFC 7638 thumbprint of the enrolled key"},
+            "token_endpoint": _URL,
+            "receipt": ref("Receipt"),
+        }
+    ),
+    "EnrollmentCheck": obj(
+        {"asks": {"type": "array", "items": {"type": "string", "enum": ["display_name"]}}}
+    ),
+    "TokenResponse": obj(
+        {
+            "access_token": {**STRING, "description": "a DPoP-bound attestation (JWT)"},
+            "token_type": {"const": "DPoP"},
+            "expires_in": {"type": "integer", "minimum": 0},
+            "scope": _SCOPES,
+            "issued_token_type": {
+                **STRING,
+                "description": "(token exchange, RFC 8693) the type of the issued token",
+            },
+            "sub": {**_SUBJECT, "description": "(token exchange) the local subject"},
+            "federation": obj(
+                {"peer": STRING, "accepted": {"type": "integer", "minimum": 0}},
+                description="(token exchange) the peer organization, and the ledger index "
+                "of the acceptance",
+            ),
+        },
+        ["access_token", "token_type", "expires_in", "scope"],
+    ),
+    "AttestationClaims": {
+        "type": "object",
+        "description": "The claims of an attestation (a JWT the gateway signed). A JWT may "
+        "carry claims beyond these (RFC 7519 4.3): a client ignores unknown ones.",
+        "required": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "role", "cnf"],
+        "properties": _CLAIMS,
+    },
+    "StatusListEntry": obj(
+        {"idx": {"type": "integer", "minimum": 0}, "uri": _URL},
+        description="The token's index in a Token Status List, and the list's URL",
+    ),
+    "StatusReference": obj({"status_list": ref("StatusListEntry")}),
+    "KeyConfirmation": obj(
+        {"jkt": STRING}, description="RFC 7800 confirmation: the holder key's RFC 7638 thumbprint"
+    ),
+    # One object rather than a oneOf of "inactive" and "claims": generators make one model of
+    # it, and RFC 7662 says the same (only `active` is required).
+    "Introspection": {
+        "type": "object",
+        "description": 'RFC 7662: `{"active": false}`, or the token\'s claims (see '
+        "AttestationClaims) with `active: true` and `token_type: DPoP`",
+        "required": ["active"],
+        "properties": {
+            "active": {"type": "boolean"},
+            "token_type": {"const": "DPoP"},
+            **_CLAIMS,
+        },
+    },
+    "AttestationReceipt": obj(
+        {
+            "jti": STRING,
+            "sub": _SUBJECT,
+            "receipt": ref("Receipt"),
+            "entry": {**B64, "description": "the leaf bytes the receipt proves"},
+        }
+    ),
+    "Revocation": obj(
+        {
+            "revoked": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "the status list indexes set",
+            },
+            "receipt": ref("Receipt"),
+        }
+    ),
+    "Me": obj(
+        {
+            "sub": _SUBJECT,
+            "role": _ROLE,
+            "scope": {**_STRINGS, "description": "the token's scopes, sorted"},
+            "jti": STRING,
+            "jkt": STRING,
+        }
+    ),
+}
 
 
 def _form(required: str, *fields: str) -> dict[str, Any]:
@@ -64,7 +232,7 @@ _TOKEN = {
     "responses": {
         "200": json_reply(
             "a DPoP-bound access token",
-            {"type": "object", "required": ["access_token", "token_type", "expires_in"]},
+            ref("TokenResponse"),
         ),
         "400": problem(
             "malformed request, bad DPoP proof, scope or resource, or a peer's "
@@ -119,19 +287,7 @@ _ENROLL = {
         }
     ),
     "responses": {
-        "201": json_reply(
-            "the new subject id and the ledger receipt",
-            {
-                "type": "object",
-                "required": ["sub", "role", "receipt"],
-                "properties": {
-                    "display_name": {
-                        "type": ["string", "null"],
-                        "description": "the name on record for this identity",
-                    }
-                },
-            },
-        ),
+        "201": json_reply("the new subject id and the ledger receipt", ref("Enrollment")),
         **BODY_ERRORS,
         "400": json_limits(
             "an unknown, used or expired invite (problem type `invalid-invite`); a "
@@ -156,16 +312,7 @@ _ENROLL_CHECK = {
         {"type": "object", "required": ["invite"], "properties": {"invite": STRING}}
     ),
     "responses": {
-        "200": json_reply(
-            "what to ask",
-            {
-                "type": "object",
-                "required": ["asks"],
-                "properties": {
-                    "asks": {"type": "array", "items": {"type": "string", "enum": ["display_name"]}}
-                },
-            },
-        ),
+        "200": json_reply("what to ask", ref("EnrollmentCheck")),
         **BODY_ERRORS,
         "400": json_limits(
             "an unknown, used or expired invite (problem type `invalid-invite`), or no "
@@ -183,7 +330,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "JWK set",
-                    "content": {"application/jwk-set+json": {"schema": {"type": "object"}}},
+                    "content": {"application/jwk-set+json": {"schema": ref("JwkSet")}},
                 }
             },
         }
@@ -192,7 +339,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "SMART Backend Services discovery",
             "responses": {
-                "200": json_reply("SMART configuration", {"type": "object"}),
+                "200": json_reply("SMART configuration", ref("SmartConfiguration")),
                 **MALFORMED,
             },
         }
@@ -233,7 +380,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "201": json_reply(
                     "the invite code (shown once) and the ledger receipt",
-                    {"type": "object", "required": ["invite", "receipt"]},
+                    ref("InviteCreated"),
                 ),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
@@ -256,11 +403,7 @@ PATHS: dict[str, Any] = {
                     "RFC 7662 answer: `active` is false for a token every endpoint would "
                     "refuse (expired, revoked, its subject revoked, or a device whose patient "
                     "was revoked)",
-                    {
-                        "type": "object",
-                        "required": ["active"],
-                        "properties": {"active": {"type": "boolean"}},
-                    },
+                    ref("Introspection"),
                 ),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
@@ -275,7 +418,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply(
                     "the receipt, and the leaf (base64) it proves",
-                    {"type": "object", "required": ["receipt", "entry"]},
+                    ref("AttestationReceipt"),
                 ),
                 "404": problem("unknown, or not the caller's"),
                 **AUTH_ERRORS,
@@ -313,7 +456,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply(
                     "revoked status indexes and the ledger receipt",
-                    {"type": "object", "required": ["revoked", "receipt"]},
+                    ref("Revocation"),
                 ),
                 "404": problem("no such token or subject"),
                 **AUTH_ERRORS,
@@ -326,7 +469,7 @@ PATHS: dict[str, Any] = {
             "summary": "The authenticated caller",
             "security": DPOP,
             "responses": {
-                "200": json_reply("caller", {"type": "object", "required": ["sub", "role"]}),
+                "200": json_reply("caller", ref("Me")),
                 **AUTH_ERRORS,
                 **MALFORMED,
             },

@@ -10,6 +10,7 @@ from ..openapi_parts import (
     BODY_ERRORS,
     DB_UNAVAILABLE,
     DPOP,
+    EPOCH,
     MALFORMED,
     NAMES,
     STRING,
@@ -17,14 +18,50 @@ from ..openapi_parts import (
     json_body,
     json_limits,
     json_reply,
+    obj,
     path_param,
     problem,
+    ref,
 )
 
-__all__ = ["PATHS", "SCOPES"]
+__all__ = ["PATHS", "SCHEMAS", "SCOPES"]
 
 #: What a patient can grant. ``devices``: registering a monitoring device for the patient.
 SCOPES = ["call", "vitals.read", "vitals.stream", "devices"]
+
+#: A consent as the gateway answers it (``_view`` in gateway.consent.http).
+_CONSENT: dict[str, Any] = {
+    "id": {**STRING, "description": "the consent id (32 hex digits)"},
+    "patient": {**STRING, "description": "the granting patient's subject id"},
+    "grantee": {**STRING, "description": "a provider's subject id, or `role:provider`"},
+    "scopes": {"type": "array", "items": {"enum": SCOPES}, "minItems": 1},
+    "created": EPOCH,
+    "until": {**EPOCH, "description": "when it ends (Unix time, seconds)"},
+    "revoked": {"type": ["integer", "null"], "description": "when it was revoked, or null"},
+    "active": {"type": "boolean", "description": "neither revoked nor ended, now"},
+}
+
+#: The named shapes of consent's answers (``components/schemas``).
+SCHEMAS: dict[str, Any] = {
+    "Consent": obj(_CONSENT, description="A patient's grant of scopes to a provider"),
+    "ConsentGranted": obj(
+        {**_CONSENT, "receipt": ref("Receipt")},
+        description="A new consent and the ledger receipt of its grant",
+    ),
+    "ConsentList": obj({"consents": {"type": "array", "items": ref("Consent")}, "names": NAMES}),
+    "ConsentRevoked": obj(
+        {"id": _CONSENT["id"], "revoked": EPOCH, "receipt": ref("Receipt")},
+    ),
+    "EmergencyAccess": obj(
+        {
+            "id": {**STRING, "description": "the emergency access id"},
+            "patient": STRING,
+            "until": {**EPOCH, "description": "when the access ends"},
+            "flagged": {"const": True, "description": "always flagged for review"},
+            "receipt": ref("Receipt"),
+        },
+    ),
+}
 
 PATHS: dict[str, Any] = {
     "/v1/consents": {
@@ -47,7 +84,7 @@ PATHS: dict[str, Any] = {
                 }
             ),
             "responses": {
-                "201": json_reply("the consent and its ledger receipt", {"type": "object"}),
+                "201": json_reply("the consent and its ledger receipt", ref("ConsentGranted")),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
                 "400": json_limits(
@@ -61,14 +98,7 @@ PATHS: dict[str, Any] = {
             "summary": "The patient's grants, or the grants naming the calling provider",
             "security": DPOP,
             "responses": {
-                "200": json_reply(
-                    "consents",
-                    {
-                        "type": "object",
-                        "required": ["consents", "names"],
-                        "properties": {"consents": {"type": "array"}, "names": NAMES},
-                    },
-                ),
+                "200": json_reply("consents", ref("ConsentList")),
                 **AUTH_ERRORS,
                 **MALFORMED,
                 **DB_UNAVAILABLE,
@@ -86,7 +116,7 @@ PATHS: dict[str, Any] = {
             "security": DPOP,
             "parameters": [path_param("id")],
             "responses": {
-                "200": json_reply("revoked, with the ledger receipt", {"type": "object"}),
+                "200": json_reply("revoked, with the ledger receipt", ref("ConsentRevoked")),
                 "404": problem("no such consent for this patient"),
                 **AUTH_ERRORS,
                 **MALFORMED,
@@ -106,7 +136,7 @@ PATHS: dict[str, Any] = {
                 }
             ),
             "responses": {
-                "201": json_reply("the flagged, time-boxed access", {"type": "object"}),
+                "201": json_reply("the flagged, time-boxed access", ref("EmergencyAccess")),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
                 "400": json_limits(

@@ -84,7 +84,9 @@ class PeerClient:
             raise Unreachable(f"{url}: HTTP {status}")
         try:
             doc = loads(body, url)
-            proof = [base64.b64decode(h, validate=True) for h in doc["proof"]]
+            # A peer before 0.2.0 names it ``proof`` (docs/api-changes.md).
+            hashes = doc["consistency_proof"] if "consistency_proof" in doc else doc["proof"]
+            proof = [base64.b64decode(h, validate=True) for h in hashes]
         except (ValueError, KeyError, TypeError, binascii.Error) as e:
             raise Unreachable(f"{url}: not a consistency proof") from e
         if len(proof) > MAX_PROOF or any(len(h) != HASH_SIZE for h in proof):

@@ -101,7 +101,7 @@ def _with_proof(row: dict[str, Any], size: int, checkpoint: str) -> dict[str, An
                 {"url": "treeSize", "valueUnsignedInt": size},
                 {"url": "leafHash", "valueBase64Binary": row["leaf_hash"]},
                 {"url": "leaf", "valueBase64Binary": row["leaf"]},
-                *({"url": "auditPath", "valueBase64Binary": h} for h in row["proof"]),
+                *({"url": "auditPath", "valueBase64Binary": h} for h in row["inclusion_proof"]),
                 {"url": "checkpoint", "valueString": checkpoint},
                 {
                     "url": "event",

@@ -5,28 +5,84 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..openapi_parts import DPOP, LEDGER_DOWN, json_reply, path_param
+from ..openapi_parts import DPOP, LEDGER_DOWN, json_reply, path_param, ref
 from .params import MAX_COUNT, MAX_VALUE, RESOURCES, Resource
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
 
 FHIR = "application/fhir+json"
 # Visible ASCII: a value of other characters is refused all the same (400), and the schema
 # keeps a request line within what the HTTP parser takes (8190 bytes, percent-encoded).
 VALUE = {"type": "string", "pattern": f"^[!-~]{{1,{MAX_VALUE}}}$"}
-OUTCOME = {
+_OUTCOME = {
     "type": "object",
     "description": "FHIR OperationOutcome: issue[0].code the IssueType, details.coding the "
     "gateway's problem type (https://telegate.dev/problems), diagnostics the reason",
     "required": ["resourceType", "issue"],
-    "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+    },
 }
-BUNDLE = {
-    "type": "object",
-    "description": "FHIR searchset Bundle; link self, and next/previous with an opaque "
-    "cursor bound to this search and caller",
-    "required": ["resourceType", "type", "entry"],
-    "properties": {"resourceType": {"const": "Bundle"}, "type": {"const": "searchset"}},
+OUTCOME = ref("FhirOperationOutcome")
+BUNDLE = ref("FhirSearchBundle")
+
+
+def resource(kind: str | None, desc: str) -> dict[str, Any]:
+    """A FHIR R4 resource (of type ``kind``, or any). Open: FHIR defines the other elements,
+    and a FHIR client ignores those it does not know."""
+    return {
+        "type": "object",
+        "description": desc,
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"const": kind} if kind else {"type": "string"}},
+    }
+
+
+def _bundle(kind: str, desc: str) -> dict[str, Any]:
+    entry = {
+        "type": "object",
+        "required": ["resource"],
+        "properties": {
+            "fullUrl": {"type": "string"},
+            "resource": ref("FhirResource"),
+            "search": {"type": "object"},
+        },
+    }
+    return {
+        "type": "object",
+        "description": desc,
+        "required": ["resourceType", "type", "entry"],
+        "properties": {
+            "resourceType": {"const": "Bundle"},
+            "type": {"const": kind},
+            "total": {"type": "integer", "minimum": 0},
+            "link": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["relation", "url"],
+                    "properties": {"relation": {"type": "string"}, "url": {"type": "string"}},
+                },
+            },
+            "entry": {"type": "array", "items": entry},
+        },
+    }
+
+
+#: The named shapes of FHIR answers (``components/schemas``); the /v1 FHIR formats (vitals,
+#: access report, audit export) name them too.
+SCHEMAS: dict[str, Any] = {
+    "FhirOperationOutcome": _OUTCOME,
+    "FhirResource": resource(None, "A FHIR R4 resource"),
+    "FhirObservation": resource("Observation", "A FHIR R4 Observation (a vital sign)"),
+    "FhirCapabilityStatement": resource("CapabilityStatement", "The FHIR CapabilityStatement"),
+    "FhirSearchBundle": _bundle(
+        "searchset",
+        "FHIR searchset Bundle; link self, and next/previous with an opaque cursor bound to "
+        "this search and caller",
+    ),
+    "FhirCollectionBundle": _bundle("collection", "FHIR collection Bundle"),
 }
 
 
@@ -147,13 +203,7 @@ PATHS: dict[str, Any] = {
             "and the SMART security service, generated from what the handlers implement",
             "parameters": [_FORMAT],
             "responses": {
-                "200": fhir_reply(
-                    "CapabilityStatement",
-                    {
-                        "type": "object",
-                        "properties": {"resourceType": {"const": "CapabilityStatement"}},
-                    },
-                ),
+                "200": fhir_reply("CapabilityStatement", ref("FhirCapabilityStatement")),
                 **COMMON,
             },
         }
@@ -163,7 +213,7 @@ PATHS: dict[str, Any] = {
             "summary": "SMART discovery at the FHIR base: the same document as "
             "/.well-known/smart-configuration",
             "responses": {
-                "200": json_reply("SMART configuration", {"type": "object"}),
+                "200": json_reply("SMART configuration", ref("SmartConfiguration")),
                 "400": outcome("a malformed Host header"),
             },
         }
@@ -177,7 +227,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": fhir_reply(
                     "Observation",
-                    {"type": "object", "properties": {"resourceType": {"const": "Observation"}}},
+                    ref("FhirObservation"),
                 ),
                 **SECURED,
                 "400": outcome("a parameter other than _format; or a malformed Host header"),

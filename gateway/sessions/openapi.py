@@ -11,6 +11,7 @@ from ..openapi_parts import (
     DATABASE_DOWN,
     DB_UNAVAILABLE,
     DPOP,
+    EPOCH,
     LEDGER_DOWN,
     MALFORMED,
     NAMES,
@@ -18,15 +19,56 @@ from ..openapi_parts import (
     STRING,
     json_body,
     json_reply,
+    obj,
     path_param,
     problem,
+    ref,
 )
+from .store import State
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
 
+#: A session as the gateway answers it (``_view`` in gateway.sessions.http).
+_SESSION_FIELDS: dict[str, Any] = {
+    "id": {**STRING, "description": "the session id (32 hex digits)"},
+    "patient": {**STRING, "description": "the patient's subject id (`pat:...`)"},
+    "provider": {**STRING, "description": "the provider's subject id (`prov:...`)"},
+    "state": {"type": "string", "enum": [str(s) for s in State]},
+    "created": EPOCH,
+    "updated": EPOCH,
+}
 
-#: A session as listed (``_view`` in gateway.sessions.http).
-_SESSION = {"type": "object", "required": ["id", "patient", "provider", "state"]}
+#: The named shapes of the calls' answers (``components/schemas``).
+SCHEMAS: dict[str, Any] = {
+    "Session": obj(_SESSION_FIELDS, description="A call session"),
+    "SessionCreated": obj(
+        {**_SESSION_FIELDS, "receipt": ref("Receipt")},
+        description="A new call session and the ledger receipt of its scheduling",
+    ),
+    "SessionNamed": obj(
+        {**_SESSION_FIELDS, "names": NAMES},
+        description="A call session and its participants' display names",
+    ),
+    "SessionList": obj({"sessions": {"type": "array", "items": ref("Session")}, "names": NAMES}),
+    "WaitingRoom": obj({"waiting": {"type": "array", "items": ref("Session")}, "names": NAMES}),
+    "SignallingTicket": obj(
+        {
+            "ticket": {**STRING, "description": "single use"},
+            "expires": EPOCH,
+            "ws": {**STRING, "description": "the WebSocket path to open, ticket included"},
+        }
+    ),
+    "TurnCredentials": obj(
+        {
+            "username": {**STRING, "description": "`<expiry>:<opaque user>` (coturn REST)"},
+            "password": {**STRING, "description": "base64 HMAC-SHA1 of the username"},
+            "ttl": {"type": "integer", "minimum": 0, "description": "seconds left"},
+            "expires": EPOCH,
+            "uris": {"type": "array", "items": STRING},
+        }
+    ),
+}
+_SESSION = ref("Session")
 #: Ticket and admit refuse to carry a call on with a party revoked since it was scheduled.
 _NOT_NOW = (
     "the session is over or not in a state for this, or its other party has been revoked "
@@ -42,7 +84,7 @@ def _session_op(
 ) -> dict[str, Any]:
     """An authenticated operation on one call session, addressed by its id."""
     responses: dict[str, Any] = {
-        "200": json_reply(ok, schema or {"type": "object"}),
+        "200": json_reply(ok, schema or ref("Session")),
         "404": problem("no such session for this caller"),
     }
     if conflict is not None:
@@ -66,7 +108,7 @@ PATHS: dict[str, Any] = {
                     "credential, at most `turn_ttl` and never past the `exp` of the "
                     "attestation it was asked with (coturn REST credentials cannot be "
                     "revoked, so this bounds a revoked party's relay access)",
-                    {"type": "object", "required": ["username", "password", "ttl", "uris"]},
+                    ref("TurnCredentials"),
                 ),
                 **AUTH_ERRORS,
                 **MALFORMED,
@@ -86,17 +128,7 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {
-                "200": json_reply(
-                    "sessions",
-                    {
-                        "type": "object",
-                        "required": ["sessions", "names"],
-                        "properties": {
-                            "sessions": {"type": "array", "items": _SESSION},
-                            "names": NAMES,
-                        },
-                    },
-                ),
+                "200": json_reply("sessions", ref("SessionList")),
                 "400": problem("malformed parameters"),
                 **AUTH_ERRORS,
                 **DB_UNAVAILABLE,
@@ -109,7 +141,7 @@ PATHS: dict[str, Any] = {
                 {"type": "object", "properties": {"patient": STRING, "provider": STRING}}
             ),
             "responses": {
-                "201": json_reply("the session and its ledger receipt", {"type": "object"}),
+                "201": json_reply("the session and its ledger receipt", ref("SessionCreated")),
                 **AUTH_ERRORS,
                 **BODY_ERRORS,
                 **DB_UNAVAILABLE,
@@ -124,17 +156,7 @@ PATHS: dict[str, Any] = {
             "ended.",
             "security": DPOP,
             "responses": {
-                "200": json_reply(
-                    "sessions waiting",
-                    {
-                        "type": "object",
-                        "required": ["waiting", "names"],
-                        "properties": {
-                            "waiting": {"type": "array", "items": _SESSION},
-                            "names": NAMES,
-                        },
-                    },
-                ),
+                "200": json_reply("sessions waiting", ref("WaitingRoom")),
                 **AUTH_ERRORS,
                 **MALFORMED,
                 **DB_UNAVAILABLE,
@@ -144,17 +166,14 @@ PATHS: dict[str, Any] = {
     "/v1/sessions/{id}": {
         "get": _session_op(
             "A session (its participants only)",
-            schema={
-                **_SESSION,
-                "required": [*_SESSION["required"], "names"],
-                "properties": {"names": NAMES},
-            },
+            schema=ref("SessionNamed"),
         )
     },
     "/v1/sessions/{id}/ticket": {
         "post": _session_op(
             "A single-use, short-lived signalling ticket",
             ok="ticket and WebSocket path",
+            schema=ref("SignallingTicket"),
             conflict=_NOT_NOW,
         )
     },

@@ -6,17 +6,96 @@ from typing import Any
 
 from ..openapi_parts import (
     AUTH_ERRORS,
+    B64,
     BODY_ERRORS,
     DB_UNAVAILABLE,
     DPOP,
+    OLD_PROOF,
+    STRING,
     json_reply,
+    obj,
     path_param,
     problem,
+    ref,
 )
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
 
-_RECEIPT = {"type": "object", "required": ["index", "leaf_hash", "checkpoint", "inclusion_proof"]}
+_MAYBE = {"type": ["string", "null"]}
+_UNITS = {"type": "array", "items": STRING}
+
+#: The named shapes of the supply answers (``components/schemas``). The custody of a unit is
+#: open (``additionalProperties`` not false): supply follow-ups add members to it.
+SCHEMAS: dict[str, Any] = {
+    "SupplyAccepted": obj(
+        {
+            "events": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "event_id": STRING,
+                        "receipt": ref("Receipt"),
+                        "holders": {
+                            **_UNITS,
+                            "description": "(a recall) who holds the recalled units",
+                        },
+                    },
+                    ["event_id", "receipt"],
+                ),
+            }
+        },
+        description="Each accepted event's id and the ledger receipt of its entry",
+    ),
+    "UnitProof": obj(
+        {
+            "index": {"type": "integer", "minimum": 0},
+            "size": {"type": "integer", "minimum": 1},
+            "inclusion_proof": ref("InclusionProof"),
+            "proof": OLD_PROOF,
+        },
+        description="Inclusion of a unit among the units a ledger entry's summary stands for",
+    ),
+    "CustodyEvent": {
+        "type": "object",
+        "required": ["event_id", "party", "gln", "biz_step", "event_time", "ledger_index"],
+        "properties": {
+            "event_id": STRING,
+            "party": STRING,
+            "gln": STRING,
+            "biz_step": STRING,
+            "event_time": STRING,
+            "ledger_index": {"type": ["integer", "null"]},
+            "receipt": ref("Receipt"),
+            "entry": {**B64, "description": "the ledger leaf the receipt proves"},
+            "moved_proof": ref("UnitProof"),
+        },
+    },
+    "Custody": {
+        "type": "object",
+        "description": "A unit's status and, once commissioned here, its custody and history",
+        "required": ["item", "status"],
+        "properties": {
+            "item": {**STRING, "description": "the unit, in normal form"},
+            "status": {
+                **STRING,
+                "description": "unknown, recalled, suspect, decommissioned, expired, "
+                "dispensed or active",
+            },
+            "kind": {"enum": ["sgtin", "sscc"]},
+            "key": {**STRING, "description": "GTIN-14 or SSCC-18"},
+            "custodian": {**STRING, "description": "GLN"},
+            "commissioned_by": {**STRING, "description": "GLN"},
+            "in_transit_to": _MAYBE,
+            "parent": _MAYBE,
+            "contents": _UNITS,
+            "lot": _MAYBE,
+            "expiry": _MAYBE,
+            "suspect": _UNITS,
+            "events": {"type": "array", "items": ref("CustodyEvent")},
+            "truncated": {"type": "boolean"},
+        },
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/v1/supply/events": {
@@ -38,27 +117,10 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "201": json_reply(
-                    "accepted: each event's id and ledger receipt",
-                    {
-                        "type": "object",
-                        "required": ["events"],
-                        "properties": {
-                            "events": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["event_id", "receipt"],
-                                    "properties": {
-                                        "event_id": {"type": "string"},
-                                        "receipt": _RECEIPT,
-                                    },
-                                },
-                            }
-                        },
-                    },
+                    "accepted: each event's id and ledger receipt", ref("SupplyAccepted")
                 ),
                 "200": json_reply(
-                    "a repeat of an accepted document: its first receipts", {"type": "object"}
+                    "a repeat of an accepted document: its first receipts", ref("SupplyAccepted")
                 ),
                 "409": problem(
                     "a custody rule refused an event (problem member `reason`: commissioned_twice, "
@@ -95,7 +157,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_reply(
                     "the unit's status and custody",
-                    {"type": "object", "required": ["item", "status"]},
+                    ref("Custody"),
                 ),
                 "404": problem("not a unit identifier this gateway reads"),
                 **AUTH_ERRORS,

@@ -41,7 +41,9 @@ def unit_proof(unit: str, units: Sequence[str]) -> dict[str, Any]:
     return {
         "index": index,
         "size": len(leaves),
-        "proof": [base64.b64encode(p).decode() for p in proof],
+        # ``proof``: the old spelling, sent until 0.2.0 (docs/api-changes.md).
+        "inclusion_proof": (path := [base64.b64encode(p).decode() for p in proof]),
+        "proof": path,
     }
 
 
@@ -51,7 +53,8 @@ def verify_unit(unit: str, proof: Any, summary: Any) -> None:
     try:
         root = base64.b64decode(summary["root"], validate=True)
         size, index = int(summary["count"]), int(proof["index"])
-        path = [base64.b64decode(p, validate=True) for p in proof["proof"]]
+        hashes = proof["inclusion_proof"] if "inclusion_proof" in proof else proof["proof"]
+        path = [base64.b64decode(p, validate=True) for p in hashes]
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidProof(f"malformed unit proof: {e}") from e
     if int(proof.get("size", -1)) != size:

@@ -11,16 +11,103 @@ from ..openapi_parts import (
     DPOP,
     json_body,
     json_reply,
+    obj,
     path_param,
     problem,
+    ref,
     time_query,
 )
-from .codes import BP_PANEL, CODES
+from .codes import BP_COMPONENTS, BP_PANEL, CODES
 
-__all__ = ["PATHS"]
+__all__ = ["PATHS", "SCHEMAS"]
 
 _PATIENT = path_param("id")
 _CODES = sorted([*CODES, BP_PANEL])
+_NUMBER = {"type": "number", "description": "in the code's canonical UCUM unit"}
+_SENT = ref("VitalsSent")
+
+
+def _measured(codes: list[str]) -> dict[str, Any]:
+    return {
+        "code": {"enum": codes},
+        "unit": {"type": "string", "description": "the canonical UCUM unit"},
+        "value": _NUMBER,
+        "sent": _SENT,
+    }
+
+
+_WHERE = {
+    "time": {"type": "string", "format": "date-time", "description": "when it was taken"},
+    "device": {"type": "string", "description": "the device's subject id"},
+    "batch_id": {"type": "string"},
+    "ledger_index": {
+        "type": ["integer", "null"],
+        "description": "the leaf of the batch's event (null while it is being recorded)",
+    },
+}
+
+#: The named shapes of the vitals answers (``components/schemas``).
+SCHEMAS: dict[str, Any] = {
+    "VitalsSent": obj(
+        {"unit": {"type": "string"}, "value": {"type": "number"}},
+        description="what the device sent, when its unit was not the canonical one",
+    ),
+    "VitalsAccepted": obj(
+        {
+            "batch_id": {"type": "string"},
+            "count": {"type": "integer", "minimum": 0, "description": "readings accepted"},
+            "receipt": ref("Receipt"),
+        },
+        description="An accepted batch and the ledger receipt of its event",
+    ),
+    "VitalsComponent": obj(_measured(list(BP_COMPONENTS)), ["code", "unit", "value"]),
+    "VitalsReading": {
+        "oneOf": [
+            obj(
+                {**_measured(sorted(CODES)), **_WHERE},
+                ["code", "unit", "value", *_WHERE],
+                description="A single-valued vital sign",
+            ),
+            obj(
+                {
+                    "code": {"const": BP_PANEL},
+                    "components": {
+                        "type": "array",
+                        "items": ref("VitalsComponent"),
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                    **_WHERE,
+                },
+                description="A blood pressure panel: systolic and diastolic components",
+            ),
+        ]
+    },
+    "VitalsPage": obj(
+        {
+            "patient": {"type": "string"},
+            "readings": {"type": "array", "items": ref("VitalsReading")},
+            "signed": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "each batch's compact JWS as the device signed it, by "
+                "`<device>/<batch_id>`",
+            },
+            "next": {
+                "type": ["string", "null"],
+                "description": "the `after` cursor of the next page, or null",
+            },
+        },
+        description="A page of a patient's readings",
+    ),
+    "Erasure": obj(
+        {
+            "patient": {"type": "string"},
+            "erased_batches": {"type": "integer", "minimum": 0},
+            "receipt": ref("Receipt"),
+        }
+    ),
+}
 
 PATHS: dict[str, Any] = {
     "/v1/vitals": {
@@ -35,10 +122,10 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "201": json_reply(
                     "accepted: batch id, count and the ledger receipt",
-                    {"type": "object", "required": ["batch_id", "count", "receipt"]},
+                    ref("VitalsAccepted"),
                 ),
                 "200": json_reply(
-                    "a repeat of an accepted batch: its first receipt", {"type": "object"}
+                    "a repeat of an accepted batch: its first receipt", ref("VitalsAccepted")
                 ),
                 "409": problem("this batch id was accepted before with other content"),
                 "410": problem("the patient's data was erased"),
@@ -78,23 +165,13 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {
-                    "description": "readings (JSON), or a FHIR searchset Bundle of Observations",
+                    "description": "readings (JSON), or a FHIR R4 searchset Bundle of "
+                    "Observations. Each vital sign claims the R4 `vitalsigns` profile and its "
+                    "own profile where R4 has one; glucose is a laboratory Observation with no "
+                    "profile.",
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["patient", "readings", "next"],
-                            }
-                        },
-                        "application/fhir+json": {
-                            "schema": {
-                                "type": "object",
-                                "description": "A FHIR R4 searchset Bundle. Each vital sign "
-                                "claims the R4 `vitalsigns` profile and its own profile where "
-                                "R4 has one; glucose is a laboratory Observation with no "
-                                "profile.",
-                            }
-                        },
+                        "application/json": {"schema": ref("VitalsPage")},
+                        "application/fhir+json": {"schema": ref("FhirSearchBundle")},
                     },
                 },
                 "400": problem("malformed parameters"),
@@ -130,7 +207,7 @@ PATHS: dict[str, Any] = {
                 }
             ),
             "responses": {
-                "200": json_reply("erased: batch count and the ledger receipt", {"type": "object"}),
+                "200": json_reply("erased: batch count and the ledger receipt", ref("Erasure")),
                 "404": problem("no such patient"),
                 "409": problem("already erased"),
                 **AUTH_ERRORS,

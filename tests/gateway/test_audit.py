@@ -37,7 +37,7 @@ def _verify_page(page: dict[str, Any], vkey: Verifier) -> None:
     cp = open_checkpoint(page["checkpoint"].encode(), vkey).checkpoint
     assert cp.size == page["size"]
     for row in page["rows"]:
-        proof = [base64.b64decode(p) for p in row["proof"]]
+        proof = [base64.b64decode(p) for p in row["inclusion_proof"]]
         verify_inclusion(row["index"], cp.size, base64.b64decode(row["leaf_hash"]), proof, cp.root)
 
 

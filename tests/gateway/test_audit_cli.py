@@ -114,7 +114,7 @@ def served_page(tmp_path: Path) -> tuple[dict[str, Any], Verifier]:
             "index": i,
             "event": events[i],
             "leaf_hash": base64.b64encode(leaf_hash(rfc8785.dumps(events[i]))).decode(),
-            "proof": [base64.b64encode(h).decode() for h in p],
+            "inclusion_proof": [base64.b64encode(h).decode() for h in p],
         }
         for i, p in zip([1, 3], proofs, strict=True)
     ]
@@ -138,7 +138,7 @@ def test_check_page_refuses_a_tampered_answer(
     if tamper == "event":
         row["event"]["actor"] = "aud:someone-else"
     elif tamper == "proof":
-        row["proof"][0] = row["proof"][1]
+        row["inclusion_proof"][0] = row["inclusion_proof"][1]
     elif tamper == "index":
         row["index"] = 2
     elif tamper == "size":
@@ -147,6 +147,21 @@ def test_check_page_refuses_a_tampered_answer(
         bad["checkpoint"] = bad["checkpoint"].replace("\n5\n", "\n6\n")
     with pytest.raises(AuditCheckFailed):
         check_page(bad, vkey)
+
+
+def test_check_page_reads_the_old_spelling_of_the_proof(
+    served_page: tuple[dict[str, Any], Verifier],
+) -> None:
+    """A page saved from a gateway before 0.2.0 named the path ``proof``
+    (docs/api-changes.md): it still checks, and a tampered one still fails."""
+    page, vkey = served_page
+    old = copy.deepcopy(page)
+    for row in old["rows"]:
+        row["proof"] = row.pop("inclusion_proof")
+    assert check_page(old, vkey).size == 5
+    old["rows"][0]["proof"][0] = old["rows"][0]["proof"][1]
+    with pytest.raises(AuditCheckFailed):
+        check_page(old, vkey)
 
 
 def test_invite_codes_never_look_like_options() -> None:

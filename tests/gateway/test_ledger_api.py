@@ -47,19 +47,23 @@ async def test_proofs_verify_against_the_served_checkpoint(client: Client) -> No
     _, cp = await _checkpoint(client)
     for index in (0, 1, 150, cp.size - 1):
         r = await (await client.get(f"/ledger/proof/inclusion?index={index}&size={cp.size}")).json()
-        proof = [base64.b64decode(p) for p in r["proof"]]
+        proof = [base64.b64decode(p) for p in r["inclusion_proof"]]
         verify_inclusion(index, cp.size, base64.b64decode(r["leaf_hash"]), proof, cp.root)
     old = await (await client.get("/ledger/proof/inclusion?index=0&size=10")).json()
     assert old["size"] == 10
     c = await (await client.get(f"/ledger/proof/consistency?old=0&new={cp.size}")).json()
-    assert c["proof"] == []
+    assert c["consistency_proof"] == []
     resp = await client.get("/ledger/proof/consistency?old=100")
     c = await resp.json()
     assert c["new"] == cp.size
     # The old root comes from the tiles: the hash of the first 100 leaves.
     tile = split_hashes(await (await client.get("/ledger/tile/0/000")).read(), 256)
     verify_consistency(
-        100, cp.size, root_of(tile[:100]), cp.root, [base64.b64decode(p) for p in c["proof"]]
+        100,
+        cp.size,
+        root_of(tile[:100]),
+        cp.root,
+        [base64.b64decode(p) for p in c["consistency_proof"]],
     )
 
 

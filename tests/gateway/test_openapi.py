@@ -90,6 +90,12 @@ def test_two_areas_cannot_describe_one_path() -> None:
         assemble((one, {"/x": {"post": {"responses": {}}}}))
 
 
+def test_two_areas_cannot_name_one_schema() -> None:
+    one = {"Thing": {"type": "string"}}
+    with pytest.raises(ValueError, match="Thing"):
+        assemble(({},), (one, {"Thing": {"type": "integer"}}))
+
+
 def _walk(node: Any) -> Any:
     yield node
     if isinstance(node, dict):
@@ -211,6 +217,15 @@ def test_every_time_a_client_sends_says_its_form() -> None:
         assert FORM in desc and "between years 0001 and 9999 in UTC" in desc, name
 
 
+def _named(schema: dict[str, Any]) -> dict[str, Any]:
+    """The component schema a ``$ref`` names (the schema itself if it is not one)."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    named: dict[str, Any] = SPEC["components"]["schemas"][ref.removeprefix("#/components/schemas/")]
+    return named
+
+
 def test_enrollment_takes_an_optional_display_name() -> None:
     op = SPEC["paths"]["/v1/enroll"]["post"]
     body = op["requestBody"]["content"]["application/json"]["schema"]
@@ -219,7 +234,7 @@ def test_enrollment_takes_an_optional_display_name() -> None:
     assert (name["type"], name["minLength"], name["maxLength"]) == ("string", 1, MAX_NAME)
     assert "NFC" in name["description"] and "ledger" in name["description"]
     assert "display_name" not in body["required"]
-    created = op["responses"]["201"]["content"]["application/json"]["schema"]
+    created = _named(op["responses"]["201"]["content"]["application/json"]["schema"])
     assert created["properties"]["display_name"]["type"] == ["string", "null"]
 
 
@@ -227,7 +242,7 @@ def test_enrollment_check_says_what_it_asks() -> None:
     op = SPEC["paths"]["/v1/enroll/check"]["post"]
     body = op["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["invite"]
-    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    ok = _named(op["responses"]["200"]["content"]["application/json"]["schema"])
     assert ok["properties"]["asks"]["items"]["enum"] == ["display_name"]
     assert "invalid-invite" in op["responses"]["400"]["description"]
     assert "security" not in op  # asked before the holder has any credential
@@ -246,9 +261,10 @@ NAMED = [
 
 @pytest.mark.parametrize(("path", "method"), NAMED)
 def test_answers_that_list_people_carry_their_names(path: str, method: str) -> None:
-    schema = SPEC["paths"][path][method]["responses"]["200"]["content"]["application/json"]
-    assert schema["schema"]["properties"]["names"] == NAMES
-    assert "names" in schema["schema"]["required"]
+    media = SPEC["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    schema = _named(media["schema"])
+    assert schema["properties"]["names"] == NAMES
+    assert "names" in schema["required"]
     assert "not on the ledger" in NAMES["description"]
 
 

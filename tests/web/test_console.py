@@ -168,10 +168,13 @@ def test_a_tampered_row_and_a_tampered_proof_fail_and_only_they(
     def tamper(route: Route) -> None:
         resp = route.fetch()
         body: dict[str, Any] = resp.json()
-        with_proofs = [r for r in body["rows"] if r["proof"]]
+        with_proofs = [r for r in body["rows"] if r["inclusion_proof"]]
         proof_row, event_row = with_proofs[1], with_proofs[3]
-        # One byte of one node of an inclusion proof...
-        proof_row["proof"][0] = _flip_byte(proof_row["proof"][0])
+        # One byte of one node of an inclusion proof (under both its names: the console
+        # reads `inclusion_proof`, docs/api-changes.md)...
+        path = proof_row["inclusion_proof"]
+        path[0] = _flip_byte(path[0])
+        proof_row["proof"] = path
         # ...and one character of another row's event (its proof untouched).
         actor = event_row["event"]["actor"]
         event_row["event"]["actor"] = actor[:-1] + ("0" if actor[-1] != "0" else "1")

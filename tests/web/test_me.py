@@ -190,7 +190,9 @@ def test_a_forged_access_report_line_fails(
         a, b, c = body["accesses"][:3]
         a["event"]["actor"] = "prov:" + "0" * 32  # someone else did it, says the server
         a["who"] = a["event"]["actor"]
-        b["proof"][0] = _flip(b["proof"][0])
+        # Under both names of the path (the page reads `inclusion_proof`, docs/api-changes.md).
+        b["inclusion_proof"][0] = _flip(b["inclusion_proof"][0])
+        b["proof"] = b["inclusion_proof"]
         c["purpose"] = "billing"  # the summary beside an honest event
         forged.update(actor=a["index"], proof=b["index"], summary=c["index"])
         route.fulfill(response=resp, json=body)

@@ -29,6 +29,7 @@ from ledger.checkpoint import (
 from ledger.events import EventType
 from ledger.log import Receipt
 from ledger.note import Signer, Verifier
+from tests.gateway.apischema import check_body
 from tests.gateway.idclient import admin, call
 
 from .gateways import WitnessServer, gateway_config, log_vkey, until
@@ -88,6 +89,7 @@ async def test_one_witness_cosigns_what_is_served_and_receipts(
         verify_witnessed(receipt.checkpoint, log, keys([w]), 1)
 
         ready = await (await client.get("/readyz")).json()
+        check_body("GET", "/readyz", 200, "application/json", ready)  # its Witnessing schema
         assert ready["witnessing"]["quorum"] == 1
         assert ready["witnessing"]["witnesses"][0]["name"] == "w.example/witness"
         assert ready["witnessing"]["witnessed_size"] >= size

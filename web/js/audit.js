@@ -74,8 +74,9 @@ export async function checkRow(row, checkpoint) {
     if (!equalBytes(leaf, b64decode(row.leaf_hash))) {
       throw new Error("the event shown is not the entry in the log (its leaf hash differs)");
     }
-    if (!Array.isArray(row.proof)) throw new Error("no inclusion proof");
-    const proof = row.proof.map((p) => b64decode(p));
+    const path = row.inclusion_proof ?? row.proof; // proof: before 0.2.0
+    if (!Array.isArray(path)) throw new Error("no inclusion proof");
+    const proof = path.map((p) => b64decode(p));
     await verifyInclusion(row.index, checkpoint.size, leaf, proof, checkpoint.root);
     return { state: "ok", reason: `entry ${row.index} is in the tree of size ${checkpoint.size}` };
   } catch (e) {

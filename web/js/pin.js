@@ -56,7 +56,8 @@ export async function checkHistory(checkpoint, signature, verifier) {
     await checkGrowth(seen, checkpoint, async (old, size) => {
       const resp = await fetch(`/ledger/proof/consistency?old=${old}&new=${size}`);
       if (!resp.ok) throw new Error(`no consistency proof (HTTP ${resp.status})`);
-      return (await resp.json()).proof;
+      const body = await resp.json();
+      return body.consistency_proof ?? body.proof; // proof: before 0.2.0
     });
   } catch (e) {
     return { state: "fail", text: e.message };

@@ -29,7 +29,7 @@ def _verify(report: dict[str, Any], vkey: str) -> None:
         assert raw == rfc8785.dumps(a["event"])
         leaf = leaf_hash(raw)
         assert base64.b64decode(a["leaf_hash"]) == leaf
-        proof = [base64.b64decode(h) for h in a["proof"]]
+        proof = [base64.b64decode(h) for h in a["inclusion_proof"]]
         verify_inclusion(a["index"], cp.size, leaf, proof, cp.root)
         assert json.loads(rfc8785.dumps(a["event"])) == a["event"]
 
