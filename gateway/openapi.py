@@ -26,6 +26,7 @@ from .consent.openapi import SCHEMAS as CONSENT_SCHEMAS
 from .fhir.openapi import PATHS as FHIR_PATHS
 from .fhir.openapi import SCHEMAS as FHIR_SCHEMAS
 from .incentives.openapi import PATHS as INCENTIVES_PATHS
+from .incentives.openapi import SCHEMAS as INCENTIVES_SCHEMAS
 from .ledger_openapi import PATHS as LEDGER_PATHS
 from .ledger_openapi import SCHEMAS as LEDGER_SCHEMAS
 from .openapi_parts import (
@@ -142,6 +143,7 @@ AREA_SCHEMAS: tuple[Mapping[str, Any], ...] = (
     VITALS_SCHEMAS,
     SUPPLY_SCHEMAS,
     FHIR_SCHEMAS,
+    INCENTIVES_SCHEMAS,
 )
 
 #: Every area's paths, in the order the document lists them.
