@@ -1,10 +1,11 @@
 """Every 2xx body of /openapi.json has a named schema, and every live answer of a realistic
-scenario (enroll, token, consent, a call, vitals, audit, the access report, receipts) is valid
-against its operation's schema in the served document, checked with ``jsonschema``
-(JSON Schema 2020-12, OpenAPI 3.1's dialect)."""
+scenario (enroll, token, consent, a call, vitals, an incentive program and its reward, audit,
+the access report, receipts) is valid against its operation's schema in the served document,
+checked with ``jsonschema`` (JSON Schema 2020-12, OpenAPI 3.1's dialect)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Iterator
@@ -145,6 +146,7 @@ async def test_every_answer_of_a_realistic_scenario_is_valid_against_its_schema(
     ):
         r = await call(c, "GET", path, w.pat, pat_fhir, params=params)
         assert r.status == 200, (path, await r.text())
+    await _incentives(w)
     # Revoking: the consent, an emergency access, an identity; erasing a patient's vitals.
     r = await call(c, "DELETE", f"/v1/consents/{consent['id']}", w.pat, w.pat_t)
     assert r.status == 200, await r.text()
@@ -189,6 +191,50 @@ async def test_every_answer_of_a_realistic_scenario_is_valid_against_its_schema(
         "POST /v1/supply/events 200",
         "GET /v1/supply/items/{path} 200",
     }
+
+
+async def _incentives(w: World) -> None:
+    """A program published (and the same text again) and listed; the patient enrolled (and
+    again), a reading in its first period, their progress; that finished period evaluated
+    (passed: a reward), its disclosure; the reward listed and revoked, and the status list.
+    The program started two days ago in 1-day periods: period 0 is over, today's is open."""
+    c = w.client
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
+    program = {
+        "name": "A heart rate a day",
+        "start": start.isoformat(),
+        "period_days": 1,
+        "periods": 4,
+        "rule": 'count("8867-4") >= 1',
+        "points": 3,
+    }
+    r = await call(c, "POST", "/v1/programs", w.adm, w.adm_t, json=program)
+    assert r.status == 201, await r.text()
+    pid = (await r.json())["id"]
+    r = await call(c, "POST", "/v1/programs", w.adm, w.adm_t, json=program)
+    assert r.status == 200, await r.text()
+    assert (await call(c, "GET", "/v1/programs", w.pat, w.pat_t)).status == 200
+    for status in (201, 200):
+        r = await call(c, "POST", f"/v1/programs/{pid}/enroll", w.pat, w.pat_t)
+        assert r.status == status, await r.text()
+    day0 = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp())
+    assert (await w.send(batch([hr(70, day0 + 8 * 3600)]))).status == 201
+    r = await call(c, "GET", f"/v1/programs/{pid}/progress", w.pat, w.pat_t)
+    assert r.status == 200, await r.text()
+    assert "aggregates" in await r.json()  # enrolled in a running program: today's so far
+    r = await call(c, "POST", f"/v1/programs/{pid}/evaluate", w.pat, w.pat_t, json={"period": 0})
+    assert r.status == 200, await r.text()
+    reward = (await r.json())["reward"]
+    assert reward
+    r = await call(c, "GET", f"/v1/programs/{pid}/evaluations/0", w.pat, w.pat_t)
+    assert r.status == 200, await r.text()
+    assert (await call(c, "GET", "/v1/rewards", w.pat, w.pat_t)).status == 200
+    r = await call(c, "POST", f"/v1/rewards/{reward}/revoke", w.adm, w.adm_t)
+    assert r.status == 200, await r.text()
+    r = await c.get("/v1/rewards/status")
+    assert r.status == 200 and r.content_type == "application/statuslist+jwt"
+    rewards = await (await call(c, "GET", "/v1/rewards", w.pat, w.pat_t)).json()
+    assert [x["revoked"] is not None for x in rewards["rewards"]] == [True]
 
 
 def _is_json(ctype: str) -> bool:
