@@ -290,6 +290,10 @@ async def bench_mqtt(cfg: Any, gw: Any, broker: Broker, lg: Any, fleet: Any, res
         r10 = await mqtt_row(pubs, pools, window, seconds, gw)
         m["mqtt_rss_10"] = rss_mib(gw.pid)
         m["mqtt10_rps_1"] = r10["rps"]
+        progress(
+            f"mqtt: 10 devices, batch 1: {r10['n']:,} batches, "
+            f"server CPU {r10['cpu_us']:,.0f} µs per batch"
+        )
         # Phase 2: up to the connected devices asked for, the rest idle raw clients.
         total = cfg.mqtt_devices
         progress(f"mqtt: connecting {total - len(pubs)} more devices (raw MQTT 5 clients)")
