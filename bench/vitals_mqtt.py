@@ -285,7 +285,8 @@ async def bench_mqtt(cfg: Any, gw: Any, broker: Broker, lg: Any, fleet: Any, res
         # Phase 1: 10 devices connected. A warm-up row, then the row the memory is read at.
         progress(f"mqtt: {len(pubs)} devices connected; warm-up and batch 1 row")
         warm = _pools(fleet, idx, 1, 200, "mw")
-        await mqtt_row(pubs, warm, window, 1.0, gw)
+        w = await mqtt_row(pubs, warm, window, 1.0, gw)
+        progress(f"mqtt: warm-up: {w['n']:,} batches")
         pools = _pools(fleet, idx, 1, int(MQTT_POOL_RPS[1] * seconds), "m10")
         r10 = await mqtt_row(pubs, pools, window, seconds, gw)
         m["mqtt_rss_10"] = rss_mib(gw.pid)
