@@ -285,11 +285,16 @@ async def bench_mqtt(cfg: Any, gw: Any, broker: Broker, lg: Any, fleet: Any, res
         # Phase 1: 10 devices connected. A warm-up row, then the row the memory is read at.
         progress(f"mqtt: {len(pubs)} devices connected; warm-up and batch 1 row")
         warm = _pools(fleet, idx, 1, 200, "mw")
-        await mqtt_row(pubs, warm, window, 1.0, gw)
+        w = await mqtt_row(pubs, warm, window, 1.0, gw)
+        progress(f"mqtt: warm-up: {w['n']:,} batches")
         pools = _pools(fleet, idx, 1, int(MQTT_POOL_RPS[1] * seconds), "m10")
         r10 = await mqtt_row(pubs, pools, window, seconds, gw)
         m["mqtt_rss_10"] = rss_mib(gw.pid)
         m["mqtt10_rps_1"] = r10["rps"]
+        progress(
+            f"mqtt: 10 devices, batch 1: {r10['n']:,} batches, "
+            f"server CPU {r10['cpu_us']:,.0f} µs per batch"
+        )
         # Phase 2: up to the connected devices asked for, the rest idle raw clients.
         total = cfg.mqtt_devices
         progress(f"mqtt: connecting {total - len(pubs)} more devices (raw MQTT 5 clients)")

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import email.utils
 import logging
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -112,6 +114,33 @@ def _inbound(m: aiomqtt.Message) -> Inbound:
     )
 
 
+class _AnswerProperties:
+    """The properties of an answer without building paho's ``Properties`` (a few dozen
+    dicts and lists) for each: one per content type, status and second is made, and each
+    answer gets a shallow copy of it to add its correlation data to (paho keeps the
+    object of an unacknowledged publish to send it again, so each answer has its own)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._made: dict[tuple[str, int], Properties] = {}
+
+    def get(self, content_type: str, status: int) -> Properties:
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._made = now, {}
+        made = self._made.get((content_type, status))
+        if made is None:
+            made = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            made.ContentType = content_type
+            # The gateway's time, as HTTP's Date header: a device learns its clock's
+            # offset from it (gateway/devicekit).
+            date = email.utils.formatdate(now, usegmt=True)
+            made.UserProperty = [("status", str(status)), ("date", date)]
+            if len(self._made) < 64:
+                self._made[(content_type, status)] = made
+        return copy.copy(made)
+
+
 class Consumer:
     """Run with :meth:`run` (a task); stop by cancelling it. ``handler`` turns a message
     into the answer to publish (or None); it is called again for a redelivered message."""
@@ -145,6 +174,7 @@ class Consumer:
         self._stopping = False
         self._current: aiomqtt.Client | None = None
         self._tls: ssl.SSLContext | None = None
+        self._answer_props = _AnswerProperties()
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings
@@ -251,12 +281,7 @@ class Consumer:
             return
         try:
             if answer is not None:
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.ContentType = answer.content_type
-                # The gateway's time, as HTTP's Date header: a device learns its clock's
-                # offset from it (gateway/devicekit).
-                date = email.utils.formatdate(usegmt=True)
-                props.UserProperty = [("status", str(answer.status)), ("date", date)]
+                props = self._answer_props.get(answer.content_type, answer.status)
                 if answer.correlation is not None:
                     props.CorrelationData = answer.correlation
                 await client.publish(answer.topic, answer.body, qos=1, properties=props)

@@ -31,6 +31,7 @@ from ..errors import _problem as problem_of  # the one mapping of errors to prob
 from ..recorder import record
 from ..vitals.posting import compact_jws, post_batch
 from .consumer import Answer, Inbound, Retry
+from .subjects import Subjects
 from .topics import PREFIX, device_of, receipts_topic, response_topic_allowed
 
 __all__ = ["Ingest", "MismatchedDevice"]
@@ -61,6 +62,8 @@ class Ingest:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        authority = app[AUTHORITY]
+        self.subjects = Subjects(authority.store, authority)
 
     async def __call__(self, m: Inbound) -> Answer | None:
         segment = _segment(m.topic)
@@ -95,7 +98,7 @@ class Ingest:
         if m.content_type is not None and m.content_type != JOSE:
             raise UnsupportedMediaType(f"send the signed batch as {JOSE} (a compact JWS)")
         jws = compact_jws(m.payload)
-        lookup = self.app[AUTHORITY].store.subject
+        lookup = await self.subjects.lookup()
         try:
             posted = await post_batch(self.app[VITALS], lookup, device, jws)
         except GatewayError:

@@ -140,6 +140,68 @@ class _GroupWriter:
             await self._task
 
 
+class _GroupPrepare:
+    """Runs :meth:`Intake.prepare` for the requests that arrive while a thread hop is under
+    way together in the next hop: one hop (a submit, a wake-up of the event loop, future
+    chaining) for many batches under load, and none waits for a hop to start. Each
+    request gets its own result or exception."""
+
+    #: Most requests, and most JWS characters, in one hop (a hop's latency stays short).
+    MOST = 32
+    MOST_CHARS = 512 * 1024
+
+    def __init__(self, prepare: Callable[[Lookup, str, str], Prepared], executor: Any) -> None:
+        self.prepare = prepare
+        self.executor = executor
+        self._queue: list[tuple[Lookup, str, str, asyncio.Future[Prepared]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, lookup: Lookup, sub: str, jws: str) -> Prepared:
+        fut: asyncio.Future[Prepared] = asyncio.get_running_loop().create_future()
+        self._queue.append((lookup, sub, jws, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return await fut
+
+    def _all(self, jobs: list[tuple[Lookup, str, str]]) -> list[Prepared | Exception]:
+        out: list[Prepared | Exception] = []
+        for lookup, sub, jws in jobs:
+            try:
+                out.append(self.prepare(lookup, sub, jws))
+            except Exception as e:  # this request's answer; the others go on
+                out.append(e)
+        return out
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            n, chars = 0, 0
+            for _, _, jws, _ in self._queue:
+                if n == self.MOST or (n and chars + len(jws) > self.MOST_CHARS):
+                    break
+                n, chars = n + 1, chars + len(jws)
+            group, self._queue = self._queue[:n], self._queue[n:]
+            try:
+                jobs = [(lookup, sub, jws) for lookup, sub, jws, _ in group]
+                results = await loop.run_in_executor(self.executor, self._all, jobs)
+            except asyncio.CancelledError:
+                for *_, fut in group:
+                    fut.cancel()
+                raise
+            except Exception as e:  # the executor is shut down: every waiter learns of it
+                for *_, fut in group:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            for (*_, fut), r in zip(group, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(r, Exception):
+                    fut.set_exception(r)
+                else:
+                    fut.set_result(r)
+
+
 class Intake:
     def __init__(
         self,
@@ -158,6 +220,7 @@ class Intake:
         # behind the default executor's other users), and the writer is one thread anyway.
         self.cpu = ThreadPoolExecutor(2, thread_name_prefix="vitals-prepare")
         self.writer = _GroupWriter(store, ThreadPoolExecutor(1, thread_name_prefix="vitals-db"))
+        self.preparer = _GroupPrepare(self.prepare, self.cpu)
         self._inflight: dict[tuple[str, str], asyncio.Future[Receipt]] = {}
         # Batches this process stored whose append then failed: no one here appends them
         # any more, so the retry may settle them at once, whatever their age.
@@ -229,8 +292,7 @@ class Intake:
     async def ingest(self, lookup: Lookup, sub: str, jws: str) -> tuple[Receipt, Prepared, bool]:
         """The batch's receipt, the batch, and whether it is new (False: a repeat, answered
         with the first receipt's entry). ``lookup`` finds the device's enrollment."""
-        loop = asyncio.get_running_loop()
-        p = await loop.run_in_executor(self.cpu, self.prepare, lookup, sub, jws)
+        p = await self.preparer.run(lookup, sub, jws)
         key = (p.device, p.batch.batch_id)
         while (running := self._inflight.get(key)) is not None:
             # The same batch id in flight: wait for it, then answer as a repeat (or retry

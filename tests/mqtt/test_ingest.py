@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from gateway.mqtt.topics import receipts_topic, vitals_topic
+from tests.gateway.idclient import call
 from tests.gateway.vitals.world import World, batch, bp, hr, sign
 from tests.mqtt.conftest import DeviceLink, device_link
 
@@ -130,3 +131,33 @@ async def test_a_topic_with_a_malformed_device_id_is_answered(world: World, brok
     async with device_link(broker, "not-a-device") as d:
         r = await d.ask("x.y.z", topic=vitals_topic("not-a-device"))
         assert r.status == 400
+
+
+async def _revoke(world: World, sub: str) -> None:
+    body = {"sub": sub, "reason": "key_compromise"}
+    r = await call(world.client, "POST", "/v1/revocations", world.adm, world.adm_t, json=body)
+    assert r.status == 200, await r.text()
+
+
+async def test_a_device_revoked_after_posting_is_refused_from_its_next_publish(
+    world: World, link: DeviceLink
+) -> None:
+    # Its enrollment is remembered after the first batch (gateway/mqtt/subjects.py): the
+    # revocation must still stop the next one at once.
+    first = await link.ask(sign(world.dev, batch([hr(70, time.time() - 5)], "m-r1")))
+    assert first.status == 201
+    await _revoke(world, world.dev.sub)
+    r = await link.ask(sign(world.dev, batch([hr(71, time.time() - 5)], "m-r2")))
+    assert r.status == 403 and r.content_type == "application/problem+json"
+    assert [e["data"]["batch_id"] for e in await world.events("vitals.batch")] == ["m-r1"]
+
+
+async def test_a_device_of_a_patient_revoked_after_it_posted_is_refused(
+    world: World, link: DeviceLink
+) -> None:
+    first = await link.ask(sign(world.dev, batch([hr(70, time.time() - 5)], "m-p1")))
+    assert first.status == 201
+    await _revoke(world, world.pat.sub)
+    r = await link.ask(sign(world.dev, batch([hr(71, time.time() - 5)], "m-p2")))
+    assert r.status == 403
+    assert [e["data"]["batch_id"] for e in await world.events("vitals.batch")] == ["m-p1"]
