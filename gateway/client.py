@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,13 @@ def enroll(server: str, invite: str, **fields: str) -> Credentials:
 
 
 class Session:
-    """Authenticated requests: a token from /oauth/token and a fresh DPoP proof per call."""
+    """Authenticated requests: a token from /oauth/token and a fresh DPoP proof per call.
+    ``now`` is the clock of the times it signs (the proof's and the assertion's ``iat``): a
+    device that learned its clock is off passes a corrected one (gateway/devicekit)."""
 
-    def __init__(self, creds: Credentials) -> None:
+    def __init__(self, creds: Credentials, now: Callable[[], float] = time.time) -> None:
         self.creds = creds
+        self.now = now
         self.server = creds.server.rstrip("/")
         self._token: str | None = None
         self._expires = 0.0
@@ -133,7 +137,7 @@ class Session:
             "jti": secrets.token_urlsafe(16),
             "htm": method,
             "htu": url.split("?", 1)[0],
-            "iat": int(time.time()),
+            "iat": int(self.now()),
         }
         if token is not None:
             claims["ath"] = _b64u(hashlib.sha256(token.encode()).digest())
@@ -146,7 +150,7 @@ class Session:
 
     def _assertion(self, token_endpoint: str) -> str:
         """A single-use private_key_jwt client assertion for ``token_endpoint``."""
-        now = int(time.time())
+        now = int(self.now())
         return jwt.encode(
             {
                 "iss": self.creds.sub,

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import jwt
-
-from ..client import ClientError, Credentials, Session, _b64u, _request
+from ..client import ClientError, Credentials, Session, _request
 
 __all__ = ["HttpTransport", "MqttTransport", "Offline", "Transport"]
 
@@ -52,44 +49,6 @@ def http_date(value: str | None) -> float | None:
         return None
 
 
-class DeviceSession(Session):
-    """The client's Session with the device's corrected clock in the times it signs (the
-    DPoP proof's and the client assertion's ``iat``): a device whose clock is off by more
-    than the gateway's tolerance still proves possession once it knows the offset."""
-
-    def __init__(self, creds: Credentials, now: Callable[[], float]) -> None:
-        super().__init__(creds)
-        self.now = now
-
-    def _proof(self, method: str, url: str, token: str | None = None) -> str:
-        claims: dict[str, Any] = {
-            "jti": secrets.token_urlsafe(16),
-            "htm": method,
-            "htu": url.split("?", 1)[0],
-            "iat": int(self.now()),
-        }
-        if token is not None:
-            claims["ath"] = _b64u(hashlib.sha256(token.encode()).digest())
-        return jwt.encode(
-            claims,
-            self.creds.key,
-            algorithm="EdDSA",
-            headers={"typ": "dpop+jwt", "jwk": self.creds.jwk},
-        )
-
-    def _assertion(self, token_endpoint: str) -> str:
-        now = int(self.now())
-        claims = {
-            "iss": self.creds.sub,
-            "sub": self.creds.sub,
-            "aud": token_endpoint,
-            "iat": now,
-            "exp": now + 120,
-            "jti": secrets.token_urlsafe(16),
-        }
-        return jwt.encode(claims, self.creds.key, algorithm="EdDSA")
-
-
 def _body(raw: bytes) -> dict[str, Any]:
     try:
         out = json.loads(raw)
@@ -102,7 +61,7 @@ class HttpTransport:
     """``POST /v1/vitals`` with the device's own token and a DPoP proof per request."""
 
     def __init__(self, creds: Credentials, now: Callable[[], float] = time.time) -> None:
-        self.session = DeviceSession(creds, now)
+        self.session = Session(creds, now)
         self.server_time: tuple[float, float] | None = None
 
     def _told(self, headers: dict[str, str]) -> None:
