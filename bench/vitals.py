@@ -863,12 +863,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         broker, env = None, {}
         if "mqtt" in cfg.sections:
-            from bench.vitals_mqtt import Broker
+            from bench.vitals_mqtt import start_broker
 
             try:
-                procs.append(broker := Broker(tmp / "mosquitto"))
+                procs.append(broker := start_broker(tmp / "mosquitto"))
                 env["TELEGATE_MQTT_URL"] = broker.url
-                print(f"private mosquitto at {broker.url} (pid {broker.pid})", flush=True)
+                print(f"private mosquitto at {broker.url}", flush=True)
             except RuntimeError as e:  # no mosquitto here: the other sections still run
                 print(f"section mqtt skipped: {e}", flush=True)
         progress("starting telegate serve, the raw server and the load generator")

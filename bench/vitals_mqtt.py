@@ -18,79 +18,38 @@ import os
 import resource
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Broker", "bench_mqtt", "summary_lines"]
+from tests.mqtt.broker import Broker
+
+__all__ = ["bench_mqtt", "start_broker", "summary_lines"]
 
 now = time.perf_counter
 PUBLISHERS = 10  # publishing devices: the "10 connected" of the memory comparison
 MQTT_POOL_RPS = {1: 3000, 100: 200}  # pre-signed batches per second of row
 
 
-class Broker:
-    """A private ``mosquitto``; ``max_connections`` unlimited, file limit raised."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not os.path.exists(binary):
-            raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
-        # 1,000 device sockets in this process and as many in the broker (inherited).
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = min(hard, 65_536) if hard != resource.RLIM_INFINITY else 65_536
-        if soft < want:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        workdir.mkdir(parents=True, exist_ok=True)
-        conf = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence false",
-            "max_connections -1",
-            "max_inflight_messages 0",
-            "max_queued_messages 100000",
-            "log_type error",
-            "log_dest stderr",
-            "user root" if os.geteuid() == 0 else "",
-        ]
-        conf.write_text("\n".join(lines) + "\n")
-        self.log = workdir / "mosquitto.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start: {self.log.read_text()}") from None
-                time.sleep(0.05)
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.pid = self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+def start_broker(workdir: Path) -> Broker:
+    """The tests' private mosquitto (tests/mqtt/broker.py) with no connection limit, no
+    in-flight limit and error-only logging, this process's file limit raised for 1,000
+    device sockets (the broker inherits it). Raises RuntimeError without mosquitto."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(binary):
+        raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65_536) if hard != resource.RLIM_INFINITY else 65_536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    workdir.mkdir(parents=True, exist_ok=True)
+    extra = (
+        "max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 100000\nlog_type error"
+    )
+    broker = Broker(binary, workdir, extra)
+    broker.start()
+    return broker
 
 
 def rss_mib(pid: int) -> float:

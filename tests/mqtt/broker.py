@@ -66,6 +66,16 @@ class Broker:
                 raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.02)
 
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not gone within 10 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
     def kill(self) -> None:
         """SIGKILL, as a crash: no goodbye to the clients."""
         if self.proc is not None and self.proc.poll() is None:
