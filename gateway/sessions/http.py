@@ -215,9 +215,9 @@ async def refresh_current(app: web.Application) -> int:
     as the copy :func:`current_session` answers from. A copy made since the read began (a
     move here, a read by a message) is newer and kept. Returns how many were read."""
     hub = app.get(HUB)  # with redis_url, made by a later cleanup_ctx
-    sids = list(hub.sessions) if hub is not None else []
-    if hub is None or not sids:
+    if hub is None or not hub.sessions:
         return 0
+    sids = list(hub.sessions)
     began = app[CLOCK]()
     found = await asyncio.to_thread(app[SESSIONS].get_many, sids)
     for sid in sids:
